@@ -1,0 +1,59 @@
+from django.conf import settings
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """One traced access or action. Append-only: database triggers refuse UPDATE, DELETE, TRUNCATE.
+
+    ``canonical`` holds the exact bytes (UTF-8 JSON) that were hashed; ``hash`` is
+    SHA-256(canonical), and the canonical content includes the previous event's hash, so the
+    events form one chain. The other columns repeat the canonical content for querying;
+    ``esante verify_audit`` checks that they agree with it.
+    """
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Succès"
+        REFUSED = "refused", "Refus"
+        FAILURE = "failure", "Échec"
+
+    sequence = models.BigIntegerField("n°", unique=True)
+    created_at = models.DateTimeField("date")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_label = models.CharField("acteur", max_length=200, blank=True)
+    action = models.CharField("action", max_length=64, db_index=True)
+    outcome = models.CharField("résultat", max_length=16, choices=Outcome.choices)
+    patient = models.ForeignKey(
+        "patients.Patient", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    object_type = models.CharField("type d'objet", max_length=32, blank=True)
+    object_id = models.CharField("objet", max_length=64, blank=True)
+    motif = models.CharField("motif", max_length=500, blank=True)
+    client_address = models.GenericIPAddressField("adresse du client", null=True, blank=True)
+    details = models.JSONField("détails", default=dict, blank=True)
+    canonical = models.TextField(editable=False)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
+
+    class Meta:
+        verbose_name = "événement d'audit"
+        verbose_name_plural = "journal d'audit"
+        indexes = [
+            models.Index(fields=["patient", "sequence"], name="audit_patient_seq_idx"),
+            models.Index(fields=["actor", "sequence"], name="audit_actor_seq_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action} {self.outcome}"
+
+
+class AuditChainHead(models.Model):
+    """The chain's current head, one row. Locked (SELECT ... FOR UPDATE) by each append, so
+    concurrent writers queue on it and the chain never forks."""
+
+    sequence = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        verbose_name = "tête de la chaîne d'audit"

@@ -1,0 +1,94 @@
+"""Writing the audit trail.
+
+``audit_record`` is the one way to append an event. Call it inside the action's own transaction,
+as its last statement, so the chain head is locked only for the end of that transaction. A
+refused or failed action records its event with ``audit_record`` *outside* the failed
+transaction (after it rolled back), so the refusal stays while the action does not.
+"""
+
+import datetime
+import hashlib
+import json
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import AuditChainHead, AuditEvent
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_bytes(payload: dict[str, Any]) -> str:
+    """The canonical text of an event: JSON, sorted keys, no whitespace, UTF-8."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _hash(canonical: str) -> str:
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def audit_record(
+    *,
+    action: str,
+    outcome: str = AuditEvent.Outcome.SUCCESS,
+    actor: Any = None,
+    actor_label: str = "",
+    patient: Any = None,
+    object_type: str = "",
+    object_id: str | int = "",
+    motif: str = "",
+    client_address: str | None = None,
+    details: dict[str, Any] | None = None,
+    at: datetime.datetime | None = None,
+) -> AuditEvent:
+    """Appends one event to the chain and returns it.
+
+    Locks the chain head row, so concurrent writers queue and the chain stays linear. Joins the
+    caller's transaction when there is one; otherwise runs in a transaction of its own.
+    """
+    if outcome not in AuditEvent.Outcome.values:
+        raise ValueError(f"unknown audit outcome {outcome!r}")
+    details = details or {}
+    created_at = at or timezone.now()
+    if actor is not None and not actor_label:
+        actor_label = getattr(actor, "get_username", lambda: str(actor))()
+    with transaction.atomic():
+        head = AuditChainHead.objects.select_for_update().get(pk=1)
+        sequence = head.sequence + 1
+        payload = {
+            "seq": sequence,
+            "time": created_at.astimezone(datetime.UTC).isoformat(),
+            "actor": actor.pk if actor is not None else None,
+            "actor_label": actor_label,
+            "action": action,
+            "outcome": str(outcome),
+            "patient": patient.pk if patient is not None else None,
+            "object_type": object_type,
+            "object_id": str(object_id),
+            "motif": motif,
+            "client_address": client_address,
+            "details": details,
+            "prev": head.hash,
+        }
+        canonical = canonical_bytes(payload)
+        digest = _hash(canonical)
+        event = AuditEvent.objects.create(
+            sequence=sequence,
+            created_at=created_at,
+            actor=actor,
+            actor_label=actor_label,
+            action=action,
+            outcome=outcome,
+            patient=patient,
+            object_type=object_type,
+            object_id=str(object_id),
+            motif=motif,
+            client_address=client_address,
+            details=details,
+            canonical=canonical,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+        AuditChainHead.objects.filter(pk=1).update(sequence=sequence, hash=digest)
+    return event

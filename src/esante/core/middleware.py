@@ -1,0 +1,29 @@
+import logging
+import time
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+logger = logging.getLogger("esante.request")
+
+
+class RequestLogMiddleware:
+    """One log line per request: method, path, status, duration, user id.
+
+    The query string and the body are never logged: they may carry codes, passwords or search
+    criteria; patient pages are addressed by opaque identifiers only.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        user = getattr(request, "user", None)
+        user_id = user.pk if user is not None and user.is_authenticated else "-"
+        logger.info(
+            "%s %s %s %.1fms user=%s", request.method, request.path, response.status_code, elapsed_ms, user_id
+        )
+        return response

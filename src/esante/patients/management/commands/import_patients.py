@@ -1,0 +1,83 @@
+import csv
+import getpass
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from esante.patients.importing import FileFormatError, RowError, batched, normalise, read_csv, read_ndjson
+from esante.patients.services import patients_import_batch
+
+
+class Command(BaseCommand):
+    help = (
+        "Imports patients from a CSV file or a FHIR R4 Patient NDJSON file (by extension: .csv, "
+        ".ndjson/.jsonl). Idempotent on the matricule; commits in batches; rejected lines are "
+        "written to a report with their line number and reason."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--format", choices=["csv", "ndjson"], help="default: from the file extension")
+        parser.add_argument("--batch-size", type=int, default=1000)
+        parser.add_argument("--report", type=Path, help="rejected lines report (default: FILE.rejets.csv)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path: Path = options["file"]
+        if not path.is_file():
+            raise CommandError(f"fichier introuvable : {path}")
+        fmt = options["format"] or ("csv" if path.suffix.lower() == ".csv" else "ndjson")
+        if fmt == "ndjson" and path.suffix.lower() not in (".ndjson", ".jsonl", ".json") and not options["format"]:
+            raise CommandError("format inconnu : utilisez --format csv ou --format ndjson")
+        report_path: Path = options["report"] or path.with_name(path.name + ".rejets.csv")
+        reader = read_csv if fmt == "csv" else read_ndjson
+        actor_label = f"operator:{getpass.getuser()}"
+        created = updated = unchanged = 0
+        rejected = 0
+        with (
+            path.open("rb") as binary,
+            report_path.open("w", encoding="utf-8", newline="") as report_file,
+            tqdm(
+                total=path.stat().st_size,
+                unit="B",
+                unit_scale=True,
+                desc="Import des patients",
+                disable=options["verbosity"] == 0,
+                file=self.stderr,
+            ) as bar,
+        ):
+            report = csv.writer(report_file)
+            report.writerow(["ligne", "matricule", "motif du rejet"])
+
+            def valid_rows() -> Any:
+                nonlocal rejected
+                for line, row in reader(binary, bar.update):
+                    if isinstance(row, RowError):
+                        report.writerow([line, row.matricule, row.reason])
+                        rejected += 1
+                        continue
+                    try:
+                        yield line, normalise(row)
+                    except ValidationError as exc:
+                        report.writerow([line, row.get("matricule", ""), "; ".join(exc.messages)])
+                        rejected += 1
+
+            try:
+                for batch in batched(valid_rows(), options["batch_size"]):
+                    result = patients_import_batch(rows=batch, source=path.name, actor_label=actor_label)
+                    created += result.created
+                    updated += result.updated
+                    unchanged += result.unchanged
+                    for line, matricule, reason in result.rejected:
+                        report.writerow([line, matricule, reason])
+                        rejected += 1
+                    report_file.flush()
+            except FileFormatError as exc:
+                raise CommandError(f"{path.name} : {exc}") from exc
+        self.stdout.write(
+            f"import terminé : {created} créés, {updated} mis à jour, {unchanged} inchangés, {rejected} rejetés"
+        )
+        if rejected:
+            self.stdout.write(f"lignes rejetées : {report_path}")

@@ -1,0 +1,105 @@
+"""The Luxembourg national identification number ("matricule"), one module used everywhere.
+
+Current form (since 2014), 13 digits::
+
+    YYYYMMDD  birth date (a real calendar date)
+    SSS       serial number
+    L         Luhn check digit over the first 11 digits
+    V         Verhoeff check digit over the same first 11 digits
+
+Earlier form, 11 digits, still carried by some professionals: ``YYYYMMDD`` + 2-digit serial +
+a modulo-11 check digit with weights 5,4,3,2,7,6,5,4,3,2. That form is accepted only where the
+guide allows it: a professional's matricule ("Votre numéro de matricule (à 11 ou 13 chiffres)").
+Patients always carry the 13-digit form.
+"""
+
+import datetime
+
+from django.core.exceptions import ValidationError
+from stdnum import luhn, verhoeff
+
+_LEGACY_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
+
+
+def compact(value: str) -> str:
+    """Removes the spaces, dots and dashes people type inside numbers."""
+    return "".join(ch for ch in str(value) if ch not in " .-/\t")
+
+
+def _check_birth_date(number: str) -> datetime.date:
+    try:
+        return datetime.date(int(number[0:4]), int(number[4:6]), int(number[6:8]))
+    except ValueError:
+        raise ValidationError(
+            "Le matricule ne commence pas par une date de naissance valide (AAAAMMJJ).", code="date"
+        ) from None
+
+
+def _legacy_check_digit(first_ten: str) -> int | None:
+    """Modulo-11 check digit of the 11-digit form; None when no digit can be valid (remainder 1)."""
+    total = sum(int(d) * w for d, w in zip(first_ten, _LEGACY_WEIGHTS, strict=True))
+    check = (11 - total % 11) % 11
+    return None if check == 10 else check
+
+
+def luhn_verhoeff_digits(first_eleven: str) -> str:
+    """The two check digits of the 13-digit form for its first 11 digits."""
+    return luhn.calc_check_digit(first_eleven) + verhoeff.calc_check_digit(first_eleven)
+
+
+def validate_patient_matricule(value: str) -> str:
+    """Returns the 13-digit matricule, or raises ValidationError saying in French what is wrong."""
+    number = compact(value)
+    if not number.isdigit():
+        raise ValidationError("Le matricule ne doit contenir que des chiffres.", code="digits")
+    if len(number) != 13:
+        raise ValidationError(
+            "Le matricule doit comporter 13 chiffres (%(length)d saisis).",
+            code="length",
+            params={"length": len(number)},
+        )
+    _check_birth_date(number)
+    if number[11:13] != luhn_verhoeff_digits(number[:11]):
+        raise ValidationError(
+            "Les chiffres de contrôle du matricule sont incorrects : vérifiez la saisie.", code="check_digit"
+        )
+    return number
+
+
+def validate_professional_matricule(value: str) -> str:
+    """A professional's matricule: the 13-digit form, or the 11-digit form issued before 2014."""
+    number = compact(value)
+    if not number.isdigit():
+        raise ValidationError("Le matricule ne doit contenir que des chiffres.", code="digits")
+    if len(number) == 13:
+        return validate_patient_matricule(number)
+    if len(number) != 11:
+        raise ValidationError(
+            "Le matricule doit comporter 11 ou 13 chiffres (%(length)d saisis).",
+            code="length",
+            params={"length": len(number)},
+        )
+    _check_birth_date(number)
+    expected = _legacy_check_digit(number[:10])
+    if expected is None or int(number[10]) != expected:
+        raise ValidationError(
+            "Le chiffre de contrôle du matricule est incorrect : vérifiez la saisie.", code="check_digit"
+        )
+    return number
+
+
+def make_patient_matricule(birth_date: datetime.date, serial: int) -> str:
+    """Builds a valid 13-digit matricule (demo data, tests, benchmarks)."""
+    first = f"{birth_date:%Y%m%d}{serial:03d}"
+    return first + luhn_verhoeff_digits(first)
+
+
+def make_legacy_matricule(birth_date: datetime.date, serial: int) -> str | None:
+    """Builds a valid 11-digit matricule, or None when that serial has no valid check digit."""
+    first = f"{birth_date:%Y%m%d}{serial:02d}"
+    check = _legacy_check_digit(first)
+    return None if check is None else first + str(check)
+
+
+def birth_date_of(matricule: str) -> datetime.date:
+    return _check_birth_date(matricule)

@@ -1,0 +1,41 @@
+"""Shared fixtures.
+
+The audit table refuses UPDATE, DELETE and TRUNCATE (database triggers). Ordinary tests run in a
+transaction that is rolled back, which the triggers allow. Tests that need real commits (several
+connections, threads) use ``committed_db``: it empties the database afterwards by removing the
+triggers, flushing, and installing them again.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from esante.audit import triggers
+from esante.audit.models import AuditChainHead, AuditEvent
+
+
+@pytest.fixture
+def committed_db(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    with django_db_blocker.unblock():
+        try:
+            yield
+        finally:
+            triggers.remove(connection)
+            try:
+                call_command("flush", interactive=False, verbosity=0)
+                AuditChainHead.objects.update_or_create(pk=1, defaults={"sequence": 0, "hash": "0" * 64})
+            finally:
+                triggers.install(connection)
+
+
+@pytest.fixture
+def audit_events() -> Any:
+    """The audit events written so far, oldest first, as (action, outcome) pairs."""
+
+    def read(**filters: Any) -> list[tuple[str, str]]:
+        return list(AuditEvent.objects.filter(**filters).order_by("sequence").values_list("action", "outcome"))
+
+    return read
