@@ -24,7 +24,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
-	$(VENV)/bin/mypy
+	ESANTE_DEBUG=1 ESANTE_DATA_DIR=$$(mktemp -d) $(VENV)/bin/mypy
 
 bench: install
 	$(PY) benchmarks/run.py

@@ -36,6 +36,8 @@ def audit_events() -> Any:
     """The audit events written so far, oldest first, as (action, outcome) pairs."""
 
     def read(**filters: Any) -> list[tuple[str, str]]:
-        return list(AuditEvent.objects.filter(**filters).order_by("sequence").values_list("action", "outcome"))
+        return list(
+            AuditEvent.objects.filter(**filters).order_by("sequence").values_list("action", "outcome")
+        )
 
     return read

@@ -7,7 +7,7 @@ os.environ.setdefault("ESANTE_SECRET_KEY", "test-secret-key-not-for-production-"
 os.environ.setdefault("ESANTE_DATA_DIR", tempfile.mkdtemp(prefix="esante-test-"))
 
 from esante.settings import *  # noqa: E402,F403
-from esante.settings import DATABASES, DATA_DIR  # noqa: E402
+from esante.settings import DATA_DIR, DATABASES  # noqa: E402
 
 # Argon2 is deliberately slow; tests hash many passwords.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -15,3 +15,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: transactional tests use several connections (threads) at once.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+# The test suite sets a secret key but is not a production deployment.
+PRODUCTION = False

@@ -57,10 +57,13 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "django_otp",
+    "django_otp.plugins.otp_email",
     "esante.core",
     "esante.accounts",
     "esante.patients",
     "esante.audit",
+    "esante.access",
 ]
 
 MIDDLEWARE = [
@@ -72,6 +75,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -138,6 +142,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [PACKAGE_DIR / "static"]
 STORAGES = {
     "default": {
@@ -175,7 +180,9 @@ ESANTE_TRUSTED_PROXIES = env.list("ESANTE_TRUSTED_PROXIES", default=[])
 # --- audit trail anchoring --------------------------------------------------------------------
 # The signing key must live outside the database (and in production outside the data volume
 # that the database shares): whoever can rewrite the database must not be able to re-sign heads.
-AUDIT_SIGNING_KEY_FILE = Path(env.str("ESANTE_AUDIT_KEY_FILE", default=str(DATA_DIR / "audit" / "signing-key.pem")))
+AUDIT_SIGNING_KEY_FILE = Path(
+    env.str("ESANTE_AUDIT_KEY_FILE", default=str(DATA_DIR / "audit" / "signing-key.pem"))
+)
 AUDIT_HEADS_FILE = Path(env.str("ESANTE_AUDIT_HEADS_FILE", default=str(DATA_DIR / "audit" / "heads.jsonl")))
 AUDIT_ANCHOR_INTERVAL = env.int("ESANTE_AUDIT_ANCHOR_SECONDS", default=300)
 
@@ -193,3 +200,63 @@ LOGGING = {
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
+
+# --- accounts ---------------------------------------------------------------------------------
+LOGIN_URL = "/professionnel/connexion/"
+LOGIN_REDIRECT_URL = "/edocuments/"
+# Terms of use (CGU): the version a professional accepts is recorded with the time of acceptance.
+ESANTE_TERMS_VERSION = "2020-01"
+ESANTE_ACTIVATION_LETTER_DAYS = 92  # three months
+ESANTE_ACTIVATION_WIZARD_MINUTES = 30
+ESANTE_OTP_VALID_SECONDS = 300
+ESANTE_OTP_MAX_TRIES = 3
+ESANTE_OTP_RESEND_SECONDS = env.int("ESANTE_OTP_RESEND_SECONDS", default=60)
+ESANTE_LOCK_AFTER_FAILURES = 5
+ESANTE_LOCK_MINUTES = 15
+ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR = 20
+# Certificate login: PEM bundle of trusted CAs, CRL files (PEM or DER, comma-separated), and the
+# request header in which the TLS-terminating proxy forwards the verified client certificate
+# (nginx: ``proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert``). The header is believed
+# only from ESANTE_TRUSTED_PROXIES.
+ESANTE_TRUSTED_CA = env.str("ESANTE_TRUSTED_CA", default="")
+ESANTE_CRL = env.list("ESANTE_CRL", default=[])
+ESANTE_CLIENT_CERT_HEADER = "HTTP_X_SSL_CLIENT_CERT"
+# Delivery of one-time codes. Default: one file per message under OUTBOX_DIR (.eml / .json).
+OUTBOX_DIR = Path(env.str("ESANTE_OUTBOX_DIR", default=str(DATA_DIR / "outbox")))
+EMAIL_BACKEND = env.str("ESANTE_EMAIL_BACKEND", default="esante.accounts.delivery.FileEmailBackend")
+EMAIL_HOST = env.str("ESANTE_EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("ESANTE_EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("ESANTE_EMAIL_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("ESANTE_EMAIL_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("ESANTE_EMAIL_TLS", default=False)
+DEFAULT_FROM_EMAIL = env.str("ESANTE_EMAIL_FROM", default="eSanté <no-reply@esante.lu>")
+ESANTE_SMS_BACKEND = env.str("ESANTE_SMS_BACKEND", default="esante.accounts.delivery.FileSmsBackend")
+ESANTE_SMS_GATEWAY_URL = env.str("ESANTE_SMS_GATEWAY_URL", default="")
+ESANTE_SMS_GATEWAY_TOKEN = env.str("ESANTE_SMS_GATEWAY_TOKEN", default="")
+ESANTE_OUTBOX_ECHO = DEMO_MODE  # the demo also prints each message on the console
+if PRODUCTION and not ESANTE_SMS_GATEWAY_URL and ESANTE_SMS_BACKEND.endswith("HttpSmsBackend"):
+    raise ImproperlyConfigured("ESANTE_SMS_GATEWAY_URL is required by the HTTP SMS backend.")
+
+# --- access
+# Care and own-documents access lifetimes per profession, in hours; defaults in esante.access.policy
+# (pharmacist 24 h, doctor and dentist 6 months, nurse, midwife and physiotherapist 3 months).
+ESANTE_ACCESS_HOURS = {
+    profession: env.int(f"ESANTE_ACCESS_HOURS_{profession.upper()}", default=hours)
+    for profession, hours in {
+        "pharmacist": 24,
+        "doctor": 183 * 24,
+        "dentist": 183 * 24,
+        "nurse": 92 * 24,
+        "midwife": 92 * 24,
+        "physiotherapist": 92 * 24,
+    }.items()
+}
+ESANTE_ACCESS_EMERGENCY_HOURS = env.int("ESANTE_ACCESS_EMERGENCY_HOURS", default=2)
+# Version of the access conditions ("Conditions d'accès au dossier eDocument du patient") recorded on grants.
+ESANTE_ACCESS_CONDITIONS_VERSION = env.str("ESANTE_ACCESS_CONDITIONS_VERSION", default="2020-1")
+# Patient search: at most this many searches per professional in the window; results stop at the cap.
+ESANTE_SEARCH_RATE_LIMIT = env.int("ESANTE_SEARCH_RATE_LIMIT", default=60)
+ESANTE_SEARCH_RATE_WINDOW_SECONDS = env.int("ESANTE_SEARCH_RATE_WINDOW_SECONDS", default=600)
+ESANTE_SEARCH_MAX_RESULTS = env.int("ESANTE_SEARCH_MAX_RESULTS", default=200)
+# "Mes derniers dossiers": records opened within this many days.
+ESANTE_RECENT_RECORDS_DAYS = env.int("ESANTE_RECENT_RECORDS_DAYS", default=90)

@@ -3,5 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("esante.core.urls")),
+    path("professionnel/", include("esante.accounts.urls")),
+    path("edocuments/", include("esante.access.urls")),
     path("operateurs/", admin.site.urls),
 ]

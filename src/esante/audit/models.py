@@ -57,3 +57,6 @@ class AuditChainHead(models.Model):
 
     class Meta:
         verbose_name = "tête de la chaîne d'audit"
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.hash}"

@@ -11,7 +11,17 @@ from .services import GENESIS_HASH
 
 # Columns that repeat the canonical content; a change to one of them behind the triggers' back
 # is found by comparing it with the canonical bytes.
-_COLUMNS = ("sequence", "prev_hash", "hash", "canonical", "action", "outcome", "patient_id", "actor_id", "object_id")
+_COLUMNS = (
+    "sequence",
+    "prev_hash",
+    "hash",
+    "canonical",
+    "action",
+    "outcome",
+    "patient_id",
+    "actor_id",
+    "object_id",
+)
 
 
 @dataclass
@@ -27,7 +37,9 @@ class VerificationResult:
         return not self.problem
 
 
-def verify_chain(progress: Callable[[int], None] | None = None, chunk_size: int = 10_000) -> VerificationResult:
+def verify_chain(
+    progress: Callable[[int], None] | None = None, chunk_size: int = 10_000
+) -> VerificationResult:
     """Walks every event in order; stops at the first one that breaks the chain."""
     result = VerificationResult()
     try:
@@ -44,11 +56,11 @@ def verify_chain(progress: Callable[[int], None] | None = None, chunk_size: int 
     for sequence, prev_hash, digest, canonical, action, outcome, patient_id, actor_id, object_id in rows:
         broken = ""
         if sequence != expected_sequence:
-            broken = f"event #{expected_sequence} is missing (next stored event is #{sequence})"
+            broken = f"the event is missing (the next stored event is #{sequence})"
         elif prev_hash != previous:
-            broken = f"event #{sequence} does not link to the previous event's hash"
+            broken = "it does not link to the previous event's hash"
         elif sha256(canonical.encode("utf-8")).hexdigest() != digest:
-            broken = f"event #{sequence}: its hash does not match its content"
+            broken = "its hash does not match its content"
         else:
             content = loads(canonical)
             if (
@@ -60,12 +72,12 @@ def verify_chain(progress: Callable[[int], None] | None = None, chunk_size: int 
                 or content["actor"] != actor_id
                 or content["object_id"] != object_id
             ):
-                broken = f"event #{sequence}: its columns differ from its hashed content"
+                broken = "its columns differ from its hashed content"
             else:
                 head = expected_heads.get(sequence)
                 if head is not None and head.hash != digest:
                     broken = (
-                        f"event #{sequence} differs from the head signed at {head.signed_at}: "
+                        f"it differs from the head signed at {head.signed_at}: "
                         "the chain was rewritten at or before this event"
                     )
                 elif head is not None:

@@ -9,3 +9,6 @@ class DemoDataSet(models.Model):
 
     class Meta:
         verbose_name = "jeu de données de démonstration"
+
+    def __str__(self) -> str:
+        return f"démonstration v{self.version} ({self.loaded_at:%Y-%m-%d})"

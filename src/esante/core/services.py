@@ -46,6 +46,8 @@ def demo_load(*, synthetic: int = 5000) -> DemoSummary:
     rows += [(number, values) for number, values in enumerate(synthetic_patients(synthetic), start=1)]
     total = 0
     for start in range(0, len(rows), 1000):
-        result = patients_import_batch(rows=rows[start : start + 1000], source="demo", actor_label="system:demo")
+        result = patients_import_batch(
+            rows=rows[start : start + 1000], source="demo", actor_label="system:demo"
+        )
         total += result.created
     return DemoSummary(patients_created=total, already_loaded=not created)

@@ -71,7 +71,9 @@ def _lines(binary: IO[bytes], on_bytes: Callable[[int], None]) -> Iterator[str]:
         yield text
 
 
-def read_csv(binary: IO[bytes], on_bytes: Callable[[int], None]) -> Iterator[tuple[int, dict[str, str] | RowError]]:
+def read_csv(
+    binary: IO[bytes], on_bytes: Callable[[int], None]
+) -> Iterator[tuple[int, dict[str, str] | RowError]]:
     lines = _lines(binary, on_bytes)
     header_line = next(lines, "")
     delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
@@ -115,7 +117,9 @@ def _names(resource: dict[str, Any]) -> tuple[str, str, str]:
 
 def fhir_patient_to_row(resource: dict[str, Any]) -> dict[str, str]:
     if resource.get("resourceType") != "Patient":
-        raise ValidationError("ressource FHIR de type « %(t)s » au lieu de Patient", params={"t": resource.get("resourceType")})
+        raise ValidationError(
+            "ressource FHIR de type « %(t)s » au lieu de Patient", params={"t": resource.get("resourceType")}
+        )
     row: dict[str, str] = {}
     for identifier in resource.get("identifier") or []:
         system, value = identifier.get("system"), str(identifier.get("value") or "")
@@ -135,7 +139,9 @@ def fhir_patient_to_row(resource: dict[str, Any]) -> dict[str, str]:
     return row
 
 
-def read_ndjson(binary: IO[bytes], on_bytes: Callable[[int], None]) -> Iterator[tuple[int, dict[str, str] | RowError]]:
+def read_ndjson(
+    binary: IO[bytes], on_bytes: Callable[[int], None]
+) -> Iterator[tuple[int, dict[str, str] | RowError]]:
     for line, text in enumerate(_lines(binary, on_bytes), start=1):
         if not text.strip():
             continue
@@ -161,7 +167,9 @@ def _parse_date(value: str) -> datetime.date:
             return datetime.datetime.strptime(value, fmt).date()  # noqa: DTZ007 - a date, no time zone
         except ValueError:
             continue
-    raise ValidationError("date de naissance « %(v)s » invalide (AAAA-MM-JJ ou JJ/MM/AAAA)", params={"v": value})
+    raise ValidationError(
+        "date de naissance « %(v)s » invalide (AAAA-MM-JJ ou JJ/MM/AAAA)", params={"v": value}
+    )
 
 
 def normalise(row: dict[str, str]) -> dict[str, Any]:
@@ -184,10 +192,14 @@ def normalise(row: dict[str, str]) -> dict[str, Any]:
         raise ValidationError("taux « %(v)s » invalide (40, 80 ou 100)", params={"v": taux_text})
     state = row.get("dossier_state") or Patient.DossierState.ACTIVE
     if state not in Patient.DossierState.values:
-        raise ValidationError("état de dossier « %(v)s » invalide (active, closed, opposed)", params={"v": state})
+        raise ValidationError(
+            "état de dossier « %(v)s » invalide (active, closed, opposed)", params={"v": state}
+        )
     for column, limit in (("birth_name", 100), ("usage_name", 100), ("first_names", 150)):
         if len(row.get(column) or "") > limit:
-            raise ValidationError("%(c)s trop long (%(n)d caractères au plus)", params={"c": column, "n": limit})
+            raise ValidationError(
+                "%(c)s trop long (%(n)d caractères au plus)", params={"c": column, "n": limit}
+            )
     for column in ("dossier_number", "platform_identifier"):
         value = row.get(column) or ""
         if value and (len(value) > 20 or not value.isalnum()):

@@ -65,6 +65,10 @@ class Patient(models.Model):
     def __str__(self) -> str:
         return f"{self.display_name} ({self.birth_date:%d/%m/%Y})"
 
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.refresh_folded()
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
     @property
     def display_name(self) -> str:
         return f"{(self.usage_name or self.birth_name).upper()} {self.first_names}"
@@ -73,7 +77,3 @@ class Patient(models.Model):
         self.birth_name_folded = fold(self.birth_name)
         self.usage_name_folded = fold(self.usage_name)
         self.first_names_folded = fold(self.first_names)
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        self.refresh_folded()
-        super().save(*args, **kwargs)  # type: ignore[arg-type]

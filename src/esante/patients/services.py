@@ -38,7 +38,9 @@ def _new_platform_identifiers(count: int) -> list[str]:
     while len(chosen) < count:
         wanted = {f"17{secrets.randbelow(10**8):08d}" for _ in range(count - len(chosen))} - chosen
         taken = set(
-            Patient.objects.filter(platform_identifier__in=wanted).values_list("platform_identifier", flat=True)
+            Patient.objects.filter(platform_identifier__in=wanted).values_list(
+                "platform_identifier", flat=True
+            )
         )
         chosen |= wanted - taken
     return sorted(chosen)
@@ -72,8 +74,12 @@ def patients_import_batch(
     for matricule, (line, values) in latest.items():
         identifier = values.get("platform_identifier")
         if identifier and owners.get(identifier, matricule) != matricule:
-            result.rejected.append((line, matricule, f"identifiant {identifier} déjà attribué à un autre patient"))
+            result.rejected.append(
+                (line, matricule, f"identifiant {identifier} déjà attribué à un autre patient")
+            )
             continue
+        if identifier:
+            owners[identifier] = matricule  # claimed by this row for the rest of the batch
         patient = existing.get(matricule)
         if patient is None:
             patient = Patient(**values)

@@ -19,7 +19,9 @@ class Command(BaseCommand):
             if head is None:
                 self.stdout.write("audit trail empty: nothing to anchor")
             else:
-                self.stdout.write(f"anchored head #{head.sequence} {head.hash} in {settings.AUDIT_HEADS_FILE}")
+                self.stdout.write(
+                    f"anchored head #{head.sequence} {head.hash} in {settings.AUDIT_HEADS_FILE}"
+                )
             if not options["every"]:
                 return
             time.sleep(options["every"])

@@ -5,8 +5,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from esante.audit.anchoring import audit_anchor
-from esante.core.serving import run
 from esante.core.services import DemoRefused, demo_check_allowed, demo_load
+from esante.core.serving import run
 
 
 class Command(BaseCommand):
@@ -35,7 +35,11 @@ class Command(BaseCommand):
                     "",
                     "eSanté eDocuments — démonstration",
                     f"  données : {settings.DATABASES['default']['NAME']}"
-                    + (" (déjà chargées)" if summary.already_loaded else f" ({summary.patients_created} patients créés)"),
+                    + (
+                        " (déjà chargées)"
+                        if summary.already_loaded
+                        else f" ({summary.patients_created} patients créés)"
+                    ),
                     f"  portail : {url}",
                     "  patient du guide : PIG Peppa, matricule 1904112000166",
                     "  pour commencer : « Je suis un professionnel » puis « J'active mon compte ».",

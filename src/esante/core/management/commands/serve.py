@@ -16,4 +16,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.stdout.write(f"eSanté eDocuments: http://{options['host']}:{options['port']}/")
-        run(host=options["host"], port=options["port"], workers=options["workers"], threads=options["threads"])
+        run(
+            host=options["host"], port=options["port"], workers=options["workers"], threads=options["threads"]
+        )

@@ -29,7 +29,11 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"fichier introuvable : {path}")
         fmt = options["format"] or ("csv" if path.suffix.lower() == ".csv" else "ndjson")
-        if fmt == "ndjson" and path.suffix.lower() not in (".ndjson", ".jsonl", ".json") and not options["format"]:
+        if (
+            fmt == "ndjson"
+            and path.suffix.lower() not in (".ndjson", ".jsonl", ".json")
+            and not options["format"]
+        ):
             raise CommandError("format inconnu : utilisez --format csv ou --format ndjson")
         report_path: Path = options["report"] or path.with_name(path.name + ".rejets.csv")
         reader = read_csv if fmt == "csv" else read_ndjson
@@ -77,7 +81,8 @@ class Command(BaseCommand):
             except FileFormatError as exc:
                 raise CommandError(f"{path.name} : {exc}") from exc
         self.stdout.write(
-            f"import terminé : {created} créés, {updated} mis à jour, {unchanged} inchangés, {rejected} rejetés"
+            f"import terminé : {created} créés, {updated} mis à jour, "
+            f"{unchanged} inchangés, {rejected} rejetés"
         )
         if rejected:
             self.stdout.write(f"lignes rejetées : {report_path}")

@@ -1,0 +1,193 @@
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.db import DatabaseError, connection, transaction
+
+from esante.audit import triggers
+from esante.audit.anchoring import audit_anchor, read_heads
+from esante.audit.models import AuditEvent
+from esante.audit.services import GENESIS_HASH, audit_record
+from esante.audit.verification import verify_chain
+
+
+@pytest.fixture(autouse=True)
+def fresh_heads_file() -> None:
+    heads: Path = settings.AUDIT_HEADS_FILE
+    heads.unlink(missing_ok=True)
+
+
+def record(n: int) -> list[AuditEvent]:
+    return [audit_record(action="test.event", actor_label="tester", details={"n": i}) for i in range(n)]
+
+
+@pytest.mark.django_db
+def test_events_are_chained() -> None:
+    first, second = record(2)
+    assert (first.sequence, first.prev_hash) == (1, GENESIS_HASH)
+    assert (second.sequence, second.prev_hash) == (2, first.hash)
+    assert json.loads(second.canonical)["prev"] == first.hash
+    result = verify_chain()
+    assert result.ok and result.checked == 2
+
+
+@pytest.mark.django_db
+def test_triggers_refuse_update_and_delete() -> None:
+    (event,) = record(1)
+    for statement in (
+        "UPDATE audit_auditevent SET action = 'x'",
+        "DELETE FROM audit_auditevent",
+    ):
+        with (
+            pytest.raises(DatabaseError, match="append-only"),
+            transaction.atomic(),
+            connection.cursor() as cur,
+        ):
+            cur.execute(statement)
+    with pytest.raises(DatabaseError), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(action="x")
+    assert AuditEvent.objects.get().action == "test.event"
+
+
+@pytest.mark.django_db
+def test_truncate_refused_on_postgresql() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no TRUNCATE; DELETE is refused instead")
+    record(1)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
+        cur.execute("TRUNCATE audit_auditevent CASCADE")
+    assert AuditEvent.objects.count() == 1
+
+
+def tamper(sql: str, params: list[object]) -> None:
+    """Changes the table behind the triggers' back, as someone with database access could."""
+    triggers.remove(connection)
+    try:
+        with connection.cursor() as cur:
+            cur.execute(sql, params)
+    finally:
+        triggers.install(connection)
+
+
+@pytest.mark.django_db
+def test_verify_audit_finds_a_tampered_column() -> None:
+    record(5)
+    call_command("verify_audit", verbosity=0)
+    tamper("UPDATE audit_auditevent SET motif = %s, action = %s WHERE sequence = 3", ["", "x"])
+    with pytest.raises(CommandError, match=r"BROKEN at event #3: .*columns differ"):
+        call_command("verify_audit", verbosity=0)
+
+
+@pytest.mark.django_db
+def test_verify_audit_finds_altered_content() -> None:
+    record(4)
+    event = AuditEvent.objects.get(sequence=2)
+    tamper(
+        "UPDATE audit_auditevent SET canonical = %s WHERE sequence = 2",
+        [event.canonical.replace('"n":1', '"n":9')],
+    )
+    with pytest.raises(CommandError, match=r"BROKEN at event #2: its hash does not match"):
+        call_command("verify_audit", verbosity=0)
+
+
+@pytest.mark.django_db
+def test_rehashed_chain_is_found_by_the_signed_head() -> None:
+    import hashlib
+
+    record(3)
+    audit_anchor()
+    record(2)
+    # Rewrite event 2 and re-hash everything after it: the chain is consistent again...
+    rows = list(AuditEvent.objects.order_by("sequence").values_list("sequence", "canonical", "prev_hash"))
+    prev = rows[0][2]
+    triggers.remove(connection)
+    try:
+        with connection.cursor() as cur:
+            for sequence, canonical, _ in rows:
+                content = json.loads(canonical)
+                if sequence == 2:
+                    content["details"] = {"n": 99}
+                content["prev"] = prev
+                text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                digest = hashlib.sha256(text.encode()).hexdigest()
+                cur.execute(
+                    "UPDATE audit_auditevent SET canonical=%s, prev_hash=%s, hash=%s WHERE sequence=%s",
+                    [text, prev, digest, sequence],
+                )
+                prev = digest
+    finally:
+        triggers.install(connection)
+    result = verify_chain()
+    # ...but not with the signature made before the rewrite.
+    assert not result.ok
+    assert result.broken_sequence == 3
+    assert "signed" in result.problem
+
+
+@pytest.mark.django_db
+def test_truncated_tail_is_found() -> None:
+    record(4)
+    audit_anchor()
+    tamper("DELETE FROM audit_auditevent WHERE sequence >= %s", [3])
+    result = verify_chain()
+    assert not result.ok and result.broken_sequence == 3 and "removed" in result.problem
+
+
+@pytest.mark.django_db
+def test_forged_heads_file_is_refused() -> None:
+    record(2)
+    audit_anchor()
+    heads: Path = settings.AUDIT_HEADS_FILE
+    line = json.loads(heads.read_text())
+    line["hash"] = "f" * 64
+    heads.write_text(json.dumps(line) + "\n")
+    with pytest.raises(CommandError, match="signature does not verify"):
+        call_command("verify_audit", verbosity=0)
+
+
+@pytest.mark.django_db
+def test_anchor_is_signed_and_skips_unchanged_head() -> None:
+    record(2)
+    first = audit_anchor()
+    again = audit_anchor()
+    assert first is not None and again == first
+    assert [h.sequence for h in read_heads()] == [2]
+
+
+@pytest.mark.django_db
+def test_refusal_survives_the_rollback_of_its_action() -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit_record(action="thing.do", actor_label="t")
+        raise RuntimeError("the action failed")
+    audit_record(action="thing.do", outcome="refused", actor_label="t")
+    assert list(AuditEvent.objects.values_list("action", "outcome")) == [("thing.do", "refused")]
+    assert verify_chain().ok
+
+
+def test_concurrent_writers_keep_the_chain_linear(committed_db: None) -> None:
+    from django.db import connections
+
+    errors: list[BaseException] = []
+
+    def writer(worker: int) -> None:
+        try:
+            for i in range(15):
+                audit_record(action="concurrent", actor_label=f"w{worker}", details={"i": i})
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    sequences = list(AuditEvent.objects.order_by("sequence").values_list("sequence", flat=True))
+    assert sequences == list(range(1, 91))
+    assert len(set(AuditEvent.objects.values_list("prev_hash", flat=True))) == 90  # no two share a parent
+    assert verify_chain().ok

@@ -1,0 +1,157 @@
+import csv
+import datetime
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from esante.audit.models import AuditEvent
+from esante.patients.matricule import make_patient_matricule
+from esante.patients.models import Patient
+from esante.patients.services import patients_import_batch
+
+HEADER = (
+    "matricule,birth_name,usage_name,first_names,birth_date,sex,taux,"
+    "dossier_number,platform_identifier,dossier_state\n"
+)
+PEPPA = "1904112000166,PIG,,Peppa,1904-11-20,F,100,1664927202,1700000151,active\n"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def rejects(path: Path) -> list[list[str]]:
+    with path.with_name(path.name + ".rejets.csv").open(encoding="utf-8") as fh:
+        return list(csv.reader(fh))[1:]
+
+
+@pytest.mark.django_db
+def test_csv_import_creates_patients_and_reports_rejects(tmp_path: Path) -> None:
+    good = make_patient_matricule(datetime.date(1985, 3, 2), 41)
+    text = (
+        HEADER
+        + PEPPA
+        + f"{good},Gonçalves,Schmit,Ana Maria,02/03/1985,F,80,,,\n"
+        + "1904112000167,BAD,,Check,1904-11-20,F,100,,,\n"  # wrong check digits
+        + f"{good[:-2]}00,X,,Y,1985-03-02,F,80,,,\n"  # wrong check digits
+        + "1904112000166,PIG,,Peppa,1904-11-20,Q,100,,,\n"  # bad sex
+        # the birth date does not match the matricule's
+        + f"{make_patient_matricule(datetime.date(1990, 1, 1), 1)},Weber,,Luc,1990-01-02,M,80,,,\n"
+        + "too,few\n"
+    )
+    path = write(tmp_path, "patients.csv", text)
+    call_command("import_patients", str(path), verbosity=0)
+    assert Patient.objects.count() == 2
+    ana = Patient.objects.get(matricule=good)
+    assert (ana.birth_name_folded, ana.usage_name_folded, ana.first_names_folded) == (
+        "GONCALVES",
+        "SCHMIT",
+        "ANA MARIA",
+    )
+    assert ana.platform_identifier.startswith("17") and len(ana.platform_identifier) == 10
+    reasons = {int(line): reason for line, _, reason in rejects(path)}
+    assert sorted(reasons) == [4, 5, 6, 7, 8]
+    assert "chiffres de contrôle" in reasons[4]
+    assert "sexe" in reasons[6]
+    assert "ne correspond pas" in reasons[7]
+    assert "2 colonnes au lieu de 10" in reasons[8]
+    assert list(AuditEvent.objects.values_list("action", flat=True)) == ["patient.create"]
+    event = AuditEvent.objects.get()
+    assert event.details["count"] == 2 and set(event.details["matricules"]) == {"1904112000166", good}
+
+
+@pytest.mark.django_db
+def test_reimport_is_idempotent_and_audits_changes(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.csv", HEADER + PEPPA)
+    call_command("import_patients", str(path), verbosity=0)
+    call_command("import_patients", str(path), verbosity=0)
+    assert Patient.objects.count() == 1
+    assert list(AuditEvent.objects.values_list("action", flat=True)) == ["patient.create"]
+    changed = write(
+        tmp_path, "p2.csv", HEADER + PEPPA.replace(",100,", ",80,").replace("PIG,,", "PIG,Pig-Wolf,")
+    )
+    call_command("import_patients", str(changed), verbosity=0)
+    peppa = Patient.objects.get()
+    assert (peppa.taux, peppa.usage_name, peppa.usage_name_folded) == (80, "Pig-Wolf", "PIG WOLF")
+    update = AuditEvent.objects.get(action="patient.update")
+    assert update.patient == peppa
+    assert update.details["changes"] == {"usage_name": ["", "Pig-Wolf"], "taux": ["100", "80"]}
+
+
+@pytest.mark.django_db
+def test_fhir_ndjson_import(tmp_path: Path) -> None:
+    peppa = {
+        "resourceType": "Patient",
+        "identifier": [
+            {"system": "urn:oid:1.3.182.4.4", "value": "1904112000166"},
+            {"system": "urn:esante:dossier-number", "value": "1664927202"},
+            {"system": "urn:esante:platform-identifier", "value": "1700000151"},
+        ],
+        "name": [{"use": "official", "family": "PIG", "given": ["Peppa"]}],
+        "gender": "female",
+        "birthDate": "1904-11-20",
+        "extension": [{"url": "urn:esante:taux", "valueInteger": 100}],
+    }
+    lines = [json.dumps(peppa), "{not json", json.dumps({"resourceType": "Observation"}), ""]
+    path = write(tmp_path, "patients.ndjson", "\n".join(lines) + "\n")
+    call_command("import_patients", str(path), verbosity=0)
+    patient = Patient.objects.get()
+    assert (patient.birth_name, patient.first_names, patient.sex, patient.taux) == ("PIG", "Peppa", "F", 100)
+    assert (patient.dossier_number, patient.platform_identifier) == ("1664927202", "1700000151")
+    reasons = {int(line): reason for line, _, reason in rejects(path)}
+    assert reasons == {2: "JSON invalide", 3: "ressource FHIR de type « Observation » au lieu de Patient"}
+
+
+@pytest.mark.django_db
+def test_bad_header_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    path = write(tmp_path, "bad.csv", "matricule,nom\n1904112000166,PIG\n")
+    with pytest.raises(CommandError, match="colonnes manquantes"):
+        call_command("import_patients", str(path), verbosity=0)
+    assert not Patient.objects.exists() and not AuditEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_platform_identifier_of_another_patient_is_rejected(tmp_path: Path) -> None:
+    other = make_patient_matricule(datetime.date(1970, 1, 1), 5)
+    path = write(tmp_path, "p.csv", HEADER + PEPPA + f"{other},Klein,,Tom,1970-01-01,M,80,,1700000151,\n")
+    call_command("import_patients", str(path), verbosity=0)
+    assert Patient.objects.count() == 1
+    assert "déjà attribué" in rejects(path)[0][2]
+
+
+def test_interrupted_import_keeps_completed_batches(committed_db: None) -> None:
+    rows = [
+        (
+            n,
+            {
+                "matricule": make_patient_matricule(
+                    datetime.date(1960, 1, 1) + datetime.timedelta(days=n), 7
+                ),
+                "birth_name": "Hoffmann",
+                "first_names": "Jos",
+                "sex": "M",
+                "taux": 80,
+                "birth_date": datetime.date(1960, 1, 1) + datetime.timedelta(days=n),
+                "dossier_state": "active",
+            },
+        )
+        for n in range(1, 31)
+    ]
+
+    def run_until_interrupted() -> None:
+        for start in range(0, 30, 10):
+            if start == 20:
+                raise KeyboardInterrupt  # the operator's Ctrl-C between two batches
+            patients_import_batch(rows=rows[start : start + 10], source="t", actor_label="test")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_until_interrupted()
+    assert Patient.objects.count() == 20
+    # Re-running the whole file completes it without duplicates.
+    for start in range(0, 30, 10):
+        patients_import_batch(rows=rows[start : start + 10], source="t", actor_label="test")
+    assert Patient.objects.count() == 30
