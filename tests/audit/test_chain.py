@@ -52,8 +52,7 @@ def test_triggers_refuse_update_and_delete() -> None:
     assert AuditEvent.objects.get().action == "test.event"
 
 
-@pytest.mark.django_db
-def test_truncate_refused_on_postgresql() -> None:
+def test_truncate_refused_on_postgresql(committed_db: None) -> None:
     if connection.vendor != "postgresql":
         pytest.skip("SQLite has no TRUNCATE; DELETE is refused instead")
     record(1)
