@@ -41,3 +41,16 @@ def audit_events() -> Any:
         )
 
     return read
+
+
+def otp_verified_login(client: Any, user: Any) -> None:
+    """Logs ``user`` in with a session verified by a one-time code device, as the operators'
+    admin requires (the full password + code flow is tested in tests/accounts)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_email.models import EmailDevice
+
+    device = EmailDevice.objects.create(user=user, name="test", email="operateur@example.lu", confirmed=True)
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()

@@ -64,12 +64,14 @@ INSTALLED_APPS = [
     "esante.patients",
     "esante.audit",
     "esante.access",
+    "esante.documents",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "esante.core.middleware.RequestLogMiddleware",
+    "esante.core.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -211,6 +213,8 @@ ESANTE_ACTIVATION_WIZARD_MINUTES = 30
 ESANTE_OTP_VALID_SECONDS = 300
 ESANTE_OTP_MAX_TRIES = 3
 ESANTE_OTP_RESEND_SECONDS = env.int("ESANTE_OTP_RESEND_SECONDS", default=60)
+# The operators' admin wants an OTP-verified session (platform login with password + code).
+ESANTE_ADMIN_REQUIRE_OTP = env.bool("ESANTE_ADMIN_REQUIRE_OTP", default=True)
 ESANTE_LOCK_AFTER_FAILURES = 5
 ESANTE_LOCK_MINUTES = 15
 ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR = 20
@@ -221,6 +225,9 @@ ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR = 20
 ESANTE_TRUSTED_CA = env.str("ESANTE_TRUSTED_CA", default="")
 ESANTE_CRL = env.list("ESANTE_CRL", default=[])
 ESANTE_CLIENT_CERT_HEADER = "HTTP_X_SSL_CLIENT_CERT"
+# Until the dedicated certificate origin exists, the demo (never production) lets activation step 1
+# be passed without a certificate, so a newcomer can walk the activation; the skip is audited.
+ESANTE_ACTIVATION_CERTIFICATE_OPTIONAL = DEMO_MODE and not PRODUCTION
 # Delivery of one-time codes. Default: one file per message under OUTBOX_DIR (.eml / .json).
 OUTBOX_DIR = Path(env.str("ESANTE_OUTBOX_DIR", default=str(DATA_DIR / "outbox")))
 EMAIL_BACKEND = env.str("ESANTE_EMAIL_BACKEND", default="esante.accounts.delivery.FileEmailBackend")
@@ -260,3 +267,6 @@ ESANTE_SEARCH_RATE_WINDOW_SECONDS = env.int("ESANTE_SEARCH_RATE_WINDOW_SECONDS",
 ESANTE_SEARCH_MAX_RESULTS = env.int("ESANTE_SEARCH_MAX_RESULTS", default=200)
 # "Mes derniers dossiers": records opened within this many days.
 ESANTE_RECENT_RECORDS_DAYS = env.int("ESANTE_RECENT_RECORDS_DAYS", default=90)
+
+# --- documents ---------------------------------------------------------------------------------
+ESANTE_DOCUMENT_MAX_BYTES = env.int("ESANTE_DOCUMENT_MAX_BYTES", default=20 * 1024 * 1024)

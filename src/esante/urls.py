@@ -5,5 +5,6 @@ urlpatterns = [
     path("", include("esante.core.urls")),
     path("professionnel/", include("esante.accounts.urls")),
     path("edocuments/", include("esante.access.urls")),
+    path("edocuments/", include("esante.documents.urls")),
     path("operateurs/", admin.site.urls),
 ]

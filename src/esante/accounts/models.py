@@ -1,8 +1,12 @@
+import datetime
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django_otp.models import CooldownMixin, SideChannelDevice, ThrottlingMixin, TimestampMixin
 
 
-class User(AbstractUser):
+class User(AbstractUser):  # type: ignore[django-manager-missing]  # django-otp devices are untyped
     """A login: a health professional (username = matricule) or an agency operator."""
 
     class Meta:
@@ -50,3 +54,162 @@ class Professional(models.Model):
 
     def __str__(self) -> str:
         return f"{self.last_name.upper()} {self.first_name} ({self.get_profession_display()})"
+
+
+class ActivationLetter(models.Model):
+    """A postal activation letter carrying a one-time activation code.
+
+    The code itself is never stored: only its HMAC-SHA256 under the platform's secret key
+    (``codes.activation_code_digest``), compared in constant time. A letter is valid three months,
+    is used once (at the last step of the activation), and is revoked when a new letter is issued
+    for the same professional. Five wrong codes block it: the helpdesk must issue a new one.
+    """
+
+    MAX_FAILED_ATTEMPTS = 5
+
+    professional = models.ForeignKey(
+        Professional, on_delete=models.PROTECT, related_name="activation_letters"
+    )
+    code_digest = models.CharField(max_length=64, editable=False)
+    issued_at = models.DateTimeField("émis le")
+    expires_at = models.DateTimeField("expire le")
+    used_at = models.DateTimeField("utilisé le", null=True, blank=True)
+    revoked_at = models.DateTimeField("révoqué le", null=True, blank=True)
+    failed_attempts = models.PositiveSmallIntegerField("essais erronés", default=0)
+    issued_by = models.CharField("émis par", max_length=150, blank=True)
+
+    class Meta:
+        verbose_name = "courrier d'activation"
+        verbose_name_plural = "courriers d'activation"
+        indexes = [models.Index(fields=["professional", "-issued_at"], name="accounts_letter_prof_idx")]
+
+    def __str__(self) -> str:
+        return f"courrier {self.pk} ({self.professional.matricule})"
+
+    def is_usable(self, at: datetime.datetime) -> bool:
+        return (
+            self.used_at is None
+            and self.revoked_at is None
+            and self.failed_attempts < self.MAX_FAILED_ATTEMPTS
+            and at < self.expires_at
+        )
+
+
+class Certificate(models.Model):
+    """A LuxTrust certificate (token, smartcard, eID) bound to a professional at activation step 1."""
+
+    professional = models.ForeignKey(Professional, on_delete=models.PROTECT, related_name="certificates")
+    subject = models.CharField("sujet", max_length=500)
+    issuer = models.CharField("émetteur", max_length=500)
+    serial = models.CharField("numéro de série", max_length=64)
+    fingerprint_sha256 = models.CharField("empreinte SHA-256", max_length=64, unique=True)
+    not_before = models.DateTimeField("valide du")
+    not_after = models.DateTimeField("valide jusqu'au")
+    bound_at = models.DateTimeField("associé le")
+
+    class Meta:
+        verbose_name = "certificat LuxTrust"
+        verbose_name_plural = "certificats LuxTrust"
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class ActivationWizard(models.Model):
+    """Server-side state of one run of the five-step activation.
+
+    The browser only holds the wizard's random key in its session; the step reached, the
+    professional identified at step 2 and the factors chosen at step 4 live here. ``step`` is the
+    one step the wizard may show or accept: views refuse any other, so no step can be skipped,
+    and a completed wizard (``completed_at``) accepts nothing more, so none can be replayed.
+    Nothing is written to the professional's account before step 5 completes.
+    """
+
+    class Step(models.IntegerChoices):
+        CERTIFICATE = 1, "Carte LuxTrust"
+        CODE = 2, "Code d'activation"
+        INFORMATION = 3, "Informations personnelles"
+        SECURITY = 4, "Sécurisation de votre compte"
+        CONFIRMATION = 5, "Confirmation"
+
+    key = models.CharField(max_length=64, unique=True, editable=False)
+    step = models.PositiveSmallIntegerField(choices=Step.choices, default=Step.CERTIFICATE)
+    terms_version = models.CharField(max_length=16)
+    terms_accepted_at = models.DateTimeField()
+    professional = models.ForeignKey(
+        Professional, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    letter = models.ForeignKey(
+        ActivationLetter, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The certificate presented at step 1, kept until step 2 identifies the account.
+    certificate_pem = models.TextField(blank=True)
+    password_hash = models.CharField(max_length=256, blank=True)
+    channel = models.CharField(max_length=8, blank=True)
+    channel_address = models.CharField(max_length=254, blank=True)
+    code_digest = models.CharField(max_length=64, blank=True)
+    code_valid_until = models.DateTimeField(null=True, blank=True)
+    code_sent_at = models.DateTimeField(null=True, blank=True)
+    code_failed_attempts = models.PositiveSmallIntegerField(default=0)
+    channel_verified = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "activation en cours"
+        verbose_name_plural = "activations en cours"
+
+    def __str__(self) -> str:
+        return f"activation {self.pk} (étape {self.step})"
+
+
+class SmsDevice(TimestampMixin, CooldownMixin, ThrottlingMixin, SideChannelDevice):
+    """A django-otp device delivering one-time codes by SMS to ``number``.
+
+    Codes are generated and checked by ``esante.accounts.otp`` (hashed, 5 minutes, 3 tries),
+    never by the inherited ``generate_challenge``/``verify_token`` that keep the code in clear.
+    """
+
+    number: "models.CharField[str, str]" = models.CharField("numéro de mobile", max_length=32)
+
+    class Meta(SideChannelDevice.Meta):
+        verbose_name = "appareil SMS"
+        verbose_name_plural = "appareils SMS"
+
+    def get_cooldown_duration(self) -> int:
+        return int(settings.ESANTE_OTP_RESEND_SECONDS)
+
+    def get_throttle_factor(self) -> int:
+        return 1
+
+
+class LoginThrottle(models.Model):
+    """Failure counters for one account or one client address, kept in the database.
+
+    Account (``scope=account``): five consecutive failures lock it for 15 minutes, doubling at each
+    further lock; a success resets it. Client address (``scope=address``, and ``activation`` for
+    activation codes): 20 failures within an hour block the address until the hour is over.
+    A lock is never permanent and the helpdesk can lift it (``login_unlock``).
+    """
+
+    class Scope(models.TextChoices):
+        ACCOUNT = "account", "compte"
+        ADDRESS = "address", "adresse"
+        ACTIVATION = "activation", "adresse (activation)"
+
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    key = models.CharField(max_length=64)
+    failures = models.PositiveIntegerField(default=0)
+    lock_count = models.PositiveIntegerField(default=0)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    window_started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "compteur d'échecs de connexion"
+        verbose_name_plural = "compteurs d'échecs de connexion"
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="accounts_throttle_scope_key")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.key}"

@@ -1,5 +1,16 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "accounts"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("activation/", views.terms, name="activation"),
+    path("activation/cgu.pdf", views.terms_download, name="terms_pdf"),
+    path("activation/etape/<int:step>/", views.activation_step, name="activation_step"),
+    path("activation/confirmation/", views.activation_done, name="activation_done"),
+    path("connexion/", views.login, name="login"),
+    path("connexion/code/", views.login_code, name="login_code"),
+    path("connexion/certificat/", views.login_certificate, name="login_certificate"),
+    path("deconnexion/", views.logout, name="logout"),
+]

@@ -6,6 +6,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from esante.accounts.demo import DemoProfessional, demo_professionals_load
+from esante.documents.demo import demo_documents_load
 from esante.patients.models import Patient
 from esante.patients.services import patients_import_batch
 
@@ -21,6 +23,8 @@ class DemoRefused(Exception):
 class DemoSummary:
     patients_created: int
     already_loaded: bool
+    professionals: list[DemoProfessional]
+    documents_created: int = 0
 
 
 def demo_check_allowed() -> None:
@@ -50,4 +54,11 @@ def demo_load(*, synthetic: int = 5000) -> DemoSummary:
             rows=rows[start : start + 1000], source="demo", actor_label="system:demo"
         )
         total += result.created
-    return DemoSummary(patients_created=total, already_loaded=not created)
+    professionals = demo_professionals_load()
+    documents = demo_documents_load()
+    return DemoSummary(
+        patients_created=total,
+        already_loaded=not created,
+        professionals=professionals,
+        documents_created=documents,
+    )

@@ -4,9 +4,19 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from esante.accounts.demo import DemoProfessional
 from esante.audit.anchoring import audit_anchor
 from esante.core.services import DemoRefused, demo_check_allowed, demo_load
 from esante.core.serving import run
+
+
+def _professional_line(professional: DemoProfessional) -> str:
+    who = f"  {professional.profession} {professional.name}, matricule {professional.matricule}"
+    if professional.password:
+        return f"{who} : mot de passe {professional.password}, code par e-mail ({professional.email})"
+    if professional.activation_code:
+        return f"{who} : à activer, code d'activation {professional.activation_code}"
+    return f"{who} : {professional.state}"
 
 
 class Command(BaseCommand):
@@ -43,6 +53,10 @@ class Command(BaseCommand):
                     f"  portail : {url}",
                     "  patient du guide : PIG Peppa, matricule 1904112000166",
                     "  pour commencer : « Je suis un professionnel » puis « J'active mon compte ».",
+                    "",
+                    "Professionnels de démonstration (codes à usage unique : affichés ici et écrits dans "
+                    f"{settings.OUTBOX_DIR}) :",
+                    *[_professional_line(p) for p in summary.professionals],
                     "",
                 ]
             )

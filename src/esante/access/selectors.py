@@ -1,0 +1,255 @@
+"""Reads that decide what a professional may see. Every read of patient data goes through here.
+
+Deny by default: without a current grant nothing of the record is returned, and "missing" and
+"forbidden" raise the same ``RecordNotFound``. An expired or revoked grant is no grant.
+"""
+
+import datetime
+import uuid
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db.models import Case, Exists, IntegerField, Model, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.utils import timezone
+
+from esante.accounts.models import Professional
+from esante.patients.models import Patient
+from esante.patients.selectors import PatientSearchCriteria, patient_search
+
+from .models import AccessGrant, PatientBlock, PatientSearch, RecordOpening
+from .services import record_refusal_reason
+
+PAGE_SIZES = (10, 25, 50, 100)
+DEFAULT_PAGE_SIZE = 25
+
+M = TypeVar("M", bound=Model)
+
+
+class RecordNotFound(Exception):
+    """The record does not exist or the professional may not see it — deliberately the same error.
+
+    ``reason`` and ``patient`` are for the audit trail only; never show them to the caller.
+    """
+
+    message = "Ce dossier est introuvable ou vous n'y avez pas accès."
+
+    def __init__(self, reason: str, patient: Patient | None = None) -> None:
+        self.reason = reason
+        self.patient = patient
+        super().__init__(self.message)
+
+
+def _current(at: datetime.datetime) -> Q:
+    return Q(revoked_at__isnull=True, granted_at__lte=at, expires_at__gt=at)
+
+
+# A care or emergency grant wins over an own-documents one; then the one that lasts longest.
+_MODE_RANK = Case(
+    When(mode=AccessGrant.Mode.OWN_DOCUMENTS, then=Value(1)), default=Value(0), output_field=IntegerField()
+)
+
+
+def current_grant(
+    *, professional: Professional, patient: Patient, at: datetime.datetime | None = None
+) -> AccessGrant | None:
+    """The professional's current grant on the patient's record, or None (expired/revoked = none)."""
+    return (
+        AccessGrant.objects.filter(_current(at or timezone.now()), professional=professional, patient=patient)
+        .order_by(_MODE_RANK, "-expires_at")
+        .first()
+    )
+
+
+def _parse_public_id(public_id: object) -> uuid.UUID | None:
+    try:
+        return public_id if isinstance(public_id, uuid.UUID) else uuid.UUID(str(public_id))
+    except ValueError:
+        return None
+
+
+def _active_block(professional: Professional) -> Exists:
+    return Exists(
+        PatientBlock.objects.filter(patient=OuterRef("pk"), professional=professional, lifted_at__isnull=True)
+    )
+
+
+def access_patient_record(professional: Professional, public_id: object) -> tuple[Patient, AccessGrant]:
+    """The patient and the professional's current grant, in one authorised step.
+
+    Raises ``RecordNotFound`` when the patient does not exist, the professional's account is not
+    active, the record is closed or opposed, the patient blocked the professional, or there is no
+    current grant.
+    """
+    parsed = _parse_public_id(public_id)
+    if parsed is None:
+        raise RecordNotFound("unknown")
+    patient = Patient.objects.filter(public_id=parsed).annotate(blocked=_active_block(professional)).first()
+    if patient is None:
+        raise RecordNotFound("unknown")
+    if professional.state != Professional.State.ACTIVE:
+        raise RecordNotFound("professional_inactive", patient)
+    if patient.dossier_state != Patient.DossierState.ACTIVE:
+        raise RecordNotFound(f"record_{patient.dossier_state}", patient)
+    if patient.blocked:  # type: ignore[attr-defined]
+        raise RecordNotFound("blocked", patient)
+    grant = current_grant(professional=professional, patient=patient)
+    if grant is None:
+        raise RecordNotFound("no_grant", patient)
+    return patient, grant
+
+
+@dataclass(frozen=True)
+class AccessDialogState:
+    """What the access dialog needs: the patient (never shown) and why access is impossible, if so."""
+
+    patient: Patient
+    refusal: str | None
+    grant: AccessGrant | None
+
+
+def access_dialog_state(professional: Professional, public_id: object) -> AccessDialogState:
+    """The access dialog's view of a patient. Raises ``RecordNotFound`` for an unknown patient."""
+    parsed = _parse_public_id(public_id)
+    patient = Patient.objects.filter(public_id=parsed).first() if parsed else None
+    if patient is None:
+        raise RecordNotFound("unknown")
+    refusal = record_refusal_reason(professional=professional, patient=patient)
+    grant = None if refusal else current_grant(professional=professional, patient=patient)
+    return AccessDialogState(patient=patient, refusal=refusal, grant=grant)
+
+
+def with_professional_columns(patients: QuerySet[Patient], professional: Professional) -> QuerySet[Patient]:
+    """Adds the per-professional columns of the lists ("Alertes", "Parcours"), all in the same query.
+
+    ``my_access_until`` / ``my_access_mode``: this professional's current grant; ``my_last_opening``:
+    their last opening of the record; ``blocked_me``: the patient refused them;
+    ``emergency_in_progress``: someone holds a current emergency access (a non-clinical flag).
+    """
+    now = timezone.now()
+    mine = AccessGrant.objects.filter(
+        _current(now), professional=professional, patient=OuterRef("pk")
+    ).order_by(_MODE_RANK, "-expires_at")
+    return patients.annotate(
+        my_access_until=Subquery(mine.values("expires_at")[:1]),
+        my_access_mode=Subquery(mine.values("mode")[:1]),
+        my_last_opening=Subquery(
+            RecordOpening.objects.filter(professional=professional, patient=OuterRef("pk"))
+            .order_by("-opened_at")
+            .values("opened_at")[:1]
+        ),
+        blocked_me=_active_block(professional),
+        emergency_in_progress=Exists(
+            AccessGrant.objects.filter(_current(now), patient=OuterRef("pk"), mode=AccessGrant.Mode.EMERGENCY)
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a list, with the guide's "1 à N sur M éléments" numbers."""
+
+    rows: list[Any]
+    total: int
+    page: int
+    page_size: int
+    refine: bool = False
+
+    @property
+    def start(self) -> int:
+        return (self.page - 1) * self.page_size + 1 if self.total else 0
+
+    @property
+    def end(self) -> int:
+        return min(self.page * self.page_size, self.total)
+
+    @property
+    def num_pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.num_pages
+
+
+def page_size_of(value: object) -> int:
+    """A page size from the "Afficher 10 / 25 / 50 / 100 éléments" choice; anything else is 25."""
+    try:
+        size = int(str(value))
+    except ValueError:
+        return DEFAULT_PAGE_SIZE
+    return size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE
+
+
+def page_number_of(value: object) -> int:
+    try:
+        return max(1, int(str(value)))
+    except ValueError:
+        return 1
+
+
+def paginate(queryset: QuerySet[M], *, page: int, page_size: int, cap: int | None = None) -> ListPage:
+    """Two queries: the count (stopped at ``cap``) and the page. Past the last page, the last page."""
+    if cap is not None:
+        matches = queryset[: cap + 1].count()
+        refine, total = matches > cap, min(matches, cap)
+    else:
+        refine, total = False, queryset.count()
+    page = min(page, max(1, -(-total // page_size)))
+    offset = (page - 1) * page_size
+    rows = list(queryset[offset : min(offset + page_size, total)]) if total else []
+    return ListPage(rows=rows, total=total, page=page, page_size=page_size, refine=refine)
+
+
+def search_rate_exceeded(professional: Professional, at: datetime.datetime | None = None) -> bool:
+    """True when the professional already ran ``ESANTE_SEARCH_RATE_LIMIT`` searches in the window."""
+    since = (at or timezone.now()) - datetime.timedelta(seconds=settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS)
+    limit = settings.ESANTE_SEARCH_RATE_LIMIT
+    recent = PatientSearch.objects.filter(professional=professional, searched_at__gte=since)
+    return recent[:limit].count() >= limit
+
+
+def patient_search_page(
+    *, professional: Professional, criteria: PatientSearchCriteria, page: int, page_size: int
+) -> ListPage:
+    """One page of search results with the professional's columns; stops at ``ESANTE_SEARCH_MAX_RESULTS``.
+
+    Rows carry identity and administrative data only; ``refine`` is set when more patients match
+    than the cap. Two queries whatever the page size.
+    """
+    queryset = with_professional_columns(patient_search(criteria), professional)
+    return paginate(queryset, page=page, page_size=page_size, cap=settings.ESANTE_SEARCH_MAX_RESULTS)
+
+
+def my_patients(professional: Professional) -> QuerySet[Patient]:
+    """ "Mes patients": patients whose record the professional may open now, by name.
+
+    A current grant, an active record, no block by the patient.
+    """
+    if professional.state != Professional.State.ACTIVE:
+        return Patient.objects.none()
+    now = timezone.now()
+    queryset = Patient.objects.filter(
+        Exists(AccessGrant.objects.filter(_current(now), professional=professional, patient=OuterRef("pk"))),
+        dossier_state=Patient.DossierState.ACTIVE,
+    ).exclude(_active_block(professional))
+    return with_professional_columns(queryset, professional).order_by(
+        "birth_name_folded", "first_names_folded", "pk"
+    )
+
+
+def recent_records(professional: Professional) -> QuerySet[Patient]:
+    """ "Mes derniers dossiers": records the professional opened in the last days, latest first.
+
+    Identity only, as in the search results; opening one again goes through the grant check.
+    """
+    if professional.state != Professional.State.ACTIVE:
+        return Patient.objects.none()
+    since = timezone.now() - datetime.timedelta(days=settings.ESANTE_RECENT_RECORDS_DAYS)
+    opened = RecordOpening.objects.filter(professional=professional, opened_at__gte=since).values("patient")
+    queryset = Patient.objects.filter(pk__in=opened)
+    return with_professional_columns(queryset, professional).order_by("-my_last_opening", "pk")

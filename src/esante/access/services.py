@@ -1,0 +1,388 @@
+"""Writes of the access app: grants, record openings, patient blocks, searches.
+
+Each successful write runs in one transaction whose last statement is its audit event. A
+refused write raises ``AccessRefused`` after its transaction rolled back and records the
+refusal's audit event in a transaction of its own, so the refusal stays traced and nothing
+else is written.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from esante.accounts.models import Professional
+from esante.audit.models import AuditEvent
+from esante.audit.services import audit_record
+from esante.patients.models import Patient
+from esante.patients.selectors import PatientSearchCriteria
+
+from . import policy
+from .models import AccessGrant, PatientBlock, PatientSearch, RecordOpening
+
+MOTIF_MAX_LENGTH = 500
+
+ACTION_GRANT = "access.grant"
+ACTION_EMERGENCY = "access.emergency"
+ACTION_REVOKE = "access.revoke"
+ACTION_RECORD_OPEN = "record.open"
+ACTION_SEARCH = "patient.search"
+ACTION_BLOCK = "patient.block"
+ACTION_UNBLOCK = "patient.unblock"
+
+
+class AccessRefused(Exception):
+    """An access the rules refuse. ``code`` is for the trail, ``message`` for the professional (French)."""
+
+    MESSAGES = {
+        "professional_inactive": (
+            "Votre compte professionnel n'est pas actif : l'accès aux dossiers est impossible."
+        ),
+        "record_closed": "Le dossier de ce patient est fermé : aucun accès n'est possible.",
+        "record_opposed": "Le patient s'est opposé à son dossier eDocuments : aucun accès n'est possible.",
+        "blocked": "Le patient a refusé que vous accédiez à son dossier : aucun accès n'est possible.",
+        "motif_missing": "Le motif est obligatoire.",
+        "motif_too_long": "Le motif ne doit pas dépasser 500 caractères.",
+        "motif_too_short": (
+            "L'accès en urgence exige un motif détaillé (au moins "
+            f"{policy.EMERGENCY_MOTIF_MIN_LENGTH} caractères)."
+        ),
+        "conditions_not_accepted": "Vous devez accepter les conditions d'accès.",
+        "emergency_not_allowed": "L'accès en urgence n'est pas ouvert à votre profession.",
+    }
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.message = self.MESSAGES[code]
+        super().__init__(self.message)
+
+
+def record_refusal_reason(*, professional: Professional, patient: Patient) -> str | None:
+    """Why no one in this professional's position may obtain an access to the record, or None.
+
+    Closed or opposed records admit nobody, a blocked professional is refused, an inactive
+    account is refused. Motifs and conditions are checked by the grant services.
+    """
+    if professional.state != Professional.State.ACTIVE:
+        return "professional_inactive"
+    if patient.dossier_state == Patient.DossierState.CLOSED:
+        return "record_closed"
+    if patient.dossier_state == Patient.DossierState.OPPOSED:
+        return "record_opposed"
+    if PatientBlock.objects.filter(
+        patient=patient, professional=professional, lifted_at__isnull=True
+    ).exists():
+        return "blocked"
+    return None
+
+
+def _check_motif(mode: str, motif: str) -> None:
+    if len(motif) > MOTIF_MAX_LENGTH:
+        raise AccessRefused("motif_too_long")
+    if mode == AccessGrant.Mode.EMERGENCY and len(motif) < policy.EMERGENCY_MOTIF_MIN_LENGTH:
+        raise AccessRefused("motif_missing" if not motif else "motif_too_short")
+    if mode == AccessGrant.Mode.CARE and not motif:
+        raise AccessRefused("motif_missing")
+
+
+@transaction.atomic
+def _grant_in_transaction(
+    *,
+    mode: str,
+    professional: Professional,
+    patient: Patient,
+    motif: str,
+    conditions_accepted: bool,
+    client_address: str | None,
+) -> AccessGrant:
+    # The patient row is locked, so a concurrent closing of the record waits for this grant.
+    locked = Patient.objects.select_for_update().get(pk=patient.pk)
+    if mode == AccessGrant.Mode.EMERGENCY and not policy.may_use_emergency_access(professional.profession):
+        raise AccessRefused("emergency_not_allowed")
+    reason = record_refusal_reason(professional=professional, patient=locked)
+    if reason:
+        raise AccessRefused(reason)
+    _check_motif(mode, motif)
+    if not conditions_accepted:
+        raise AccessRefused("conditions_not_accepted")
+    now = timezone.now()
+    lifetime = (
+        policy.emergency_duration()
+        if mode == AccessGrant.Mode.EMERGENCY
+        else policy.access_duration(professional.profession)
+    )
+    grant = AccessGrant.objects.create(
+        professional=professional,
+        patient=locked,
+        mode=mode,
+        motif=motif,
+        conditions_version=settings.ESANTE_ACCESS_CONDITIONS_VERSION,
+        granted_at=now,
+        expires_at=now + lifetime,
+    )
+    audit_record(
+        action=ACTION_EMERGENCY if mode == AccessGrant.Mode.EMERGENCY else ACTION_GRANT,
+        actor=professional.user,
+        patient=locked,
+        object_type="AccessGrant",
+        object_id=grant.pk,
+        motif=motif,
+        client_address=client_address,
+        details={
+            "mode": mode,
+            "expires_at": grant.expires_at.isoformat(),
+            "conditions_version": grant.conditions_version,
+        },
+    )
+    return grant
+
+
+def _grant(
+    *,
+    mode: str,
+    professional: Professional,
+    patient: Patient,
+    motif: str,
+    conditions_accepted: bool,
+    client_address: str | None,
+) -> AccessGrant:
+    motif = " ".join(motif.split())
+    try:
+        return _grant_in_transaction(
+            mode=mode,
+            professional=professional,
+            patient=patient,
+            motif=motif,
+            conditions_accepted=conditions_accepted,
+            client_address=client_address,
+        )
+    except AccessRefused as refusal:
+        audit_record(
+            action=ACTION_EMERGENCY if mode == AccessGrant.Mode.EMERGENCY else ACTION_GRANT,
+            outcome=AuditEvent.Outcome.REFUSED,
+            actor=professional.user,
+            patient=patient,
+            motif=motif[:MOTIF_MAX_LENGTH],
+            client_address=client_address,
+            details={"mode": mode, "reason": refusal.code},
+        )
+        raise
+
+
+def access_grant_care(
+    *,
+    professional: Professional,
+    patient: Patient,
+    motif: str,
+    conditions_accepted: bool,
+    client_address: str | None = None,
+) -> AccessGrant:
+    """Opens a care access ("J'accède au dossier du patient en engageant ma responsabilité.").
+
+    Needs an active professional, an active record, no block by the patient, a motif and the
+    accepted access conditions. Lasts ``policy.access_duration(profession)``. Raises
+    ``AccessRefused`` (and traces the refusal) otherwise.
+    """
+    return _grant(
+        mode=AccessGrant.Mode.CARE,
+        professional=professional,
+        patient=patient,
+        motif=motif,
+        conditions_accepted=conditions_accepted,
+        client_address=client_address,
+    )
+
+
+def access_grant_own_documents(
+    *,
+    professional: Professional,
+    patient: Patient,
+    conditions_accepted: bool,
+    motif: str = "",
+    client_address: str | None = None,
+) -> AccessGrant:
+    """Opens a read-only access to the documents this professional authored.
+
+    Same conditions as a care access except that the motif is optional: the professional only
+    reads back what they wrote. Raises ``AccessRefused`` (and traces the refusal).
+    """
+    return _grant(
+        mode=AccessGrant.Mode.OWN_DOCUMENTS,
+        professional=professional,
+        patient=patient,
+        motif=motif,
+        conditions_accepted=conditions_accepted,
+        client_address=client_address,
+    )
+
+
+def access_grant_emergency(
+    *,
+    professional: Professional,
+    patient: Patient,
+    motif: str,
+    conditions_accepted: bool,
+    client_address: str | None = None,
+) -> AccessGrant:
+    """Breaks the glass: a short access for doctors, nurses and midwives, traced as an emergency.
+
+    Needs a detailed motif (``policy.EMERGENCY_MOTIF_MIN_LENGTH`` characters); never overrides a
+    closed or opposed record or a block by the patient. Lasts ``policy.emergency_duration()``.
+    Raises ``AccessRefused`` (and traces the refusal) otherwise.
+    """
+    return _grant(
+        mode=AccessGrant.Mode.EMERGENCY,
+        professional=professional,
+        patient=patient,
+        motif=motif,
+        conditions_accepted=conditions_accepted,
+        client_address=client_address,
+    )
+
+
+@transaction.atomic
+def access_grant_revoke(*, grant: AccessGrant, actor: Any, reason: str) -> AccessGrant:
+    """Ends a grant now (operator action). A revoked grant behaves like none; the row stays."""
+    grant = AccessGrant.objects.select_for_update().get(pk=grant.pk)
+    if grant.revoked_at is None:
+        grant.revoked_at = timezone.now()
+        grant.revoked_reason = reason[:MOTIF_MAX_LENGTH]
+        grant.save(update_fields=["revoked_at", "revoked_reason"])
+        audit_record(
+            action=ACTION_REVOKE,
+            actor=actor,
+            patient=grant.patient,
+            object_type="AccessGrant",
+            object_id=grant.pk,
+            motif=grant.revoked_reason,
+            details={"professional": grant.professional.matricule, "mode": grant.mode},
+        )
+    return grant
+
+
+@transaction.atomic
+def record_open(
+    *, professional: Professional, patient: Patient, grant: AccessGrant, client_address: str | None = None
+) -> RecordOpening:
+    """Notes that a professional opened a record they hold ``grant`` for, and traces it.
+
+    The caller has authorised the opening through ``selectors.access_patient_record``.
+    """
+    opening = RecordOpening.objects.create(professional=professional, patient=patient, grant=grant)
+    audit_record(
+        action=ACTION_RECORD_OPEN,
+        actor=professional.user,
+        patient=patient,
+        object_type="AccessGrant",
+        object_id=grant.pk,
+        motif=grant.motif,
+        client_address=client_address,
+        details={"mode": grant.mode, "emergency": grant.mode == AccessGrant.Mode.EMERGENCY},
+    )
+    return opening
+
+
+def access_refusal_record(
+    *,
+    action: str,
+    professional: Professional,
+    patient: Patient | None,
+    object_id: str,
+    reason: str,
+    client_address: str | None = None,
+) -> None:
+    """Traces a refused read (a record or document the professional may not see, or that is missing).
+
+    Runs outside any failed transaction: the refusal stays recorded.
+    """
+    audit_record(
+        action=action,
+        outcome=AuditEvent.Outcome.REFUSED,
+        actor=professional.user,
+        patient=patient,
+        object_id=object_id,
+        client_address=client_address,
+        details={"reason": reason},
+    )
+
+
+@transaction.atomic
+def patient_search_record(
+    *,
+    professional: Professional,
+    criteria: PatientSearchCriteria,
+    result_count: int,
+    refine: bool,
+    client_address: str | None = None,
+) -> None:
+    """Counts a search towards the rate limit and traces its criteria and number of results."""
+    PatientSearch.objects.create(professional=professional, result_count=result_count)
+    audit_record(
+        action=ACTION_SEARCH,
+        actor=professional.user,
+        client_address=client_address,
+        details={"criteria": criteria.as_audit_details(), "results": result_count, "refine": refine},
+    )
+
+
+def patient_search_refuse(
+    *,
+    professional: Professional,
+    criteria: PatientSearchCriteria,
+    reason: str,
+    client_address: str | None = None,
+) -> None:
+    """Traces a search refused before it ran (rate limit)."""
+    audit_record(
+        action=ACTION_SEARCH,
+        outcome=AuditEvent.Outcome.REFUSED,
+        actor=professional.user,
+        client_address=client_address,
+        details={"criteria": criteria.as_audit_details(), "reason": reason},
+    )
+
+
+@transaction.atomic
+def patient_block_create(
+    *, patient: Patient, professional: Professional, actor: Any, reason: str
+) -> PatientBlock:
+    """Records the patient's refusal of one professional (operator action, on the patient's request).
+
+    Idempotent: an active block is returned as it is. The professional's grants stop working
+    at once (the selectors check blocks on every read).
+    """
+    existing = PatientBlock.objects.filter(
+        patient=patient, professional=professional, lifted_at__isnull=True
+    ).first()
+    if existing is not None:
+        return existing
+    block = PatientBlock.objects.create(patient=patient, professional=professional, reason=reason)
+    audit_record(
+        action=ACTION_BLOCK,
+        actor=actor,
+        patient=patient,
+        object_type="PatientBlock",
+        object_id=block.pk,
+        motif=reason,
+        details={"professional": professional.matricule},
+    )
+    return block
+
+
+@transaction.atomic
+def patient_block_lift(*, block: PatientBlock, actor: Any) -> PatientBlock:
+    """Lifts a block (the row stays, with the time it was lifted)."""
+    block = PatientBlock.objects.select_for_update().select_related("professional").get(pk=block.pk)
+    if block.lifted_at is None:
+        block.lifted_at = timezone.now()
+        block.save(update_fields=["lifted_at"])
+        audit_record(
+            action=ACTION_UNBLOCK,
+            actor=actor,
+            patient=block.patient,
+            object_type="PatientBlock",
+            object_id=block.pk,
+            details={"professional": block.professional.matricule},
+        )
+    return block

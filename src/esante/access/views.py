@@ -1,0 +1,174 @@
+"""eDocuments portal views (guide pp.12-13): lists, search, access dialog, record page. HTTP only."""
+
+import datetime
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from esante.accounts.models import Professional
+
+from . import policy, selectors, services
+from .forms import AccessRequestForm, PatientSearchForm
+from .http import client_address, professional_required
+from .models import AccessGrant
+
+RATE_LIMITED_MESSAGE = (
+    "Vous avez effectué trop de recherches en peu de temps. Patientez quelques minutes avant de recommencer."
+)
+REFINE_MESSAGE = "Plus de {cap} patients correspondent à ces critères : affinez votre recherche."
+
+
+def _not_found(request: HttpRequest) -> HttpResponse:
+    return render(request, "access/not_found.html", {"message": selectors.RecordNotFound.message}, status=404)
+
+
+def _list_context(request: HttpRequest, tab: str, queryset: Any) -> dict[str, Any]:
+    page = selectors.paginate(
+        queryset,
+        page=selectors.page_number_of(request.GET.get("page", 1)),
+        page_size=selectors.page_size_of(request.GET.get("page_size", selectors.DEFAULT_PAGE_SIZE)),
+    )
+    return {"tab": tab, "page": page, "page_sizes": selectors.PAGE_SIZES}
+
+
+@never_cache
+@require_GET
+@professional_required
+def my_patients(request: HttpRequest, professional: Professional) -> HttpResponse:
+    """Tab "Mes patients": patients for whom the professional holds a current access."""
+    context = _list_context(request, "patients", selectors.my_patients(professional))
+    return render(request, "access/patient_list.html", context)
+
+
+@never_cache
+@require_GET
+@professional_required
+def recent_records(request: HttpRequest, professional: Professional) -> HttpResponse:
+    """Tab "Mes derniers dossiers": records the professional opened recently."""
+    context = _list_context(request, "recent", selectors.recent_records(professional))
+    return render(request, "access/patient_list.html", context)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@professional_required
+def search(request: HttpRequest, professional: Professional) -> HttpResponse:
+    """Tab "Recherche patient". Submitted by POST, so no criterion ever reaches a URL or a log."""
+    context: dict[str, Any] = {"tab": "search", "page_sizes": selectors.PAGE_SIZES}
+    if request.method != "POST":
+        context["form"] = PatientSearchForm()
+        return render(request, "access/search.html", context)
+    form = PatientSearchForm(request.POST)
+    context["form"] = form
+    status = 200
+    if form.is_valid():
+        criteria = form.cleaned_data["criteria"]
+        address = client_address(request)
+        if selectors.search_rate_exceeded(professional):
+            services.patient_search_refuse(
+                professional=professional, criteria=criteria, reason="rate_limited", client_address=address
+            )
+            context["error"] = RATE_LIMITED_MESSAGE
+            status = 429
+        else:
+            page = selectors.patient_search_page(
+                professional=professional,
+                criteria=criteria,
+                page=form.cleaned_data["page"],
+                page_size=form.cleaned_data["page_size"],
+            )
+            services.patient_search_record(
+                professional=professional,
+                criteria=criteria,
+                result_count=page.total,
+                refine=page.refine,
+                client_address=address,
+            )
+            context["page"] = page
+            if page.refine:
+                context["refine_message"] = REFINE_MESSAGE.format(cap=page.total)
+    template = "access/_search_results.html" if getattr(request, "htmx", False) else "access/search.html"
+    return render(request, template, context, status=status)
+
+
+@never_cache
+@require_GET
+def access_rules(request: HttpRequest) -> HttpResponse:
+    """ "En savoir plus": the rules of access to a patient's record."""
+    return render(
+        request,
+        "access/access_rules.html",
+        {
+            "pharmacist_hours": int(policy.access_duration("pharmacist").total_seconds() // 3600),
+            "doctor_days": policy.access_duration("doctor").days,
+            "emergency_hours": int(policy.emergency_duration().total_seconds() // 3600),
+        },
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@professional_required
+def access_dialog(request: HttpRequest, professional: Professional, public_id: uuid.UUID) -> HttpResponse:
+    """ "Accès au dossier du patient": the conditions, the motif, and the ways in."""
+    try:
+        state = selectors.access_dialog_state(professional, public_id)
+    except selectors.RecordNotFound:
+        return _not_found(request)
+    record_url = reverse("access:record", args=[state.patient.public_id])
+    if state.grant is not None and request.method == "GET":
+        return redirect(record_url)
+    allow_emergency = policy.may_use_emergency_access(professional.profession)
+    form = AccessRequestForm(request.POST or None, allow_emergency=allow_emergency)
+    status = 200
+    refusal_message = services.AccessRefused.MESSAGES[state.refusal] if state.refusal else ""
+    if request.method == "POST" and form.is_valid():
+        grant_services: dict[str, Callable[..., AccessGrant]] = {
+            AccessGrant.Mode.CARE: services.access_grant_care,
+            AccessGrant.Mode.OWN_DOCUMENTS: services.access_grant_own_documents,
+            AccessGrant.Mode.EMERGENCY: services.access_grant_emergency,
+        }
+        grant_service = grant_services[form.cleaned_data["mode"]]
+        try:
+            grant_service(
+                professional=professional,
+                patient=state.patient,
+                motif=form.motif(),
+                conditions_accepted=form.cleaned_data["accept_conditions"],
+                client_address=client_address(request),
+            )
+        except services.AccessRefused as refusal:
+            status = 403 if refusal.code in {"record_closed", "record_opposed", "blocked"} else 400
+            field = {
+                "motif_missing": "motif_choice",
+                "motif_too_short": "motif_text",
+                "motif_too_long": "motif_text",
+                "conditions_not_accepted": "accept_conditions",
+            }.get(refusal.code)
+            if field:
+                form.add_error(field, refusal.message)
+            else:
+                refusal_message = refusal.message
+        else:
+            return redirect(record_url)
+    elif request.method == "POST":
+        status = 400
+    context = {
+        "form": form,
+        "public_id": state.patient.public_id,
+        "refusal_message": refusal_message,
+        "closed": bool(state.refusal),
+        "allow_emergency": allow_emergency,
+        "emergency_min_length": policy.EMERGENCY_MOTIF_MIN_LENGTH,
+    }
+    return render(request, "access/access_dialog.html", context, status=status)
+
+
+def _age(birth_date: datetime.date, today: datetime.date) -> int:
+    return today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))

@@ -1,0 +1,119 @@
+"""Delivering one-time codes by e-mail and SMS.
+
+Both channels go through a backend chosen by settings: ``EMAIL_BACKEND`` (Django's; the default
+here writes ``.eml`` files, production uses Django's SMTP backend) and ``ESANTE_SMS_BACKEND``
+(file backend by default, ``HttpSmsBackend`` for a gateway in production). The file backends
+write one file per message under ``OUTBOX_DIR`` and, in the demo, echo it on the console.
+"""
+
+import json
+import logging
+import secrets
+import sys
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.core.mail import EmailMessage, send_mail
+from django.core.mail.backends.base import BaseEmailBackend
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+logger = logging.getLogger("esante.accounts.delivery")
+
+
+class DeliveryError(Exception):
+    """The message could not be handed to the channel."""
+
+
+def _outbox_path(suffix: str) -> Path:
+    outbox = Path(settings.OUTBOX_DIR)
+    outbox.mkdir(parents=True, exist_ok=True)
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S%f")
+    return outbox / f"{stamp}-{secrets.token_hex(4)}{suffix}"
+
+
+def _echo(text: str) -> None:
+    if settings.ESANTE_OUTBOX_ECHO:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
+class FileEmailBackend(BaseEmailBackend):
+    """Writes each e-mail as an RFC 5322 ``.eml`` file under ``OUTBOX_DIR``."""
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        sent = 0
+        for message in email_messages:
+            path = _outbox_path(".eml")
+            path.write_bytes(message.message().as_bytes())
+            _echo(f"[e-mail -> {', '.join(message.to)}] {message.subject}\n{message.body}")
+            sent += 1
+        return sent
+
+
+class SmsBackend(Protocol):
+    def send(self, *, to: str, text: str) -> None: ...
+
+
+class FileSmsBackend:
+    """Writes each SMS as a ``.json`` file (``{"to": ..., "text": ...}``) under ``OUTBOX_DIR``."""
+
+    def send(self, *, to: str, text: str) -> None:
+        path = _outbox_path(".json")
+        path.write_text(json.dumps({"to": to, "text": text}, ensure_ascii=False), encoding="utf-8")
+        _echo(f"[SMS -> {to}] {text}")
+
+
+class HttpSmsBackend:
+    """Posts ``{"to": ..., "text": ...}`` as JSON to ``ESANTE_SMS_GATEWAY_URL``.
+
+    Sends ``Authorization: Bearer <ESANTE_SMS_GATEWAY_TOKEN>`` when a token is configured. Any
+    answer other than 2xx, or no answer within 10 seconds, raises ``DeliveryError``.
+    """
+
+    timeout = 10
+
+    def send(self, *, to: str, text: str) -> None:
+        url = settings.ESANTE_SMS_GATEWAY_URL
+        if not url.startswith(("https://", "http://")):
+            raise DeliveryError("ESANTE_SMS_GATEWAY_URL must be an http(s) URL")
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if settings.ESANTE_SMS_GATEWAY_TOKEN:
+            headers["Authorization"] = f"Bearer {settings.ESANTE_SMS_GATEWAY_TOKEN}"
+        body = json.dumps({"to": to, "text": text}, ensure_ascii=False).encode("utf-8")
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                status = response.status
+        except OSError as exc:  # URLError and HTTPError are OSErrors
+            raise DeliveryError(f"SMS gateway refused or unreachable: {exc}") from exc
+        if not 200 <= status < 300:
+            raise DeliveryError(f"SMS gateway answered {status}")
+
+
+def sms_backend() -> SmsBackend:
+    backend: Any = import_string(settings.ESANTE_SMS_BACKEND)
+    return backend()  # type: ignore[no-any-return]
+
+
+def code_deliver(*, channel: str, address: str, code: str) -> None:
+    """Sends a one-time code to a mobile number (``channel="sms"``) or an e-mail address."""
+    text = (
+        f"eSanté : votre code à usage unique est {code}. Il est valable 5 minutes. "
+        "Ne le communiquez à personne."
+    )
+    if channel == "sms":
+        sms_backend().send(to=address, text=text)
+        return
+    try:
+        send_mail(
+            subject="eSanté : votre code à usage unique",
+            message=text,
+            from_email=None,
+            recipient_list=[address],
+        )
+    except OSError as exc:
+        raise DeliveryError(f"e-mail not sent: {exc}") from exc

@@ -1,0 +1,34 @@
+"""What the platform believes about a request's origin: the client address and the client
+certificate, taken from the TLS-terminating proxy's headers only when the request comes from one
+of ``ESANTE_TRUSTED_PROXIES``."""
+
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def _from_trusted_proxy(request: HttpRequest) -> bool:
+    remote = request.META.get("REMOTE_ADDR", "")
+    return bool(remote) and remote in settings.ESANTE_TRUSTED_PROXIES
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """The client's IP address: the last ``X-Forwarded-For`` hop when a trusted proxy added it."""
+    address = request.META.get("REMOTE_ADDR", "")
+    if _from_trusted_proxy(request):
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if hops:
+            address = hops[-1]
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
+def forwarded_certificate(request: HttpRequest) -> str:
+    """The client certificate (URL-escaped PEM) forwarded by a trusted proxy, or ``""``."""
+    if not _from_trusted_proxy(request):
+        return ""
+    return str(request.META.get(settings.ESANTE_CLIENT_CERT_HEADER, ""))

@@ -1,0 +1,507 @@
+"""Writes of the accounts app: registering professionals, activation letters, the activation
+wizard, logins and lockouts.
+
+Every service is keyword-only and runs in one transaction that ends with its audit event. A
+refused attempt (wrong code, wrong password, lock) is itself an action: its counters and its audit
+event are committed together, and the caller gets an outcome saying what to show — so a refusal
+is never rolled back with the request.
+"""
+
+import datetime
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.utils import timezone
+
+from esante.audit.models import AuditEvent
+from esante.audit.services import audit_record
+from esante.patients.matricule import compact, validate_professional_matricule
+
+from . import certificates
+from .codes import (
+    activation_code_digest,
+    activation_code_new,
+)
+from .delivery import DeliveryError, code_deliver
+from .models import (
+    ActivationLetter,
+    Certificate,
+    LoginThrottle,
+    Profession,
+    Professional,
+    User,
+)
+from .otp import (
+    LoginDevice,
+    OtpCheck,
+    device_address,
+    login_device_for,
+    otp_check,
+    otp_issue,
+    resend_available_at,
+)
+from .throttling import (
+    account_failure,
+    account_success,
+    address_failure,
+    audit_locks,
+    lock_message,
+    throttle_locked_until,
+)
+
+REFUSED = AuditEvent.Outcome.REFUSED
+FAILURE = AuditEvent.Outcome.FAILURE
+
+WRONG_ACTIVATION = "Le matricule ou le code d'activation est incorrect."
+WRONG_LOGIN = "Matricule ou mot de passe incorrect."
+_MOBILE = re.compile(r"^\+?[0-9]{8,15}$")
+
+
+def _now() -> datetime.datetime:
+    return timezone.now()
+
+
+def mobile_normalise(value: str) -> str:
+    number = "".join(ch for ch in value if ch not in " .-/()")
+    if number.startswith("00"):
+        number = "+" + number[2:]
+    if not _MOBILE.match(number):
+        raise ValidationError(
+            "Le numéro de téléphone portable n'est pas valide (exemple : +352 621 123 456)."
+        )
+    return number
+
+
+# --- agency side ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def professional_register(
+    *,
+    matricule: str,
+    profession: str,
+    last_name: str,
+    first_name: str,
+    email: str,
+    mobile: str,
+    organisation: str = "",
+    actor_label: str = "system:cli",
+) -> Professional:
+    """Registers a professional of the national register (state ``registered``, no login yet).
+
+    Raises ``ValidationError`` (French messages) for an invalid or already registered matricule,
+    an unknown profession, an invalid e-mail or mobile number, or a missing name.
+    """
+    errors: dict[str, list[str]] = {}
+    try:
+        matricule = validate_professional_matricule(matricule)
+    except ValidationError as exc:
+        errors["matricule"] = exc.messages
+    if profession not in Profession.values:
+        choices = ", ".join(Profession.values)
+        errors["profession"] = [f"Profession inconnue « {profession} » (valeurs possibles : {choices})."]
+    if not last_name.strip():
+        errors["last_name"] = ["Le nom est obligatoire."]
+    if not first_name.strip():
+        errors["first_name"] = ["Le prénom est obligatoire."]
+    try:
+        validate_email(email)
+    except ValidationError:
+        errors["email"] = ["L'adresse e-mail n'est pas valide."]
+    try:
+        mobile = mobile_normalise(mobile)
+    except ValidationError as exc:
+        errors["mobile"] = exc.messages
+    if "matricule" not in errors and (
+        Professional.objects.filter(matricule=matricule).exists()
+        or User.objects.filter(username=matricule).exists()
+    ):
+        errors["matricule"] = [f"Le matricule {matricule} est déjà enregistré."]
+    if errors:
+        raise ValidationError(errors)
+    user = User(username=matricule, first_name=first_name.strip(), last_name=last_name.strip(), email=email)
+    user.is_active = False  # nothing is active before the last activation step
+    user.set_unusable_password()
+    user.save()
+    professional = Professional.objects.create(
+        user=user,
+        matricule=matricule,
+        profession=profession,
+        last_name=last_name.strip(),
+        first_name=first_name.strip(),
+        email=email,
+        mobile=mobile,
+        organisation=organisation.strip(),
+    )
+    audit_record(
+        action="accounts.professional.register",
+        actor_label=actor_label,
+        object_type="professional",
+        object_id=professional.pk,
+        details={"profession": profession},
+    )
+    return professional
+
+
+@transaction.atomic
+def activation_letter_issue(
+    *, professional: Professional, actor_label: str = "system:cli"
+) -> tuple[ActivationLetter, str]:
+    """Issues a new activation letter; returns it with the code to print (never stored in clear).
+
+    Revokes every earlier letter of the professional that is still open. Refuses a suspended
+    professional (``ValidationError``).
+    """
+    professional = Professional.objects.select_for_update().get(pk=professional.pk)
+    if professional.state == Professional.State.SUSPENDED:
+        raise ValidationError("Ce professionnel est suspendu : réactivez-le avant d'émettre un courrier.")
+    now = _now()
+    revoked = ActivationLetter.objects.filter(
+        professional=professional, used_at__isnull=True, revoked_at__isnull=True
+    ).update(revoked_at=now)
+    code = activation_code_new()
+    letter = ActivationLetter.objects.create(
+        professional=professional,
+        code_digest=activation_code_digest(code),
+        issued_at=now,
+        expires_at=now + datetime.timedelta(days=settings.ESANTE_ACTIVATION_LETTER_DAYS),
+        issued_by=actor_label,
+    )
+    audit_record(
+        action="accounts.activation_letter.issue",
+        actor_label=actor_label,
+        object_type="activation_letter",
+        object_id=letter.pk,
+        details={"professional": professional.pk, "revoked_letters": revoked},
+    )
+    return letter, code
+
+
+@transaction.atomic
+def login_unlock(*, professional: Professional, actor_label: str) -> None:
+    """Lifts a lock on the professional's account before it ends (helpdesk)."""
+    LoginThrottle.objects.filter(scope=LoginThrottle.Scope.ACCOUNT, key=professional.matricule).update(
+        failures=0, locked_until=None
+    )
+    audit_record(
+        action="accounts.login.unlock",
+        actor_label=actor_label,
+        object_type="professional",
+        object_id=professional.pk,
+    )
+
+
+@transaction.atomic
+def professional_set_state(*, professional: Professional, state: str, actor_label: str) -> Professional:
+    """Suspends (``suspended``) or reactivates (``active``) a professional's account."""
+    if state not in (Professional.State.SUSPENDED, Professional.State.ACTIVE):
+        raise ValidationError("État demandé invalide.")
+    professional = Professional.objects.select_for_update().get(pk=professional.pk)
+    if state == Professional.State.ACTIVE and not professional.user.has_usable_password():
+        raise ValidationError("Ce compte n'a jamais été activé : émettez un courrier d'activation.")
+    previous = professional.state
+    professional.state = state
+    professional.save(update_fields=["state"])
+    User.objects.filter(pk=professional.user_id).update(is_active=state == Professional.State.ACTIVE)
+    audit_record(
+        action="accounts.professional.state",
+        actor_label=actor_label,
+        object_type="professional",
+        object_id=professional.pk,
+        details={"from": previous, "to": state},
+    )
+    return professional
+
+
+# --- login ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoginOutcome:
+    """What a login step decided. ``message`` is the French text to show when ``ok`` is False."""
+
+    ok: bool
+    message: str = ""
+    user: Any = None
+    device: LoginDevice | None = None
+    locked_until: datetime.datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _lock_outcome(until: datetime.datetime) -> LoginOutcome:
+    return LoginOutcome(ok=False, message=lock_message(until), locked_until=until)
+
+
+def _professional_of(user: Any) -> Professional | None:
+    return Professional.objects.filter(user=user).first()
+
+
+@transaction.atomic
+def login_password(*, matricule: str, password: str, client_address: str | None) -> LoginOutcome:
+    """First factor: matricule and password. On success sends a code to the verified channel.
+
+    Refused (and traced) when the client address or the account is locked, the credentials are
+    wrong (one message for unknown matricule and wrong password), the account is not active, or
+    the code cannot be sent. Wrong credentials count towards both locks.
+    """
+    key = compact(matricule)[:13]
+    address_lock = throttle_locked_until(LoginThrottle.Scope.ADDRESS, client_address)
+    account_lock = throttle_locked_until(LoginThrottle.Scope.ACCOUNT, key)
+    if address_lock or account_lock:
+        until = max(d for d in (address_lock, account_lock) if d is not None)
+        audit_record(
+            action="accounts.login.password",
+            outcome=REFUSED,
+            actor_label=key,
+            object_type="account",
+            object_id=key,
+            client_address=client_address,
+            details={"reason": "locked"},
+        )
+        return _lock_outcome(until)
+    user = authenticate(username=key, password=password) if key else None
+    professional = _professional_of(user) if user is not None else None
+    if user is None or (professional is not None and professional.state != Professional.State.ACTIVE):
+        reason = "bad_credentials" if user is None else "suspended"
+        new_account_lock = account_failure(key) if key else None
+        new_address_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address)
+        audit_record(
+            action="accounts.login.password",
+            outcome=FAILURE,
+            actor=user,
+            actor_label="" if user else key,
+            object_type="account",
+            object_id=key,
+            client_address=client_address,
+            details={"reason": reason},
+        )
+        audit_locks(
+            user=user,
+            key=key,
+            account_lock=new_account_lock,
+            address_lock=new_address_lock,
+            client_address=client_address,
+        )
+        if new_account_lock or new_address_lock:
+            return _lock_outcome(max(d for d in (new_account_lock, new_address_lock) if d is not None))
+        if reason == "suspended":
+            return LoginOutcome(ok=False, message="Votre compte est suspendu. Contactez le helpdesk.")
+        return LoginOutcome(ok=False, message=WRONG_LOGIN)
+    device = login_device_for(user)
+    if device is None:
+        audit_record(
+            action="accounts.login.password",
+            outcome=REFUSED,
+            actor=user,
+            object_type="account",
+            object_id=key,
+            client_address=client_address,
+            details={"reason": "no_device"},
+        )
+        return LoginOutcome(ok=False, message="Aucun moyen de recevoir un code n'est associé à ce compte.")
+    sent = _send_login_code(device=device, user=user, client_address=client_address)
+    audit_record(
+        action="accounts.login.password",
+        actor=user,
+        object_type="account",
+        object_id=key,
+        client_address=client_address,
+    )
+    if not sent.ok:
+        return sent
+    return LoginOutcome(ok=True, user=user, device=device)
+
+
+def _send_login_code(*, device: LoginDevice, user: Any, client_address: str | None) -> LoginOutcome:
+    channel, address = device_address(device)
+    code = otp_issue(device)
+    try:
+        code_deliver(channel=channel, address=address, code=code)
+    except DeliveryError as exc:
+        audit_record(
+            action="accounts.otp.send",
+            outcome=FAILURE,
+            actor=user,
+            object_type="otp_device",
+            object_id=device.persistent_id,
+            client_address=client_address,
+            details={"channel": channel, "error": str(exc)[:200]},
+        )
+        return LoginOutcome(ok=False, message="Le code n'a pas pu être envoyé. Réessayez plus tard.")
+    audit_record(
+        action="accounts.otp.send",
+        actor=user,
+        object_type="otp_device",
+        object_id=device.persistent_id,
+        client_address=client_address,
+        details={"channel": channel},
+    )
+    return LoginOutcome(ok=True, user=user, device=device)
+
+
+@transaction.atomic
+def login_code_resend(*, user: Any, client_address: str | None) -> LoginOutcome:
+    """Sends a new code to the user's device, at most once per ``ESANTE_OTP_RESEND_SECONDS``."""
+    device = login_device_for(user)
+    if device is None:
+        return LoginOutcome(ok=False, message="Aucun moyen de recevoir un code n'est associé à ce compte.")
+    ready = resend_available_at(device)
+    if ready is not None:
+        audit_record(
+            action="accounts.otp.send",
+            outcome=REFUSED,
+            actor=user,
+            object_type="otp_device",
+            object_id=device.persistent_id,
+            client_address=client_address,
+            details={"reason": "too_soon"},
+        )
+        return LoginOutcome(
+            ok=False, message=f"Un nouveau code pourra être envoyé à {timezone.localtime(ready):%H:%M:%S}."
+        )
+    return _send_login_code(device=device, user=user, client_address=client_address)
+
+
+@transaction.atomic
+def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutcome:
+    """Second factor: the one-time code. Locks the device row while checking it.
+
+    A wrong code counts towards the account lock; three wrong codes kill the code.
+    """
+    key = user.get_username()
+    account_lock = throttle_locked_until(LoginThrottle.Scope.ACCOUNT, key)
+    if account_lock is not None:
+        audit_record(
+            action="accounts.login.code",
+            outcome=REFUSED,
+            actor=user,
+            object_type="account",
+            object_id=key,
+            client_address=client_address,
+            details={"reason": "locked"},
+        )
+        return _lock_outcome(account_lock)
+    professional = _professional_of(user)
+    device = login_device_for(user)
+    if (
+        device is None
+        or not user.is_active
+        or (professional and professional.state != Professional.State.ACTIVE)
+    ):
+        audit_record(
+            action="accounts.login.code",
+            outcome=REFUSED,
+            actor=user,
+            object_type="account",
+            object_id=key,
+            client_address=client_address,
+            details={"reason": "inactive"},
+        )
+        return LoginOutcome(ok=False, message="Votre compte est suspendu. Contactez le helpdesk.")
+    result = otp_check(device, code)
+    if result is OtpCheck.ACCEPTED:
+        account_success(key)
+        User.objects.filter(pk=user.pk).update(last_login=_now())
+        audit_record(
+            action="accounts.login.code",
+            actor=user,
+            object_type="otp_device",
+            object_id=device.persistent_id,
+            client_address=client_address,
+            details={"factor": "password+otp"},
+        )
+        return LoginOutcome(ok=True, user=user, device=device)
+    new_lock = account_failure(key)
+    audit_record(
+        action="accounts.login.code",
+        outcome=FAILURE,
+        actor=user,
+        object_type="otp_device",
+        object_id=device.persistent_id,
+        client_address=client_address,
+        details={"reason": result.value},
+    )
+    audit_locks(user=user, key=key, account_lock=new_lock, address_lock=None, client_address=client_address)
+    if new_lock is not None:
+        return _lock_outcome(new_lock)
+    if result is OtpCheck.EXPIRED or device.token is None:
+        return LoginOutcome(ok=False, message="Ce code n'est plus valable. Demandez un nouveau code.")
+    return LoginOutcome(ok=False, message="Le code saisi est incorrect.")
+
+
+@transaction.atomic
+def login_certificate(*, certificate_pem: str, client_address: str | None) -> LoginOutcome:
+    """Login with a LuxTrust certificate bound at activation (verified again at each login)."""
+    address_lock = throttle_locked_until(LoginThrottle.Scope.ADDRESS, client_address)
+    if address_lock is not None:
+        audit_record(
+            action="accounts.login.certificate",
+            outcome=REFUSED,
+            actor_label="anonymous",
+            client_address=client_address,
+            details={"reason": "locked"},
+        )
+        return _lock_outcome(address_lock)
+    try:
+        verified = certificates.certificate_verify(certificate_pem)
+    except certificates.CertificateRefused as exc:
+        new_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address)
+        audit_record(
+            action="accounts.login.certificate",
+            outcome=FAILURE,
+            actor_label="anonymous",
+            client_address=client_address,
+            details={"reason": exc.reason},
+        )
+        audit_locks(
+            user=None, key="", account_lock=None, address_lock=new_lock, client_address=client_address
+        )
+        return LoginOutcome(ok=False, message=exc.message)
+    bound = (
+        Certificate.objects.select_related("professional__user")
+        .filter(fingerprint_sha256=verified.fingerprint_sha256)
+        .first()
+    )
+    if (
+        bound is None
+        or bound.professional.state != Professional.State.ACTIVE
+        or not bound.professional.user.is_active
+    ):
+        reason = "unbound" if bound is None else "inactive"
+        audit_record(
+            action="accounts.login.certificate",
+            outcome=REFUSED,
+            actor=bound.professional.user if bound else None,
+            actor_label="" if bound else "anonymous",
+            object_type="certificate",
+            object_id=verified.fingerprint_sha256[:64],
+            client_address=client_address,
+            details={"reason": reason},
+        )
+        message = (
+            "Ce certificat n'est associé à aucun compte actif. Activez votre compte ou utilisez "
+            "« Matricule, mot de passe et code »."
+        )
+        return LoginOutcome(ok=False, message=message)
+    user = bound.professional.user
+    account_success(user.get_username())
+    User.objects.filter(pk=user.pk).update(last_login=_now())
+    audit_record(
+        action="accounts.login.certificate",
+        actor=user,
+        object_type="certificate",
+        object_id=verified.fingerprint_sha256,
+        client_address=client_address,
+        details={"factor": "certificate"},
+    )
+    return LoginOutcome(ok=True, user=user)
+
+
+def logout_record(*, user: Any, client_address: str | None) -> None:
+    audit_record(action="accounts.logout", actor=user, client_address=client_address)

@@ -1,0 +1,315 @@
+"""Portal pages of the accounts app: terms, the five-step activation, login and logout.
+
+HTTP only: forms parse input, services (``services``, ``activation``) decide and trace.
+"""
+
+import datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib import auth, messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_otp import login as otp_login
+
+from . import activation, services
+from .forms import ActivationCodeForm, LoginForm, OneTimeCodeForm, SecurityForm, TermsForm
+from .http import client_address, forwarded_certificate
+from .letters import terms_pdf
+from .models import ActivationWizard, User
+from .otp import login_device_for
+
+WIZARD_SESSION_KEY = "accounts_activation_wizard"
+COMPLETED_SESSION_KEY = "accounts_activation_completed"
+PENDING_LOGIN_KEY = "accounts_login_pending"
+NEXT_KEY = "accounts_login_next"
+STEPS = ActivationWizard.Step.choices
+
+
+# --- terms ---------------------------------------------------------------------------------------
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def terms(request: HttpRequest) -> HttpResponse:
+    """Guide p.4: PRÉ-REQUIS, the CGU and "Activer mon compte"."""
+    form = TermsForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        wizard = activation.wizard_start(
+            terms_version=settings.ESANTE_TERMS_VERSION, client_address=client_address(request)
+        )
+        request.session.cycle_key()
+        request.session[WIZARD_SESSION_KEY] = wizard.key
+        request.session.pop(COMPLETED_SESSION_KEY, None)
+        return redirect("accounts:activation_step", step=1)
+    return render(
+        request, "accounts/terms.html", {"form": form, "terms_version": settings.ESANTE_TERMS_VERSION}
+    )
+
+
+@require_GET
+def terms_download(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(terms_pdf(), content_type="application/pdf")
+    filename = f"cgu-plateforme-esante-{settings.ESANTE_TERMS_VERSION}.pdf"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+# --- the wizard ----------------------------------------------------------------------------------
+
+
+def _render_step(
+    request: HttpRequest, wizard: ActivationWizard | None, step: int, **context: Any
+) -> HttpResponse:
+    context.update({"wizard": wizard, "step": step, "steps": STEPS})
+    return render(request, f"accounts/step{step}.html", context)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def activation_step(request: HttpRequest, step: int) -> HttpResponse:
+    """One page per step; only the wizard's current step is shown or accepted."""
+    wizard = activation.wizard_for_key(request.session.get(WIZARD_SESSION_KEY))
+    if wizard is None:
+        messages.error(
+            request, "Votre activation a expiré ou n'a pas commencé : recommencez depuis le début."
+        )
+        return redirect("accounts:activation")
+    if step != wizard.step:
+        return redirect("accounts:activation_step", step=wizard.step)
+    address = client_address(request)
+    if request.method == "POST" and "previous" in request.POST:
+        try:
+            wizard = activation.wizard_back(wizard=wizard, client_address=address)
+        except activation.WizardStepError:
+            return redirect("accounts:activation")
+        return redirect("accounts:activation_step", step=wizard.step)
+    try:
+        handler = _STEP_HANDLERS[step]
+        return handler(request, wizard, address)
+    except activation.WizardStepError:
+        return redirect("accounts:activation_step", step=wizard.step)
+
+
+def _step_certificate(request: HttpRequest, wizard: ActivationWizard, address: str | None) -> HttpResponse:
+    if request.method == "POST" and "skip" in request.POST:
+        outcome = activation.wizard_certificate_skip(wizard=wizard, client_address=address)
+        if not outcome.ok:
+            messages.error(request, outcome.message)
+        return redirect("accounts:activation_step", step=wizard.step + 1 if outcome.ok else 1)
+    if request.method == "POST":
+        pem = forwarded_certificate(request)
+        if not pem:
+            messages.error(
+                request,
+                "Aucun certificat LuxTrust n'a été présenté. Insérez votre carte ou connectez votre Token, "
+                "puis cliquez sur « Connexion ».",
+            )
+            return redirect("accounts:activation_step", step=1)
+        outcome = activation.wizard_certificate(wizard=wizard, certificate_pem=pem, client_address=address)
+        if outcome.ok:
+            return redirect("accounts:activation_step", step=2)
+        messages.error(request, outcome.message)
+        return redirect("accounts:activation_step", step=1)
+    return _render_step(
+        request, wizard, 1, certificate_optional=settings.ESANTE_ACTIVATION_CERTIFICATE_OPTIONAL
+    )
+
+
+def _step_code(request: HttpRequest, wizard: ActivationWizard, address: str | None) -> HttpResponse:
+    form = ActivationCodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if form.cleaned_data["received"] == "non":
+            return _render_step(request, wizard, 2, form=form, not_received=True)
+        outcome = activation.wizard_code(
+            wizard=wizard,
+            matricule=form.cleaned_data["matricule"],
+            code=form.cleaned_data["code"],
+            client_address=address,
+        )
+        if outcome.ok:
+            return redirect("accounts:activation_step", step=3)
+        wizard.refresh_from_db()
+        if wizard.step != 2:
+            messages.error(request, outcome.message)
+            return redirect("accounts:activation_step", step=wizard.step)
+        form.add_error(None, outcome.message)
+    return _render_step(request, wizard, 2, form=form)
+
+
+def _step_information(request: HttpRequest, wizard: ActivationWizard, address: str | None) -> HttpResponse:
+    if request.method == "POST":
+        activation.wizard_information(wizard=wizard, client_address=address)
+        return redirect("accounts:activation_step", step=4)
+    return _render_step(request, wizard, 3, professional=wizard.professional)
+
+
+def _step_security(request: HttpRequest, wizard: ActivationWizard, address: str | None) -> HttpResponse:
+    professional = wizard.professional
+    initial = {"channel": "sms", "address": professional.mobile if professional else ""}
+    choose_form = SecurityForm(initial=initial)
+    code_form = OneTimeCodeForm()
+    if request.method == "POST" and request.POST.get("action") == "choose":
+        choose_form = SecurityForm(request.POST)
+        if choose_form.is_valid():
+            data = choose_form.cleaned_data
+            try:
+                outcome = activation.wizard_security_choose(
+                    wizard=wizard,
+                    password=data["password1"],
+                    channel=data["channel"],
+                    address=data["address"],
+                    client_address=address,
+                )
+            except ValidationError as exc:
+                choose_form.add_error(None, exc)
+            else:
+                if outcome.ok:
+                    messages.success(request, "Un code vous a été envoyé. Saisissez-le ci-dessous.")
+                    return redirect("accounts:activation_step", step=4)
+                choose_form.add_error(None, outcome.message)
+    elif request.method == "POST" and request.POST.get("action") == "verify":
+        code_form = OneTimeCodeForm(request.POST)
+        if code_form.is_valid():
+            outcome = activation.wizard_security_verify(
+                wizard=wizard, code=code_form.cleaned_data["code"].strip(), client_address=address
+            )
+            if outcome.ok:
+                request.session.pop(WIZARD_SESSION_KEY, None)
+                request.session[COMPLETED_SESSION_KEY] = True
+                return redirect("accounts:activation_done")
+            code_form.add_error("code", outcome.message)
+    wizard.refresh_from_db()
+    return _render_step(
+        request,
+        wizard,
+        4,
+        choose_form=choose_form,
+        code_form=code_form,
+        code_sent=bool(
+            wizard.code_digest and wizard.code_valid_until and wizard.code_valid_until > timezone.now()
+        ),
+    )
+
+
+_STEP_HANDLERS = {1: _step_certificate, 2: _step_code, 3: _step_information, 4: _step_security}
+
+
+@never_cache
+@require_GET
+def activation_done(request: HttpRequest) -> HttpResponse:
+    """Step 5: shown once, right after the activation completed in this session."""
+    if not request.session.pop(COMPLETED_SESSION_KEY, False):
+        return redirect("accounts:activation")
+    return _render_step(request, None, 5)
+
+
+# --- login ---------------------------------------------------------------------------------------
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def login(request: HttpRequest) -> HttpResponse:
+    """Guide pp.10-11: "Connexion" (certificate) or "Matricule, mot de passe et code"."""
+    form = LoginForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        outcome = services.login_password(
+            matricule=form.cleaned_data["matricule"],
+            password=form.cleaned_data["password"],
+            client_address=client_address(request),
+        )
+        if outcome.ok:
+            request.session.cycle_key()
+            request.session[PENDING_LOGIN_KEY] = {"user": outcome.user.pk, "at": timezone.now().isoformat()}
+            target = request.GET.get("next", "")
+            if (
+                target
+                and url_has_allowed_host_and_scheme(target, allowed_hosts=None)
+                and target.startswith("/")
+            ):
+                request.session[NEXT_KEY] = target
+            return redirect("accounts:login_code")
+        form.add_error(None, outcome.message)
+    return render(request, "accounts/login.html", {"form": form})
+
+
+def _pending_user(request: HttpRequest) -> User | None:
+    pending = request.session.get(PENDING_LOGIN_KEY)
+    if not pending:
+        return None
+    started = datetime.datetime.fromisoformat(pending["at"])
+    if timezone.now() - started > datetime.timedelta(seconds=settings.ESANTE_OTP_VALID_SECONDS * 2):
+        request.session.pop(PENDING_LOGIN_KEY, None)
+        return None
+    return User.objects.filter(pk=pending["user"]).first()
+
+
+def _complete_login(request: HttpRequest, user: User, device: Any) -> HttpResponseRedirect:
+    request.session.pop(PENDING_LOGIN_KEY, None)
+    auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")  # rotates the session key
+    if device is not None:
+        otp_login(request, device)
+    return redirect(request.session.pop(NEXT_KEY, None) or settings.LOGIN_REDIRECT_URL)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def login_code(request: HttpRequest) -> HttpResponse:
+    user = _pending_user(request)
+    if user is None:
+        messages.error(request, "Votre session de connexion a expiré : recommencez.")
+        return redirect("accounts:login")
+    address = client_address(request)
+    form = OneTimeCodeForm(
+        request.POST if request.method == "POST" and "resend" not in request.POST else None
+    )
+    if request.method == "POST" and "resend" in request.POST:
+        outcome = services.login_code_resend(user=user, client_address=address)
+        if outcome.ok:
+            messages.success(request, "Un nouveau code vous a été envoyé.")
+        else:
+            messages.error(request, outcome.message)
+        return redirect("accounts:login_code")
+    if request.method == "POST" and form.is_valid():
+        outcome = services.login_code(
+            user=user, code=form.cleaned_data["code"].strip(), client_address=address
+        )
+        if outcome.ok:
+            return _complete_login(request, user, outcome.device)
+        if outcome.locked_until is not None:
+            request.session.pop(PENDING_LOGIN_KEY, None)
+            messages.error(request, outcome.message)
+            return redirect("accounts:login")
+        form.add_error("code", outcome.message)
+    device = login_device_for(user)
+    channel = "SMS" if device is not None and hasattr(device, "number") else "e-mail"
+    return render(request, "accounts/login_code.html", {"form": form, "channel": channel})
+
+
+@never_cache
+@require_POST
+def login_certificate(request: HttpRequest) -> HttpResponse:
+    pem = forwarded_certificate(request)
+    if not pem:
+        messages.error(request, "Aucun certificat LuxTrust n'a été présenté.")
+        return redirect("accounts:login")
+    outcome = services.login_certificate(certificate_pem=pem, client_address=client_address(request))
+    if not outcome.ok:
+        messages.error(request, outcome.message)
+        return redirect("accounts:login")
+    return _complete_login(request, outcome.user, None)
+
+
+@require_POST
+def logout(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        services.logout_record(user=request.user, client_address=client_address(request))
+    auth.logout(request)
+    messages.success(request, "Vous êtes déconnecté.")
+    return redirect(reverse("accounts:login"))

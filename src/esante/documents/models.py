@@ -1,0 +1,134 @@
+import uuid
+
+from django.db import models
+
+from esante.access.policy import Confidentiality
+
+from .types import DOCUMENT_TYPES, Binder, class_label
+
+
+class MediaType(models.TextChoices):
+    PDF = "application/pdf", "PDF"
+    CDA = "application/hl7-cda+xml", "HL7 CDA R2"
+    TEXT = "text/plain", "Texte"
+
+
+class Document(models.Model):
+    """A clinical document of a patient's shared record.
+
+    Content lives in the storage backend (``STORAGES["default"]``) under ``content``, with its
+    SHA-256 and size recorded. Never deleted: a correction supersedes it or marks it
+    ``entered-in-error``. Addressed in URLs by ``public_id``.
+    """
+
+    class Status(models.TextChoices):
+        CURRENT = "current", "Actuel"
+        SUPERSEDED = "superseded", "Remplacé"
+        ENTERED_IN_ERROR = "entered-in-error", "Saisi par erreur"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey("patients.Patient", on_delete=models.PROTECT, related_name="documents")
+    type_code = models.CharField(
+        "type (LOINC)", max_length=16, choices=[(c, t.label) for c, t in DOCUMENT_TYPES.items()]
+    )
+    class_code = models.CharField("classe", max_length=32)
+    title = models.CharField("titre", max_length=300)
+    clinical_at = models.DateTimeField("date clinique")
+    author = models.ForeignKey(
+        "accounts.Professional",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="authored_documents",
+    )
+    author_name = models.CharField("auteur", max_length=200)
+    source_system = models.CharField("source", max_length=100)
+    binder = models.CharField("classeur", max_length=32, choices=Binder.choices)
+    confidentiality = models.CharField(
+        "confidentialité", max_length=1, choices=Confidentiality.choices, default=Confidentiality.NORMAL
+    )
+    media_type = models.CharField("format", max_length=64, choices=MediaType.choices)
+    content = models.FileField("contenu", upload_to="documents/%Y/%m/", max_length=300)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField("taille (octets)")
+    status = models.CharField("statut", max_length=20, choices=Status.choices, default=Status.CURRENT)
+    hidden_by_patient = models.BooleanField("masqué par le patient", default=False)
+    external_id = models.CharField("identifiant source", max_length=200, blank=True)
+    text_content = models.TextField("texte extrait", blank=True, editable=False)
+    submitted_at = models.DateTimeField("reçu le", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "document"
+        indexes = [
+            models.Index(fields=["patient", "-clinical_at"], name="document_patient_date_idx"),
+            models.Index(fields=["patient", "class_code", "type_code"], name="document_patient_type_idx"),
+            models.Index(fields=["patient", "submitted_at"], name="document_patient_new_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_system", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="document_unique_external_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.clinical_at:%d/%m/%Y %H:%M})"
+
+    @property
+    def class_label(self) -> str:
+        return class_label(self.class_code)
+
+    @property
+    def type_label(self) -> str:
+        document_type = DOCUMENT_TYPES.get(self.type_code)
+        return document_type.label if document_type else self.type_code
+
+
+class Prescription(models.Model):
+    """The structured side of a medication prescription document, and its dispensation state.
+
+    ``state_version`` grows by one at each dispensation or withdrawal: a dispensation attempt
+    names the version it was based on and is refused when it is stale.
+    """
+
+    class DispensationState(models.TextChoices):
+        OPEN = "open", "Non dispensée"
+        PARTIAL = "partial", "Dispensée partiellement"
+        DISPENSED = "dispensed", "Dispensée entièrement"
+
+    document = models.OneToOneField(Document, on_delete=models.PROTECT, related_name="prescription")
+    prescribed_at = models.DateTimeField("date de prescription")
+    prescriber_name = models.CharField("prescripteur", max_length=200)
+    dispensation_state = models.CharField(
+        "dispensation", max_length=16, choices=DispensationState.choices, default=DispensationState.OPEN
+    )
+    state_version = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "prescription"
+
+    def __str__(self) -> str:
+        return f"Prescription {self.document.public_id}"
+
+
+class PrescriptionLine(models.Model):
+    """One prescribed medication: what, how, how much."""
+
+    prescription = models.ForeignKey(Prescription, on_delete=models.PROTECT, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    medication = models.CharField("médicament", max_length=300)
+    medication_code = models.CharField("code", max_length=64, blank=True)
+    dosage = models.CharField("posologie", max_length=500, blank=True)
+    quantity = models.PositiveIntegerField("quantité prescrite")
+    unit = models.CharField("unité", max_length=50, blank=True)
+
+    class Meta:
+        verbose_name = "ligne de prescription"
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["prescription", "position"], name="prescription_line_pos")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.medication} × {self.quantity}"

@@ -1,0 +1,69 @@
+"""Document types (LOINC) and the classes they are grouped in.
+
+The class codes are those of the access matrix (``esante.access.policy.DocumentClass``); the
+"Vue documentaire" tree shows class > type with counts, e.g. "Prescription (3)" >
+"Traitements médicamenteux (3)".
+"""
+
+from dataclasses import dataclass
+
+from django.db import models
+
+from esante.access.policy import DocumentClass
+
+LOINC_SYSTEM = "2.16.840.1.113883.6.1"
+
+
+@dataclass(frozen=True)
+class DocumentType:
+    code: str  # LOINC
+    label: str
+    class_code: str
+
+
+MEDICATION_PRESCRIPTION = "57833-6"
+DISPENSATION = "60593-1"
+
+DOCUMENT_TYPES: dict[str, DocumentType] = {
+    t.code: t
+    for t in [
+        DocumentType(MEDICATION_PRESCRIPTION, "Traitements médicamenteux", DocumentClass.PRESCRIPTION),
+        DocumentType(DISPENSATION, "Dispensations de médicaments", DocumentClass.MEDICATION),
+        DocumentType("10160-0", "Historique de médication", DocumentClass.MEDICATION),
+        DocumentType("11502-2", "Résultats de laboratoire", DocumentClass.LABORATORY),
+        DocumentType("18842-5", "Lettres de sortie", DocumentClass.REPORT),
+        DocumentType("11488-4", "Notes de consultation", DocumentClass.REPORT),
+        DocumentType("18748-4", "Comptes rendus d'imagerie", DocumentClass.IMAGING),
+        DocumentType("11369-6", "Vaccinations", DocumentClass.VACCINATION),
+        DocumentType("60591-5", "Synthèse médicale du patient", DocumentClass.SUMMARY),
+        DocumentType("28651-8", "Notes de soins infirmiers", DocumentClass.NURSING),
+        DocumentType("11525-3", "Comptes rendus de grossesse", DocumentClass.MATERNITY),
+        DocumentType("11506-3", "Notes de kinésithérapie", DocumentClass.REHABILITATION),
+        DocumentType("11492-6", "Comptes rendus psychiatriques", DocumentClass.PSYCHIATRY),
+    ]
+}
+
+
+def class_label(class_code: str) -> str:
+    return str(DocumentClass(class_code).label)
+
+
+class Binder(models.TextChoices):
+    """The patient record's binders ("classeurs")."""
+
+    GENERAL = "general", "Dossier général"
+    MEDICATION = "medication", "Médicaments"
+    LABORATORY = "laboratory", "Laboratoire"
+    IMAGING = "imaging", "Imagerie"
+    HOSPITAL = "hospital", "Séjours hospitaliers"
+    PREVENTION = "prevention", "Prévention"
+
+
+DEFAULT_BINDER = {
+    DocumentClass.PRESCRIPTION: Binder.MEDICATION,
+    DocumentClass.MEDICATION: Binder.MEDICATION,
+    DocumentClass.LABORATORY: Binder.LABORATORY,
+    DocumentClass.IMAGING: Binder.IMAGING,
+    DocumentClass.VACCINATION: Binder.PREVENTION,
+    DocumentClass.REPORT: Binder.HOSPITAL,
+}

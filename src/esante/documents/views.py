@@ -1,0 +1,215 @@
+"""The patient record page (guide p.14): "Vue 360", "Vue documentaire", filters, search, viewer."""
+
+import datetime
+import uuid
+from typing import Any
+
+from django.core.files.storage import default_storage
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.http import require_GET
+
+from esante.access import selectors as access_selectors
+from esante.access import services as access_services
+from esante.access.http import client_address, professional_required
+from esante.access.models import RecordOpening
+from esante.accounts.models import Professional
+
+from . import cda
+from .models import MediaType
+from .selectors import (
+    DocumentFilters,
+    access_document,
+    document_tree,
+    filter_choices,
+    filtered,
+    latest_per_class,
+    visible_documents,
+)
+from .services import document_read_record, record_search_record
+from .types import Binder
+
+# The document's bytes never run in the portal: no script, no plugin, no form, nothing embedded.
+CONTENT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
+PDF_CSP = "default-src 'none'; object-src 'self'; frame-ancestors 'self'"
+
+
+def _age(birth_date: datetime.date, today: datetime.date) -> int:
+    return today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))
+
+
+def _not_found(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "access/not_found.html", {"message": access_selectors.RecordNotFound.message}, status=404
+    )
+
+
+def _refused(
+    request: HttpRequest, professional: Professional, public_id: uuid.UUID, error: Any, action: str
+) -> HttpResponse:
+    access_services.access_refusal_record(
+        action=action,
+        professional=professional,
+        patient=error.patient,
+        object_id=str(public_id)[:64],
+        reason=error.reason,
+        client_address=client_address(request),
+    )
+    return _not_found(request)
+
+
+def _filters(request: HttpRequest, previous_visit: datetime.datetime | None) -> DocumentFilters:
+    get = request.GET
+    return DocumentFilters(
+        type_code=get.get("type", "")[:16],
+        class_code=get.get("classe", "")[:32],
+        binder=get.get("classeur", "") if get.get("classeur", "") in Binder.values else "",
+        author=get.get("auteur", "")[:200],
+        date_from=parse_date(get.get("du", "") or "") if _valid_date(get.get("du")) else None,
+        date_to=parse_date(get.get("au", "") or "") if _valid_date(get.get("au")) else None,
+        new_since=previous_visit if get.get("nouveaux") == "1" else None,
+        words=get.get("mots", "")[:200],
+    )
+
+
+def _valid_date(value: str | None) -> bool:
+    try:
+        return bool(value) and parse_date(value or "") is not None
+    except ValueError:
+        return False
+
+
+@never_cache
+@require_GET
+@professional_required
+def record(request: HttpRequest, professional: Professional, public_id: uuid.UUID) -> HttpResponse:
+    """The patient's record. A full page load is an opening (``record.open``); the filters'
+    partial updates (htmx) re-read the same record and a keyword search is traced on its own."""
+    try:
+        patient, grant = access_selectors.access_patient_record(professional, public_id)
+    except access_selectors.RecordNotFound as error:
+        return _refused(request, professional, public_id, error, access_services.ACTION_RECORD_OPEN)
+    openings = list(
+        RecordOpening.objects.filter(professional=professional, patient=patient)
+        .order_by("-opened_at")
+        .values_list("opened_at", flat=True)[:2]
+    )
+    if not request.headers.get("HX-Request"):
+        access_services.record_open(
+            professional=professional, patient=patient, grant=grant, client_address=client_address(request)
+        )
+        previous_visit = openings[0] if openings else None
+    else:
+        previous_visit = openings[1] if len(openings) > 1 else None
+    documents = visible_documents(professional, patient, grant)
+    filters = _filters(request, previous_visit)
+    shown = filtered(documents, filters)
+    # The record opens on "Vue 360"; the guide then clicks the "Vue documentaire" tab.
+    view = "documentaire" if request.GET.get("vue") == "documentaire" else "360"
+    context: dict[str, Any] = {
+        "patient": patient,
+        "grant": grant,
+        "age": _age(patient.birth_date, timezone.localdate()),
+        "view": view,
+        "filters": filters,
+        "previous_visit": previous_visit,
+        "binders": Binder.choices,
+    }
+    if view == "360":
+        context["latest"] = latest_per_class(shown)
+        context["prescriptions"] = list(
+            shown.filter(prescription__isnull=False)
+            .select_related("prescription")
+            .order_by("-clinical_at")[:20]
+        )
+    else:
+        context["tree"] = document_tree(shown)
+        context["choices"] = filter_choices(documents)
+    if filters.words:
+        context["result_count"] = shown.count()
+        record_search_record(
+            professional=professional,
+            patient=patient,
+            words=filters.words,
+            results=context["result_count"],
+            client_address=client_address(request),
+        )
+    partial = bool(request.headers.get("HX-Request"))
+    template = "documents/_documents.html" if partial else "documents/record.html"
+    return render(request, template, context)
+
+
+@never_cache
+@require_GET
+@professional_required
+def viewer(
+    request: HttpRequest, professional: Professional, public_id: uuid.UUID, document_id: uuid.UUID
+) -> HttpResponse:
+    """One document: metadata, then the content (PDF inline, CDA as readable HTML, text)."""
+    try:
+        patient, grant, document = access_document(professional, public_id, document_id)
+    except access_selectors.RecordNotFound as error:
+        return _refused(request, professional, public_id, error, "document.read")
+    document_read_record(professional=professional, document=document, client_address=client_address(request))
+    context: dict[str, Any] = {
+        "patient": patient,
+        "grant": grant,
+        "document": document,
+        "age": _age(patient.birth_date, timezone.localdate()),
+    }
+    if document.media_type == MediaType.CDA:
+        with default_storage.open(document.content.name, "rb") as fh:
+            context["cda_html"] = cda.render_html(cda.parse(fh.read()))
+    elif document.media_type == MediaType.TEXT:
+        with default_storage.open(document.content.name, "rb") as fh:
+            context["text"] = fh.read().decode("utf-8")
+    if hasattr(document, "prescription"):
+        context["prescription"] = document.prescription
+        context["lines"] = list(document.prescription.lines.all())
+    return render(request, "documents/viewer.html", context)
+
+
+@never_cache
+@require_GET
+@xframe_options_sameorigin
+@professional_required
+def content(
+    request: HttpRequest, professional: Professional, public_id: uuid.UUID, document_id: uuid.UUID
+) -> HttpResponse:
+    """The document's bytes, with its own content type and a policy that lets nothing run."""
+    try:
+        _, _, document = access_document(professional, public_id, document_id)
+    except access_selectors.RecordNotFound as error:
+        return _refused(request, professional, public_id, error, "document.content")
+    document_read_record(
+        professional=professional,
+        document=document,
+        client_address=client_address(request),
+        action="document.content",
+    )
+    with default_storage.open(document.content.name, "rb") as fh:
+        data = fh.read()
+    content_type = {
+        MediaType.PDF: "application/pdf",
+        MediaType.CDA: "application/xml; charset=utf-8",
+        MediaType.TEXT: "text/plain; charset=utf-8",
+    }[MediaType(document.media_type)]
+    response = HttpResponse(data, content_type=content_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = PDF_CSP if document.media_type == MediaType.PDF else CONTENT_CSP
+    disposition = "inline" if document.media_type == MediaType.PDF else "attachment"
+    extension = {MediaType.PDF: "pdf", MediaType.CDA: "xml", MediaType.TEXT: "txt"}[
+        MediaType(document.media_type)
+    ]
+    response["Content-Disposition"] = f'{disposition}; filename="document-{document.public_id}.{extension}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def record_url(public_id: uuid.UUID) -> str:
+    return reverse("documents:record", kwargs={"public_id": public_id})

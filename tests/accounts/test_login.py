@@ -1,0 +1,290 @@
+"""Login with matricule, password and one-time code; certificate login; locks; logout."""
+
+import datetime
+import re
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.test import Client
+from freezegun import freeze_time
+
+from esante.accounts.models import Certificate, LoginThrottle, Professional
+from esante.accounts.services import login_unlock, professional_set_state
+from esante.audit.models import AuditEvent
+
+from .conftest import PASSWORD, Pki, forwarded, make_active
+
+pytestmark = pytest.mark.django_db
+
+LOGIN = "/professionnel/connexion/"
+CODE = "/professionnel/connexion/code/"
+MATRICULE = "19800101002"
+
+
+def mailed_code() -> str:
+    match = re.search(r"\b(\d{6})\b", mail.outbox[-1].body)
+    assert match
+    return match.group(1)
+
+
+def password_step(client: Client, password: str = PASSWORD, matricule: str = MATRICULE) -> Any:
+    return client.post(LOGIN, {"matricule": matricule, "password": password})
+
+
+def actions(**filters: Any) -> list[tuple[str, str]]:
+    return list(
+        AuditEvent.objects.filter(action__startswith="accounts.", **filters)
+        .order_by("sequence")
+        .values_list("action", "outcome")
+    )
+
+
+def test_login_page_labels(client: Client) -> None:
+    page = client.get(LOGIN).content.decode()
+    assert "Connexion" in page and "Matricule, mot de passe et code" in page
+
+
+def test_password_then_code_logs_in_and_rotates_the_session(client: Client, active: Professional) -> None:
+    client.get(LOGIN)
+    response = password_step(client)
+    assert response.status_code == 302 and response["Location"] == CODE
+    session_before = client.session.session_key
+    assert mail.outbox[-1].to == ["luc.schmit@pharma.lu"]
+    response = client.post(CODE, {"code": mailed_code()})
+    assert response.status_code == 302 and response["Location"] == "/edocuments/"
+    assert client.session.session_key != session_before
+    assert int(client.session["_auth_user_id"]) == active.user.pk
+    start = AuditEvent.objects.get(action="accounts.professional.register").sequence
+    assert actions(sequence__gt=start) == [
+        ("accounts.otp.send", "success"),
+        ("accounts.login.password", "success"),
+        ("accounts.login.code", "success"),
+    ]
+
+    response = client.post("/professionnel/deconnexion/")
+    assert response.status_code == 302
+    assert "_auth_user_id" not in client.session
+    assert actions(action="accounts.logout") == [("accounts.logout", "success")]
+
+
+def test_code_is_single_use(client: Client, active: Professional) -> None:
+    password_step(client)
+    code = mailed_code()
+    assert client.post(CODE, {"code": code})["Location"] == "/edocuments/"
+    other = Client()
+    password_step(other)
+    mail.outbox.clear()
+    response = other.post(CODE, {"code": code})
+    assert response.status_code == 200  # the first code was consumed; a new one was sent
+
+
+def test_unknown_matricule_and_wrong_password_look_the_same(client: Client, active: Professional) -> None:
+    wrong_password = password_step(client, password="nope").content.decode()
+    unknown = password_step(client, matricule="19850602037").content.decode()
+    assert "Matricule ou mot de passe incorrect." in wrong_password
+    assert "Matricule ou mot de passe incorrect." in unknown
+    assert actions(action="accounts.login.password") == [
+        ("accounts.login.password", "failure"),
+        ("accounts.login.password", "failure"),
+    ]
+
+
+def test_password_brute_force_locks_for_15_minutes_then_30(client: Client, active: Professional) -> None:
+    start = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=datetime.UTC)
+    with freeze_time(start) as clock:
+        for _ in range(4):
+            assert "Matricule ou mot de passe incorrect." in password_step(client, "wrong").content.decode()
+        page = password_step(client, "wrong").content.decode()
+        assert "Réessayez après le 02/03/2026 à 10:15" in page  # Luxembourg time
+        assert actions(action="accounts.login.lock") == [("accounts.login.lock", "refused")]
+        # Locked: even the right password is refused, without telling whether it was right.
+        assert "Réessayez après" in password_step(client).content.decode()
+        assert mail.outbox == []
+
+        clock.tick(datetime.timedelta(minutes=16))
+        for _ in range(5):
+            page = password_step(client, "wrong").content.decode()
+        assert "Réessayez après le 02/03/2026 à 10:46" in page  # 30 minutes: doubled
+        clock.tick(datetime.timedelta(minutes=31))
+        assert password_step(client)["Location"] == CODE
+        assert client.post(CODE, {"code": mailed_code()})["Location"] == "/edocuments/"
+    row = LoginThrottle.objects.get(scope="account", key=MATRICULE)
+    assert row.lock_count == 0 and row.failures == 0
+
+
+def test_helpdesk_can_lift_a_lock(client: Client, active: Professional) -> None:
+    for _ in range(5):
+        password_step(client, "wrong")
+    assert "Réessayez après" in password_step(client).content.decode()
+    login_unlock(professional=active, actor_label="helpdesk:marie")
+    assert password_step(client)["Location"] == CODE
+    assert actions(action="accounts.login.unlock") == [("accounts.login.unlock", "success")]
+
+
+def test_client_address_is_throttled_after_20_failures_an_hour(client: Client, db: Any) -> None:
+    for number in range(20):
+        page = password_step(client, "wrong", matricule=f"1985060203{number % 10}").content.decode()
+    assert "Réessayez après" in page
+    assert actions(action="accounts.address.lock") == [("accounts.address.lock", "refused")]
+    make_active(matricule="19850602037", last_name="Weber", first_name="Tom", email="tom@weber.lu")
+    assert "Réessayez après" in password_step(client, matricule="19850602037").content.decode()
+
+
+def test_one_time_code_dies_after_three_wrong_tries(client: Client, active: Professional) -> None:
+    password_step(client)
+    code = mailed_code()
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(2):
+        assert "Le code saisi est incorrect." in client.post(CODE, {"code": wrong}).content.decode()
+    assert "Ce code n&#x27;est plus valable" in client.post(CODE, {"code": wrong}).content.decode()
+    assert "Ce code n&#x27;est plus valable" in client.post(CODE, {"code": code}).content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_one_time_code_brute_force_locks_the_account(
+    client: Client, active: Professional, settings: Any
+) -> None:
+    settings.ESANTE_OTP_RESEND_SECONDS = 0
+    password_step(client)
+    for attempt in range(5):
+        if attempt == 3:
+            client.post(CODE, {"resend": "1"})
+        response = client.post(CODE, {"code": "999999"})
+    assert response.status_code == 302 and response["Location"] == LOGIN
+    assert "Réessayez après" in password_step(client).content.decode()
+    assert ("accounts.login.lock", "refused") in actions()
+
+
+def test_one_time_code_expires_after_5_minutes(client: Client, active: Professional) -> None:
+    with freeze_time() as clock:
+        password_step(client)
+        code = mailed_code()
+        clock.tick(datetime.timedelta(minutes=5, seconds=1))
+        page = client.post(CODE, {"code": code}).content.decode()
+    assert "Ce code n&#x27;est plus valable" in page
+
+
+def test_resend_is_throttled(client: Client, active: Professional) -> None:
+    password_step(client)
+    assert len(mail.outbox) == 1
+    client.post(CODE, {"resend": "1"})
+    assert len(mail.outbox) == 1
+    assert ("accounts.otp.send", "refused") in actions()
+
+
+def test_suspended_account_is_refused(client: Client, active: Professional) -> None:
+    professional_set_state(
+        professional=active, state=Professional.State.SUSPENDED, actor_label="helpdesk:marie"
+    )
+    assert "Matricule ou mot de passe incorrect." in password_step(client).content.decode()
+    assert mail.outbox == []
+
+
+def test_suspension_during_login_is_refused(client: Client, active: Professional) -> None:
+    password_step(client)
+    professional_set_state(
+        professional=active, state=Professional.State.SUSPENDED, actor_label="helpdesk:marie"
+    )
+    page = client.post(CODE, {"code": mailed_code()}).content.decode()
+    assert "suspendu" in page
+    assert "_auth_user_id" not in client.session
+
+
+def test_code_page_without_password_step_redirects(client: Client) -> None:
+    assert client.get(CODE)["Location"] == LOGIN
+
+
+def test_csrf_is_enforced_on_login_forms(csrf_client: Client, active: Professional) -> None:
+    assert password_step(csrf_client).status_code == 403
+    assert csrf_client.post("/professionnel/connexion/certificat/").status_code == 403
+    assert csrf_client.post("/professionnel/deconnexion/").status_code == 403
+    assert mail.outbox == []
+
+
+def test_session_fixation_is_impossible(client: Client, active: Professional) -> None:
+    client.get(LOGIN)
+    client.session.save()
+    planted = client.session.session_key
+    password_step(client)
+    client.post(CODE, {"code": mailed_code()})
+    assert client.session.session_key != planted
+
+
+def bind(pki: Pki, professional: Professional) -> Any:
+    from esante.accounts.certificates import certificate_verify
+
+    from .conftest import pem
+
+    cert = pki.issue(surname=professional.last_name, given_name=professional.first_name)
+    verified = certificate_verify(pem(cert))
+    Certificate.objects.create(
+        professional=professional,
+        subject=verified.subject,
+        issuer=verified.issuer,
+        serial=verified.serial,
+        fingerprint_sha256=verified.fingerprint_sha256,
+        not_before=verified.not_before,
+        not_after=verified.not_after,
+        bound_at=verified.not_before,
+    )
+    return cert
+
+
+def test_certificate_login(client: Client, pki: Pki, active: Professional) -> None:
+    cert = bind(pki, active)
+    response = client.post("/professionnel/connexion/certificat/", **forwarded(cert))
+    assert response["Location"] == "/edocuments/"
+    assert int(client.session["_auth_user_id"]) == active.user.pk
+    event = AuditEvent.objects.get(action="accounts.login.certificate")
+    assert event.outcome == "success" and event.client_address == "192.0.2.10"
+
+
+def test_certificate_login_refusals(client: Client, pki: Pki, active: Professional) -> None:
+    cert = bind(pki, active)
+    # The header is believed only from a trusted proxy.
+    headers = forwarded(cert) | {"REMOTE_ADDR": "192.0.2.99"}
+    client.post("/professionnel/connexion/certificat/", **headers)
+    assert "_auth_user_id" not in client.session
+    # A valid certificate that was never bound.
+    client.post("/professionnel/connexion/certificat/", **forwarded(pki.issue(surname="Autre")))
+    assert "_auth_user_id" not in client.session
+    # The bound certificate once revoked.
+    pki.revoke(cert)
+    response = client.post("/professionnel/connexion/certificat/", **forwarded(cert), follow=True)
+    assert "Ce certificat a été révoqué." in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    assert actions(action="accounts.login.certificate") == [
+        ("accounts.login.certificate", "refused"),
+        ("accounts.login.certificate", "failure"),
+    ]
+
+
+def test_operators_reach_the_admin_only_through_the_platform_login(
+    client: Client, db: Any, settings: Any
+) -> None:
+    settings.ESANTE_ADMIN_REQUIRE_OTP = True
+    operator = make_active(
+        matricule="19850602037", last_name="Helpdesk", first_name="Marie", email="marie@esante.lu"
+    )
+    User = type(operator.user)
+    User.objects.filter(pk=operator.user.pk).update(is_staff=True, is_superuser=True)
+    response = client.get("/operateurs/")
+    assert response.status_code == 302
+    response = client.get(response["Location"])
+    assert response["Location"].startswith(LOGIN + "?next=")
+    # A password alone is not enough: the admin wants an OTP-verified session.
+    client.force_login(operator.user)
+    assert client.get("/operateurs/").status_code == 302
+    client.logout()
+    client.post(f"{LOGIN}?next=/operateurs/", {"matricule": "19850602037", "password": PASSWORD})
+    assert client.post(CODE, {"code": mailed_code()})["Location"] == "/operateurs/"
+    assert client.get("/operateurs/").status_code == 200
+    page = client.get(f"/operateurs/accounts/professional/{operator.pk}/change/")
+    assert page.status_code == 200
+    assert actions(action="accounts.admin.read") == [("accounts.admin.read", "success")]
+
+
+def test_next_must_stay_on_the_site(client: Client, active: Professional) -> None:
+    client.post(f"{LOGIN}?next=https://evil.example/", {"matricule": MATRICULE, "password": PASSWORD})
+    assert client.post(CODE, {"code": mailed_code()})["Location"] == "/edocuments/"

@@ -1,0 +1,153 @@
+import datetime
+from pathlib import Path
+
+import pytest
+from django.core.files.storage import default_storage
+from django.test import override_settings
+
+from esante.audit.models import AuditEvent
+from esante.documents.models import Document, MediaType, Prescription
+from esante.documents.services import DocumentDuplicate, DocumentRefused, document_submit
+from esante.patients.matricule import make_patient_matricule
+from esante.patients.models import Patient
+
+from .conftest import AT, PEPPA, make_prescription
+
+OTHER = make_patient_matricule(datetime.date(1985, 3, 2), 41)
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def refused_events() -> list[tuple[str, str]]:
+    return list(AuditEvent.objects.order_by("sequence").values_list("action", "outcome"))
+
+
+@pytest.mark.django_db
+def test_cda_prescription_is_filed_with_its_lines(peppa: Patient) -> None:
+    document = document_submit(content=make_prescription(), source_system="eServices", actor_label="test")
+    assert (document.patient, document.type_code, document.class_code) == (peppa, "57833-6", "prescription")
+    assert document.media_type == MediaType.CDA and document.clinical_at == AT
+    assert document.author_name == "Dr Marc Weber" and document.binder == "medication"
+    with default_storage.open(document.content.name) as fh:
+        assert fh.read() == make_prescription()
+    assert len(document.sha256) == 64 and document.size == len(make_prescription())
+    prescription = Prescription.objects.get(document=document)
+    assert [(line.medication, line.quantity) for line in prescription.lines.all()] == [
+        ("AMOXICILLINE 1 g", 2),
+        ("PARACETAMOL 500 mg", 1),
+    ]
+    assert prescription.dispensation_state == "open"
+    event = AuditEvent.objects.get()
+    assert (event.action, event.outcome, event.patient, event.object_id) == (
+        "document.submit",
+        "success",
+        peppa,
+        str(document.public_id),
+    )
+
+
+@pytest.mark.django_db
+def test_pdf_and_text_need_their_metadata(peppa: Patient) -> None:
+    common = {"patient_matricule": PEPPA, "clinical_at": AT, "author_name": "Dr X", "source_system": "CHL"}
+    pdf = document_submit(content=PDF, type_code="18842-5", title="Lettre de sortie", **common)
+    text = document_submit(content="Résultat normal.".encode(), type_code="11502-2", title="Labo", **common)
+    assert (pdf.media_type, text.media_type) == (MediaType.PDF, MediaType.TEXT)
+    assert text.text_content == "Résultat normal." and not Prescription.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "arguments", "reason"),
+    [
+        (b"", {}, "document vide"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", {}, "format non reconnu"),
+        (b"GIF89a\x00\x01", {}, "fichier binaire"),
+        (b"<html><body>hello</body></html>", {}, "n'est pas un document HL7 CDA"),
+        (b"<ClinicalDocument", {}, "mal formé"),
+        (PDF, {"media_type": "image/png"}, "format « image/png » non accepté"),
+        (PDF, {"media_type": "text/plain"}, "ne correspond pas au format déclaré"),
+        (PDF, {"patient_matricule": "1904112000167"}, "chiffres de contrôle"),
+        (PDF, {"patient_matricule": OTHER}, "patient inconnu"),
+        (PDF, {"type_code": "99999-9"}, "type de document « 99999-9 » inconnu"),
+        (PDF, {"confidentiality": "X"}, "confidentialité « X » inconnu"),
+    ],
+)
+@pytest.mark.django_db
+def test_refusals_change_nothing_but_their_audit_event(
+    peppa: Patient, content: bytes, arguments: dict[str, str], reason: str
+) -> None:
+    values = {
+        "patient_matricule": PEPPA,
+        "type_code": "18842-5",
+        "title": "T",
+        "clinical_at": AT,
+        "author_name": "Dr X",
+        "source_system": "CHL",
+        **arguments,
+    }
+    with pytest.raises(DocumentRefused, match=reason):
+        document_submit(content=content, **values)  # type: ignore[arg-type]
+    assert not Document.objects.exists()
+    assert refused_events() == [("document.submit", "refused")]
+    assert reason.split("«")[0].strip() in AuditEvent.objects.get().details["reason"]
+
+
+@pytest.mark.django_db
+def test_oversize_is_refused(peppa: Patient) -> None:
+    with (
+        override_settings(ESANTE_DOCUMENT_MAX_BYTES=100),
+        pytest.raises(DocumentRefused, match="trop volumineux"),
+    ):
+        document_submit(
+            content=PDF * 10,
+            patient_matricule=PEPPA,
+            type_code="18842-5",
+            title="T",
+            clinical_at=AT,
+            author_name="X",
+            source_system="CHL",
+        )
+    assert not Document.objects.exists()
+
+
+@pytest.mark.django_db
+def test_unknown_patient_in_cda_is_refused(db: None) -> None:
+    with pytest.raises(DocumentRefused, match="patient inconnu"):
+        document_submit(content=make_prescription(), source_system="eServices")
+    assert not Document.objects.exists() and refused_events() == [("document.submit", "refused")]
+
+
+@pytest.mark.django_db
+def test_duplicate_from_the_same_source_is_refused(peppa: Patient) -> None:
+    document_submit(content=make_prescription(), source_system="eServices")
+    with pytest.raises(DocumentDuplicate):
+        document_submit(content=make_prescription(), source_system="eServices")
+    assert Document.objects.count() == 1
+
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE ClinicalDocument [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<ClinicalDocument xmlns="urn:hl7-org:v3"><title>&xxe;</title></ClinicalDocument>"""
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<ClinicalDocument xmlns="urn:hl7-org:v3"><title>&lol3;</title></ClinicalDocument>"""
+
+
+@pytest.mark.parametrize("hostile", [XXE, BILLION_LAUGHS])
+@pytest.mark.django_db
+def test_hostile_cda_is_refused_without_resolving_entities(peppa: Patient, hostile: bytes) -> None:
+    with pytest.raises(DocumentRefused, match="DTD ou entités interdites") as caught:
+        document_submit(content=hostile, source_system="x")
+    assert "root:" not in str(caught.value)
+    assert not Document.objects.exists()
+
+
+@pytest.mark.django_db
+def test_cda_matricule_must_match_the_declared_patient(peppa: Patient) -> None:
+    with pytest.raises(DocumentRefused, match="ne correspond pas au patient"):
+        document_submit(content=make_prescription(), patient_matricule=OTHER, source_system="x")
+    assert not Document.objects.exists()
+
+
+def test_storage_is_under_the_data_dir(settings: object) -> None:
+    assert Path(default_storage.location).is_relative_to(Path(settings.DATA_DIR))  # type: ignore[attr-defined]
