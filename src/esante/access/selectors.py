@@ -195,7 +195,8 @@ def page_number_of(value: object) -> int:
 def paginate(queryset: QuerySet[M], *, page: int, page_size: int, cap: int | None = None) -> ListPage:
     """Two queries: the count (stopped at ``cap``) and the page. Past the last page, the last page."""
     if cap is not None:
-        matches = queryset[: cap + 1].count()
+        # Counted without the per-row annotations: only the page needs them.
+        matches = queryset.values("pk")[: cap + 1].count()
         refine, total = matches > cap, min(matches, cap)
     else:
         refine, total = False, queryset.count()

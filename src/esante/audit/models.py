@@ -39,6 +39,7 @@ class AuditEvent(models.Model):
     class Meta:
         verbose_name = "événement d'audit"
         verbose_name_plural = "journal d'audit"
+        ordering = ["sequence"]
         indexes = [
             models.Index(fields=["patient", "sequence"], name="audit_patient_seq_idx"),
             models.Index(fields=["actor", "sequence"], name="audit_actor_seq_idx"),

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 
 from esante.access.models import AccessGrant
 from esante.access.policy import Confidentiality, readable_classes
@@ -108,14 +109,18 @@ class TreeClass:
 def document_tree(documents: QuerySet[Document], *, per_type: int = 50) -> list[TreeClass]:
     """ "Vue documentaire": class > type with counts, newest documents first. Two queries."""
     counts = list(documents.order_by().values("class_code", "type_code").annotate(n=Count("id")))
+    # Only the newest ``per_type`` rows of each type leave the database (a window function), so a
+    # record of thousands of documents costs the same as one of a few hundred.
+    rank = Window(RowNumber(), partition_by=[F("type_code")], order_by=[F("clinical_at").desc(), F("id").desc()])
     rows = list(
-        documents.select_related("prescription").order_by("class_code", "type_code", "-clinical_at", "-id")
+        documents.annotate(rank=rank)
+        .filter(rank__lte=per_type)
+        .select_related("prescription")
+        .order_by("class_code", "type_code", "-clinical_at", "-id")
     )
     by_type: dict[str, list[Document]] = {}
     for document in rows:
-        bucket = by_type.setdefault(document.type_code, [])
-        if len(bucket) < per_type:
-            bucket.append(document)
+        by_type.setdefault(document.type_code, []).append(document)
     classes: dict[str, TreeClass] = {}
     for row in sorted(counts, key=lambda r: (class_label(r["class_code"]), r["type_code"])):
         tree_class = classes.setdefault(

@@ -119,6 +119,8 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
         "filters": filters,
         "previous_visit": previous_visit,
         "binders": Binder.choices,
+        # Reversed once, not once per listed document: {{ viewer_prefix }}<document id>/
+        "viewer_prefix": _viewer_prefix(patient.public_id),
     }
     if view == "360":
         context["latest"] = latest_per_class(shown)
@@ -128,7 +130,8 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
             .order_by("-clinical_at")[:20]
         )
     else:
-        context["tree"] = document_tree(shown)
+        # One type chosen: show more of it; otherwise the newest 50 of each type.
+        context["tree"] = document_tree(shown, per_type=500 if filters.type_code else 50)
         context["choices"] = filter_choices(documents)
     if filters.words:
         context["result_count"] = shown.count()
@@ -209,6 +212,12 @@ def content(
     response["Content-Disposition"] = f'{disposition}; filename="document-{document.public_id}.{extension}"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _viewer_prefix(public_id: uuid.UUID) -> str:
+    placeholder = uuid.UUID(int=0)
+    url = reverse("documents:viewer", kwargs={"public_id": public_id, "document_id": placeholder})
+    return url.removesuffix(f"{placeholder}/")
 
 
 def record_url(public_id: uuid.UUID) -> str:
