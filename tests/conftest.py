@@ -17,6 +17,21 @@ from esante.audit import triggers
 from esante.audit.models import AuditChainHead, AuditEvent
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(
+    django_test_environment: Any, django_db_blocker: Any, django_db_keepdb: bool
+) -> Iterator[None]:
+    """The test database, always created: pytest-django creates it only when a collected test
+    carries the ``django_db`` marker, and ``committed_db`` tests deliberately do not."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=0, interactive=False, keepdb=django_db_keepdb, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(config, verbosity=0, keepdb=django_db_keepdb)
+
+
 @pytest.fixture
 def committed_db(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
     with django_db_blocker.unblock():

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "esante.audit",
     "esante.access",
     "esante.documents",
+    "esante.dispensing",
 ]
 
 MIDDLEWARE = [
@@ -225,8 +226,25 @@ ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR = 20
 ESANTE_TRUSTED_CA = env.str("ESANTE_TRUSTED_CA", default="")
 ESANTE_CRL = env.list("ESANTE_CRL", default=[])
 ESANTE_CLIENT_CERT_HEADER = "HTTP_X_SSL_CLIENT_CERT"
-# Until the dedicated certificate origin exists, the demo (never production) lets activation step 1
-# be passed without a certificate, so a newcomer can walk the activation; the skip is audited.
+# The dedicated certificate origin: the TLS endpoint that asks for the client certificate (nginx
+# with ``ssl_verify_client on``, see deploy/nginx.conf), e.g. https://certificat.portail.example.lu.
+# The portal never asks for a certificate: its "Connexion" buttons send the browser there, and the
+# origin sends it back with a single-use token. ``esante demo`` sets it to its own local origin.
+ESANTE_CERTIFICATE_ORIGIN = env.str("ESANTE_CERTIFICATE_ORIGIN", default="").rstrip("/")
+# ``esante serve`` also serves the origin itself (HTTPS, mutual TLS) on this port when non-zero, with
+# this server certificate and key (the demo generates both with its local CA when they are empty).
+ESANTE_CERTIFICATE_PORT = env.int("ESANTE_CERTIFICATE_PORT", default=0)
+ESANTE_CERTIFICATE_TLS_CERT = env.str("ESANTE_CERTIFICATE_TLS_CERT", default="")
+ESANTE_CERTIFICATE_TLS_KEY = env.str("ESANTE_CERTIFICATE_TLS_KEY", default="")
+# A presentation started on the portal must reach the origin within this time (PIN entry); the
+# token bringing the browser back is valid one minute and used once.
+ESANTE_CERTIFICATE_REQUEST_SECONDS = 300
+ESANTE_CERTIFICATE_TOKEN_SECONDS = 60
+# The demo's local certificate authority (generated into the data dir, with a PKCS#12 file per demo
+# professional) is trusted in addition to ESANTE_TRUSTED_CA; never outside the demo.
+ESANTE_LOCAL_CA = str(DATA_DIR / "certificats" / "ca.pem") if DEMO_MODE and not PRODUCTION else ""
+# The demo (never production) also lets activation step 1 be passed without a certificate, so a
+# newcomer without a browser certificate can walk the activation; the skip is audited.
 ESANTE_ACTIVATION_CERTIFICATE_OPTIONAL = DEMO_MODE and not PRODUCTION
 # Delivery of one-time codes. Default: one file per message under OUTBOX_DIR (.eml / .json).
 OUTBOX_DIR = Path(env.str("ESANTE_OUTBOX_DIR", default=str(DATA_DIR / "outbox")))
@@ -270,3 +288,18 @@ ESANTE_RECENT_RECORDS_DAYS = env.int("ESANTE_RECENT_RECORDS_DAYS", default=90)
 
 # --- documents ---------------------------------------------------------------------------------
 ESANTE_DOCUMENT_MAX_BYTES = env.int("ESANTE_DOCUMENT_MAX_BYTES", default=20 * 1024 * 1024)
+
+# --- dispensing
+# A prescription is first dispensed within this many months of its date; successive deliveries
+# fall within this many months of the first; the recording pharmacist may withdraw a dispensation
+# for this many hours.
+ESANTE_PRESCRIPTION_VALIDITY_MONTHS = env.int("ESANTE_PRESCRIPTION_VALIDITY_MONTHS", default=3)
+ESANTE_DISPENSATION_SERIES_MONTHS = env.int("ESANTE_DISPENSATION_SERIES_MONTHS", default=6)
+ESANTE_DISPENSATION_WITHDRAW_HOURS = env.int("ESANTE_DISPENSATION_WITHDRAW_HOURS", default=24)
+# Public address printed (as a QR code) on certified copies, e.g. https://edocuments.esante.lu;
+# empty: the address the pharmacist's request came in on.
+ESANTE_PUBLIC_URL = env.str("ESANTE_PUBLIC_URL", default="")
+# Public verification page: at most this many verifications per client address and window. The
+# counter lives in Django's cache (per process unless a shared cache is configured).
+ESANTE_VERIFY_RATE_LIMIT = env.int("ESANTE_VERIFY_RATE_LIMIT", default=30)
+ESANTE_VERIFY_RATE_WINDOW_SECONDS = env.int("ESANTE_VERIFY_RATE_WINDOW_SECONDS", default=600)

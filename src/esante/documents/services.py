@@ -290,3 +290,12 @@ def record_search_record(
         client_address=client_address,
         details={"words": words[:200], "results": results},
     )
+
+
+def document_mark_entered_in_error(*, document_id: int) -> None:
+    """Marks a document ``entered-in-error``: it leaves the record's views but is never deleted.
+
+    For the caller's transaction (e.g. a withdrawn dispensation); the caller writes the audit
+    event that explains why.
+    """
+    Document.objects.filter(pk=document_id).update(status=Document.Status.ENTERED_IN_ERROR)

@@ -1,0 +1,133 @@
+"""Reads of the dispensing app: what is still owed on a prescription, its dispensations, copies.
+
+The portal callers have already authorised the prescription through
+``esante.documents.selectors.access_document``; ``access_prescription`` does both in one step.
+"""
+
+import datetime
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+
+from django.db.models import Prefetch, Q, Sum
+from django.db.models.functions import Coalesce
+
+from esante.access.models import AccessGrant
+from esante.access.selectors import RecordNotFound
+from esante.accounts.models import Professional
+from esante.documents.models import Document, Prescription, PrescriptionLine
+from esante.documents.selectors import access_document
+from esante.patients.models import Patient
+
+from .models import CertifiedCopy, Dispensation, DispensationLine
+
+# 16 random bytes in base32 without padding: 26 characters of A-Z and 2-7.
+_CODE = re.compile(r"[A-Z2-7]{26}")
+
+
+@dataclass(frozen=True)
+class LineState:
+    """One prescription line as it stands: prescribed, delivered so far (withdrawals excluded), owed."""
+
+    line: PrescriptionLine
+    prescribed: int
+    delivered: int
+
+    @property
+    def remaining(self) -> int:
+        return max(self.prescribed - self.delivered, 0)
+
+
+def prescription_line_states(prescription: Prescription) -> list[LineState]:
+    """Every line of the prescription with what has been delivered on it so far (one query)."""
+    active = Q(dispensed__dispensation__withdrawn_at__isnull=True)
+    lines = (
+        PrescriptionLine.objects.filter(prescription=prescription)
+        .annotate(delivered_so_far=Coalesce(Sum("dispensed__quantity_delivered", filter=active), 0))
+        .order_by("position")
+    )
+    return [
+        LineState(line=line, prescribed=line.quantity, delivered=line.delivered_so_far)  # type: ignore[attr-defined]
+        for line in lines
+    ]
+
+
+def prescription_dispensations(
+    prescription: Prescription, *, active_only: bool = False
+) -> list[Dispensation]:
+    """The prescription's dispensations, oldest first, with their lines and certified copies."""
+    dispensations = Dispensation.objects.filter(prescription=prescription)
+    if active_only:
+        dispensations = dispensations.filter(withdrawn_at__isnull=True)
+    return list(
+        dispensations.select_related("pharmacist", "withdrawn_by")
+        .prefetch_related(
+            Prefetch(
+                "lines", queryset=DispensationLine.objects.select_related("prescription_line").order_by("id")
+            ),
+            Prefetch("certified_copies", queryset=CertifiedCopy.objects.order_by("-created_at", "-id")),
+        )
+        .order_by("dispensed_at", "id")
+    )
+
+
+def first_active_dispensation_at(prescription: Prescription) -> datetime.datetime | None:
+    """When the first delivery still standing (not withdrawn) took place, if any."""
+    return (
+        Dispensation.objects.filter(prescription=prescription, withdrawn_at__isnull=True)
+        .order_by("dispensed_at")
+        .values_list("dispensed_at", flat=True)
+        .first()
+    )
+
+
+def last_active_dispensation(prescription: Prescription) -> Dispensation | None:
+    return (
+        Dispensation.objects.filter(prescription=prescription, withdrawn_at__isnull=True)
+        .order_by("-dispensed_at", "-id")
+        .first()
+    )
+
+
+def access_prescription(
+    professional: Professional, patient_public_id: object, document_public_id: object
+) -> tuple[Patient, AccessGrant, Document, Prescription]:
+    """A medication prescription the professional may read; RecordNotFound for missing and forbidden."""
+    patient, grant, document = access_document(professional, patient_public_id, document_public_id)
+    prescription = getattr(document, "prescription", None)
+    if prescription is None:
+        raise RecordNotFound("not_a_prescription", patient)
+    return patient, grant, document, prescription
+
+
+def normalise_code(code: str) -> str | None:
+    """A verification code as printed (groups, dashes, spaces, any case) to its canonical form."""
+    canonical = re.sub(r"[\s-]", "", code or "").upper()
+    return canonical if _CODE.fullmatch(canonical) else None
+
+
+def code_digest(canonical_code: str) -> str:
+    return hashlib.sha256(canonical_code.encode("ascii")).hexdigest()
+
+
+def certified_copy_by_code(code: str) -> CertifiedCopy | None:
+    """The certified copy a verification code belongs to; None for a malformed or forged code."""
+    canonical = normalise_code(code)
+    if canonical is None:
+        return None
+    return (
+        CertifiedCopy.objects.select_related(
+            "dispensation__prescription__document__patient", "dispensation__pharmacist"
+        )
+        .filter(code_digest=code_digest(canonical))
+        .first()
+    )
+
+
+def dispensation_of(prescription: Prescription, public_id: object) -> Dispensation | None:
+    try:
+        parsed = public_id if isinstance(public_id, uuid.UUID) else uuid.UUID(str(public_id))
+    except ValueError:
+        return None
+    return Dispensation.objects.filter(prescription=prescription, public_id=parsed).first()
