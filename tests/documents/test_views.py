@@ -285,3 +285,14 @@ def test_vue_360_is_the_default_with_prescriptions_and_their_status(
     assert 'aria-current="page">Vue 360' in html
     assert "Derniers documents par classe" in html and "Non dispensée" in html
     assert "Ordonnance médicamenteuse" in html and "Psychiatrie secrète" not in html
+
+
+@pytest.mark.django_db
+def test_dispense_icon_only_for_pharmacists_with_care_access(peppa: Patient, record: dict[str, Any]) -> None:
+    pharmacist, doctor = make_professional("pharmacist"), make_professional("doctor")
+    make_grant(pharmacist, peppa)
+    make_grant(doctor, peppa)
+    url = f"/edocuments/patient/{peppa.public_id}/?vue=documentaire"
+    dispense = f"/document/{record['prescription'].public_id}/dispensation/"
+    assert dispense in logged_in(pharmacist).get(url).content.decode()
+    assert dispense not in logged_in(doctor).get(url).content.decode()

@@ -111,7 +111,9 @@ def document_tree(documents: QuerySet[Document], *, per_type: int = 50) -> list[
     counts = list(documents.order_by().values("class_code", "type_code").annotate(n=Count("id")))
     # Only the newest ``per_type`` rows of each type leave the database (a window function), so a
     # record of thousands of documents costs the same as one of a few hundred.
-    rank = Window(RowNumber(), partition_by=[F("type_code")], order_by=[F("clinical_at").desc(), F("id").desc()])
+    rank = Window(
+        RowNumber(), partition_by=[F("type_code")], order_by=[F("clinical_at").desc(), F("id").desc()]
+    )
     rows = list(
         documents.annotate(rank=rank)
         .filter(rank__lte=per_type)

@@ -14,10 +14,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET
 
+from esante.access import policy as access_policy
 from esante.access import selectors as access_selectors
 from esante.access import services as access_services
 from esante.access.http import client_address, professional_required
-from esante.access.models import RecordOpening
+from esante.access.models import AccessGrant, RecordOpening
 from esante.accounts.models import Professional
 
 from . import cda
@@ -121,6 +122,9 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
         "binders": Binder.choices,
         # Reversed once, not once per listed document: {{ viewer_prefix }}<document id>/
         "viewer_prefix": _viewer_prefix(patient.public_id),
+        # The dispense icon of the documentary view: pharmacists holding a care or emergency access.
+        "can_dispense": access_policy.may_dispense(professional.profession)
+        and grant.mode in (AccessGrant.Mode.CARE, AccessGrant.Mode.EMERGENCY),
     }
     if view == "360":
         context["latest"] = latest_per_class(shown)
