@@ -23,6 +23,8 @@ from esante.accounts.models import Professional
 from esante.accounts.services import activation_letter_issue, professional_register
 
 PROXY = "10.0.0.2"
+ORIGIN = "https://certificat.example.lu"
+ORIGIN_PATH = "/professionnel/certificat/tls/"
 PASSWORD = "Tisane-de-camomille-42"
 NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
@@ -68,6 +70,7 @@ class Pki:
     ca: Authority
     directory: Path
     revoked: list[int] = field(default_factory=list)
+    keys: dict[int, ec.EllipticCurvePrivateKey] = field(default_factory=dict)
 
     def issue(
         self,
@@ -101,7 +104,9 @@ class Pki:
                 critical=False,
             )
         )
-        return builder.sign(key if self_signed else issuer.key, hashes.SHA256())
+        cert = builder.sign(key if self_signed else issuer.key, hashes.SHA256())
+        self.keys[cert.serial_number] = key
+        return cert
 
     def revoke(self, cert: x509.Certificate) -> None:
         self.revoked.append(cert.serial_number)
@@ -134,6 +139,35 @@ def forwarded(cert: x509.Certificate) -> dict[str, str]:
         "HTTP_X_SSL_CLIENT_CERT": urllib.parse.quote(pem(cert)),
         "HTTP_X_FORWARDED_FOR": "192.0.2.10",
     }
+
+
+@pytest.fixture(autouse=True)
+def _certificate_origin(settings: Any) -> None:
+    settings.ESANTE_CERTIFICATE_ORIGIN = ORIGIN
+    settings.ESANTE_LOCAL_CA = ""
+
+
+def to_origin(client: Client, start_url: str) -> str:
+    """ "Connexion" on the portal; returns the path (with the request nonce) on the origin."""
+    response = client.post(start_url)
+    assert response.status_code == 302, response.content.decode()[-500:]
+    assert response["Location"].startswith(f"{ORIGIN}{ORIGIN_PATH}?demande=")
+    return response["Location"][len(ORIGIN) :]
+
+
+def at_origin(origin_path: str, cert: x509.Certificate | None, **headers: str) -> Any:
+    """The browser on the certificate origin, as nginx forwards it (its own cookie-less client:
+    the origin is another site)."""
+    meta = forwarded(cert) if cert is not None else {"REMOTE_ADDR": PROXY}
+    return Client().get(origin_path, **(meta | headers))
+
+
+def present(client: Client, cert: x509.Certificate | None, *, start_url: str, **headers: str) -> Any:
+    """The whole round trip portal -> origin -> portal; returns the portal's response."""
+    back = at_origin(to_origin(client, start_url), cert, **headers)
+    assert back.status_code == 302
+    assert back["Location"].startswith("http://testserver/professionnel/certificat/retour/?jeton=")
+    return client.get(back["Location"])
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from esante.accounts.models import ActivationLetter, ActivationWizard, Certifica
 from esante.accounts.services import activation_letter_issue
 from esante.audit.models import AuditEvent
 
-from .conftest import DAY, NOW, PASSWORD, Pki, forwarded
+from .conftest import DAY, NOW, PASSWORD, Pki, present
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,7 @@ def walk_to_step(client: Client, pki: Pki, code: str, step: int, *, cert: Any = 
     if step == 1:
         return
     cert = cert or pki.issue()
-    response = client.post(step_url(1), {"certificate": ""}, **forwarded(cert))
+    response = present(client, cert, start_url=step_url(1))
     assert response["Location"] == step_url(2)
     if step == 2:
         return
@@ -154,7 +154,7 @@ def submit_code(client: Client, code: str, matricule: str = "19750315006") -> st
 def test_full_activation_by_email_without_typing_dashes(client: Client, pki: Pki, registered: Any) -> None:
     professional, code = registered
     accept_terms(client)
-    client.post(step_url(1), {}, **forwarded(pki.issue()))
+    present(client, pki.issue(), start_url=step_url(1))
     response = client.post(
         step_url(2), {"received": "oui", "matricule": "1975 0315 006", "code": code.replace("-", " ").lower()}
     )
@@ -231,7 +231,7 @@ def test_completed_wizard_cannot_be_replayed(
     # The used letter no longer opens a new activation.
     other = Client()
     accept_terms(other)
-    other.post(step_url(1), {}, **forwarded(pki.issue()))
+    present(other, pki.issue(), start_url=step_url(1))
     assert WRONG in submit_code(other, code)
 
 
@@ -319,15 +319,22 @@ def test_certificate_of_someone_else_is_refused(client: Client, pki: Pki, regist
 
 def test_step1_refuses_invalid_or_missing_certificates(client: Client, pki: Pki, registered: Any) -> None:
     accept_terms(client)
-    page = client.post(step_url(1), {}, follow=True).content.decode()
-    assert "Aucun certificat LuxTrust n&#x27;a été présenté" in page
+    page = present(client, None, start_url=step_url(1), REMOTE_ADDR="192.0.2.50")
+    assert page["Location"] == step_url(1)
+    assert "Aucun certificat LuxTrust n&#x27;a été présenté" in client.get(step_url(1)).content.decode()
     expired = pki.issue(not_before=NOW - 400 * DAY, not_after=NOW - DAY)
-    page = client.post(step_url(1), {}, follow=True, **forwarded(expired)).content.decode()
-    assert "Votre certificat a expiré." in page
-    untrusted_proxy = forwarded(pki.issue()) | {"REMOTE_ADDR": "192.0.2.50"}
-    client.post(step_url(1), {}, **untrusted_proxy)
+    present(client, expired, start_url=step_url(1))
+    assert "Votre certificat a expiré." in client.get(step_url(1)).content.decode()
+    # A certificate header from an address that is not a trusted proxy is not believed.
+    present(client, pki.issue(), start_url=step_url(1), REMOTE_ADDR="192.0.2.50")
     assert ActivationWizard.objects.get().step == 1
-    assert AuditEvent.objects.filter(action="accounts.activation.certificate", outcome="refused").count() == 1
+    assert not Certificate.objects.exists()
+    refusals = AuditEvent.objects.filter(action="accounts.activation.certificate", outcome="refused")
+    assert [event.details["reason"] for event in refusals.order_by("sequence")] == [
+        "no_certificate",
+        "expired",
+        "no_certificate",
+    ]
 
 
 def test_weak_password_is_refused_and_nothing_sent(

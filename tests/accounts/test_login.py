@@ -13,7 +13,7 @@ from esante.accounts.models import Certificate, LoginThrottle, Professional
 from esante.accounts.services import login_unlock, professional_set_state
 from esante.audit.models import AuditEvent
 
-from .conftest import PASSWORD, Pki, forwarded, make_active
+from .conftest import PASSWORD, Pki, make_active, present
 
 pytestmark = pytest.mark.django_db
 
@@ -233,31 +233,36 @@ def bind(pki: Pki, professional: Professional) -> Any:
 
 def test_certificate_login(client: Client, pki: Pki, active: Professional) -> None:
     cert = bind(pki, active)
-    response = client.post("/professionnel/connexion/certificat/", **forwarded(cert))
+    response = present(client, cert, start_url="/professionnel/connexion/certificat/")
     assert response["Location"] == "/edocuments/"
     assert int(client.session["_auth_user_id"]) == active.user.pk
-    event = AuditEvent.objects.get(action="accounts.login.certificate")
-    assert event.outcome == "success" and event.client_address == "192.0.2.10"
+    assert [(e.action, e.outcome, e.client_address) for e in AuditEvent.objects.order_by("sequence")][
+        -2:
+    ] == [
+        ("accounts.certificate.present", "success", "192.0.2.10"),  # the origin, behind the trusted proxy
+        ("accounts.login.certificate", "success", "127.0.0.1"),  # the portal
+    ]
 
 
 def test_certificate_login_refusals(client: Client, pki: Pki, active: Professional) -> None:
     cert = bind(pki, active)
+    start = "/professionnel/connexion/certificat/"
     # The header is believed only from a trusted proxy.
-    headers = forwarded(cert) | {"REMOTE_ADDR": "192.0.2.99"}
-    client.post("/professionnel/connexion/certificat/", **headers)
+    response = present(client, cert, start_url=start, REMOTE_ADDR="192.0.2.99")
+    assert response["Location"] == LOGIN
     assert "_auth_user_id" not in client.session
     # A valid certificate that was never bound.
-    client.post("/professionnel/connexion/certificat/", **forwarded(pki.issue(surname="Autre")))
+    present(client, pki.issue(surname="Autre"), start_url=start)
     assert "_auth_user_id" not in client.session
     # The bound certificate once revoked.
     pki.revoke(cert)
-    response = client.post("/professionnel/connexion/certificat/", **forwarded(cert), follow=True)
-    assert "Ce certificat a été révoqué." in response.content.decode()
+    present(client, cert, start_url=start)
+    assert "Ce certificat a été révoqué." in client.get(LOGIN).content.decode()
     assert "_auth_user_id" not in client.session
-    assert actions(action="accounts.login.certificate") == [
-        ("accounts.login.certificate", "refused"),
-        ("accounts.login.certificate", "failure"),
-    ]
+    assert [
+        (event.outcome, event.details.get("reason"))
+        for event in AuditEvent.objects.filter(action="accounts.login.certificate").order_by("sequence")
+    ] == [("failure", "no_certificate"), ("refused", "unbound"), ("failure", "revoked")]
 
 
 def test_operators_reach_the_admin_only_through_the_platform_login(

@@ -83,16 +83,35 @@ def _load_crl(path: str) -> x509.CertificateRevocationList:
     return x509.load_der_x509_crl(data)
 
 
+def _stamp(path: str) -> float:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return -1.0
+
+
 @lru_cache(maxsize=8)
 def _configured(
-    ca_path: str, crl_paths: tuple[str, ...]
+    ca_paths: tuple[str, ...], crl_paths: tuple[str, ...], stamps: tuple[float, ...]
 ) -> tuple[list[x509.Certificate], list[x509.CertificateRevocationList]]:
-    return _load_bundle(ca_path), [_load_crl(p) for p in crl_paths if p]
+    del stamps  # part of the cache key only: a rewritten file is read again
+    cas = [ca for path in ca_paths for ca in _load_bundle(path)]
+    return cas, [_load_crl(p) for p in crl_paths if p]
 
 
 def trust_configured() -> tuple[list[x509.Certificate], list[x509.CertificateRevocationList]]:
-    """The trusted CAs and CRLs named by settings (cached per path; restart to reload)."""
-    return _configured(settings.ESANTE_TRUSTED_CA, tuple(settings.ESANTE_CRL))
+    """The trusted CAs and CRLs named by settings, read again when a file changes.
+
+    ``ESANTE_TRUSTED_CA`` must exist when set; the demo's local CA (``ESANTE_LOCAL_CA``) is added
+    once the demo has generated it.
+    """
+    ca_paths = tuple(
+        path
+        for path in (settings.ESANTE_TRUSTED_CA, settings.ESANTE_LOCAL_CA)
+        if path and (path == settings.ESANTE_TRUSTED_CA or Path(path).exists())
+    )
+    crl_paths = tuple(p for p in settings.ESANTE_CRL if p)
+    return _configured(ca_paths, crl_paths, tuple(_stamp(p) for p in ca_paths + crl_paths))
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -19,6 +19,7 @@ ACTIVATION_GROUP_LENGTH = 4  # 16 characters from 25: about 74 bits of entropy
 
 _ACTIVATION_SALT = "esante.accounts.activation-code"
 _OTP_SALT = "esante.accounts.one-time-code"
+_CERTIFICATE_SALT = "esante.accounts.certificate-presentation"
 
 
 def activation_code_new() -> str:
@@ -51,3 +52,13 @@ def one_time_code_digest(scope: str, code: str) -> str:
 
 def digests_match(stored: str | None, computed: str) -> bool:
     return bool(stored) and hmac.compare_digest(str(stored), computed)
+
+
+def certificate_secret_new() -> str:
+    """A request nonce or return token of a certificate presentation (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def certificate_digest(kind: str, secret: str) -> str:
+    """Keyed digest of a presentation's nonce (``kind="request"``) or token (``kind="token"``)."""
+    return salted_hmac(_CERTIFICATE_SALT, f"{kind}:{secret}", algorithm="sha256").hexdigest()

@@ -164,6 +164,48 @@ class ActivationWizard(models.Model):
         return f"activation {self.pk} (étape {self.step})"
 
 
+class CertificatePresentation(models.Model):
+    """One presentation of a LuxTrust certificate on the dedicated TLS origin.
+
+    The portal never asks for a certificate. Its "Connexion" button (activation step 1 or login)
+    opens a presentation bound to the browser's session (and, for the activation, to the wizard)
+    and sends the browser to the certificate origin with a request nonce. The origin, where nginx
+    (or the demo's own TLS server) has verified the certificate, verifies it again, records it or
+    the refusal, and sends the browser back to the portal with a token valid one minute. The portal
+    consumes the token once, in the session that opened the presentation, and only then binds the
+    certificate or logs the professional in.
+
+    Neither the nonce nor the token is stored in clear (keyed digests, ``codes.certificate_digest``).
+    """
+
+    class Purpose(models.TextChoices):
+        ACTIVATION = "activation", "activation (étape 1)"
+        LOGIN = "login", "connexion"
+
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    wizard = models.ForeignKey(
+        ActivationWizard, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    request_digest = models.CharField(max_length=64, unique=True, editable=False)
+    request_expires_at = models.DateTimeField()
+    return_url = models.CharField(max_length=500)
+    presented_at = models.DateTimeField(null=True, blank=True)
+    certificate_pem = models.TextField(blank=True)
+    refusal_reason = models.CharField(max_length=32, blank=True)
+    refusal_message = models.CharField(max_length=300, blank=True)
+    token_digest = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "présentation de certificat"
+        verbose_name_plural = "présentations de certificat"
+
+    def __str__(self) -> str:
+        return f"présentation {self.pk} ({self.purpose})"
+
+
 class SmsDevice(TimestampMixin, CooldownMixin, ThrottlingMixin, SideChannelDevice):
     """A django-otp device delivering one-time codes by SMS to ``number``.
 

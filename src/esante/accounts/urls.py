@@ -12,5 +12,7 @@ urlpatterns = [
     path("connexion/", views.login, name="login"),
     path("connexion/code/", views.login_code, name="login_code"),
     path("connexion/certificat/", views.login_certificate, name="login_certificate"),
+    path("certificat/tls/", views.certificate_origin, name="certificate_origin"),
+    path("certificat/retour/", views.certificate_return, name="certificate_return"),
     path("deconnexion/", views.logout, name="logout"),
 ]

@@ -18,17 +18,18 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp import login as otp_login
 
-from . import activation, services
+from . import activation, presentation, services
 from .forms import ActivationCodeForm, LoginForm, OneTimeCodeForm, SecurityForm, TermsForm
 from .http import client_address, forwarded_certificate
 from .letters import terms_pdf
-from .models import ActivationWizard, User
+from .models import ActivationWizard, CertificatePresentation, User
 from .otp import login_device_for
 
 WIZARD_SESSION_KEY = "accounts_activation_wizard"
 COMPLETED_SESSION_KEY = "accounts_activation_completed"
 PENDING_LOGIN_KEY = "accounts_login_pending"
 NEXT_KEY = "accounts_login_next"
+PRESENTATION_KEY = "accounts_certificate_presentation"
 STEPS = ActivationWizard.Step.choices
 
 
@@ -104,19 +105,7 @@ def _step_certificate(request: HttpRequest, wizard: ActivationWizard, address: s
             messages.error(request, outcome.message)
         return redirect("accounts:activation_step", step=wizard.step + 1 if outcome.ok else 1)
     if request.method == "POST":
-        pem = forwarded_certificate(request)
-        if not pem:
-            messages.error(
-                request,
-                "Aucun certificat LuxTrust n'a été présenté. Insérez votre carte ou connectez votre Token, "
-                "puis cliquez sur « Connexion ».",
-            )
-            return redirect("accounts:activation_step", step=1)
-        outcome = activation.wizard_certificate(wizard=wizard, certificate_pem=pem, client_address=address)
-        if outcome.ok:
-            return redirect("accounts:activation_step", step=2)
-        messages.error(request, outcome.message)
-        return redirect("accounts:activation_step", step=1)
+        return _certificate_start(request, CertificatePresentation.Purpose.ACTIVATION, wizard)
     return _render_step(
         request, wizard, 1, certificate_optional=settings.ESANTE_ACTIVATION_CERTIFICATE_OPTIONAL
     )
@@ -292,18 +281,88 @@ def login_code(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/login_code.html", {"form": form, "channel": channel})
 
 
+# --- certificate presentations (see ``presentation``) -------------------------------------------
+
+
+def _certificate_start(request: HttpRequest, purpose: str, wizard: ActivationWizard | None) -> HttpResponse:
+    """ "Connexion": sends the browser to the certificate origin, bound to this session."""
+    back = "accounts:login" if wizard is None else "accounts:activation_step"
+    back_args = () if wizard is None else (1,)
+    try:
+        started, origin_url = presentation.certificate_presentation_start(
+            purpose=purpose,
+            wizard=wizard,
+            return_url=request.build_absolute_uri(reverse("accounts:certificate_return")),
+        )
+    except presentation.OriginNotConfigured:
+        messages.error(request, "La connexion par certificat n'est pas disponible sur cette plateforme.")
+        return redirect(back, *back_args)
+    request.session[PRESENTATION_KEY] = started.pk
+    return HttpResponseRedirect(origin_url)
+
+
 @never_cache
 @require_POST
 def login_certificate(request: HttpRequest) -> HttpResponse:
-    pem = forwarded_certificate(request)
-    if not pem:
-        messages.error(request, "Aucun certificat LuxTrust n'a été présenté.")
+    """Login "Connexion": the certificate is asked for on the certificate origin, not here."""
+    return _certificate_start(request, CertificatePresentation.Purpose.LOGIN, None)
+
+
+@never_cache
+@require_GET
+def certificate_origin(request: HttpRequest) -> HttpResponse:
+    """On the certificate origin only: records the certificate the TLS layer verified and sends the
+    browser back to the portal with a one-minute token (or explains that the request is stale)."""
+    back_url = presentation.certificate_present(
+        request_nonce=request.GET.get("demande", ""),
+        certificate_pem=forwarded_certificate(request),
+        client_address=client_address(request),
+    )
+    if back_url is None:
+        return render(request, "accounts/certificate_origin.html", status=400)
+    return HttpResponseRedirect(back_url)
+
+
+@never_cache
+@require_GET
+def certificate_return(request: HttpRequest) -> HttpResponse:
+    """Back on the portal: the token is used once, then the certificate is bound or logs in."""
+    address = client_address(request)
+    consumed = presentation.certificate_token_consume(
+        token=request.GET.get("jeton", ""),
+        presentation_id=request.session.pop(PRESENTATION_KEY, None),
+        client_address=address,
+    )
+    if consumed.purpose == CertificatePresentation.Purpose.ACTIVATION:
+        wizard = activation.wizard_for_key(request.session.get(WIZARD_SESSION_KEY))
+        if wizard is None or consumed.wizard is None or wizard.pk != consumed.wizard.pk:
+            if consumed.ok:
+                messages.error(request, presentation.STALE)
+            else:
+                messages.error(request, consumed.message)
+            return redirect("accounts:activation_step", step=wizard.step if wizard else 1)
+        if not consumed.ok:
+            messages.error(request, consumed.message)
+            return redirect("accounts:activation_step", step=wizard.step)
+        try:
+            outcome = activation.wizard_certificate(
+                wizard=wizard, certificate_pem=consumed.certificate_pem, client_address=address
+            )
+        except activation.WizardStepError:
+            return redirect("accounts:activation_step", step=wizard.step)
+        if not outcome.ok:
+            messages.error(request, outcome.message)
+        return redirect("accounts:activation_step", step=2 if outcome.ok else 1)
+    if not consumed.ok:
+        messages.error(request, consumed.message)
         return redirect("accounts:login")
-    outcome = services.login_certificate(certificate_pem=pem, client_address=client_address(request))
-    if not outcome.ok:
-        messages.error(request, outcome.message)
+    login_outcome = services.login_certificate(
+        certificate_pem=consumed.certificate_pem, client_address=address
+    )
+    if not login_outcome.ok:
+        messages.error(request, login_outcome.message)
         return redirect("accounts:login")
-    return _complete_login(request, outcome.user, None)
+    return _complete_login(request, login_outcome.user, None)  # rotates the session key
 
 
 @require_POST

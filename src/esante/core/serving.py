@@ -1,13 +1,24 @@
-"""Serving the portal with gunicorn (``esante serve`` and ``esante demo``)."""
+"""Serving the portal with gunicorn (``esante serve`` and ``esante demo``), and, when asked, the
+certificate origin (HTTPS with client certificates) as a second gunicorn in a child process."""
 
+import contextlib
+import ctypes
 import logging
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
 from gunicorn.app.base import BaseApplication
 
+from esante.accounts.tls_origin import CertificateOrigin
 from esante.audit.anchoring import audit_anchor
 
 logger = logging.getLogger("esante.serve")
@@ -38,8 +49,77 @@ def _anchor_periodically(stop: threading.Event) -> None:
             close_old_connections()
 
 
-def run(*, host: str, port: int, workers: int, threads: int) -> None:
-    """Runs gunicorn in the foreground; signs the audit head every AUDIT_ANCHOR_INTERVAL seconds."""
+class OriginStartError(RuntimeError):
+    """The certificate origin did not start (port taken, unreadable certificate, ...)."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the origin gets SIGTERM if the portal's process dies without stopping it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def origin_start(origin: CertificateOrigin, *, timeout: float = 15.0) -> subprocess.Popen[bytes]:
+    """Starts the certificate origin (gunicorn, TLS asking for a client certificate) in a child
+    process and waits until it accepts connections; raises ``OriginStartError`` otherwise."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{origin.host}:{origin.port}",
+        "--worker-class",
+        "gthread",
+        "--workers",
+        "1",
+        "--threads",
+        "4",
+        "--timeout",
+        "60",
+        "--certfile",
+        origin.certfile,
+        "--keyfile",
+        origin.keyfile,
+        "--ca-certs",
+        origin.client_ca_file,
+        "--cert-reqs",
+        str(int(ssl.CERT_OPTIONAL)),  # see esante.accounts.tls_origin
+        "--log-level",
+        "warning",
+        "esante.accounts.tls_origin:application",
+    ]
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "esante.settings")
+    process = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)  # noqa: S603, PLW1509
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise OriginStartError(f"certificate origin exited with status {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection((origin.host, origin.port), timeout=0.5):
+            return process
+        time.sleep(0.1)
+    origin_stop(process)
+    raise OriginStartError(f"certificate origin not listening on {origin.host}:{origin.port}")
+
+
+def origin_stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run(
+    *, host: str, port: int, workers: int, threads: int, certificate_origin: CertificateOrigin | None = None
+) -> None:
+    """Runs gunicorn in the foreground; signs the audit head every AUDIT_ANCHOR_INTERVAL seconds.
+
+    With ``certificate_origin``, also serves the certificate origin for as long as the portal runs.
+    """
+    origin_process = origin_start(certificate_origin) if certificate_origin is not None else None
     stop = threading.Event()
     threading.Thread(target=_anchor_periodically, args=(stop,), daemon=True, name="audit-anchor").start()
     try:
@@ -54,4 +134,6 @@ def run(*, host: str, port: int, workers: int, threads: int) -> None:
         ).run()
     finally:
         stop.set()
+        if origin_process is not None:
+            origin_stop(origin_process)
         audit_anchor()

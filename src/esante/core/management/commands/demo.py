@@ -4,7 +4,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from esante.accounts.demo import DemoProfessional
+from esante.accounts.demo import DemoCertificate, DemoProfessional, demo_certificates_load
+from esante.accounts.tls_origin import CertificateOrigin, certificate_origin_config
 from esante.audit.anchoring import audit_anchor
 from esante.core.services import DemoRefused, demo_check_allowed, demo_load
 from esante.core.serving import run
@@ -19,12 +20,29 @@ def _professional_line(professional: DemoProfessional) -> str:
     return f"{who} : {professional.state}"
 
 
+def _certificate_lines(certificates: list[DemoCertificate], password: str, origin: str) -> list[str]:
+    lines = [
+        f"Certificats de démonstration (PKCS#12, mot de passe {password}) — à importer dans le navigateur,",
+        f"  puis « Connexion » sur la page de connexion ou à l'étape « Carte LuxTrust » ({origin}) :",
+    ]
+    for certificate in certificates:
+        use = "connexion" if certificate.bound else "à associer à l'étape 1 de l'activation"
+        lines.append(f"  {certificate.name} ({use}) : {certificate.p12_path}")
+    return lines
+
+
 class Command(BaseCommand):
     help = "Migrates, loads the demo data set (idempotent) and serves the platform on 127.0.0.1."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-serve", action="store_true", help="load the data set and stop")
+        parser.add_argument(
+            "--certificate-port",
+            type=int,
+            default=8443,
+            help="port of the certificate origin (HTTPS, client certificates); 0: none",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
@@ -39,6 +57,21 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         audit_anchor()
         url = f"http://127.0.0.1:{options['port']}/"
+        certificate_lines: list[str] = []
+        origin: CertificateOrigin | None = None
+        if options["certificate_port"]:
+            directory = settings.DATA_DIR / "certificats"
+            certificates, password = demo_certificates_load(directory)
+            origin = certificate_origin_config(host="127.0.0.1", port=options["certificate_port"])
+            if not settings.ESANTE_CERTIFICATE_ORIGIN:
+                # Read by the portal's workers, which gunicorn forks from this process.
+                settings.ESANTE_CERTIFICATE_ORIGIN = origin.url
+            certificate_lines = [
+                *_certificate_lines(certificates, password, settings.ESANTE_CERTIFICATE_ORIGIN),
+                "  autorité locale (à accepter, ou importer comme autorité de confiance) : "
+                f"{directory / 'ca.pem'}",
+                "",
+            ]
         self.stdout.write(
             "\n".join(
                 [
@@ -58,8 +91,9 @@ class Command(BaseCommand):
                     f"{settings.OUTBOX_DIR}) :",
                     *[_professional_line(p) for p in summary.professionals],
                     "",
+                    *certificate_lines,
                 ]
             )
         )
         if not options["no_serve"]:
-            run(host="127.0.0.1", port=options["port"], workers=2, threads=4)
+            run(host="127.0.0.1", port=options["port"], workers=2, threads=4, certificate_origin=origin)

@@ -1,7 +1,9 @@
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from esante.accounts.tls_origin import certificate_origin_config
 from esante.core.serving import run
 
 
@@ -13,9 +15,29 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--workers", type=int, default=2)
         parser.add_argument("--threads", type=int, default=4)
+        parser.add_argument(
+            "--certificate-port",
+            type=int,
+            default=settings.ESANTE_CERTIFICATE_PORT,
+            help="also serve the certificate origin (HTTPS, client certificates) on this port; "
+            "0 (default, ESANTE_CERTIFICATE_PORT): nginx serves it (deploy/nginx.conf)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.stdout.write(f"eSanté eDocuments: http://{options['host']}:{options['port']}/")
+        origin = None
+        if options["certificate_port"]:
+            origin = certificate_origin_config(host=options["host"], port=options["certificate_port"])
+            if not settings.ESANTE_CERTIFICATE_ORIGIN:
+                # Read by the portal's workers, which gunicorn forks from this process.
+                settings.ESANTE_CERTIFICATE_ORIGIN = origin.url
+            self.stdout.write(
+                f"certificate origin: {origin.url}/ (portal links: {settings.ESANTE_CERTIFICATE_ORIGIN})"
+            )
         run(
-            host=options["host"], port=options["port"], workers=options["workers"], threads=options["threads"]
+            host=options["host"],
+            port=options["port"],
+            workers=options["workers"],
+            threads=options["threads"],
+            certificate_origin=origin,
         )
