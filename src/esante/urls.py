@@ -8,5 +8,7 @@ urlpatterns = [
     path("edocuments/", include("esante.documents.urls")),
     path("edocuments/", include("esante.dispensing.urls")),
     path("verifier/", include("esante.dispensing.public_urls")),
+    # The header's language switch posts to set_language (/i18n/setlang/).
+    path("i18n/", include("django.conf.urls.i18n")),
     path("operateurs/", admin.site.urls),
 ]

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from esante.accounts.models import Profession
 
@@ -25,9 +26,9 @@ from .models import AccessGrant
 class Confidentiality(models.TextChoices):
     """HL7 confidentiality of a document (code system ``2.16.840.1.113883.5.25``)."""
 
-    NORMAL = "N", "Normal"
-    RESTRICTED = "R", "Restreint"
-    VERY_RESTRICTED = "V", "Très restreint"
+    NORMAL = "N", _("Normal")
+    RESTRICTED = "R", _("Restreint")
+    VERY_RESTRICTED = "V", _("Très restreint")
 
 
 class DocumentClass(models.TextChoices):
@@ -37,17 +38,17 @@ class DocumentClass(models.TextChoices):
     57833-6); *Médication* holds medication summaries and dispensations.
     """
 
-    PRESCRIPTION = "prescription", "Prescription"
-    MEDICATION = "medication", "Médication"
-    VACCINATION = "vaccination", "Vaccination"
-    LABORATORY = "laboratory", "Laboratoire"
-    IMAGING = "imaging", "Imagerie"
-    REPORT = "report", "Compte rendu"
-    SUMMARY = "summary", "Synthèse médicale"
-    NURSING = "nursing", "Soins infirmiers"
-    MATERNITY = "maternity", "Maternité"
-    REHABILITATION = "rehabilitation", "Rééducation"
-    PSYCHIATRY = "psychiatry", "Psychiatrie"
+    PRESCRIPTION = "prescription", _("Prescription")
+    MEDICATION = "medication", _("Médication")
+    VACCINATION = "vaccination", _("Vaccination")
+    LABORATORY = "laboratory", _("Laboratoire")
+    IMAGING = "imaging", _("Imagerie")
+    REPORT = "report", _("Compte rendu")
+    SUMMARY = "summary", _("Synthèse médicale")
+    NURSING = "nursing", _("Soins infirmiers")
+    MATERNITY = "maternity", _("Maternité")
+    REHABILITATION = "rehabilitation", _("Rééducation")
+    PSYCHIATRY = "psychiatry", _("Psychiatrie")
 
 
 _C = DocumentClass

@@ -12,10 +12,11 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db.models import Case, Exists, IntegerField, Model, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from esante.accounts.models import Professional
 from esante.patients.models import Patient
-from esante.patients.selectors import PatientSearchCriteria, patient_search
+from esante.patients.selectors import PatientSearchCriteria, patient_search_parts
 
 from .models import AccessGrant, PatientBlock, PatientSearch, RecordOpening
 from .services import record_refusal_reason
@@ -32,7 +33,7 @@ class RecordNotFound(Exception):
     ``reason`` and ``patient`` are for the audit trail only; never show them to the caller.
     """
 
-    message = "Ce dossier est introuvable ou vous n'y avez pas accès."
+    message = _("Ce dossier est introuvable ou vous n'y avez pas accès.")
 
     def __init__(self, reason: str, patient: Patient | None = None) -> None:
         self.reason = reason
@@ -220,10 +221,26 @@ def patient_search_page(
     """One page of search results with the professional's columns; stops at ``ESANTE_SEARCH_MAX_RESULTS``.
 
     Rows carry identity and administrative data only; ``refine`` is set when more patients match
-    than the cap. Two queries whatever the page size.
+    than the cap. At most five queries whatever the page and the number of matches.
     """
-    queryset = with_professional_columns(patient_search(criteria), professional)
-    return paginate(queryset, page=page, page_size=page_size, cap=settings.ESANTE_SEARCH_MAX_RESULTS)
+    cap = settings.ESANTE_SEARCH_MAX_RESULTS
+    parts = patient_search_parts(criteria)
+    # Each part counted up to the cap, without the per-row columns: an index range scan that stops.
+    matches = sum(part.values("pk")[: cap + 1].count() for part in parts)
+    refine, total = matches > cap, min(matches, cap)
+    page = min(page, max(1, -(-total // page_size)))
+    offset = (page - 1) * page_size
+    end = min(offset + page_size, total)
+    keys: list[tuple[str, str, int]] = []
+    for part in parts:
+        keys += part.values_list("birth_name_folded", "first_names_folded", "pk")[:end]
+    # Folded names are compared as the databases do ("C"/binary order): by code point.
+    page_ids = [pk for _, _, pk in sorted(keys)[offset:end]]
+    found = {
+        p.pk: p for p in with_professional_columns(Patient.objects.filter(pk__in=page_ids), professional)
+    }
+    rows = [found[pk] for pk in page_ids]
+    return ListPage(rows=rows, total=total, page=page, page_size=page_size, refine=refine)
 
 
 def my_patients(professional: Professional) -> QuerySet[Patient]:

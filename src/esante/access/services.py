@@ -11,6 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from esante.accounts.models import Professional
 from esante.audit.models import AuditEvent
@@ -33,28 +35,31 @@ ACTION_UNBLOCK = "patient.unblock"
 
 
 class AccessRefused(Exception):
-    """An access the rules refuse. ``code`` is for the trail, ``message`` for the professional (French)."""
+    """An access the rules refuse. ``code`` is for the trail, ``message`` for the professional.
+
+    The message is in the language active when the refusal is raised (the request's).
+    """
 
     MESSAGES = {
-        "professional_inactive": (
+        "professional_inactive": _(
             "Votre compte professionnel n'est pas actif : l'accès aux dossiers est impossible."
         ),
-        "record_closed": "Le dossier de ce patient est fermé : aucun accès n'est possible.",
-        "record_opposed": "Le patient s'est opposé à son dossier eDocuments : aucun accès n'est possible.",
-        "blocked": "Le patient a refusé que vous accédiez à son dossier : aucun accès n'est possible.",
-        "motif_missing": "Le motif est obligatoire.",
-        "motif_too_long": "Le motif ne doit pas dépasser 500 caractères.",
-        "motif_too_short": (
-            "L'accès en urgence exige un motif détaillé (au moins "
-            f"{policy.EMERGENCY_MOTIF_MIN_LENGTH} caractères)."
+        "record_closed": _("Le dossier de ce patient est fermé : aucun accès n'est possible."),
+        "record_opposed": _("Le patient s'est opposé à son dossier eDocuments : aucun accès n'est possible."),
+        "blocked": _("Le patient a refusé que vous accédiez à son dossier : aucun accès n'est possible."),
+        "motif_missing": _("Le motif est obligatoire."),
+        "motif_too_long": _("Le motif ne doit pas dépasser 500 caractères."),
+        "motif_too_short": format_lazy(
+            _("L'accès en urgence exige un motif détaillé (au moins {length} caractères)."),
+            length=policy.EMERGENCY_MOTIF_MIN_LENGTH,
         ),
-        "conditions_not_accepted": "Vous devez accepter les conditions d'accès.",
-        "emergency_not_allowed": "L'accès en urgence n'est pas ouvert à votre profession.",
+        "conditions_not_accepted": _("Vous devez accepter les conditions d'accès."),
+        "emergency_not_allowed": _("L'accès en urgence n'est pas ouvert à votre profession."),
     }
 
     def __init__(self, code: str) -> None:
         self.code = code
-        self.message = self.MESSAGES[code]
+        self.message = str(self.MESSAGES[code])
         super().__init__(self.message)
 
 

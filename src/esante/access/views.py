@@ -8,6 +8,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -18,10 +19,10 @@ from .forms import AccessRequestForm, PatientSearchForm
 from .http import client_address, professional_required
 from .models import AccessGrant
 
-RATE_LIMITED_MESSAGE = (
+RATE_LIMITED_MESSAGE = _(
     "Vous avez effectué trop de recherches en peu de temps. Patientez quelques minutes avant de recommencer."
 )
-REFINE_MESSAGE = "Plus de {cap} patients correspondent à ces critères : affinez votre recherche."
+REFINE_MESSAGE = _("Plus de %(cap)s patients correspondent à ces critères : affinez votre recherche.")
 
 
 def _not_found(request: HttpRequest) -> HttpResponse:
@@ -92,7 +93,7 @@ def search(request: HttpRequest, professional: Professional) -> HttpResponse:
             )
             context["page"] = page
             if page.refine:
-                context["refine_message"] = REFINE_MESSAGE.format(cap=page.total)
+                context["refine_message"] = REFINE_MESSAGE % {"cap": page.total}
     template = "access/_search_results.html" if getattr(request, "htmx", False) else "access/search.html"
     return render(request, template, context, status=status)
 

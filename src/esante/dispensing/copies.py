@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import qrcode
+from django.conf import settings
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from esante.documents.models import Prescription
 
@@ -64,27 +65,32 @@ def render_certified_copy(
     issued_at: datetime.datetime,
     public_url: str,
 ) -> bytes:
-    """The PDF bytes of the copy (about a second of WeasyPrint: call it outside any transaction)."""
+    """The PDF bytes of the copy (about a second of WeasyPrint: call it outside any transaction).
+
+    The copy is a legal document of the platform: French, whatever language the pharmacist's
+    portal is in.
+    """
     from weasyprint import HTML  # imported lazily: loading WeasyPrint costs about a second
     from weasyprint.urls import URLFetcher
 
     url = verification_url(code, public_url)
     latest = dispensations[-1]
-    html = render_to_string(
-        "dispensing/copy_pdf.html",
-        {
-            "prescription": prescription,
-            "document": prescription.document,
-            "patient": prescription.document.patient,
-            "lines": list(prescription.lines.all()),
-            "line_states": line_states,
-            "rows": grid_rows(dispensations),
-            "latest": latest,
-            "issued_at": timezone.localtime(issued_at),
-            "code": grouped(code),
-            "verification_url": url,
-            "qr": qr_data_uri(url),
-        },
-    )
+    with translation.override(settings.LANGUAGE_CODE):
+        html = render_to_string(
+            "dispensing/copy_pdf.html",
+            {
+                "prescription": prescription,
+                "document": prescription.document,
+                "patient": prescription.document.patient,
+                "lines": list(prescription.lines.all()),
+                "line_states": line_states,
+                "rows": grid_rows(dispensations),
+                "latest": latest,
+                "issued_at": timezone.localtime(issued_at),
+                "code": grouped(code),
+                "verification_url": url,
+                "qr": qr_data_uri(url),
+            },
+        )
     pdf: bytes = HTML(string=html, url_fetcher=URLFetcher(allowed_protocols={"data"})).write_pdf()
     return pdf

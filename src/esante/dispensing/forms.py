@@ -4,27 +4,31 @@ from collections.abc import Sequence
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from .models import Dispensation
 from .selectors import LineState
 
-ACCEPT_LABEL = "Je comprends et j'accepte ce principe."
+ACCEPT_LABEL = _("Je comprends et j'accepte ce principe.")
 
 
 class DispenseForm(forms.Form):
     """Status choice, the grid (used for a partial dispensation), the version seen, the acceptance."""
 
     kind = forms.ChoiceField(
-        label="Status",
+        label=_("Status"),
         choices=Dispensation.Kind.choices,
         widget=forms.RadioSelect,
-        error_messages={"required": "Choisissez « Dispensée entièrement » ou « Dispensée partiellement »."},
+        error_messages={
+            "required": _("Choisissez « Dispensée entièrement » ou « Dispensée partiellement ».")
+        },
     )
     state_version = forms.IntegerField(min_value=0, widget=forms.HiddenInput)
     accept = forms.BooleanField(
         label=ACCEPT_LABEL,
         required=True,
-        error_messages={"required": "Cochez « Je comprends et j'accepte ce principe. » pour valider."},
+        error_messages={"required": _("Cochez « Je comprends et j'accepte ce principe. » pour valider.")},
     )
 
     def __init__(self, *args: Any, line_states: Sequence[LineState], **kwargs: Any) -> None:
@@ -32,7 +36,7 @@ class DispenseForm(forms.Form):
         self.line_states = list(line_states)
         for state in self.line_states:
             field = forms.IntegerField(
-                label=f"Délivré maintenant — {state.line.medication}",
+                label=gettext("Délivré maintenant — %(medication)s") % {"medication": state.line.medication},
                 min_value=0,
                 max_value=100_000,
                 required=False,
@@ -58,8 +62,8 @@ class DispenseForm(forms.Form):
 
 class WithdrawForm(forms.Form):
     reason = forms.CharField(
-        label="Motif du retrait",
+        label=_("Motif du retrait"),
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 2}),
-        error_messages={"required": "Le motif du retrait est obligatoire."},
+        error_messages={"required": _("Le motif du retrait est obligatoire.")},
     )

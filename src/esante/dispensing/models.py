@@ -9,6 +9,7 @@ import uuid
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
 
 
 class Dispensation(models.Model):
@@ -22,8 +23,8 @@ class Dispensation(models.Model):
     """
 
     class Kind(models.TextChoices):
-        FULL = "full", "Dispensée entièrement"
-        PARTIAL = "partial", "Dispensée partiellement"
+        FULL = "full", _("Dispensée entièrement")
+        PARTIAL = "partial", _("Dispensée partiellement")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     prescription = models.ForeignKey(
@@ -121,8 +122,9 @@ class CertifiedCopy(models.Model):
     """
 
     class SupersededBecause(models.TextChoices):
-        DELIVERY = "delivery", "une délivrance ultérieure"
-        WITHDRAWAL = "withdrawal", "un retrait de dispensation"
+        # Shown on the verification page: "remplacée ... à la suite d'<une délivrance ultérieure>".
+        DELIVERY = "delivery", _("une délivrance ultérieure")
+        WITHDRAWAL = "withdrawal", _("un retrait de dispensation")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     dispensation = models.ForeignKey(Dispensation, on_delete=models.PROTECT, related_name="certified_copies")

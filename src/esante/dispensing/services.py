@@ -19,7 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from esante.access import policy
 from esante.access.models import AccessGrant
@@ -50,14 +53,19 @@ MAX_QUANTITY = 100_000
 
 
 def _when(moment: Any) -> str:
-    return timezone.localtime(moment).strftime("%d/%m/%Y à %H:%M")
+    """The moment in Luxembourg time, in the active language: "25/11/2026 à 22:14" in French."""
+    local = timezone.localtime(moment)
+    return gettext("%(date)s à %(time)s") % {
+        "date": formats.date_format(local, "SHORT_DATE_FORMAT"),
+        "time": formats.time_format(local, "TIME_FORMAT"),
+    }
 
 
 class DispensationRefused(Exception):
     """A dispensation or withdrawal the rules refuse; it changed nothing but its own audit event.
 
-    ``code`` is for the trail, ``message`` for the pharmacist (French), ``status`` the HTTP status
-    a portal or API answer should carry.
+    ``code`` is for the trail, ``message`` for the pharmacist (in the language active when it is
+    raised: the request's), ``status`` the HTTP status a portal or API answer should carry.
     """
 
     STATUS = {
@@ -82,20 +90,22 @@ class DispensationRefused(Exception):
 
 #: The refusals' messages that need no detail (the others are written where they are raised).
 MESSAGES = {
-    "not_pharmacist": "Seul un pharmacien peut marquer une prescription comme dispensée.",
+    "not_pharmacist": _("Seul un pharmacien peut marquer une prescription comme dispensée."),
     "no_access": RecordNotFound.message,
-    "bad_kind": "Choisissez « Dispensée entièrement » ou « Dispensée partiellement ».",
-    "bad_line": "La grille de dispensation mentionne une ligne qui n'appartient pas à cette prescription.",
-    "bad_quantity": "Les quantités délivrées doivent être des nombres entiers positifs ou nuls.",
-    "nothing_delivered": "Indiquez au moins une quantité délivrée dans la grille de dispensation.",
-    "reason_missing": "Le motif du retrait est obligatoire.",
-    "reason_too_long": f"Le motif du retrait ne doit pas dépasser {REASON_MAX_LENGTH} caractères.",
-    "not_author": "Seul le pharmacien qui a enregistré cette dispensation peut la retirer.",
+    "bad_kind": _("Choisissez « Dispensée entièrement » ou « Dispensée partiellement »."),
+    "bad_line": _("La grille de dispensation mentionne une ligne qui n'appartient pas à cette prescription."),
+    "bad_quantity": _("Les quantités délivrées doivent être des nombres entiers positifs ou nuls."),
+    "nothing_delivered": _("Indiquez au moins une quantité délivrée dans la grille de dispensation."),
+    "reason_missing": _("Le motif du retrait est obligatoire."),
+    "reason_too_long": format_lazy(
+        _("Le motif du retrait ne doit pas dépasser {length} caractères."), length=REASON_MAX_LENGTH
+    ),
+    "not_author": _("Seul le pharmacien qui a enregistré cette dispensation peut la retirer."),
 }
 
 
 def _refuse(code: str, message: str = "", **kwargs: Any) -> DispensationRefused:
-    return DispensationRefused(code, message or MESSAGES[code], **kwargs)
+    return DispensationRefused(code, message or str(MESSAGES[code]), **kwargs)
 
 
 def _authorise(pharmacist: Professional, prescription: Prescription) -> tuple[Any, AccessGrant]:
@@ -131,7 +141,9 @@ def _write_state(prescription: Prescription, *, based_on_version: int, state: st
         state_version=based_on_version + 1, dispensation_state=state
     )
     if updated != 1:  # cannot happen under the row lock; kept as the database-level guarantee
-        raise _refuse("stale_version", "La prescription a été modifiée entre-temps. Rechargez la page.")
+        raise _refuse(
+            "stale_version", gettext("La prescription a été modifiée entre-temps. Rechargez la page.")
+        )
 
 
 @transaction.atomic
@@ -150,10 +162,13 @@ def _dispense_in_transaction(
     now = timezone.now()
     if locked.dispensation_state == Prescription.DispensationState.DISPENSED:
         last = last_active_dispensation(locked)
-        by = f" le {_when(last.dispensed_at)} par {_who(last)}" if last else ""
-        raise _refuse(
-            "already_dispensed", f"Cette prescription a déjà été dispensée entièrement{by}.", patient=patient
+        message = (
+            gettext("Cette prescription a déjà été dispensée entièrement le %(when)s par %(who)s.")
+            % {"when": _when(last.dispensed_at), "who": _who(last)}
+            if last
+            else gettext("Cette prescription a déjà été dispensée entièrement.")
         )
+        raise _refuse("already_dispensed", message, patient=patient)
     if locked.state_version != based_on_version:
         last = (
             Dispensation.objects.filter(prescription=locked)
@@ -161,34 +176,51 @@ def _dispense_in_transaction(
             .select_related("withdrawn_by")
             .first()
         )
-        change = ""
-        if last is not None:
-            change = f" (dernière dispensation le {_when(last.dispensed_at)} par {_who(last)})"
-        raise _refuse(
-            "stale_version",
-            f"La prescription a été modifiée entre-temps{change}. Rechargez la page et vérifiez les "
-            "quantités restant à délivrer avant de recommencer.",
-            patient=patient,
+        message = (
+            gettext(
+                "La prescription a été modifiée entre-temps (dernière dispensation le %(when)s par "
+                "%(who)s). Rechargez la page et vérifiez les quantités restant à délivrer avant de "
+                "recommencer."
+            )
+            % {"when": _when(last.dispensed_at), "who": _who(last)}
+            if last is not None
+            else gettext(
+                "La prescription a été modifiée entre-temps. Rechargez la page et vérifiez les "
+                "quantités restant à délivrer avant de recommencer."
+            )
         )
+        raise _refuse("stale_version", message, patient=patient)
     first_at = first_active_dispensation_at(locked)
     if first_at is None:
         valid_until = rules.prescription_valid_until(locked.prescribed_at)
         if now > valid_until:
+            months = rules.validity_months()
             raise _refuse(
                 "expired",
-                f"Cette prescription n'est plus valable : une prescription est valable "
-                f"{rules.validity_months()} mois à compter de sa date "
-                f"({_when(locked.prescribed_at)}), elle a expiré le {_when(valid_until)}.",
+                ngettext(
+                    "Cette prescription n'est plus valable : une prescription est valable %(months)s mois "
+                    "à compter de sa date (%(date)s), elle a expiré le %(until)s.",
+                    "Cette prescription n'est plus valable : une prescription est valable %(months)s mois "
+                    "à compter de sa date (%(date)s), elle a expiré le %(until)s.",
+                    months,
+                )
+                % {"months": months, "date": _when(locked.prescribed_at), "until": _when(valid_until)},
                 patient=patient,
             )
     else:
         series_until = rules.series_valid_until(first_at)
         if now > series_until:
+            months = rules.series_months()
             raise _refuse(
                 "series_expired",
-                f"Les délivrances successives doivent avoir lieu dans les "
-                f"{rules.series_months()} mois suivant la première délivrance "
-                f"({_when(first_at)}) : ce délai a expiré le {_when(series_until)}.",
+                ngettext(
+                    "Les délivrances successives doivent avoir lieu dans les %(months)s mois suivant la "
+                    "première délivrance (%(first)s) : ce délai a expiré le %(until)s.",
+                    "Les délivrances successives doivent avoir lieu dans les %(months)s mois suivant la "
+                    "première délivrance (%(first)s) : ce délai a expiré le %(until)s.",
+                    months,
+                )
+                % {"months": months, "first": _when(first_at), "until": _when(series_until)},
                 patient=patient,
             )
 
@@ -207,8 +239,15 @@ def _dispense_in_transaction(
             if delivered[state.line.pk] > state.remaining:
                 raise _refuse(
                     "over_delivery",
-                    f"Quantité trop élevée pour « {state.line.medication} » : "
-                    f"{delivered[state.line.pk]} demandée(s), {state.remaining} restant à délivrer.",
+                    gettext(
+                        "Quantité trop élevée pour « %(medication)s » : %(asked)s demandée(s), "
+                        "%(remaining)s restant à délivrer."
+                    )
+                    % {
+                        "medication": state.line.medication,
+                        "asked": delivered[state.line.pk],
+                        "remaining": state.remaining,
+                    },
                     patient=patient,
                 )
     else:
@@ -328,7 +367,7 @@ def prescription_mark_dispensed(
             # (prescription, based_on_version) taken by a concurrent attempt the lock did not order.
             raise _refuse(
                 "stale_version",
-                "La prescription vient d'être dispensée par un autre pharmacien. Rechargez la page.",
+                gettext("La prescription vient d'être dispensée par un autre pharmacien. Rechargez la page."),
                 patient=prescription.document.patient,
             ) from None
     except DispensationRefused as refusal:
@@ -361,16 +400,22 @@ def _withdraw_in_transaction(
     if target.withdrawn_at is not None:
         raise _refuse(
             "already_withdrawn",
-            f"Cette dispensation a déjà été retirée le {_when(target.withdrawn_at)}.",
+            gettext("Cette dispensation a déjà été retirée le %(when)s.")
+            % {"when": _when(target.withdrawn_at)},
             patient=patient,
         )
     now = timezone.now()
     deadline = rules.withdrawal_possible_until(target.dispensed_at)
     if now > deadline:
+        hours = rules.withdraw_hours()
         raise _refuse(
             "window_closed",
-            f"Le délai de retrait ({rules.withdraw_hours()} heures après la "
-            f"dispensation) a expiré le {_when(deadline)}.",
+            ngettext(
+                "Le délai de retrait (%(hours)s heure après la dispensation) a expiré le %(deadline)s.",
+                "Le délai de retrait (%(hours)s heures après la dispensation) a expiré le %(deadline)s.",
+                hours,
+            )
+            % {"hours": hours, "deadline": _when(deadline)},
             patient=patient,
         )
     if not reason:

@@ -12,6 +12,7 @@ from django.core.files.storage import default_storage
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -66,7 +67,7 @@ def _message(request: HttpRequest, title: str, message: str, status: int) -> Htt
 
 
 def _form_context(**values: Any) -> dict[str, Any]:
-    return {"legend": "Status (rouge: dispensé entièrement)", **values}
+    return {"legend": gettext("Status (rouge: dispensé entièrement)"), **values}
 
 
 @never_cache
@@ -86,7 +87,10 @@ def dispense(
     if request.method == "GET":
         if not policy.may_dispense(professional.profession):
             return _message(
-                request, "Action réservée aux pharmaciens", services.MESSAGES["not_pharmacist"], 403
+                request,
+                gettext("Action réservée aux pharmaciens"),
+                str(services.MESSAGES["not_pharmacist"]),
+                403,
             )
         document_read_record(
             professional=professional, document=document, client_address=client_address(request)
@@ -117,7 +121,7 @@ def dispense(
         if refusal.status == 404:
             return _not_found(request)
         if refusal.status == 403:
-            return _message(request, "Action réservée aux pharmaciens", refusal.message, 403)
+            return _message(request, gettext("Action réservée aux pharmaciens"), refusal.message, 403)
         fresh = Prescription.objects.get(pk=prescription.pk)
         states = prescription_line_states(fresh)
         initial = {"kind": data.get("kind", "full"), "state_version": fresh.state_version}
@@ -137,11 +141,13 @@ def dispense(
             },
             status=refusal.status,
         )
-    text = "Prescription marquée comme dispensée " + (
-        "entièrement." if dispensation.kind == "full" else "partiellement."
+    text = (
+        gettext("Prescription marquée comme dispensée entièrement.")
+        if dispensation.kind == "full"
+        else gettext("Prescription marquée comme dispensée partiellement.")
     )
     if dispensation.certified_copy is not None:
-        text += " La copie certifiée conforme est prête à être imprimée."
+        text += " " + gettext("La copie certifiée conforme est prête à être imprimée.")
     messages.success(request, text)
     return HttpResponseRedirect(_viewer_url(public_id, document_id), status=303)
 
@@ -187,7 +193,9 @@ def withdraw(
             {**context, "form": form, "refusal": refusal.message},
             status=refusal.status,
         )
-    messages.success(request, "La dispensation a été retirée ; elle reste visible, marquée « retirée ».")
+    messages.success(
+        request, gettext("La dispensation a été retirée ; elle reste visible, marquée « retirée ».")
+    )
     return HttpResponseRedirect(_viewer_url(public_id, document_id), status=303)
 
 
@@ -242,7 +250,7 @@ def verify_form(request: HttpRequest) -> HttpResponse:
     code = normalise_code(request.GET.get("code", ""))
     if code:
         return redirect("verification:verify", code=code)
-    error = "Code de vérification mal formé." if request.GET.get("code") else ""
+    error = gettext("Code de vérification mal formé.") if request.GET.get("code") else ""
     return render(request, "dispensing/verify_form.html", {"error": error}, status=400 if error else 200)
 
 
@@ -258,8 +266,8 @@ def verify(request: HttpRequest, code: str) -> HttpResponse:
     if _verification_throttled(address):
         response = _message(
             request,
-            "Trop de vérifications",
-            "Trop de vérifications depuis votre adresse : réessayez dans quelques minutes.",
+            gettext("Trop de vérifications"),
+            gettext("Trop de vérifications depuis votre adresse : réessayez dans quelques minutes."),
             429,
         )
         response["Retry-After"] = str(getattr(settings, "ESANTE_VERIFY_RATE_WINDOW_SECONDS", 600))

@@ -82,7 +82,7 @@ class Document(models.Model):
     @property
     def type_label(self) -> str:
         document_type = DOCUMENT_TYPES.get(self.type_code)
-        return document_type.label if document_type else self.type_code
+        return document_type.display_label if document_type else self.type_code
 
 
 class Prescription(models.Model):

@@ -133,7 +133,7 @@ def document_tree(documents: QuerySet[Document], *, per_type: int = 50) -> list[
         tree_class.types.append(
             TreeType(
                 row["type_code"],
-                document_type.label if document_type else row["type_code"],
+                document_type.display_label if document_type else row["type_code"],
                 row["n"],
                 by_type.get(row["type_code"], []),
             )
@@ -146,7 +146,7 @@ def filter_choices(documents: QuerySet[Document]) -> dict[str, Any]:
     return {
         "types": sorted(
             {
-                (code, DOCUMENT_TYPES[code].label)
+                (code, DOCUMENT_TYPES[code].display_label)
                 for code in documents.values_list("type_code", flat=True).distinct()
                 if code in DOCUMENT_TYPES
             },

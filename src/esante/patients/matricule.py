@@ -16,6 +16,7 @@ Patients always carry the 13-digit form.
 import datetime
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 from stdnum import luhn, verhoeff
 
 _LEGACY_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
@@ -31,7 +32,7 @@ def _check_birth_date(number: str) -> datetime.date:
         return datetime.date(int(number[0:4]), int(number[4:6]), int(number[6:8]))
     except ValueError:
         raise ValidationError(
-            "Le matricule ne commence pas par une date de naissance valide (AAAAMMJJ).", code="date"
+            _("Le matricule ne commence pas par une date de naissance valide (AAAAMMJJ)."), code="date"
         ) from None
 
 
@@ -51,17 +52,18 @@ def validate_patient_matricule(value: str) -> str:
     """Returns the 13-digit matricule, or raises ValidationError saying in French what is wrong."""
     number = compact(value)
     if not number.isdigit():
-        raise ValidationError("Le matricule ne doit contenir que des chiffres.", code="digits")
+        raise ValidationError(_("Le matricule ne doit contenir que des chiffres."), code="digits")
     if len(number) != 13:
         raise ValidationError(
-            "Le matricule doit comporter 13 chiffres (%(length)d saisis).",
+            _("Le matricule doit comporter 13 chiffres (%(length)d saisis)."),
             code="length",
             params={"length": len(number)},
         )
     _check_birth_date(number)
     if number[11:13] != luhn_verhoeff_digits(number[:11]):
         raise ValidationError(
-            "Les chiffres de contrôle du matricule sont incorrects : vérifiez la saisie.", code="check_digit"
+            _("Les chiffres de contrôle du matricule sont incorrects : vérifiez la saisie."),
+            code="check_digit",
         )
     return number
 
@@ -70,12 +72,12 @@ def validate_professional_matricule(value: str) -> str:
     """A professional's matricule: the 13-digit form, or the 11-digit form issued before 2014."""
     number = compact(value)
     if not number.isdigit():
-        raise ValidationError("Le matricule ne doit contenir que des chiffres.", code="digits")
+        raise ValidationError(_("Le matricule ne doit contenir que des chiffres."), code="digits")
     if len(number) == 13:
         return validate_patient_matricule(number)
     if len(number) != 11:
         raise ValidationError(
-            "Le matricule doit comporter 11 ou 13 chiffres (%(length)d saisis).",
+            _("Le matricule doit comporter 11 ou 13 chiffres (%(length)d saisis)."),
             code="length",
             params={"length": len(number)},
         )
@@ -83,7 +85,7 @@ def validate_professional_matricule(value: str) -> str:
     expected = _legacy_check_digit(number[:10])
     if expected is None or int(number[10]) != expected:
         raise ValidationError(
-            "Le chiffre de contrôle du matricule est incorrect : vérifiez la saisie.", code="check_digit"
+            _("Le chiffre de contrôle du matricule est incorrect : vérifiez la saisie."), code="check_digit"
         )
     return number
 

@@ -1,6 +1,7 @@
 import uuid
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from .folding import fold
 
@@ -23,9 +24,9 @@ class Patient(models.Model):
         T100 = 100, "100%"
 
     class DossierState(models.TextChoices):
-        ACTIVE = "active", "Actif"
-        CLOSED = "closed", "Fermé"
-        OPPOSED = "opposed", "Opposition du patient"
+        ACTIVE = "active", _("Actif")
+        CLOSED = "closed", _("Fermé")
+        OPPOSED = "opposed", _("Opposition du patient")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     matricule = models.CharField("matricule", max_length=13, unique=True)

@@ -9,7 +9,9 @@ import datetime
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Value
+from django.db.models.functions import Concat
+from django.utils.translation import gettext_lazy as _
 
 from .folding import fold, prefix_upper_bound
 from .matricule import validate_patient_matricule
@@ -18,7 +20,7 @@ from .models import Patient
 MIN_NAME_LETTERS = 2
 MIN_FIRST_NAME_LETTERS = 1
 
-CRITERIA_MISSING_MESSAGE = (
+CRITERIA_MISSING_MESSAGE = _(
     "Précisez la recherche : saisissez le numéro assuré (matricule), ou un nom d'au moins 2 lettres "
     "avec un prénom (au moins 1 lettre) ou une date de naissance."
 )
@@ -72,27 +74,60 @@ def _prefix(column: str, prefix: str) -> Q:
     return Q(**{f"{column}__gte": prefix, f"{column}__lt": prefix_upper_bound(prefix)})
 
 
+#: The order of search results: birth name, first names, then id (all index columns).
+SEARCH_ORDER = ("birth_name_folded", "first_names_folded", "pk")
+
+
+def _rest(criteria: PatientSearchCriteria, *, first_name_column: str = "first_names_folded") -> Q:
+    rest = Q()
+    if criteria.matricule:
+        rest &= Q(matricule=criteria.matricule)
+    if criteria.first_name:
+        rest &= _prefix(first_name_column, criteria.first_name)
+    if criteria.birth_date is not None:
+        rest &= Q(birth_date=criteria.birth_date)
+    return rest
+
+
+def patient_search_parts(criteria: PatientSearchCriteria) -> list[QuerySet[Patient]]:
+    """The search result as disjoint parts, each ordered by ``SEARCH_ORDER`` and each one index
+    range scan: patients whose birth name matches, then those matching by usage name only.
+
+    Counting and paging the parts separately (and merging the pages) lets the database stop
+    after the rows it needs, where one query with OR or UNION must first collect every match
+    (measured on PostgreSQL with 1.2 million patients: thousands of matches for a common prefix).
+    """
+    rest = _rest(criteria)
+    if criteria.name:
+        by_birth = _prefix("birth_name_folded", criteria.name)
+        by_usage = _prefix("usage_name_folded", criteria.name)
+        # For the usage-name part, the first-name range is written on an expression so that no
+        # planner can serve it from the birth-name index (SQLite chose a skip-scan of that whole
+        # index: 250 ms instead of 3 ms on 1.2 million patients); the usage-name range leads.
+        usage_rest = _rest(criteria, first_name_column="first_names_unindexed")
+        return [
+            Patient.objects.filter(rest, by_birth).order_by(*SEARCH_ORDER),
+            Patient.objects.alias(first_names_unindexed=Concat("first_names_folded", Value("")))
+            .filter(usage_rest, by_usage)
+            .exclude(by_birth)
+            .order_by(*SEARCH_ORDER),
+        ]
+    if rest:
+        return [Patient.objects.filter(rest).order_by(*SEARCH_ORDER)]
+    return []
+
+
 def patient_search(criteria: PatientSearchCriteria) -> QuerySet[Patient]:
     """Patients matching every given criterion, ordered by birth name, first names, id.
 
     Matricule: exact. Name: prefix of the birth name or of the usage name, case- and
     accent-insensitive. First name: prefix of the first names. Birth date: exact.
+    For pages of results, ``patient_search_parts`` is faster.
     """
-    rest = Q()
-    if criteria.matricule:
-        rest &= Q(matricule=criteria.matricule)
-    if criteria.first_name:
-        rest &= _prefix("first_names_folded", criteria.first_name)
-    if criteria.birth_date is not None:
-        rest &= Q(birth_date=criteria.birth_date)
-    if criteria.name:
-        # Birth name OR usage name, written as a UNION of two index range scans: with a plain OR
-        # the planners fall back to scanning a whole index (measured: 13x slower on SQLite).
-        by_birth = Patient.objects.filter(rest, _prefix("birth_name_folded", criteria.name)).values("pk")
-        by_usage = Patient.objects.filter(rest, _prefix("usage_name_folded", criteria.name)).values("pk")
-        matches = Patient.objects.filter(pk__in=by_birth.union(by_usage))
-    elif rest:
-        matches = Patient.objects.filter(rest)
-    else:
+    parts = patient_search_parts(criteria)
+    if not parts:
         return Patient.objects.none()
-    return matches.order_by("birth_name_folded", "first_names_folded", "pk")
+    if len(parts) == 1:
+        return parts[0]
+    ids = parts[0].order_by().values("pk").union(parts[1].order_by().values("pk"))
+    return Patient.objects.filter(pk__in=ids).order_by(*SEARCH_ORDER)

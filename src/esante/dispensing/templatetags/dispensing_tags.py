@@ -9,6 +9,7 @@ from typing import Any
 
 from django import template
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from esante.access import policy
 from esante.access.http import active_professional
@@ -66,6 +67,6 @@ def dispensation_panel(context: template.Context) -> dict[str, Any]:
         "rows": rows,
         "can_dispense": can_dispense,
         "form": form,
-        "legend": "Status (rouge: dispensé entièrement)",
+        "legend": gettext("Status (rouge: dispensé entièrement)"),
         "csrf_token": context.get("csrf_token"),
     }
