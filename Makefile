@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_FLAGS ?= -q
+# Extra pytest arguments, e.g. make test PYTEST_ARGS='-m "not e2e"'
+PYTEST_ARGS ?=
 
 .PHONY: demo test install lint bench
 
@@ -17,9 +19,10 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/esante demo --port $${PORT:-8000}
 
-## make test: the whole test suite (DATABASE_URL selects the database; SQLite by default)
+## make test: the whole test suite (DATABASE_URL selects the database; SQLite by default),
+## browser tests included (they skip, saying why, without /usr/bin/chromium or npm)
 test: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -107,7 +107,7 @@ def main() -> None:
 
             profiler = cProfile.Profile()
             profiler.runcall(client.get, url)
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
         times = []
         queries = set()
         for _ in range(args.requests):

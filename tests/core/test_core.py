@@ -103,3 +103,11 @@ def test_demo_is_idempotent_and_has_the_guide_patient() -> None:
         Patient.objects.filter(birth_name__contains="ç").exists()
         or Patient.objects.filter(first_names__regex=r"[éèçãíóáú]").exists()
     )
+
+
+def test_csp_lets_forms_reach_the_certificate_origin_only(client: Client, settings: object) -> None:
+    settings.ESANTE_CERTIFICATE_ORIGIN = "https://certificat.example.lu"  # type: ignore[attr-defined]
+    policy = client.get("/")["Content-Security-Policy"]
+    assert "form-action 'self' https://certificat.example.lu;" in policy
+    settings.ESANTE_CERTIFICATE_ORIGIN = ""  # type: ignore[attr-defined]
+    assert "form-action 'self';" in client.get("/")["Content-Security-Policy"]

@@ -2,6 +2,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 logger = logging.getLogger("esante.request")
@@ -31,8 +32,15 @@ class RequestLogMiddleware:
 
 PORTAL_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "object-src 'none'; base-uri 'none'; form-action 'self'{certificate_origin}; frame-ancestors 'none'"
 )
+
+
+def portal_csp() -> str:
+    """The portal's policy. Forms may post to the portal only, and to the certificate origin (the
+    "Connexion" buttons lead there; browsers apply ``form-action`` to the redirect as well)."""
+    origin = getattr(settings, "ESANTE_CERTIFICATE_ORIGIN", "")
+    return PORTAL_CSP.format(certificate_origin=f" {origin}" if origin else "")
 
 
 class ContentSecurityPolicyMiddleware:
@@ -48,5 +56,5 @@ class ContentSecurityPolicyMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = PORTAL_CSP
+            response["Content-Security-Policy"] = portal_csp()
         return response

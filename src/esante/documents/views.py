@@ -134,8 +134,8 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
             .order_by("-clinical_at")[:20]
         )
     else:
-        # One type chosen: show more of it; otherwise the newest 50 of each type.
-        context["tree"] = document_tree(shown, per_type=500 if filters.type_code else 50)
+        # One type chosen: show more of it; otherwise the newest 20 of each type.
+        context["tree"] = document_tree(shown, per_type=500 if filters.type_code else 20)
         context["choices"] = filter_choices(documents)
     if filters.words:
         context["result_count"] = shown.count()

@@ -1,0 +1,299 @@
+"""A person's way through the portal, step by step, as the quick guide shows it.
+
+``Journey`` wraps a Playwright page: every ``step`` checks the page with axe-core and saves a
+screenshot ``NN-name.png`` under ``test-output/e2e/``. The functions below are the guide's
+screens, in its words; tests chain them, and later flows (dispensation) add their own steps on
+the same journey.
+"""
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from playwright.sync_api import Locator, Page, Response, expect
+
+from .axe import Axe
+from .server import Platform, Professional
+
+DESKTOP = {"width": 1280, "height": 800}
+TABLET = {"width": 768, "height": 1024}
+
+MOTIF = "Délivrance de médicaments"
+# "dd/mm/yyyy hh:mm" ("/" written \x2f: Playwright passes the pattern to the page between slashes)
+DOCUMENT_DATE = re.compile(r"^\d{2}\x2f\d{2}\x2f\d{4} \d{2}:\d{2}$")
+
+
+class Journey:
+    """One browser context's page; ``step`` = accessibility check + numbered screenshot.
+
+    ``axe`` None skips the checks: only for setting up (a walk that no test looks at).
+    """
+
+    def __init__(
+        self,
+        page: Page,
+        *,
+        platform: Platform,
+        axe: Axe | None,
+        shots: Path | None,
+        first: int = 1,
+        has_certificate: bool = False,
+    ) -> None:
+        self.page = page
+        self.has_certificate = has_certificate  # the browser holds a LuxTrust-like client certificate
+        self.platform = platform
+        self.axe = axe
+        self.shots = shots
+        self.number = first
+
+    def goto(self, path: str) -> Response | None:
+        return self.page.goto(self.platform.url + path)
+
+    @contextlib.contextmanager
+    def quietly(self) -> Iterator[None]:
+        """Steps without screenshots (pages another test already shows); axe still checks them."""
+        shots, self.shots = self.shots, None
+        try:
+            yield
+        finally:
+            self.shots = shots
+
+    def step(self, name: str) -> None:
+        """The page as it is now: screenshot (when this journey keeps them), then axe-core."""
+        if self.shots is not None:
+            self.shots.mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=self.shots / f"{self.number:02d}-{name}.png", full_page=True)
+            self.number += 1
+        self.check_accessible(name)
+
+    def check_accessible(self, name: str) -> None:
+        if self.axe is None:
+            return
+        violations = self.axe.violations(self.page)
+        assert not violations, (
+            f"serious or critical accessibility violations on {name} ({self.page.url}):\n"
+            + self.axe.describe(violations)
+        )
+
+    def tablet_step(self, name: str) -> None:
+        """The same page on a tablet (768×1024, portrait); no horizontal scrolling of the page."""
+        self.page.set_viewport_size(TABLET)
+        try:
+            self.step(name)
+            overflow = self.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{name}: the page is {overflow} px wider than a tablet's screen"
+        finally:
+            self.page.set_viewport_size(DESKTOP)
+
+
+@dataclass(frozen=True)
+class Activated:
+    """A professional activated through the portal: the password chosen, where codes now go."""
+
+    professional: Professional
+    password: str
+    code_address: str
+
+
+# --- activation (guide pp.3-9) ----------------------------------------------------------------
+
+
+def activation_open(journey: Journey) -> None:
+    """Pré-étapes: "JE SUIS « Un professionnel »", then "J'active mon compte"; the CGU."""
+    page = journey.page
+    journey.goto("/")
+    journey.step("accueil")
+    page.get_by_role("link", name="Je suis un professionnel").click()
+    journey.step("espace-professionnel")
+    page.get_by_role("link", name="J'active mon compte").click()
+    expect(page.get_by_role("heading", name="CONDITIONS GENERALES D'UTILISATION")).to_be_visible()
+    journey.step("activation-cgu")
+    page.get_by_label("En cochant cette case, j'accepte les Conditions Générales d'Utilisation.").check()
+    page.get_by_role("button", name="Activer mon compte").click()
+
+
+def activation_certificate_step(journey: Journey) -> None:
+    """Etape 1 – Associer produit LuxTrust: "Connexion" presents the browser's certificate to the
+    certificate origin, which sends it back here; without one, the demo's way past the step."""
+    page = journey.page
+    expect(page.get_by_role("heading", name="Carte LuxTrust")).to_be_visible()
+    journey.step("activation-etape1-luxtrust")
+    if journey.has_certificate:
+        page.get_by_role("button", name="Connexion", exact=True).click()
+    else:
+        page.get_by_role("button", name="Continuer sans produit LuxTrust (démonstration)").click()
+
+
+def activation_code_step(journey: Journey, *, matricule: str, code: str) -> None:
+    """Etape 2 – Code d'activation: "Oui", the matricule and the code from the letter."""
+    page = journey.page
+    expect(page.get_by_role("heading", name="Code d'activation")).to_be_visible()
+    expect(page.get_by_label("Oui", exact=True)).to_be_checked()
+    page.get_by_label("Matricule *").fill(matricule)
+    page.get_by_label("Code d'activation *").fill(code)
+    journey.step("activation-etape2-code")
+    page.get_by_role("button", name="Etape suivante").click()
+
+
+def activation_information_step(journey: Journey, *, professional: Professional) -> None:
+    """Etape 3 – Informations personnelles: check the data, "Etape suivante"."""
+    page = journey.page
+    expect(page.get_by_role("heading", name="Informations personnelles")).to_be_visible()
+    expect(page.locator("dl.readonly")).to_contain_text(professional.matricule)
+    journey.step("activation-etape3-informations")
+    page.get_by_role("button", name="Etape suivante").click()
+
+
+def activation_security_step(
+    journey: Journey, *, password: str, channel: str, address: str | None = None
+) -> str:
+    """Etape 4 – Sécurisation du compte: password, "Mobile" or "E-mail", the code received.
+
+    ``address`` None keeps the number or address the page proposes. Returns where the code went.
+    """
+    page = journey.page
+    expect(page.get_by_role("heading", name="Sécurisation de votre compte")).to_be_visible()
+    page.get_by_label("Mot de passe *", exact=True).fill(password)
+    page.get_by_label("Confirmation du mot de passe *").fill(password)
+    page.get_by_label(channel, exact=True).check()
+    address_field = page.get_by_label("Mobile * / E-mail *")
+    if address is None:
+        address = address_field.input_value()
+    else:
+        address_field.fill(address)
+    journey.step("activation-etape4-securisation")
+    before = journey.platform.outbox.mark()
+    page.get_by_role("button", name="Valider").click()
+    code_field = page.get_by_label("Code reçu par SMS ou par E-mail *")
+    expect(code_field).to_be_visible()
+    code_field.fill(journey.platform.outbox.code_for(address, since=before))
+    journey.step("activation-etape4-code-recu")
+    page.locator("form", has=code_field).get_by_role("button", name="Valider").click()
+    return address
+
+
+def activation_confirmation_step(journey: Journey) -> None:
+    """Etape 5 – Confirmation: "Votre compte est bien créé et sécurisé !", "Connectez-vous"."""
+    page = journey.page
+    expect(page.get_by_text("Votre compte est bien créé et sécurisé !")).to_be_visible()
+    journey.step("activation-etape5-confirmation")
+    page.get_by_role("link", name="Connectez-vous").click()
+    expect(page.get_by_role("heading", name="Connexion à votre compte esanté")).to_be_visible()
+
+
+def activate(
+    journey: Journey,
+    *,
+    professional: Professional,
+    code: str,
+    password: str,
+    channel: str,
+    address: str | None = None,
+) -> Activated:
+    """The five steps of the activation, from the landing page to the login page."""
+    activation_open(journey)
+    activation_certificate_step(journey)
+    activation_code_step(journey, matricule=professional.matricule, code=code)
+    activation_information_step(journey, professional=professional)
+    code_address = activation_security_step(journey, password=password, channel=channel, address=address)
+    activation_confirmation_step(journey)
+    return Activated(professional=professional, password=password, code_address=code_address)
+
+
+# --- login (guide pp.10-11) -------------------------------------------------------------------
+
+
+def login_with_code(journey: Journey, *, matricule: str, password: str, code_address: str) -> None:
+    """The guide's "Matricule, mot de passe et code": matricule and password, then the code received."""
+    page = journey.page
+    journey.goto("/professionnel/connexion/")
+    expect(page.get_by_role("heading", name="Matricule, mot de passe et code")).to_be_visible()
+    page.get_by_label("Matricule *").fill(matricule)
+    page.get_by_label("Mot de passe *").fill(password)
+    journey.step("connexion")
+    before = journey.platform.outbox.mark()
+    page.get_by_role("button", name="Valider").click()
+    code_field = page.get_by_label("Code reçu par SMS ou par E-mail *")
+    expect(code_field).to_be_visible()
+    code_field.fill(journey.platform.outbox.code_for(code_address, since=before))
+    journey.step("connexion-code")
+    page.get_by_role("button", name="Valider").click()
+    expect(page).to_have_url(re.compile(r"/edocuments/$"))
+
+
+def login_with_certificate(journey: Journey) -> None:
+    """ "SI VOUS AVEZ UN PRODUIT LUXTRUST À VOTRE DISPOSITION": "Connexion", the certificate."""
+    page = journey.page
+    journey.goto("/professionnel/connexion/")
+    luxtrust = page.locator("section", has=page.get_by_role("heading", name=re.compile("AVEZ UN PRODUIT")))
+    journey.step("connexion-certificat")
+    luxtrust.get_by_role("button", name="Connexion", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/edocuments/$"))
+
+
+# --- eDocuments (guide pp.12-14) --------------------------------------------------------------
+
+
+def patient_search(journey: Journey, *, matricule: str) -> None:
+    """The guide's "eDocuments" → "Recherche patient" → "Numéro assuré" → "VALIDER"."""
+    page = journey.page
+    page.get_by_role("navigation", name="Navigation principale").get_by_role(
+        "link", name="eDocuments"
+    ).click()
+    journey.step("edocuments")
+    page.get_by_role("link", name="Recherche patient").click()
+    page.get_by_label("Numéro assuré").fill(matricule)
+    journey.step("recherche-patient")
+    page.get_by_role("button", name="VALIDER").click()
+    expect(page.get_by_text("1 à 1 sur 1 éléments")).to_be_visible()
+    journey.step("recherche-resultat")
+
+
+def patient_open(journey: Journey, *, name: str) -> None:
+    """Click the patient's name: the record, through the access dialog when there is no access yet."""
+    page = journey.page
+    page.get_by_role("table").get_by_role("link", name=name, exact=True).click()
+    page.wait_for_url(re.compile(r"/patient/[0-9a-f-]+/(acces/)?$"))
+    if page.url.endswith("/acces/"):
+        access_dialog_accept(journey)
+
+
+def access_dialog_accept(journey: Journey, *, motif: str = MOTIF) -> None:
+    """The guide's "Accès au dossier du patient": "J'accède au dossier du patient en engageant ma
+    responsabilité.", the "Motif", "J'accepte les conditions d'accès"."""
+    page = journey.page
+    expect(page.get_by_role("heading", name="Accès au dossier du patient")).to_be_visible()
+    page.get_by_label("J'accède au dossier du patient en engageant ma responsabilité.").check()
+    page.get_by_label("Motif : *").select_option(label=motif)
+    page.get_by_label("J'accepte les conditions d'accès").check()
+    journey.step("acces-dossier")
+    page.get_by_role("button", name="Valider").click()
+
+
+def record_documents_view(journey: Journey) -> None:
+    """The record opens on "Vue 360"; "Vue documentaire" lists the documents by class and type."""
+    page = journey.page
+    expect(page.get_by_role("link", name="Vue 360")).to_have_attribute("aria-current", "page")
+    journey.step("dossier-vue-360")
+    journey.tablet_step("dossier-vue-360-tablette")
+    page.get_by_role("link", name="Vue documentaire").click()
+    expect(page.get_by_role("link", name="Vue documentaire")).to_have_attribute("aria-current", "page")
+    journey.step("dossier-vue-documentaire")
+
+
+def medication_prescriptions(journey: Journey) -> Locator:
+    """In "Vue documentaire", the entries under "Prescription (n)" > "Traitements médicamenteux (n)"."""
+    page = journey.page
+    prescriptions = page.locator("details", has=page.get_by_text(re.compile(r"^Prescription \(\d+\)$")))
+    medication = prescriptions.locator(
+        "details", has=page.get_by_text(re.compile(r"^Traitements médicamenteux \(\d+\)$"))
+    )
+    return medication.locator("ul.doc-list > li")
+
+
+def prescription_open(journey: Journey, entry: Locator) -> None:
+    """The link on the entry's date opens the prescription in the viewer."""
+    entry.get_by_role("link", name=DOCUMENT_DATE).click()
+    expect(journey.page.get_by_role("heading", name="Lignes de prescription")).to_be_visible()
