@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_otp.plugins.otp_email.models import EmailDevice
 
 from esante.audit.models import AuditEvent
@@ -37,7 +38,7 @@ from .models import (
     SmsDevice,
     User,
 )
-from .services import WRONG_ACTIVATION, mobile_normalise
+from .services import WRONG_ACTIVATION, mobile_normalise, resend_message
 from .throttling import address_failure, audit_locks, lock_message, throttle_locked_until
 
 Step = ActivationWizard.Step
@@ -143,10 +144,10 @@ def wizard_certificate(
         verified = certificates.certificate_verify(certificate_pem)
     except certificates.CertificateRefused as exc:
         _trace(wizard, "certificate", outcome=REFUSED, client_address=client_address, reason=exc.reason)
-        return StepOutcome(ok=False, message=exc.message)
+        return StepOutcome(ok=False, message=gettext(exc.message))
     if Certificate.objects.filter(fingerprint_sha256=verified.fingerprint_sha256).exists():
         _trace(wizard, "certificate", outcome=REFUSED, client_address=client_address, reason="already_bound")
-        return StepOutcome(ok=False, message="Ce certificat est déjà associé à un compte.")
+        return StepOutcome(ok=False, message=gettext("Ce certificat est déjà associé à un compte."))
     wizard.certificate_pem = verified.pem
     wizard.step = Step.CODE
     wizard.save()
@@ -163,7 +164,9 @@ def wizard_certificate_skip(*, wizard: ActivationWizard, client_address: str | N
         _trace(
             wizard, "certificate", outcome=REFUSED, client_address=client_address, reason="skip_not_allowed"
         )
-        return StepOutcome(ok=False, message="Le produit LuxTrust est obligatoire pour activer votre compte.")
+        return StepOutcome(
+            ok=False, message=gettext("Le produit LuxTrust est obligatoire pour activer votre compte.")
+        )
     wizard.step = Step.CODE
     wizard.save()
     _trace(wizard, "certificate", client_address=client_address, skipped=True)
@@ -239,7 +242,7 @@ def wizard_code(
         )
         if new_lock is not None:
             return StepOutcome(ok=False, message=lock_message(new_lock))
-        return StepOutcome(ok=False, message=WRONG_ACTIVATION)
+        return StepOutcome(ok=False, message=gettext(WRONG_ACTIVATION))
     assert professional is not None and letter is not None  # noqa: S101 - narrowed by reason == ""
     if wizard.certificate_pem:
         verified = certificates.certificate_verify(wizard.certificate_pem)
@@ -263,8 +266,10 @@ def wizard_code(
             )
             return StepOutcome(
                 ok=False,
-                message="Le certificat présenté n'est pas au nom du titulaire de ce matricule. "
-                "Présentez votre propre produit LuxTrust.",
+                message=gettext(
+                    "Le certificat présenté n'est pas au nom du titulaire de ce matricule. "
+                    "Présentez votre propre produit LuxTrust."
+                ),
             )
     wizard.professional, wizard.letter, wizard.step = professional, letter, Step.INFORMATION
     wizard.save()
@@ -306,12 +311,12 @@ def wizard_security_choose(
         elif channel == "email":
             validate_email(address)
         else:
-            errors["channel"] = ["Choisissez « Mobile » ou « E-mail »."]
+            errors["channel"] = [gettext("Choisissez « Mobile » ou « E-mail ».")]
     except ValidationError:
         errors["address"] = [
-            "Le numéro de mobile n'est pas valide."
+            gettext("Le numéro de mobile n'est pas valide.")
             if channel == "sms"
-            else "L'adresse e-mail n'est pas valide."
+            else gettext("L'adresse e-mail n'est pas valide.")
         ]
     if errors:
         raise ValidationError(errors)
@@ -319,10 +324,8 @@ def wizard_security_choose(
     if wizard.code_sent_at and now - wizard.code_sent_at < datetime.timedelta(
         seconds=settings.ESANTE_OTP_RESEND_SECONDS
     ):
-        ready = timezone.localtime(
-            wizard.code_sent_at + datetime.timedelta(seconds=settings.ESANTE_OTP_RESEND_SECONDS)
-        )
-        return StepOutcome(ok=False, message=f"Un nouveau code pourra être envoyé à {ready:%H:%M:%S}.")
+        ready = wizard.code_sent_at + datetime.timedelta(seconds=settings.ESANTE_OTP_RESEND_SECONDS)
+        return StepOutcome(ok=False, message=resend_message(ready))
     code = one_time_code_new()
     wizard.password_hash = make_password(password)
     wizard.channel, wizard.channel_address = channel, address
@@ -346,7 +349,7 @@ def wizard_security_choose(
             details={"channel": channel, "error": str(exc)[:200]},
         )
         return StepOutcome(
-            ok=False, message="Le code n'a pas pu être envoyé. Vérifiez le numéro ou l'adresse."
+            ok=False, message=gettext("Le code n'a pas pu être envoyé. Vérifiez le numéro ou l'adresse.")
         )
     audit_record(
         action="accounts.otp.send",
@@ -368,7 +371,9 @@ def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_addres
         _trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="no_live_code")
         return StepOutcome(
             ok=False,
-            message="Ce code n'est plus valable. Cliquez sur « Valider » pour en recevoir un nouveau.",
+            message=gettext(
+                "Ce code n'est plus valable. Cliquez sur « Valider » pour en recevoir un nouveau."
+            ),
         )
     if not digests_match(wizard.code_digest, one_time_code_digest(f"activation:{wizard.pk}", code)):
         wizard.code_failed_attempts += 1
@@ -376,7 +381,7 @@ def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_addres
             wizard.code_digest, wizard.code_valid_until = "", None
         wizard.save()
         _trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="wrong_code")
-        return StepOutcome(ok=False, message="Le code saisi est incorrect.")
+        return StepOutcome(ok=False, message=gettext("Le code saisi est incorrect."))
     return _activation_complete(wizard=wizard, client_address=client_address)
 
 
@@ -390,7 +395,7 @@ def _activation_complete(*, wizard: ActivationWizard, client_address: str | None
         wizard.completed_at = now
         wizard.save()
         _trace(wizard, "complete", outcome=REFUSED, client_address=client_address, reason="letter_not_usable")
-        return StepOutcome(ok=False, message=WRONG_ACTIVATION)
+        return StepOutcome(ok=False, message=gettext(WRONG_ACTIVATION))
     letter.used_at = now
     letter.save(update_fields=["used_at"])
     user = User.objects.select_for_update().get(pk=professional.user_id)

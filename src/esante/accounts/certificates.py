@@ -26,11 +26,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 _SHORT_NAMES = {NameOID.SURNAME: "SN", NameOID.GIVEN_NAME: "GN", NameOID.SERIAL_NUMBER: "serialNumber"}
 
 
 class CertificateRefused(Exception):
+    """A refused certificate. ``message`` is French (stored and traced as is, marked with
+    ``gettext_noop``): pass it through ``gettext`` to show it in the request's language."""
+
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.message = message
@@ -67,7 +71,7 @@ def certificate_load(data: str | bytes) -> x509.Certificate:
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
     except ValueError as exc:
-        raise CertificateRefused("Le certificat présenté est illisible.", "unreadable") from exc
+        raise CertificateRefused(gettext_noop("Le certificat présenté est illisible."), "unreadable") from exc
 
 
 def _load_bundle(path: str) -> list[x509.Certificate]:
@@ -131,16 +135,27 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 
 def _check_period(cert: x509.Certificate, at: datetime.datetime, *, leaf: bool) -> None:
-    who = "Votre certificat" if leaf else "Le certificat de l'autorité émettrice"
     if at < cert.not_valid_before_utc:
-        raise CertificateRefused(f"{who} n'est pas encore valide.", "not_yet_valid")
+        message = (
+            gettext_noop("Votre certificat n'est pas encore valide.")
+            if leaf
+            else gettext_noop("Le certificat de l'autorité émettrice n'est pas encore valide.")
+        )
+        raise CertificateRefused(message, "not_yet_valid")
     if at > cert.not_valid_after_utc:
-        raise CertificateRefused(f"{who} a expiré.", "expired")
+        message = (
+            gettext_noop("Votre certificat a expiré.")
+            if leaf
+            else gettext_noop("Le certificat de l'autorité émettrice a expiré.")
+        )
+        raise CertificateRefused(message, "expired")
 
 
 def _check_client_usage(cert: x509.Certificate) -> None:
     refused = CertificateRefused(
-        "Ce certificat ne permet pas l'authentification d'une personne (usage « clientAuth » absent).",
+        gettext_noop(
+            "Ce certificat ne permet pas l'authentification d'une personne (usage « clientAuth » absent)."
+        ),
         "key_usage",
     )
     try:
@@ -166,7 +181,7 @@ def _check_revocation(
                 continue
             revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
             if revoked is not None and revoked.revocation_date_utc <= at:
-                raise CertificateRefused("Ce certificat a été révoqué.", "revoked")
+                raise CertificateRefused(gettext_noop("Ce certificat a été révoqué."), "revoked")
 
 
 def certificate_verify(
@@ -188,11 +203,14 @@ def certificate_verify(
     leaf = certificate_load(data)
     if not trusted:
         raise CertificateRefused(
-            "La connexion par certificat n'est pas configurée sur cette plateforme.", "no_trust_anchor"
+            gettext_noop("La connexion par certificat n'est pas configurée sur cette plateforme."),
+            "no_trust_anchor",
         )
     trusted_fingerprints = {ca.fingerprint(hashes.SHA256()) for ca in trusted}
     if leaf.issuer == leaf.subject and _signed_by(leaf, leaf):
-        raise CertificateRefused("Les certificats auto-signés ne sont pas acceptés.", "self_signed")
+        raise CertificateRefused(
+            gettext_noop("Les certificats auto-signés ne sont pas acceptés."), "self_signed"
+        )
 
     chain = [leaf]
     current = leaf
@@ -202,7 +220,9 @@ def certificate_verify(
         )
         if issuer is None or not _is_ca(issuer):
             raise CertificateRefused(
-                "Ce certificat n'a pas été émis par une autorité de certification reconnue (LuxTrust).",
+                gettext_noop(
+                    "Ce certificat n'a pas été émis par une autorité de certification reconnue (LuxTrust)."
+                ),
                 "untrusted_issuer",
             )
         chain.append(issuer)
@@ -210,7 +230,9 @@ def certificate_verify(
             break
         current = issuer
     else:
-        raise CertificateRefused("La chaîne de certification est trop longue.", "chain_too_long")
+        raise CertificateRefused(
+            gettext_noop("La chaîne de certification est trop longue."), "chain_too_long"
+        )
 
     for index, cert in enumerate(chain):
         _check_period(cert, at, leaf=index == 0)

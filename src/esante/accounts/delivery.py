@@ -20,6 +20,7 @@ from django.core.mail import EmailMessage, send_mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext
 
 logger = logging.getLogger("esante.accounts.delivery")
 
@@ -100,17 +101,20 @@ def sms_backend() -> SmsBackend:
 
 
 def code_deliver(*, channel: str, address: str, code: str) -> None:
-    """Sends a one-time code to a mobile number (``channel="sms"``) or an e-mail address."""
-    text = (
-        f"eSanté : votre code à usage unique est {code}. Il est valable 5 minutes. "
+    """Sends a one-time code to a mobile number (``channel="sms"``) or an e-mail address.
+
+    The text is in the language active when sending: the request's (French outside a request).
+    """
+    text = gettext(
+        "eSanté : votre code à usage unique est %(code)s. Il est valable 5 minutes. "
         "Ne le communiquez à personne."
-    )
+    ) % {"code": code}
     if channel == "sms":
         sms_backend().send(to=address, text=text)
         return
     try:
         send_mail(
-            subject="eSanté : votre code à usage unique",
+            subject=gettext("eSanté : votre code à usage unique"),
             message=text,
             from_email=None,
             recipient_list=[address],

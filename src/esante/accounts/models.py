@@ -3,6 +3,7 @@ import datetime
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from django_otp.models import CooldownMixin, SideChannelDevice, ThrottlingMixin, TimestampMixin
 
 
@@ -14,12 +15,12 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]  # django-otp 
 
 
 class Profession(models.TextChoices):
-    PHARMACIST = "pharmacist", "Pharmacien"
-    DOCTOR = "doctor", "Médecin"
-    DENTIST = "dentist", "Médecin-dentiste"
-    NURSE = "nurse", "Infirmier"
-    MIDWIFE = "midwife", "Sage-femme"
-    PHYSIOTHERAPIST = "physiotherapist", "Kinésithérapeute"
+    PHARMACIST = "pharmacist", _("Pharmacien")
+    DOCTOR = "doctor", _("Médecin")
+    DENTIST = "dentist", _("Médecin-dentiste")
+    NURSE = "nurse", _("Infirmier")
+    MIDWIFE = "midwife", _("Sage-femme")
+    PHYSIOTHERAPIST = "physiotherapist", _("Kinésithérapeute")
 
 
 class Professional(models.Model):
@@ -126,11 +127,11 @@ class ActivationWizard(models.Model):
     """
 
     class Step(models.IntegerChoices):
-        CERTIFICATE = 1, "Carte LuxTrust"
-        CODE = 2, "Code d'activation"
-        INFORMATION = 3, "Informations personnelles"
-        SECURITY = 4, "Sécurisation de votre compte"
-        CONFIRMATION = 5, "Confirmation"
+        CERTIFICATE = 1, _("Carte LuxTrust")
+        CODE = 2, _("Code d'activation")
+        INFORMATION = 3, _("Informations personnelles")
+        SECURITY = 4, _("Sécurisation de votre compte")
+        CONFIRMATION = 5, _("Confirmation")
 
     key = models.CharField(max_length=64, unique=True, editable=False)
     step = models.PositiveSmallIntegerField(choices=Step.choices, default=Step.CERTIFICATE)

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
@@ -36,11 +37,14 @@ from .throttling import address_failure, audit_locks
 
 Purpose = CertificatePresentation.Purpose
 
-NO_CERTIFICATE = (
+# French, as stored (``refusal_message``) and traced; translated when shown (``gettext``).
+NO_CERTIFICATE = gettext_noop(
     "Aucun certificat LuxTrust n'a été présenté. Insérez votre carte ou connectez votre Token, "
     "puis cliquez sur « Connexion »."
 )
-STALE = "Cette connexion par certificat n'est plus valable : cliquez à nouveau sur « Connexion »."
+STALE = gettext_noop(
+    "Cette connexion par certificat n'est plus valable : cliquez à nouveau sur « Connexion »."
+)
 
 
 class OriginNotConfigured(Exception):
@@ -49,7 +53,8 @@ class OriginNotConfigured(Exception):
 
 @dataclass
 class Consumed:
-    """What the portal learns from a token: the certificate, or the message to show."""
+    """What the portal learns from a token: the certificate, or the message to show (in the
+    language active when the token is consumed: the request's)."""
 
     ok: bool
     purpose: str = ""
@@ -218,7 +223,9 @@ def certificate_token_consume(
             client_address=client_address,
             details={"reason": reason},
         )
-        return Consumed(ok=False, purpose=presentation.purpose if presentation else "", message=STALE)
+        return Consumed(
+            ok=False, purpose=presentation.purpose if presentation else "", message=gettext(STALE)
+        )
     assert presentation is not None  # noqa: S101 - narrowed by reason == ""
     presentation.consumed_at = now
     pem, presentation.certificate_pem = presentation.certificate_pem, ""  # kept no longer than needed
@@ -227,7 +234,7 @@ def certificate_token_consume(
         return Consumed(
             ok=False,
             purpose=presentation.purpose,
-            message=presentation.refusal_message,
+            message=gettext(presentation.refusal_message),  # stored in French
             wizard=presentation.wizard,
         )
     return Consumed(ok=True, purpose=presentation.purpose, certificate_pem=pem, wizard=presentation.wizard)

@@ -17,7 +17,8 @@ from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext, gettext_noop
 
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
@@ -58,13 +59,24 @@ from .throttling import (
 REFUSED = AuditEvent.Outcome.REFUSED
 FAILURE = AuditEvent.Outcome.FAILURE
 
-WRONG_ACTIVATION = "Le matricule ou le code d'activation est incorrect."
-WRONG_LOGIN = "Matricule ou mot de passe incorrect."
+# French msgids, translated when an outcome is built (``gettext``): outcomes are built during the
+# request, so their messages are in its language. Agency-side errors (CLI, admin) stay French.
+WRONG_ACTIVATION = gettext_noop("Le matricule ou le code d'activation est incorrect.")
+WRONG_LOGIN = gettext_noop("Matricule ou mot de passe incorrect.")
+SUSPENDED = gettext_noop("Votre compte est suspendu. Contactez le helpdesk.")
+NO_DEVICE = gettext_noop("Aucun moyen de recevoir un code n'est associé à ce compte.")
 _MOBILE = re.compile(r"^\+?[0-9]{8,15}$")
 
 
 def _now() -> datetime.datetime:
     return timezone.now()
+
+
+def resend_message(ready: datetime.datetime) -> str:
+    """When a new one-time code may be sent (Luxembourg time), in the active language."""
+    return gettext("Un nouveau code pourra être envoyé à %(time)s.") % {
+        "time": formats.time_format(timezone.localtime(ready), "H:i:s")
+    }
 
 
 def mobile_normalise(value: str) -> str:
@@ -224,7 +236,8 @@ def professional_set_state(*, professional: Professional, state: str, actor_labe
 
 @dataclass
 class LoginOutcome:
-    """What a login step decided. ``message`` is the French text to show when ``ok`` is False."""
+    """What a login step decided. ``message`` is the text to show when ``ok`` is False, in the
+    language active when the step ran (the request's)."""
 
     ok: bool
     message: str = ""
@@ -291,8 +304,8 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
         if new_account_lock or new_address_lock:
             return _lock_outcome(max(d for d in (new_account_lock, new_address_lock) if d is not None))
         if reason == "suspended":
-            return LoginOutcome(ok=False, message="Votre compte est suspendu. Contactez le helpdesk.")
-        return LoginOutcome(ok=False, message=WRONG_LOGIN)
+            return LoginOutcome(ok=False, message=gettext(SUSPENDED))
+        return LoginOutcome(ok=False, message=gettext(WRONG_LOGIN))
     device = login_device_for(user)
     if device is None:
         audit_record(
@@ -304,7 +317,7 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
             client_address=client_address,
             details={"reason": "no_device"},
         )
-        return LoginOutcome(ok=False, message="Aucun moyen de recevoir un code n'est associé à ce compte.")
+        return LoginOutcome(ok=False, message=gettext(NO_DEVICE))
     sent = _send_login_code(device=device, user=user, client_address=client_address)
     audit_record(
         action="accounts.login.password",
@@ -333,7 +346,7 @@ def _send_login_code(*, device: LoginDevice, user: Any, client_address: str | No
             client_address=client_address,
             details={"channel": channel, "error": str(exc)[:200]},
         )
-        return LoginOutcome(ok=False, message="Le code n'a pas pu être envoyé. Réessayez plus tard.")
+        return LoginOutcome(ok=False, message=gettext("Le code n'a pas pu être envoyé. Réessayez plus tard."))
     audit_record(
         action="accounts.otp.send",
         actor=user,
@@ -350,7 +363,7 @@ def login_code_resend(*, user: Any, client_address: str | None) -> LoginOutcome:
     """Sends a new code to the user's device, at most once per ``ESANTE_OTP_RESEND_SECONDS``."""
     device = login_device_for(user)
     if device is None:
-        return LoginOutcome(ok=False, message="Aucun moyen de recevoir un code n'est associé à ce compte.")
+        return LoginOutcome(ok=False, message=gettext(NO_DEVICE))
     ready = resend_available_at(device)
     if ready is not None:
         audit_record(
@@ -362,9 +375,7 @@ def login_code_resend(*, user: Any, client_address: str | None) -> LoginOutcome:
             client_address=client_address,
             details={"reason": "too_soon"},
         )
-        return LoginOutcome(
-            ok=False, message=f"Un nouveau code pourra être envoyé à {timezone.localtime(ready):%H:%M:%S}."
-        )
+        return LoginOutcome(ok=False, message=resend_message(ready))
     return _send_login_code(device=device, user=user, client_address=client_address)
 
 
@@ -403,7 +414,7 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
             client_address=client_address,
             details={"reason": "inactive"},
         )
-        return LoginOutcome(ok=False, message="Votre compte est suspendu. Contactez le helpdesk.")
+        return LoginOutcome(ok=False, message=gettext(SUSPENDED))
     result = otp_check(device, code)
     if result is OtpCheck.ACCEPTED:
         account_success(key)
@@ -431,8 +442,10 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
     if new_lock is not None:
         return _lock_outcome(new_lock)
     if result is OtpCheck.EXPIRED or device.token is None:
-        return LoginOutcome(ok=False, message="Ce code n'est plus valable. Demandez un nouveau code.")
-    return LoginOutcome(ok=False, message="Le code saisi est incorrect.")
+        return LoginOutcome(
+            ok=False, message=gettext("Ce code n'est plus valable. Demandez un nouveau code.")
+        )
+    return LoginOutcome(ok=False, message=gettext("Le code saisi est incorrect."))
 
 
 @transaction.atomic
@@ -462,7 +475,7 @@ def login_certificate(*, certificate_pem: str, client_address: str | None) -> Lo
         audit_locks(
             user=None, key="", account_lock=None, address_lock=new_lock, client_address=client_address
         )
-        return LoginOutcome(ok=False, message=exc.message)
+        return LoginOutcome(ok=False, message=gettext(exc.message))
     bound = (
         Certificate.objects.select_related("professional__user")
         .filter(fingerprint_sha256=verified.fingerprint_sha256)
@@ -484,7 +497,7 @@ def login_certificate(*, certificate_pem: str, client_address: str | None) -> Lo
             client_address=client_address,
             details={"reason": reason},
         )
-        message = (
+        message = gettext(
             "Ce certificat n'est associé à aucun compte actif. Activez votre compte ou utilisez "
             "« Matricule, mot de passe et code »."
         )

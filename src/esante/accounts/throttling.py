@@ -8,7 +8,8 @@ import datetime
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext
 
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
@@ -23,12 +24,16 @@ def _now() -> datetime.datetime:
 
 
 def lock_message(until: datetime.datetime) -> str:
-    """The French message for a lock, saying when to retry (Luxembourg time)."""
-    return (
-        "Trop de tentatives infructueuses : l'accès est bloqué. "
-        f"Réessayez après le {timezone.localtime(until):%d/%m/%Y à %H:%M} (heure de Luxembourg) "
-        "ou contactez le helpdesk."
-    )
+    """The message for a lock, saying when to retry (Luxembourg time), in the active language:
+    "... Réessayez après le 02/03/2026 à 10:15 (heure de Luxembourg) ..." in French."""
+    local = timezone.localtime(until)
+    return gettext(
+        "Trop de tentatives infructueuses : l'accès est bloqué. Réessayez après le %(date)s à "
+        "%(time)s (heure de Luxembourg) ou contactez le helpdesk."
+    ) % {
+        "date": formats.date_format(local, "SHORT_DATE_FORMAT"),
+        "time": formats.time_format(local, "TIME_FORMAT"),
+    }
 
 
 def _row(scope: str, key: str) -> LoginThrottle:

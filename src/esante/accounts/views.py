@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp import login as otp_login
@@ -79,7 +80,7 @@ def activation_step(request: HttpRequest, step: int) -> HttpResponse:
     wizard = activation.wizard_for_key(request.session.get(WIZARD_SESSION_KEY))
     if wizard is None:
         messages.error(
-            request, "Votre activation a expiré ou n'a pas commencé : recommencez depuis le début."
+            request, gettext("Votre activation a expiré ou n'a pas commencé : recommencez depuis le début.")
         )
         return redirect("accounts:activation")
     if step != wizard.step:
@@ -160,7 +161,7 @@ def _step_security(request: HttpRequest, wizard: ActivationWizard, address: str 
                 choose_form.add_error(None, exc)
             else:
                 if outcome.ok:
-                    messages.success(request, "Un code vous a été envoyé. Saisissez-le ci-dessous.")
+                    messages.success(request, gettext("Un code vous a été envoyé. Saisissez-le ci-dessous."))
                     return redirect("accounts:activation_step", step=4)
                 choose_form.add_error(None, outcome.message)
     elif request.method == "POST" and request.POST.get("action") == "verify":
@@ -252,7 +253,7 @@ def _complete_login(request: HttpRequest, user: User, device: Any) -> HttpRespon
 def login_code(request: HttpRequest) -> HttpResponse:
     user = _pending_user(request)
     if user is None:
-        messages.error(request, "Votre session de connexion a expiré : recommencez.")
+        messages.error(request, gettext("Votre session de connexion a expiré : recommencez."))
         return redirect("accounts:login")
     address = client_address(request)
     form = OneTimeCodeForm(
@@ -261,7 +262,7 @@ def login_code(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and "resend" in request.POST:
         outcome = services.login_code_resend(user=user, client_address=address)
         if outcome.ok:
-            messages.success(request, "Un nouveau code vous a été envoyé.")
+            messages.success(request, gettext("Un nouveau code vous a été envoyé."))
         else:
             messages.error(request, outcome.message)
         return redirect("accounts:login_code")
@@ -277,8 +278,8 @@ def login_code(request: HttpRequest) -> HttpResponse:
             return redirect("accounts:login")
         form.add_error("code", outcome.message)
     device = login_device_for(user)
-    channel = "SMS" if device is not None and hasattr(device, "number") else "e-mail"
-    return render(request, "accounts/login_code.html", {"form": form, "channel": channel})
+    by_sms = device is not None and hasattr(device, "number")
+    return render(request, "accounts/login_code.html", {"form": form, "by_sms": by_sms})
 
 
 # --- certificate presentations (see ``presentation``) -------------------------------------------
@@ -295,7 +296,9 @@ def _certificate_start(request: HttpRequest, purpose: str, wizard: ActivationWiz
             return_url=request.build_absolute_uri(reverse("accounts:certificate_return")),
         )
     except presentation.OriginNotConfigured:
-        messages.error(request, "La connexion par certificat n'est pas disponible sur cette plateforme.")
+        messages.error(
+            request, gettext("La connexion par certificat n'est pas disponible sur cette plateforme.")
+        )
         return redirect(back, *back_args)
     request.session[PRESENTATION_KEY] = started.pk
     return HttpResponseRedirect(origin_url)
@@ -337,7 +340,7 @@ def certificate_return(request: HttpRequest) -> HttpResponse:
         wizard = activation.wizard_for_key(request.session.get(WIZARD_SESSION_KEY))
         if wizard is None or consumed.wizard is None or wizard.pk != consumed.wizard.pk:
             if consumed.ok:
-                messages.error(request, presentation.STALE)
+                messages.error(request, gettext(presentation.STALE))
             else:
                 messages.error(request, consumed.message)
             return redirect("accounts:activation_step", step=wizard.step if wizard else 1)
@@ -370,5 +373,5 @@ def logout(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         services.logout_record(user=request.user, client_address=client_address(request))
     auth.logout(request)
-    messages.success(request, "Vous êtes déconnecté.")
+    messages.success(request, gettext("Vous êtes déconnecté."))
     return redirect(reverse("accounts:login"))
