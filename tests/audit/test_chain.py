@@ -113,8 +113,9 @@ def test_rehashed_chain_is_found_by_the_signed_head() -> None:
                 text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
                 digest = hashlib.sha256(text.encode()).hexdigest()
                 cur.execute(
-                    "UPDATE audit_auditevent SET canonical=%s, prev_hash=%s, hash=%s WHERE sequence=%s",
-                    [text, prev, digest, sequence],
+                    "UPDATE audit_auditevent SET canonical=%s, prev_hash=%s, hash=%s, details=%s "
+                    "WHERE sequence=%s",
+                    [text, prev, digest, json.dumps(content["details"]), sequence],
                 )
                 prev = digest
     finally:
@@ -190,3 +191,21 @@ def test_concurrent_writers_keep_the_chain_linear(committed_db: None) -> None:
     assert sequences == list(range(1, 91))
     assert len(set(AuditEvent.objects.values_list("prev_hash", flat=True))) == 90  # no two share a parent
     assert verify_chain().ok
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("motif", "autre motif"),
+        ("actor_label", "quelqu'un"),
+        ("client_address", "10.0.0.9"),
+        ("details", '{"n": 42}'),
+        ("object_type", "document"),
+    ],
+)
+@pytest.mark.django_db
+def test_verify_audit_checks_every_column(column: str, value: str) -> None:
+    record(3)
+    tamper(f"UPDATE audit_auditevent SET {column} = %s WHERE sequence = 2", [value])  # noqa: S608
+    result = verify_chain()
+    assert not result.ok and result.broken_sequence == 2 and "columns differ" in result.problem

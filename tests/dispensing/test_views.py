@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from esante.access.models import AccessGrant
 from esante.accounts.models import Professional
+from esante.audit.models import AuditEvent
 from esante.dispensing.models import CertifiedCopy, Dispensation
 from esante.documents.models import Document, Prescription
 from esante.patients.models import Patient
@@ -171,7 +172,10 @@ def test_empty_grid_and_missing_acceptance_change_nothing(
     assert response.status_code == 400
     assert "Indiquez au moins une quantité délivrée" in text(response)
     assert snapshot(prescription) == before
-    assert events_after(start) == [("prescription.dispense", "refused")]  # the service's refusal only
+    # The unreadable form and the service's refusal each leave their refused event.
+    assert events_after(start) == [("prescription.dispense", "refused"), ("prescription.dispense", "refused")]
+    reasons = list(AuditEvent.objects.filter(sequence__gt=start).values_list("details__reason", flat=True))
+    assert reasons == ["invalid_form", "nothing_delivered"]
 
 
 @pytest.mark.django_db
@@ -336,3 +340,35 @@ def test_dispense_page_without_javascript(prescription: Prescription, pharmacist
     assert response.status_code == 200
     assert "Marquer comme dispensé" in html and WARNING in html and "Valider" in html
     assert events_after(start) == [("document.read", "success")]
+
+
+@pytest.mark.django_db
+def test_withdrawal_page_only_for_its_pharmacist_and_traced(
+    peppa: Patient, prescription: Prescription, pharmacist: Professional
+) -> None:
+    client = logged_in(pharmacist)
+    assert client.post(urls(prescription)["dispense"], full_post()).status_code == 303
+    dispensation = Dispensation.objects.get()
+    url = urls(prescription)["dispense"] + f"{dispensation.public_id}/retrait/"
+    start = last_sequence()
+    assert client.get(url).status_code == 200
+    assert events_after(start) == [("document.read", "success")]
+    nurse = make_professional("nurse")
+    make_grant(nurse, peppa)
+    for other in (pharmacist_with_access(peppa), nurse):
+        start = last_sequence()
+        response = logged_in(other).get(url)
+        assert response.status_code == 403 and "Retirer" not in text(response)
+        assert events_after(start) == [("document.read", "refused")]
+
+
+@pytest.mark.django_db
+def test_non_pharmacist_on_the_dispense_page_is_refused_and_traced(
+    peppa: Patient, prescription: Prescription
+) -> None:
+    doctor = make_professional("doctor")
+    make_grant(doctor, peppa)
+    start = last_sequence()
+    response = logged_in(doctor).get(urls(prescription)["dispense"])
+    assert response.status_code == 403
+    assert events_after(start) == [("document.read", "refused")]

@@ -90,4 +90,8 @@ def test_fhir_bundle(peppa: Patient, tmp_path: Path) -> None:
         "laboratory",
     )
     assert document.external_id == "urn:oid:1.2.3.4" and document.author_name == "Laboratoires Réunis"
-    assert list(AuditEvent.objects.values_list("action", "outcome")) == [("document.submit", "success")]
+    # The unreadable entry is traced as a refused submission too.
+    assert list(AuditEvent.objects.values_list("action", "outcome")) == [
+        ("document.submit", "success"),
+        ("document.submit", "refused"),
+    ]

@@ -151,3 +151,39 @@ def test_cda_matricule_must_match_the_declared_patient(peppa: Patient) -> None:
 
 def test_storage_is_under_the_data_dir(settings: object) -> None:
     assert Path(default_storage.location).is_relative_to(Path(settings.DATA_DIR))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("quantity", ["1e400", "1e30", "-2", "2.5", "nan", "0"])
+@pytest.mark.django_db
+def test_absurd_quantities_are_refused_cleanly(peppa: Patient, quantity: str) -> None:
+    content = make_prescription().replace(b'value="2" unit=', f'value="{quantity}" unit='.encode())
+    assert content != make_prescription()
+    with pytest.raises(DocumentRefused, match="quantité prescrite"):
+        document_submit(content=content, source_system="eServices")
+    assert not Document.objects.exists() and refused_events() == [("document.submit", "refused")]
+
+
+@pytest.mark.django_db
+def test_unreadable_date_offset_is_a_missing_date(peppa: Patient) -> None:
+    content = make_prescription().replace(
+        b'effectiveTime value="20261125221400+0100"', b'effectiveTime value="20261125221400+ab"'
+    )
+    assert content != make_prescription()
+    with pytest.raises(DocumentRefused, match="date clinique"):
+        document_submit(content=content, source_system="eServices")
+
+
+@pytest.mark.django_db
+def test_deeply_nested_narrative_is_rendered_without_recursion(peppa: Patient) -> None:
+    from esante.documents import cda
+
+    nested = "<ns0:content>" * 3000 + "profond" + "</ns0:content>" * 3000
+    content = make_prescription().replace(
+        b"<ns0:title>Prescription</ns0:title>",
+        f"<ns0:title>Prescription</ns0:title><ns0:text>{nested}</ns0:text>".encode(),
+        1,
+    )
+    document = document_submit(content=content, source_system="eServices")
+    html = cda.render_html(cda.parse(content))
+    assert content != make_prescription()
+    assert "profond" in html and document.pk

@@ -165,7 +165,10 @@ def test_filters_and_new_documents_across_two_visits(peppa: Patient, record: dic
     assert "Nouvelle consultation" in html and "Lettre de sortie PDF" not in html
     html = client.get(url + "?vue=documentaire&type=18842-5").content.decode()
     assert "Lettre de sortie PDF" in html and "Nouvelle consultation" not in html
+    start = last_sequence()
     partial = client.get(url + "?vue=documentaire&classeur=hospital", HTTP_HX_REQUEST="true")
+    assert events_after(start) == [("record.view", "success")]  # a partial re-read is traced too
+    assert AuditEvent.objects.get(sequence=start + 1).details["filters"] == {"classeur": "hospital"}
     assert "<html" not in partial.content.decode() and "Lettre de sortie PDF" in partial.content.decode()
 
 

@@ -7,12 +7,16 @@ the same journey.
 """
 
 import contextlib
+import hashlib
+import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Locator, Page, Response, expect
+from pypdf import PdfReader
 
 from .axe import Axe
 from .server import Platform, Professional
@@ -251,13 +255,13 @@ def patient_search(journey: Journey, *, matricule: str) -> None:
     journey.step("recherche-resultat")
 
 
-def patient_open(journey: Journey, *, name: str) -> None:
+def patient_open(journey: Journey, *, name: str, motif: str = MOTIF) -> None:
     """Click the patient's name: the record, through the access dialog when there is no access yet."""
     page = journey.page
     page.get_by_role("table").get_by_role("link", name=name, exact=True).click()
     page.wait_for_url(re.compile(r"/patient/[0-9a-f-]+/(acces/)?$"))
     if page.url.endswith("/acces/"):
-        access_dialog_accept(journey)
+        access_dialog_accept(journey, motif=motif)
 
 
 def access_dialog_accept(journey: Journey, *, motif: str = MOTIF) -> None:
@@ -297,3 +301,189 @@ def prescription_open(journey: Journey, entry: Locator) -> None:
     """The link on the entry's date opens the prescription in the viewer."""
     entry.get_by_role("link", name=DOCUMENT_DATE).click()
     expect(journey.page.get_by_role("heading", name="Lignes de prescription")).to_be_visible()
+
+
+# --- dispensation (guide pp.15-16) ------------------------------------------------------------
+
+DISPENSE = "Marquer comme dispensé"
+WARNING = (
+    "Une prescription marquée comme dispensée (pictogramme rouge) ne devrait normalement plus être utilisée"
+)
+ACCEPT = "Je comprends et j'accepte ce principe."
+FULLY = "Dispensée entièrement"
+PARTIALLY = "Dispensée partiellement"
+NOT_DISPENSED = "Non dispensée"
+
+
+def documents_view_open(journey: Journey) -> None:
+    """ "Vue documentaire" from the record or a document (``record_documents_view`` shows it)."""
+    page = journey.page
+    page.get_by_role("link", name="Vue documentaire").click()
+    expect(page.get_by_role("link", name="Vue documentaire", exact=True)).to_have_attribute(
+        "aria-current", "page"
+    )
+
+
+def prescription_status(entry: Locator) -> Locator:
+    """The status pictogram with its text, in a list entry or in the viewer."""
+    return entry.locator(".status").first
+
+
+def dispense_icon(entry: Locator) -> Locator:
+    """The dispense icon of a "Vue documentaire" entry (its accessible name: action, title, date)."""
+    return entry.get_by_role("link", name=re.compile(rf"^{DISPENSE} : "))
+
+
+def prescription_lines(journey: Journey) -> list[str]:
+    """The medications of the prescription open in the viewer, as "Lignes de prescription" lists them."""
+    region = journey.page.get_by_role("region", name="Lignes de prescription")
+    return [
+        text.strip()
+        for text in region.locator("table").first.locator("tbody tr td:first-child").all_inner_texts()
+    ]
+
+
+def _table_rows(table: Locator) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in row.locator("td").all_inner_texts()]
+        for row in table.locator("tbody tr").all()
+    ]
+
+
+def remaining_owed(journey: Journey) -> dict[str, tuple[int, int, int]]:
+    """The viewer's "Reste à délivrer" table: medication → (prescribed, delivered so far, remaining)."""
+    table = journey.page.get_by_role("table", name="Reste à délivrer")
+    expect(table).to_be_visible()
+    return {
+        medication: (int(prescribed), int(delivered), int(remaining.split()[0]))
+        for medication, prescribed, delivered, remaining in _table_rows(table)
+    }
+
+
+def dispense_form(journey: Journey) -> Locator:
+    """The "Marquer comme dispensé" form: the viewer's (unfolded from its button) or the page of its own."""
+    page = journey.page
+    form = page.locator("form", has=page.get_by_role("heading", name=DISPENSE, exact=True))
+    if not form.is_visible():
+        page.locator("summary", has_text=DISPENSE).click()
+    expect(form).to_be_visible()
+    return form
+
+
+def dispense_from_icon(journey: Journey, entry: Locator) -> None:
+    """The dispense icon of a "Vue documentaire" entry opens "Marquer comme dispensé" on a page."""
+    dispense_icon(entry).click()
+    expect(journey.page).to_have_url(re.compile(r"/dispensation/$"))
+    expect(journey.page.get_by_role("heading", name=DISPENSE, exact=True)).to_be_visible()
+
+
+def dispense_mark(journey: Journey, *, name: str, delivered: Mapping[str, int] | None = None) -> None:
+    """Fills "Marquer comme dispensé" and validates: "Dispensée entièrement", or with ``delivered``
+    (medication → quantity delivered now) "Dispensée partiellement" with the grid; the warning,
+    "Je comprends et j'accepte ce principe.", the screenshot ``name``, "Valider"."""
+    page = journey.page
+    form = dispense_form(journey)
+    expect(form.get_by_role("group", name="Status (rouge: dispensé entièrement)")).to_be_visible()
+    expect(form.get_by_text(WARNING)).to_be_visible()
+    expect(form.get_by_role("link", name="Annuler")).to_be_visible()
+    grid = form.get_by_role("group", name="Grille de dispensation (dispensation partielle)")
+    if delivered is None:
+        form.get_by_label(FULLY).check()
+    else:
+        form.get_by_label(PARTIALLY).check()
+        expect(grid).to_be_visible()
+        for medication, quantity in delivered.items():
+            grid.get_by_label(f"Délivré maintenant — {medication}").fill(str(quantity))
+    validate = form.get_by_role("button", name="Valider")
+    validate.click()
+    # The acceptance is required: without it the browser keeps the form (and says why).
+    expect(form.get_by_label(ACCEPT)).not_to_be_checked()
+    expect(form).to_be_visible()
+    form.get_by_label(ACCEPT).check()
+    journey.step(name)
+    validate.click()
+    expected = FULLY if delivered is None else PARTIALLY
+    expect(page.get_by_role("status").filter(has_text="Prescription marquée comme")).to_contain_text(
+        f"Prescription marquée comme {expected.lower()}."
+    )
+    expect(page.get_by_role("heading", name="Lignes de prescription")).to_be_visible()
+
+
+@dataclass(frozen=True)
+class CertifiedCopyPdf:
+    """The certified true copy as the pharmacist downloaded it, and what its text says."""
+
+    data: bytes
+    text: str
+    code: str
+    verification_url: str
+    images: int
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+# Printed in groups ("ND6P-VHH3-…-ZA"), as the verification page accepts it typed by hand.
+_VERIFICATION_CODE = re.compile(r"Code de vérification\s*:\s*([A-Z2-7]{2,4}(?:-[A-Z2-7]{1,4})+)")
+_VERIFICATION_URL = re.compile(r"(https?://\S+/verifier/[A-Z2-7]{26}/)")
+
+
+def certified_copy_download(journey: Journey, *, index: int = -1) -> CertifiedCopyPdf:
+    """ "Copie certifiée conforme (PDF)" in the viewer's dispensations, downloaded and read with pypdf."""
+    page = journey.page
+    links = page.get_by_role("link", name=re.compile(r"^Copie certifiée conforme \(PDF\)"))
+    link = links.nth(index) if index >= 0 else links.last
+    with page.expect_download() as download_info:
+        link.click(modifiers=["Alt"])  # Alt+click: Chromium saves the target instead of showing it
+    download = download_info.value
+    assert download.failure() is None, download.failure()
+    path = download.path()
+    data = Path(path).read_bytes()
+    assert data.startswith(b"%PDF-"), data[:20]
+    reader = PdfReader(io.BytesIO(data))
+    text = "\n".join(pdf_page.extract_text() or "" for pdf_page in reader.pages)
+    code = _VERIFICATION_CODE.search(text)
+    url = _VERIFICATION_URL.search(text)
+    assert code is not None, f"no verification code in the certified copy:\n{text}"
+    assert url is not None, f"no verification address in the certified copy:\n{text}"
+    images = sum(len(pdf_page.images) for pdf_page in reader.pages)
+    canonical = code[1].replace("-", "")
+    assert len(canonical) == 26, code[1]
+    return CertifiedCopyPdf(data=data, text=text, code=canonical, verification_url=url[1], images=images)
+
+
+def certified_copy_verify(journey: Journey, url: str, *, name: str) -> None:
+    """The public page ``/verifier/<code>/`` the QR code leads to, opened in this browser."""
+    page = journey.page
+    page.goto(url)
+    expect(page.get_by_role("heading", name="Vérification d'une copie certifiée conforme")).to_be_visible()
+    journey.step(name)
+
+
+def form_post(journey: Journey, path: str, fields: Mapping[str, Any]) -> Response:
+    """Submits a form the page does not offer (a forged request), with the page's CSRF token, as a
+    browser would; returns the answer of the navigation."""
+    page = journey.page
+    with page.expect_navigation() as navigation:
+        page.evaluate(
+            """([action, fields]) => {
+                const form = document.createElement('form');
+                form.method = 'post';
+                form.action = action;
+                const token = document.querySelector('input[name=csrfmiddlewaretoken]').value;
+                for (const [name, value] of Object.entries({csrfmiddlewaretoken: token, ...fields})) {
+                    const input = document.createElement('input');
+                    input.type = 'hidden';
+                    input.name = name;
+                    input.value = String(value);
+                    form.appendChild(input);
+                }
+                document.body.appendChild(form);
+                form.submit();
+            }""",
+            [journey.platform.url + path if path.startswith("/") else path, dict(fields)],
+        )
+    response = navigation.value
+    assert response is not None
+    return response

@@ -1,5 +1,6 @@
 """Re-computing the chain and checking it against the signed heads (``esante verify_audit``)."""
 
+import datetime
 import hashlib
 import json
 from collections.abc import Callable
@@ -16,11 +17,17 @@ _COLUMNS = (
     "prev_hash",
     "hash",
     "canonical",
+    "created_at",
+    "actor_id",
+    "actor_label",
     "action",
     "outcome",
     "patient_id",
-    "actor_id",
+    "object_type",
     "object_id",
+    "motif",
+    "client_address",
+    "details",
 )
 
 
@@ -53,7 +60,8 @@ def verify_chain(
     rows = AuditEvent.objects.order_by("sequence").values_list(*_COLUMNS).iterator(chunk_size=chunk_size)
     sha256 = hashlib.sha256
     loads = json.loads
-    for sequence, prev_hash, digest, canonical, action, outcome, patient_id, actor_id, object_id in rows:
+    for row in rows:
+        sequence, prev_hash, digest, canonical = row[:4]
         broken = ""
         if sequence != expected_sequence:
             broken = f"the event is missing (the next stored event is #{sequence})"
@@ -63,14 +71,22 @@ def verify_chain(
             broken = "its hash does not match its content"
         else:
             content = loads(canonical)
+            created_at, actor_id, actor_label, action, outcome, patient_id = row[4:10]
+            object_type, object_id, motif, client_address, details = row[10:]
             if (
                 content["seq"] != sequence
                 or content["prev"] != prev_hash
+                or content["time"] != created_at.astimezone(datetime.UTC).isoformat()
+                or content["actor"] != actor_id
+                or content["actor_label"] != actor_label
                 or content["action"] != action
                 or content["outcome"] != outcome
                 or content["patient"] != patient_id
-                or content["actor"] != actor_id
+                or content["object_type"] != object_type
                 or content["object_id"] != object_id
+                or content["motif"] != motif
+                or content["client_address"] != client_address
+                or content["details"] != details
             ):
                 broken = "its columns differ from its hashed content"
             else:

@@ -1,4 +1,5 @@
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -6,6 +7,15 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 logger = logging.getLogger("esante.request")
+
+
+# Paths that carry a secret in a segment: the verification code of a certified copy.
+_SECRET_SEGMENT = re.compile(r"^(/verifier/)[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    """The request path as logged: secret path segments masked."""
+    return _SECRET_SEGMENT.sub(r"\1[code]", path)
 
 
 class RequestLogMiddleware:
@@ -25,7 +35,12 @@ class RequestLogMiddleware:
         user = getattr(request, "user", None)
         user_id = user.pk if user is not None and user.is_authenticated else "-"
         logger.info(
-            "%s %s %s %.1fms user=%s", request.method, request.path, response.status_code, elapsed_ms, user_id
+            "%s %s %s %.1fms user=%s",
+            request.method,
+            loggable_path(request.path),
+            response.status_code,
+            elapsed_ms,
+            user_id,
         )
         return response
 

@@ -6,6 +6,7 @@ downloads and of public verifications.
 
 import base64
 import dataclasses
+import datetime
 import hashlib
 import logging
 import secrets
@@ -25,7 +26,7 @@ from esante.documents.models import Document, Prescription
 from esante.documents.services import DocumentDuplicate, document_submit
 from esante.documents.types import DISPENSATION
 
-from .models import CertifiedCopy, Dispensation
+from .models import CertifiedCopy, Dispensation, VerificationAttempt
 from .selectors import (
     code_digest,
     last_active_dispensation,
@@ -216,6 +217,29 @@ def certified_copy_download_record(
         object_id=str(copy.public_id),
         client_address=client_address,
     )
+
+
+def verification_throttled(client_address: str | None) -> bool:
+    """Counts this use of the verification page and says whether the address is over its limit
+    (``ESANTE_VERIFY_RATE_LIMIT`` per ``ESANTE_VERIFY_RATE_WINDOW_SECONDS``). A throttled attempt
+    is traced as refused."""
+    window = datetime.timedelta(seconds=int(getattr(settings, "ESANTE_VERIFY_RATE_WINDOW_SECONDS", 600)))
+    address = client_address or "unknown"
+    now = timezone.now()
+    with transaction.atomic():
+        VerificationAttempt.objects.create(client_address=address, at=now)
+        recent = VerificationAttempt.objects.filter(client_address=address, at__gt=now - window).count()
+    if recent <= int(getattr(settings, "ESANTE_VERIFY_RATE_LIMIT", 30)):
+        return False
+    audit_record(
+        action=ACTION_VERIFY,
+        outcome=AuditEvent.Outcome.REFUSED,
+        actor_label="public",
+        object_type="CertifiedCopy",
+        client_address=client_address,
+        details={"reason": "rate_limited"},
+    )
+    return True
 
 
 def certified_copy_verify_record(

@@ -9,6 +9,7 @@ import uuid
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -148,3 +149,20 @@ class CertifiedCopy(models.Model):
     @property
     def is_current(self) -> bool:
         return self.superseded_at is None
+
+
+class VerificationAttempt(models.Model):
+    """One use of the public verification page, counted per client address for its rate limit.
+
+    Kept in the database so that every worker and every host counts the same attempts.
+    """
+
+    client_address = models.CharField(max_length=45)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "vérification de copie"
+        indexes = [models.Index(fields=["client_address", "at"], name="verify_address_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.client_address} {self.at:%Y-%m-%d %H:%M:%S}"

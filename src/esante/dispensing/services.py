@@ -322,6 +322,42 @@ def _record_refusal(
     )
 
 
+def dispensation_refusal_record(
+    *,
+    action: str,
+    code: str,
+    pharmacist: Professional,
+    patient: Any,
+    object_id: str,
+    client_address: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Traces a refusal decided before the services run (a page a professional may not open, a
+    form the portal could not read), so that every refusal leaves its event."""
+    _record_refusal(
+        action,
+        DispensationRefused(code, "", patient=patient),
+        pharmacist=pharmacist,
+        object_id=object_id,
+        client_address=client_address,
+        details=details or {},
+    )
+
+
+def withdrawal_refusal(dispensation: Dispensation, pharmacist: Professional) -> str | None:
+    """Why this pharmacist may not withdraw this dispensation now (a refusal code), or None.
+
+    The withdrawal service checks the same again under lock; this is for showing the page.
+    """
+    if dispensation.pharmacist_id != pharmacist.pk:
+        return "not_author"
+    if dispensation.withdrawn_at is not None:
+        return "already_withdrawn"
+    if timezone.now() > rules.withdrawal_possible_until(dispensation.dispensed_at):
+        return "window_closed"
+    return None
+
+
 def prescription_mark_dispensed(
     *,
     prescription: Prescription,

@@ -1,13 +1,11 @@
 """Portal pages of dispensing: "Marquer comme dispensé", withdrawal, the certified copy, and the
 public verification page of certified copies (``/verifier/<code>/``)."""
 
-import time
 import uuid
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -86,6 +84,15 @@ def dispense(
     context = _form_context(patient=patient, grant=grant, document=document, prescription=prescription)
     if request.method == "GET":
         if not policy.may_dispense(professional.profession):
+            services.dispensation_refusal_record(
+                action="document.read",
+                code="not_pharmacist",
+                pharmacist=professional,
+                patient=patient,
+                object_id=str(document.public_id),
+                client_address=client_address(request),
+                details={"page": "dispense"},
+            )
             return _message(
                 request,
                 gettext("Action réservée aux pharmaciens"),
@@ -103,6 +110,15 @@ def dispense(
     form = DispenseForm(request.POST, line_states=states)
     # A non-pharmacist's attempt goes to the service whatever the form says: it is refused and traced.
     if policy.may_dispense(professional.profession) and not form.is_valid():
+        services.dispensation_refusal_record(
+            action=services.ACTION_DISPENSE,
+            code="invalid_form",
+            pharmacist=professional,
+            patient=patient,
+            object_id=str(document.public_id),
+            client_address=client_address(request),
+            details={"fields": sorted(form.errors)},
+        )
         return render(
             request, "dispensing/mark.html", {**context, "form": form, "line_states": states}, status=400
         )
@@ -173,6 +189,30 @@ def withdraw(
         return _refused_read(request, professional, public_id, RecordNotFound("unknown", patient), action)
     context = {"patient": patient, "grant": grant, "document": document, "dispensation": dispensation}
     if request.method == "GET":
+        refusal_code = services.withdrawal_refusal(dispensation, professional)
+        if refusal_code is not None:
+            services.dispensation_refusal_record(
+                action="document.read",
+                code=refusal_code,
+                pharmacist=professional,
+                patient=patient,
+                object_id=str(dispensation.public_id),
+                client_address=client_address(request),
+                details={"page": "withdraw"},
+            )
+            return _message(
+                request,
+                gettext("Retrait impossible"),
+                str(
+                    services.MESSAGES.get(
+                        refusal_code, gettext("Cette dispensation ne peut plus être retirée.")
+                    )
+                ),
+                403,
+            )
+        document_read_record(
+            professional=professional, document=document, client_address=client_address(request)
+        )
         return render(request, "dispensing/withdraw.html", {**context, "form": WithdrawForm()})
     form = WithdrawForm(request.POST)
     reason = request.POST.get("reason", "")
@@ -231,18 +271,6 @@ def certified_copy(
     return response
 
 
-def _verification_throttled(address: str | None) -> bool:
-    """At most ``ESANTE_VERIFY_RATE_LIMIT`` verifications per address and window (shared cache)."""
-    window = int(getattr(settings, "ESANTE_VERIFY_RATE_WINDOW_SECONDS", 600))
-    key = f"dispensing:verify:{address or 'unknown'}:{int(time.time()) // window}"
-    cache.add(key, 0, timeout=window)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        count = 1
-    return bool(count > int(getattr(settings, "ESANTE_VERIFY_RATE_LIMIT", 30)))
-
-
 @never_cache
 @require_GET
 def verify_form(request: HttpRequest) -> HttpResponse:
@@ -263,7 +291,7 @@ def verify(request: HttpRequest, code: str) -> HttpResponse:
     content. A logged-in pharmacist with a current access to the record also sees what remains owed.
     """
     address = client_address(request)
-    if _verification_throttled(address):
+    if certification.verification_throttled(address):
         response = _message(
             request,
             gettext("Trop de vérifications"),

@@ -28,6 +28,12 @@ DISPENSED_SUPPLY_TEMPLATE = "1.3.182.11.6.2.3.1"
 LUXEMBOURG = zoneinfo.ZoneInfo("Europe/Luxembourg")
 
 
+#: Largest quantity accepted on a prescription line (boxes, bottles, ampoules).
+MAX_QUANTITY = 10_000
+#: Narrative nesting rendered as markup; deeper content is rendered as plain text.
+MAX_NARRATIVE_DEPTH = 32
+
+
 class CdaError(ValueError):
     """The file is not a CDA document we can accept; the message says why, in French."""
 
@@ -75,7 +81,11 @@ def parse_ts(value: str) -> datetime.datetime | None:
     except ValueError:
         return None
     if offset:
+        if len(offset) not in (3, 5) or not offset[1:].isdigit():
+            return None  # an unreadable offset is an unreadable date
         hours, minutes = int(offset[1:3]), int(offset[3:5] or 0)
+        if hours > 14 or minutes > 59:
+            return None
         delta = datetime.timedelta(hours=hours, minutes=minutes)
         return naive.replace(tzinfo=datetime.timezone(delta if offset[0] == "+" else -delta))
     return naive.replace(tzinfo=LUXEMBOURG)
@@ -108,11 +118,17 @@ def _lines(root: Element) -> list[CdaLine]:
         name = _text(material.find("h:name", N)) if material is not None else ""
         code_element = material.find("h:code", N) if material is not None else None
         quantity_element = item.find("h:entryRelationship/h:supply/h:quantity", N)
+        raw_quantity = quantity_element.get("value", "0") if quantity_element is not None else "0"
         try:
-            quantity = int(float(quantity_element.get("value", "0"))) if quantity_element is not None else 0
+            value = float(raw_quantity)
         except ValueError:
             raise CdaError("quantité prescrite illisible dans une ligne de prescription") from None
-        if not name or quantity <= 0:
+        if not (0 < value <= MAX_QUANTITY) or value != int(value):
+            raise CdaError(
+                f"quantité prescrite « {raw_quantity[:20]} » hors limites (entier de 1 à {MAX_QUANTITY})"
+            )
+        quantity = int(value)
+        if not name:
             raise CdaError("ligne de prescription incomplète (médicament ou quantité manquant)")
         lines.append(
             CdaLine(
@@ -186,14 +202,17 @@ _BLOCKS = {
 }
 
 
-def _narrative_html(element: Element) -> str:
+def _narrative_html(element: Element, depth: int = 0) -> str:
+    if depth > MAX_NARRATIVE_DEPTH:
+        # Hostile or absurd nesting: its text only, without recursing further.
+        return escape(" ".join(" ".join(element.itertext()).split()))
     parts = [escape(element.text or "")]
     for child in element:
         local = child.tag.split("}")[-1]
         tag = _BLOCKS.get(local)
         if local == "list" and child.get("listType") == "ordered":
             tag = "ol"
-        inner = _narrative_html(child)
+        inner = _narrative_html(child, depth + 1)
         if tag == "br":
             parts.append("<br>")
         elif tag:

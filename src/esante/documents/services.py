@@ -47,6 +47,14 @@ class _Sniffed:
     text: str
 
 
+def document_submit_refusal_record(*, reason: str, source_system: str, actor_label: str, label: str) -> None:
+    """Traces a submission refused before ``document_submit`` could read it (a manifest line
+    naming a missing file, an unreadable bundle entry)."""
+    _record_refusal(
+        reason, source_system=source_system, actor=None, actor_label=actor_label, external_id=label
+    )
+
+
 def max_bytes() -> int:
     return int(getattr(settings, "ESANTE_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024))
 
@@ -276,6 +284,24 @@ def document_read_record(
         object_id=str(document.public_id),
         client_address=client_address,
         details={"type": document.type_code, "confidentiality": document.confidentiality},
+    )
+
+
+def record_view_record(
+    *,
+    professional: Professional,
+    patient: Patient,
+    view: str,
+    filters: dict[str, str],
+    client_address: str | None,
+) -> None:
+    """Traces a partial re-read of an open record (a filter or tab change without reloading)."""
+    audit_record(
+        action="record.view",
+        actor=professional.user,
+        patient=patient,
+        client_address=client_address,
+        details={"view": view, "filters": filters},
     )
 
 

@@ -32,7 +32,7 @@ from .selectors import (
     latest_per_class,
     visible_documents,
 )
-from .services import document_read_record, record_search_record
+from .services import document_read_record, record_search_record, record_view_record
 from .types import Binder
 
 # The document's bytes never run in the portal: no script, no plugin, no form, nothing embedded.
@@ -100,7 +100,8 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
         .order_by("-opened_at")
         .values_list("opened_at", flat=True)[:2]
     )
-    if not request.headers.get("HX-Request"):
+    partial = bool(request.headers.get("HX-Request"))
+    if not partial:
         access_services.record_open(
             professional=professional, patient=patient, grant=grant, client_address=client_address(request)
         )
@@ -137,6 +138,15 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
         # One type chosen: show more of it; otherwise the newest 20 of each type.
         context["tree"] = document_tree(shown, per_type=500 if filters.type_code else 20)
         context["choices"] = filter_choices(documents)
+    if partial and not filters.words:
+        # Every read of the record is traced: a filter or tab change re-reads it without reloading.
+        record_view_record(
+            professional=professional,
+            patient=patient,
+            view=view,
+            filters={key: value[:100] for key, value in request.GET.items() if key != "vue" and value},
+            client_address=client_address(request),
+        )
     if filters.words:
         context["result_count"] = shown.count()
         record_search_record(
@@ -146,7 +156,6 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
             results=context["result_count"],
             client_address=client_address(request),
         )
-    partial = bool(request.headers.get("HX-Request"))
     template = "documents/_documents.html" if partial else "documents/record.html"
     return render(request, template, context)
 
@@ -222,7 +231,3 @@ def _viewer_prefix(public_id: uuid.UUID) -> str:
     placeholder = uuid.UUID(int=0)
     url = reverse("documents:viewer", kwargs={"public_id": public_id, "document_id": placeholder})
     return url.removesuffix(f"{placeholder}/")
-
-
-def record_url(public_id: uuid.UUID) -> str:
-    return reverse("documents:record", kwargs={"public_id": public_id})

@@ -6,7 +6,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from esante.documents.importing import submissions
-from esante.documents.services import DocumentDuplicate, DocumentRefused, document_submit
+from esante.documents.services import (
+    DocumentDuplicate,
+    DocumentRefused,
+    document_submit,
+    document_submit_refusal_record,
+)
 
 
 class Command(BaseCommand):
@@ -35,6 +40,12 @@ class Command(BaseCommand):
         ):
             if submission.error:
                 refusals.append(f"{submission.label} : {submission.error}")
+                document_submit_refusal_record(
+                    reason=submission.error,
+                    source_system="import",
+                    actor_label=actor_label,
+                    label=submission.label,
+                )
                 continue
             try:
                 document_submit(content=submission.content, actor_label=actor_label, **submission.arguments)
