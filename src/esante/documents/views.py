@@ -144,7 +144,7 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
             professional=professional,
             patient=patient,
             view=view,
-            filters={key: value[:100] for key, value in request.GET.items() if key != "vue" and value},
+            filters={key: str(value)[:100] for key, value in request.GET.items() if key != "vue" and value},
             client_address=client_address(request),
         )
     if filters.words:
