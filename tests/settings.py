@@ -5,6 +5,10 @@ import tempfile
 
 os.environ.setdefault("ESANTE_SECRET_KEY", "test-secret-key-not-for-production-" + "x" * 20)
 os.environ.setdefault("ESANTE_DATA_DIR", tempfile.mkdtemp(prefix="esante-test-"))
+# A secret key without debug or demo mode reads as production, which forces HTTPS and refuses the
+# file outbox: the test client speaks plain HTTP and the tests read one-time codes from files.
+os.environ.setdefault("ESANTE_HTTPS", "0")
+os.environ.setdefault("ESANTE_ALLOW_FILE_OUTBOX", "1")
 
 from esante.settings import *  # noqa: E402,F403
 from esante.settings import DATA_DIR, DATABASES  # noqa: E402

@@ -1,6 +1,8 @@
 """Settings, read from the environment (see README, "Configuration").
 
-Fails fast: a non-debug, non-demo start-up without ``ESANTE_SECRET_KEY`` stops with a clear message.
+Fails fast: a non-debug, non-demo start-up without ``ESANTE_SECRET_KEY`` (or with a short one)
+stops with a clear message, and so does a production start-up that would write one-time codes in
+clear to files.
 """
 
 import os
@@ -15,22 +17,37 @@ env = environ.Env()
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 DEBUG = env.bool("ESANTE_DEBUG", default=False)
+# Demo mode only when asked for: ``esante demo`` sets ESANTE_DEMO=1 itself; other commands on a
+# demo data dir need it in their environment. It is never inferred from the data dir's contents.
 DEMO_MODE = env.bool("ESANTE_DEMO", default=False)
 
 DATA_DIR = Path(env.str("ESANTE_DATA_DIR", default="var")).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
+SECRET_KEY_MIN_LENGTH = 32
+_GENERATE_KEY = "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`"
+
 
 def _secret_key() -> str:
     key = env.str("ESANTE_SECRET_KEY", default="")
     if key:
+        if len(key) < SECRET_KEY_MIN_LENGTH:
+            raise ImproperlyConfigured(
+                f"ESANTE_SECRET_KEY is too short ({len(key)} characters; at least {SECRET_KEY_MIN_LENGTH} "
+                f"are required). Generate one with {_GENERATE_KEY}."
+            )
         return key
     key_file = DATA_DIR / "secret_key"
-    if not (DEBUG or DEMO_MODE or key_file.exists()):
+    if not (DEBUG or DEMO_MODE):
+        hint = (
+            f" {key_file} holds a generated key: on a data dir made by `esante demo`, set ESANTE_DEMO=1."
+            if key_file.exists()
+            else ""
+        )
         raise ImproperlyConfigured(
             "ESANTE_SECRET_KEY is not set. Set it to a long random value (for example the output of "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`) before starting the platform; "
-            "only `esante demo` or ESANTE_DEBUG=1 generate one."
+            f"{_GENERATE_KEY}) before starting the platform; only `esante demo` (ESANTE_DEMO=1) or "
+            f"ESANTE_DEBUG=1 generate one.{hint}"
         )
     if not key_file.exists():
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -40,9 +57,8 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-# A data dir holding a generated key is a demo data dir: operator commands work on it as demo.
-DEMO_MODE = DEMO_MODE or (not env.str("ESANTE_SECRET_KEY", default="") and (DATA_DIR / "secret_key").exists())
-# Production: a secret key was given explicitly and debug is off. The demo refuses to run then.
+# Production: a secret key was given explicitly and neither debug nor demo mode is on. The demo
+# refuses to run then.
 PRODUCTION = bool(env.str("ESANTE_SECRET_KEY", default="")) and not DEBUG and not DEMO_MODE
 
 ALLOWED_HOSTS = env.list("ESANTE_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
@@ -159,7 +175,10 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 # --- security headers and cookies -------------------------------------------------------------
-HTTPS = env.bool("ESANTE_HTTPS", default=False)
+# On by default in production: secure __Host- cookies, HSTS, the proxy's X-Forwarded-Proto and the
+# redirect to HTTPS. ESANTE_HTTPS=0 turns them off deliberately, e.g. for a production-configured
+# instance reached only over plain HTTP on a private test network: never on a public address.
+HTTPS = env.bool("ESANTE_HTTPS", default=PRODUCTION)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env.int("ESANTE_SESSION_IDLE_SECONDS", default=30 * 60)
@@ -265,6 +284,22 @@ ESANTE_SMS_BACKEND = env.str("ESANTE_SMS_BACKEND", default="esante.accounts.deli
 ESANTE_SMS_GATEWAY_URL = env.str("ESANTE_SMS_GATEWAY_URL", default="")
 ESANTE_SMS_GATEWAY_TOKEN = env.str("ESANTE_SMS_GATEWAY_TOKEN", default="")
 ESANTE_OUTBOX_ECHO = DEMO_MODE  # the demo also prints each message on the console
+# The file backends write one-time codes in clear to disk: refused in production unless an
+# operator deliberately allows them (ESANTE_ALLOW_FILE_OUTBOX=1, e.g. a staging platform).
+ESANTE_ALLOW_FILE_OUTBOX = env.bool("ESANTE_ALLOW_FILE_OUTBOX", default=False)
+_FILE_BACKENDS = {
+    "ESANTE_EMAIL_BACKEND": (EMAIL_BACKEND, "esante.accounts.delivery.FileEmailBackend"),
+    "ESANTE_SMS_BACKEND": (ESANTE_SMS_BACKEND, "esante.accounts.delivery.FileSmsBackend"),
+}
+_file_backends_in_use = [name for name, (value, file) in _FILE_BACKENDS.items() if value == file]
+if PRODUCTION and _file_backends_in_use and not ESANTE_ALLOW_FILE_OUTBOX:
+    raise ImproperlyConfigured(
+        f"{' and '.join(_file_backends_in_use)} use the file backend, which writes one-time codes in "
+        "clear under ESANTE_OUTBOX_DIR: refused in production. Set "
+        "ESANTE_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend and "
+        "ESANTE_SMS_BACKEND=esante.accounts.delivery.HttpSmsBackend (with ESANTE_SMS_GATEWAY_URL), "
+        "or ESANTE_ALLOW_FILE_OUTBOX=1 to keep the files deliberately."
+    )
 if PRODUCTION and not ESANTE_SMS_GATEWAY_URL and ESANTE_SMS_BACKEND.endswith("HttpSmsBackend"):
     raise ImproperlyConfigured("ESANTE_SMS_GATEWAY_URL is required by the HTTP SMS backend.")
 
@@ -306,6 +341,6 @@ ESANTE_DISPENSATION_WITHDRAW_HOURS = env.int("ESANTE_DISPENSATION_WITHDRAW_HOURS
 # empty: the address the pharmacist's request came in on.
 ESANTE_PUBLIC_URL = env.str("ESANTE_PUBLIC_URL", default="")
 # Public verification page: at most this many verifications per client address and window. The
-# counter lives in Django's cache (per process unless a shared cache is configured).
+# counter lives in the database (table dispensing_verificationattempt), shared by every worker.
 ESANTE_VERIFY_RATE_LIMIT = env.int("ESANTE_VERIFY_RATE_LIMIT", default=30)
 ESANTE_VERIFY_RATE_WINDOW_SECONDS = env.int("ESANTE_VERIFY_RATE_WINDOW_SECONDS", default=600)

@@ -367,6 +367,47 @@ def test_own_documents_access(client: Client, doctor: Professional, secret_patie
     assert "Lecture seule des documents dont vous êtes l'auteur" in body
 
 
+def test_own_documents_access_can_be_upgraded_to_care(
+    client: Client, doctor: Professional, secret_patient: Patient
+) -> None:
+    login(client, doctor)
+    client.post(dialog_url(secret_patient), {"mode": "own-documents", "accept_conditions": "on"})
+    # The dialog stays open: it says what the current access is and offers a care access.
+    response = client.get(dialog_url(secret_patient))
+    body = text(response)
+    assert response.status_code == 200
+    assert "limité à la lecture seule des documents dont vous êtes l'auteur" in body
+    assert "Vous n'avez pas le droit d'accéder au dossier de ce patient" not in body
+    assert "J'accède au dossier du patient en engageant ma responsabilité." in body
+    assert_no_patient_data(response.content, secret_patient)
+    response = client.post(
+        dialog_url(secret_patient),
+        {"mode": "care", "motif_choice": "consultation", "accept_conditions": "on"},
+    )
+    assert response.status_code == 302
+    assert response["Location"] == record_url(secret_patient)
+    assert sorted(AccessGrant.objects.values_list("mode", flat=True)) == ["care", "own-documents"]
+    assert "Lecture seule des documents dont vous êtes l'auteur" not in text(
+        client.get(record_url(secret_patient))
+    )
+    # Now that the whole record is open, the dialog leads straight to it.
+    assert client.get(dialog_url(secret_patient))["Location"] == record_url(secret_patient)
+    assert list(AuditEvent.objects.order_by("sequence").values_list("action", "outcome")) == [
+        ("access.grant", "success"),
+        ("access.grant", "success"),
+        ("record.open", "success"),
+    ]
+
+
+def test_emergency_access_leads_straight_to_the_record(
+    client: Client, doctor: Professional, secret_patient: Patient
+) -> None:
+    make_grant(doctor, secret_patient, mode=AccessGrant.Mode.EMERGENCY, hours=2)
+    response = login(client, doctor).get(dialog_url(secret_patient))
+    assert response.status_code == 302
+    assert response["Location"] == record_url(secret_patient)
+
+
 def test_emergency_access_by_doctor(client: Client, doctor: Professional, secret_patient: Patient) -> None:
     login(client, doctor)
     response = client.post(
@@ -383,26 +424,36 @@ def test_emergency_access_by_doctor(client: Client, doctor: Professional, secret
 
 
 @pytest.mark.parametrize(
-    ("data", "status", "message", "reason"),
+    ("data", "status", "message", "action", "reason"),
     [
-        ({"mode": "care", "accept_conditions": "on"}, 400, "Le motif est obligatoire.", "motif_missing"),
+        (
+            {"mode": "care", "accept_conditions": "on"},
+            400,
+            "Le motif est obligatoire.",
+            "access.grant",
+            "motif_missing",
+        ),
         (
             {"mode": "care", "motif_choice": "other", "accept_conditions": "on"},
             400,
             "Le motif est obligatoire.",
+            "access.grant",
             "motif_missing",
         ),
         (
             {"mode": "care", "motif_choice": "consultation"},
             400,
             "Vous devez accepter les conditions d'accès.",
+            "access.grant",
             "conditions_not_accepted",
         ),
+        # Not offered to a pharmacist, but a forged POST reaches the service: refused and traced.
         (
             {"mode": "emergency", "motif_text": "Urgence vitale immédiate", "accept_conditions": "on"},
-            400,
-            "Choisissez un mode d'accès.",
-            None,
+            403,
+            "L'accès en urgence n'est pas ouvert à votre profession.",
+            "access.emergency",
+            "emergency_not_allowed",
         ),
     ],
 )
@@ -413,7 +464,8 @@ def test_dialog_refusals(
     data: dict[str, str],
     status: int,
     message: str,
-    reason: str | None,
+    action: str,
+    reason: str,
 ) -> None:
     response = login(client, pharmacist).post(dialog_url(secret_patient), data)
     assert response.status_code == status
@@ -421,12 +473,21 @@ def test_dialog_refusals(
     assert_no_patient_data(response.content, secret_patient)
     assert AccessGrant.objects.count() == 0
     events = list(AuditEvent.objects.all())
-    if reason is None:  # the form refused a mode this profession is not offered: no service call
-        assert events == []
-    else:
-        assert [(e.action, e.outcome, e.details["reason"], e.patient) for e in events] == [
-            ("access.grant", "refused", reason, secret_patient)
-        ]
+    assert [(e.action, e.outcome, e.details["reason"], e.patient) for e in events] == [
+        (action, "refused", reason, secret_patient)
+    ]
+
+
+def test_dialog_hides_emergency_from_pharmacists_even_after_a_forged_post(
+    client: Client, pharmacist: Professional, secret_patient: Patient
+) -> None:
+    response = login(client, pharmacist).post(
+        dialog_url(secret_patient),
+        {"mode": "emergency", "motif_text": "Urgence vitale immédiate", "accept_conditions": "on"},
+    )
+    assert response.status_code == 403
+    assert "bris de glace" not in text(response)
+    assert 'value="emergency"' not in text(response)
 
 
 @pytest.mark.parametrize(

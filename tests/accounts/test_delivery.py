@@ -36,6 +36,18 @@ def test_file_sms_backend_writes_json(settings: Any) -> None:
     assert json.loads(file.read_text()) == {"to": "+352621111222", "text": "code 123456"}
 
 
+def test_outbox_is_readable_by_the_platform_user_only(settings: Any) -> None:
+    outbox = Path(settings.OUTBOX_DIR)
+    outbox.mkdir(mode=0o755, parents=True)
+    outbox.chmod(0o755)  # made earlier with wider rights: narrowed at the next message
+    FileSmsBackend().send(to="+352621111222", text="code 123456")
+    connection = get_connection("esante.accounts.delivery.FileEmailBackend")
+    send_mail("Sujet", "code 654321", "no-reply@esante.lu", ["anne@pharmacie.lu"], connection=connection)
+    assert outbox.stat().st_mode & 0o777 == 0o700
+    files = list(outbox.iterdir())
+    assert len(files) == 2 and {f.stat().st_mode & 0o777 for f in files} == {0o600}
+
+
 def test_code_deliver_by_sms_uses_the_configured_backend(settings: Any) -> None:
     code_deliver(channel="sms", address="+352621111222", code="654321")
     (file,) = Path(settings.OUTBOX_DIR).glob("*.json")

@@ -2,6 +2,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.test import Client, override_settings
@@ -58,14 +59,80 @@ def test_scrub_masks_secrets() -> None:
     assert scrub("password=abc&code=123456&x=1") == "password=[masqué]&code=[masqué]&x=1"
 
 
-def test_production_start_without_secret_key_stops_with_a_clear_message(tmp_path: object) -> None:
+def esante_start(tmp_path: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    """``esante ARGS`` in a fresh process with only these ESANTE_ variables (none of the suite's)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESANTE_")}
-    env.update({"ESANTE_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "esante.settings"})
-    result = subprocess.run(
-        [sys.executable, "-m", "esante.cli", "check"], env=env, capture_output=True, text=True, timeout=60
+    env.update({"ESANTE_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "esante.settings", **variables})
+    return subprocess.run(  # noqa: S603 - our own command, fixed arguments
+        [sys.executable, "-m", "esante.cli", *args], env=env, capture_output=True, text=True, timeout=60
     )
+
+
+PRODUCTION_KEY = "k" * 32
+PRODUCTION_DELIVERY = {
+    "ESANTE_SECRET_KEY": PRODUCTION_KEY,
+    "ESANTE_EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+    "ESANTE_SMS_BACKEND": "esante.accounts.delivery.HttpSmsBackend",
+    "ESANTE_SMS_GATEWAY_URL": "https://sms.example.lu/send",
+}
+SHOW_SECURITY = (
+    "from django.conf import settings as s; print(s.PRODUCTION, s.SESSION_COOKIE_SECURE, "
+    "s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_NAME, s.CSRF_COOKIE_NAME, s.SECURE_HSTS_SECONDS, "
+    "s.SECURE_PROXY_SSL_HEADER, s.SECURE_SSL_REDIRECT)"
+)
+
+
+def test_production_start_without_secret_key_stops_with_a_clear_message(tmp_path: Path) -> None:
+    result = esante_start(tmp_path, "check")
     assert result.returncode == 2
     assert "ESANTE_SECRET_KEY is not set" in result.stderr
+
+
+def test_short_secret_key_is_refused(tmp_path: Path) -> None:
+    result = esante_start(tmp_path, "check", **(PRODUCTION_DELIVERY | {"ESANTE_SECRET_KEY": "k" * 31}))
+    assert result.returncode == 2
+    assert "ESANTE_SECRET_KEY is too short (31 characters; at least 32" in result.stderr
+    assert "secrets.token_urlsafe(50)" in result.stderr  # how to make one
+    # Not only in production: a short key given to the demo is refused too.
+    assert esante_start(tmp_path, "check", ESANTE_DEMO="1", ESANTE_SECRET_KEY="short").returncode == 2
+
+
+def test_production_refuses_the_file_outbox_unless_allowed(tmp_path: Path) -> None:
+    result = esante_start(tmp_path, "check", ESANTE_SECRET_KEY=PRODUCTION_KEY)
+    assert result.returncode == 2
+    assert "ESANTE_EMAIL_BACKEND and ESANTE_SMS_BACKEND use the file backend" in result.stderr
+    assert "ESANTE_ALLOW_FILE_OUTBOX=1" in result.stderr
+    only_sms = PRODUCTION_DELIVERY | {"ESANTE_SMS_BACKEND": "esante.accounts.delivery.FileSmsBackend"}
+    result = esante_start(tmp_path, "check", **only_sms)
+    assert result.returncode == 2 and "ESANTE_SMS_BACKEND use the file backend" in result.stderr
+    allowed = esante_start(tmp_path, "check", ESANTE_SECRET_KEY=PRODUCTION_KEY, ESANTE_ALLOW_FILE_OUTBOX="1")
+    assert allowed.returncode == 0, allowed.stderr
+    assert esante_start(tmp_path, "check", **PRODUCTION_DELIVERY).returncode == 0
+
+
+def test_production_defaults_to_https(tmp_path: Path) -> None:
+    result = esante_start(tmp_path, "shell", "--no-imports", "-c", SHOW_SECURITY, **PRODUCTION_DELIVERY)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "True", "True", "True", "__Host-sessionid", "__Host-csrftoken", "31536000",
+        "('HTTP_X_FORWARDED_PROTO',", "'https')", "True",
+    ]  # fmt: skip
+    # Still off when an operator says so explicitly.
+    result = esante_start(
+        tmp_path, "shell", "--no-imports", "-c", SHOW_SECURITY, ESANTE_HTTPS="0", **PRODUCTION_DELIVERY
+    )
+    assert result.stdout.split() == ["True", "False", "False", "sessionid", "csrftoken", "0", "None", "False"]
+
+
+def test_a_leftover_demo_key_does_not_make_a_demo(tmp_path: Path) -> None:
+    (tmp_path / "secret_key").write_text("generated-by-an-earlier-esante-demo-" + "x" * 20)
+    result = esante_start(tmp_path, "check")
+    assert result.returncode == 2
+    assert "ESANTE_SECRET_KEY is not set" in result.stderr and "ESANTE_DEMO=1" in result.stderr
+    show = "from django.conf import settings as s; print(s.DEMO_MODE, s.PRODUCTION, s.SECRET_KEY[:9])"
+    result = esante_start(tmp_path, "shell", "--no-imports", "-c", show, ESANTE_DEMO="1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False", "generated"]
 
 
 @pytest.mark.django_db
@@ -111,3 +178,11 @@ def test_csp_lets_forms_reach_the_certificate_origin_only(client: Client, settin
     assert "form-action 'self' https://certificat.example.lu;" in policy
     settings.ESANTE_CERTIFICATE_ORIGIN = ""  # type: ignore[attr-defined]
     assert "form-action 'self';" in client.get("/")["Content-Security-Policy"]
+
+
+def test_verification_codes_are_masked_in_the_request_log() -> None:
+    from esante.core.middleware import loggable_path
+
+    assert loggable_path("/verifier/TS7RGGDCETMINAZDYLO2WGTIYA/") == "/verifier/[code]/"
+    assert loggable_path("/verifier/") == "/verifier/"
+    assert loggable_path("/edocuments/") == "/edocuments/"

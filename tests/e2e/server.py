@@ -24,8 +24,8 @@ from pathlib import Path
 ESANTE = Path(sys.executable).with_name("esante")
 
 # Variables of the pytest process that must not reach the server: pytest-django's settings
-# module, the test suite's secret key (a data dir holding a generated key is what makes the
-# server a demo), the database of the unit tests, and their data and outbox dirs.
+# module, the test suite's secret key (the server is a demo: ESANTE_DEMO=1 and the key generated
+# into its data dir), the database of the unit tests, and their data and outbox dirs.
 _NOT_INHERITED = (
     "DJANGO_SETTINGS_MODULE",
     "DATABASE_URL",
@@ -35,6 +35,7 @@ _NOT_INHERITED = (
     "ESANTE_DEMO",
     "ESANTE_DEBUG",
     "ESANTE_HTTPS",
+    "ESANTE_ALLOW_FILE_OUTBOX",
     "ESANTE_AUDIT_KEY_FILE",
     "ESANTE_AUDIT_HEADS_FILE",
 )
@@ -174,6 +175,8 @@ class Platform:
         env.update(
             ESANTE_DATA_DIR=str(self.data_dir),
             ESANTE_DEBUG="0",
+            # Every command on the demo data dir (demo, serve, issue_activation) runs as the demo.
+            ESANTE_DEMO="1",
             # Signed audit heads are not what these tests look at; one signature at stop is enough.
             ESANTE_AUDIT_ANCHOR_SECONDS="3600",
             PYTHONUNBUFFERED="1",

@@ -1,4 +1,6 @@
-"""Operators' side: grants (read, revoke), patient blocks (set, lift), patients' access journals (CSV)."""
+"""Operators' side: grants (read, revoke), patient blocks (set, lift), patients' access journals (CSV).
+
+Opening a grant, a record opening or a journal is traced in the patient's trail."""
 
 import csv
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from django.utils import timezone
 
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
+from esante.core.admin import ReadTracedAdmin
 
 from . import services
 from .models import AccessGrant, PatientBlock, PatientJournal, RecordOpening
@@ -19,7 +22,7 @@ JOURNAL_HEADER = ["n°", "date", "acteur", "action", "résultat", "motif", "mode
 
 
 @admin.register(AccessGrant)
-class AccessGrantAdmin(admin.ModelAdmin):
+class AccessGrantAdmin(ReadTracedAdmin):
     list_display = ("granted_at", "professional", "patient", "mode", "motif", "expires_at", "revoked_at")
     list_filter = ("mode",)
     search_fields = ("=patient__matricule", "=professional__matricule")
@@ -28,6 +31,7 @@ class AccessGrantAdmin(admin.ModelAdmin):
     show_full_result_count = False
     actions = ["revoke"]
     readonly_fields = [f.name for f in AccessGrant._meta.fields]
+    read_action = "access.admin.read"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -74,12 +78,13 @@ class PatientBlockAdmin(admin.ModelAdmin):
 
 
 @admin.register(RecordOpening)
-class RecordOpeningAdmin(admin.ModelAdmin):
+class RecordOpeningAdmin(ReadTracedAdmin):
     list_display = ("opened_at", "professional", "patient", "grant")
     search_fields = ("=patient__matricule", "=professional__matricule")
     raw_id_fields = ("professional", "patient", "grant")
     list_select_related = ("professional", "patient")
     show_full_result_count = False
+    read_action = "access.admin.read"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -91,10 +96,19 @@ class RecordOpeningAdmin(admin.ModelAdmin):
         return False
 
 
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
 def _cell(value: object) -> str:
-    """A CSV cell a spreadsheet will not run as a formula."""
+    """A CSV cell a spreadsheet will not run as a formula.
+
+    Spreadsheets skip leading blanks before reading a formula, so the first character that is
+    not white space decides; a leading tab or carriage return is escaped too (OWASP CSV injection).
+    """
     text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    if text[:1] in ("\t", "\r") or text.lstrip()[:1] in FORMULA_STARTS:
+        return "'" + text
+    return text
 
 
 class _Echo:
@@ -122,13 +136,17 @@ def journal_rows(patients: QuerySet[Any]) -> Iterator[list[str]]:
 
 
 @admin.register(PatientJournal)
-class PatientJournalAdmin(admin.ModelAdmin):
+class PatientJournalAdmin(ReadTracedAdmin):
     """Read a patient's access journal and export it as CSV (the export is itself traced)."""
 
     list_display = ("matricule", "birth_name", "first_names", "birth_date")
     search_fields = ("=matricule",)
     actions = ["export_journal"]
     show_full_result_count = False
+    read_action = "patient.admin.read"
+
+    def traced_patient(self, obj: PatientJournal) -> PatientJournal:
+        return obj
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -96,9 +96,11 @@ class AccessRequestForm(forms.Form):
     def __init__(self, *args: Any, allow_emergency: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not allow_emergency:
-            field = self.fields["mode"]
-            if isinstance(field, forms.ChoiceField):
-                field.choices = [c for c in MODE_CHOICES if c[0] != AccessGrant.Mode.EMERGENCY]
+            # Not offered on the page, but still accepted: a forged "emergency" reaches the
+            # emergency service, which refuses it for this profession and traces the attempt.
+            widget = self.fields["mode"].widget
+            if isinstance(widget, forms.RadioSelect):
+                widget.choices = [c for c in MODE_CHOICES if c[0] != AccessGrant.Mode.EMERGENCY]
 
     def motif(self) -> str:
         """The motif as traced: the chosen label, then the free text.

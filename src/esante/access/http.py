@@ -1,16 +1,16 @@
-"""HTTP helpers shared by the patient-scoped views: the professional gate and the client address."""
+"""HTTP helpers shared by the patient-scoped views: the professional gate, and the client address
+(re-exported from ``esante.core.http``, the one implementation)."""
 
 import functools
-import ipaddress
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from esante.accounts.models import Professional
+from esante.core.http import client_address as client_address
 
 ProfessionalView = Callable[..., HttpResponse]
 
@@ -37,15 +37,3 @@ def professional_required(view: ProfessionalView) -> Callable[..., HttpResponse]
         return view(request, professional, *args, **kwargs)
 
     return login_required(wrapped)
-
-
-def client_address(request: HttpRequest) -> str | None:
-    """The client's address: REMOTE_ADDR, or the nearest X-Forwarded-For hop when a trusted proxy sent it."""
-    remote = request.META.get("REMOTE_ADDR") or None
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if remote in settings.ESANTE_TRUSTED_PROXIES and forwarded:
-        remote = forwarded.split(",")[-1].strip()
-    try:
-        return str(ipaddress.ip_address(remote)) if remote else None
-    except ValueError:
-        return None

@@ -6,7 +6,7 @@ refusal's audit event in a transaction of its own, so the refusal stays traced a
 else is written.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -22,6 +22,9 @@ from esante.patients.selectors import PatientSearchCriteria
 
 from . import policy
 from .models import AccessGrant, PatientBlock, PatientSearch, RecordOpening
+
+if TYPE_CHECKING:
+    from .selectors import ListPage
 
 MOTIF_MAX_LENGTH = 500
 
@@ -312,23 +315,65 @@ def access_refusal_record(
     )
 
 
+class SearchRateLimited(Exception):
+    """The professional ran ``ESANTE_SEARCH_RATE_LIMIT`` searches within the window already."""
+
+
 @transaction.atomic
-def patient_search_record(
+def _search_in_transaction(
     *,
     professional: Professional,
     criteria: PatientSearchCriteria,
-    result_count: int,
-    refine: bool,
-    client_address: str | None = None,
-) -> None:
-    """Counts a search towards the rate limit and traces its criteria and number of results."""
-    PatientSearch.objects.create(professional=professional, result_count=result_count)
+    page: int,
+    page_size: int,
+    client_address: str | None,
+) -> "ListPage":
+    # Imported here: the selectors import this module (``record_refusal_reason``).
+    from .selectors import patient_search_page, search_rate_exceeded
+
+    # The professional's row is locked until the search is counted, so concurrent searches by
+    # one professional queue here and each one counts those committed before it: the limit holds.
+    Professional.objects.select_for_update().filter(pk=professional.pk).first()
+    if search_rate_exceeded(professional):
+        raise SearchRateLimited
+    result = patient_search_page(professional=professional, criteria=criteria, page=page, page_size=page_size)
+    PatientSearch.objects.create(professional=professional, result_count=result.total)
     audit_record(
         action=ACTION_SEARCH,
         actor=professional.user,
         client_address=client_address,
-        details={"criteria": criteria.as_audit_details(), "results": result_count, "refine": refine},
+        details={"criteria": criteria.as_audit_details(), "results": result.total, "refine": result.refine},
     )
+    return result
+
+
+def patient_search(
+    *,
+    professional: Professional,
+    criteria: PatientSearchCriteria,
+    page: int,
+    page_size: int,
+    client_address: str | None = None,
+) -> "ListPage":
+    """Runs a patient search within the rate limit, counts it and traces its criteria and results.
+
+    Check, search and count happen in one transaction holding the professional's row, so
+    concurrent searches cannot all slip under ``ESANTE_SEARCH_RATE_LIMIT``. Over the limit, raises
+    ``SearchRateLimited`` after tracing the refusal (nothing is searched, nothing counted).
+    """
+    try:
+        return _search_in_transaction(
+            professional=professional,
+            criteria=criteria,
+            page=page,
+            page_size=page_size,
+            client_address=client_address,
+        )
+    except SearchRateLimited:
+        patient_search_refuse(
+            professional=professional, criteria=criteria, reason="rate_limited", client_address=client_address
+        )
+        raise
 
 
 def patient_search_refuse(

@@ -1,6 +1,5 @@
 """eDocuments portal views (guide pp.12-13): lists, search, access dialog, record page. HTTP only."""
 
-import datetime
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -70,27 +69,18 @@ def search(request: HttpRequest, professional: Professional) -> HttpResponse:
     status = 200
     if form.is_valid():
         criteria = form.cleaned_data["criteria"]
-        address = client_address(request)
-        if selectors.search_rate_exceeded(professional):
-            services.patient_search_refuse(
-                professional=professional, criteria=criteria, reason="rate_limited", client_address=address
-            )
-            context["error"] = RATE_LIMITED_MESSAGE
-            status = 429
-        else:
-            page = selectors.patient_search_page(
+        try:
+            page = services.patient_search(
                 professional=professional,
                 criteria=criteria,
                 page=form.cleaned_data["page"],
                 page_size=form.cleaned_data["page_size"],
+                client_address=client_address(request),
             )
-            services.patient_search_record(
-                professional=professional,
-                criteria=criteria,
-                result_count=page.total,
-                refine=page.refine,
-                client_address=address,
-            )
+        except services.SearchRateLimited:
+            context["error"] = RATE_LIMITED_MESSAGE
+            status = 429
+        else:
             context["page"] = page
             if page.refine:
                 context["refine_message"] = REFINE_MESSAGE % {"cap": page.total}
@@ -123,7 +113,10 @@ def access_dialog(request: HttpRequest, professional: Professional, public_id: u
     except selectors.RecordNotFound:
         return _not_found(request)
     record_url = reverse("access:record", args=[state.patient.public_id])
-    if state.grant is not None and request.method == "GET":
+    # A care or emergency access already opens the whole record; an own-documents one does not,
+    # so the dialog stays open to ask for a care access.
+    own_documents_only = state.grant is not None and state.grant.mode == AccessGrant.Mode.OWN_DOCUMENTS
+    if state.grant is not None and not own_documents_only and request.method == "GET":
         return redirect(record_url)
     allow_emergency = policy.may_use_emergency_access(professional.profession)
     form = AccessRequestForm(request.POST or None, allow_emergency=allow_emergency)
@@ -145,7 +138,8 @@ def access_dialog(request: HttpRequest, professional: Professional, public_id: u
                 client_address=client_address(request),
             )
         except services.AccessRefused as refusal:
-            status = 403 if refusal.code in {"record_closed", "record_opposed", "blocked"} else 400
+            forbidden = {"record_closed", "record_opposed", "blocked", "emergency_not_allowed"}
+            status = 403 if refusal.code in forbidden else 400
             field = {
                 "motif_missing": "motif_choice",
                 "motif_too_short": "motif_text",
@@ -166,10 +160,7 @@ def access_dialog(request: HttpRequest, professional: Professional, public_id: u
         "refusal_message": refusal_message,
         "closed": bool(state.refusal),
         "allow_emergency": allow_emergency,
+        "own_documents_only": own_documents_only,
         "emergency_min_length": policy.EMERGENCY_MOTIF_MIN_LENGTH,
     }
     return render(request, "access/access_dialog.html", context, status=status)
-
-
-def _age(birth_date: datetime.date, today: datetime.date) -> int:
-    return today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))

@@ -23,8 +23,8 @@ from django_otp.admin import OTPAdminSite
 
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
+from esante.core.http import client_address
 
-from .http import client_address
 from .letters import activation_letter_pdf
 from .models import ActivationLetter, Certificate, Professional, User
 from .services import activation_letter_issue, login_unlock, professional_set_state

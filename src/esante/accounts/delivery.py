@@ -3,11 +3,15 @@
 Both channels go through a backend chosen by settings: ``EMAIL_BACKEND`` (Django's; the default
 here writes ``.eml`` files, production uses Django's SMTP backend) and ``ESANTE_SMS_BACKEND``
 (file backend by default, ``HttpSmsBackend`` for a gateway in production). The file backends
-write one file per message under ``OUTBOX_DIR`` and, in the demo, echo it on the console.
+write one file per message under ``OUTBOX_DIR`` (readable by the platform's user only) and, in
+the demo, echo it on the console. Production refuses them unless ``ESANTE_ALLOW_FILE_OUTBOX=1``
+(see settings).
 """
 
+import contextlib
 import json
 import logging
+import os
 import secrets
 import sys
 import urllib.request
@@ -29,11 +33,21 @@ class DeliveryError(Exception):
     """The message could not be handed to the channel."""
 
 
-def _outbox_path(suffix: str) -> Path:
+def _outbox_write(suffix: str, content: bytes) -> Path:
+    """Writes one message as a new file under ``OUTBOX_DIR``, readable by the platform's user only
+    (directory 0700, file 0600): the messages carry one-time codes in clear."""
     outbox = Path(settings.OUTBOX_DIR)
-    outbox.mkdir(parents=True, exist_ok=True)
+    outbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if outbox.stat().st_mode & 0o077:
+        # A directory made before (or by hand) with wider rights: narrowed when it is ours.
+        with contextlib.suppress(PermissionError):
+            outbox.chmod(0o700)
     stamp = timezone.now().strftime("%Y%m%dT%H%M%S%f")
-    return outbox / f"{stamp}-{secrets.token_hex(4)}{suffix}"
+    path = outbox / f"{stamp}-{secrets.token_hex(4)}{suffix}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(content)
+    return path
 
 
 def _echo(text: str) -> None:
@@ -48,8 +62,7 @@ class FileEmailBackend(BaseEmailBackend):
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         sent = 0
         for message in email_messages:
-            path = _outbox_path(".eml")
-            path.write_bytes(message.message().as_bytes())
+            _outbox_write(".eml", message.message().as_bytes())
             _echo(f"[e-mail -> {', '.join(message.to)}] {message.subject}\n{message.body}")
             sent += 1
         return sent
@@ -63,8 +76,7 @@ class FileSmsBackend:
     """Writes each SMS as a ``.json`` file (``{"to": ..., "text": ...}``) under ``OUTBOX_DIR``."""
 
     def send(self, *, to: str, text: str) -> None:
-        path = _outbox_path(".json")
-        path.write_text(json.dumps({"to": to, "text": text}, ensure_ascii=False), encoding="utf-8")
+        _outbox_write(".json", json.dumps({"to": to, "text": text}, ensure_ascii=False).encode("utf-8"))
         _echo(f"[SMS -> {to}] {text}")
 
 

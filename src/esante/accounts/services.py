@@ -49,6 +49,7 @@ from .otp import (
 )
 from .throttling import (
     account_failure,
+    account_lock_check,
     account_success,
     address_failure,
     audit_locks,
@@ -262,10 +263,14 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
     Refused (and traced) when the client address or the account is locked, the credentials are
     wrong (one message for unknown matricule and wrong password), the account is not active, or
     the code cannot be sent. Wrong credentials count towards both locks.
+
+    The account's counter row stays locked from the lock check to the end of the transaction, so
+    concurrent attempts on one account are evaluated one after the other and the lock stops them
+    after ``ESANTE_LOCK_AFTER_FAILURES`` failures (the row lock is held for one password check).
     """
     key = compact(matricule)[:13]
     address_lock = throttle_locked_until(LoginThrottle.Scope.ADDRESS, client_address)
-    account_lock = throttle_locked_until(LoginThrottle.Scope.ACCOUNT, key)
+    account_lock = account_lock_check(key) if key else None
     if address_lock or account_lock:
         until = max(d for d in (address_lock, account_lock) if d is not None)
         audit_record(
@@ -381,12 +386,14 @@ def login_code_resend(*, user: Any, client_address: str | None) -> LoginOutcome:
 
 @transaction.atomic
 def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutcome:
-    """Second factor: the one-time code. Locks the device row while checking it.
+    """Second factor: the one-time code. Locks the account's counter row, then the device row,
+    while checking it: concurrent codes are evaluated one after the other.
 
     A wrong code counts towards the account lock; three wrong codes kill the code.
     """
     key = user.get_username()
-    account_lock = throttle_locked_until(LoginThrottle.Scope.ACCOUNT, key)
+    # Locked before the device row, as in login_password: concurrent codes queue on the account.
+    account_lock = account_lock_check(key)
     if account_lock is not None:
         audit_record(
             action="accounts.login.code",

@@ -2,6 +2,11 @@
 
 Callers run these inside their own transaction, which also writes the attempt's audit event:
 the counter and its trace commit or roll back together. Rows are locked while counted.
+
+An account's lock is checked with ``account_lock_check``, which locks the account's row *before*
+the credentials are evaluated and keeps it locked until the transaction ends: concurrent attempts
+on one account queue there, each sees the failures of those before it, and at most
+``ESANTE_LOCK_AFTER_FAILURES`` wrong credentials are evaluated before the lock refuses the rest.
 """
 
 import datetime
@@ -37,12 +42,28 @@ def lock_message(until: datetime.datetime) -> str:
 
 
 def _row(scope: str, key: str) -> LoginThrottle:
-    LoginThrottle.objects.get_or_create(scope=scope, key=key)
+    """The counter row, created if missing, locked until the end of the transaction."""
+    # INSERT ... ON CONFLICT DO NOTHING: a concurrent creator makes this wait for its commit
+    # instead of failing, and no savepoint is needed.
+    LoginThrottle.objects.bulk_create([LoginThrottle(scope=scope, key=key)], ignore_conflicts=True)
     return LoginThrottle.objects.select_for_update().get(scope=scope, key=key)
 
 
+def account_lock_check(key: str) -> datetime.datetime | None:
+    """Locks the account's counter row (creating it) and returns the end of its lock, or None
+    when it may try now. Call inside the attempt's transaction, before evaluating credentials."""
+    row = _row(LoginThrottle.Scope.ACCOUNT, key)
+    if row.locked_until is not None and row.locked_until > _now():
+        return row.locked_until
+    return None
+
+
 def throttle_locked_until(scope: str, key: str | None) -> datetime.datetime | None:
-    """The end of the lock on this account or address, or None when it may try now."""
+    """The end of the lock on this account or address, or None when it may try now.
+
+    A plain read, not locked: for client addresses, whose limit is a coarse rate limit (locking
+    would queue every login behind one hospital's NAT address). Accounts use
+    ``account_lock_check``."""
     if not key:
         return None
     row = LoginThrottle.objects.filter(scope=scope, key=key).first()

@@ -19,9 +19,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp import login as otp_login
 
+from esante.core.http import client_address
+
 from . import activation, presentation, services
 from .forms import ActivationCodeForm, LoginForm, OneTimeCodeForm, SecurityForm, TermsForm
-from .http import client_address, forwarded_certificate
+from .http import forwarded_certificate
 from .letters import terms_pdf
 from .models import ActivationWizard, CertificatePresentation, User
 from .otp import login_device_for

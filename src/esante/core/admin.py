@@ -1,0 +1,51 @@
+"""Admin helpers shared by the apps: operators' reads of patient data are traced.
+
+Nothing is registered here; the apps' ``admin`` modules build on these classes.
+"""
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.http import HttpRequest, HttpResponse
+
+from esante.audit.services import audit_record
+
+from .http import client_address
+
+
+class ReadTracedAdmin(admin.ModelAdmin):
+    """A model admin whose change page, when an operator opens it (GET), writes an audit event.
+
+    ``read_action`` names the event; ``traced_patient`` says which patient's data the page shows,
+    so the read appears in that patient's access journal. The event is written before the page is
+    rendered: if it cannot be written, the page is not shown.
+    """
+
+    read_action = ""
+
+    def traced_patient(self, obj: Any) -> Any:
+        """The patient whose data the change page of ``obj`` shows (``obj.patient`` by default)."""
+        return getattr(obj, "patient", None)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        # 200 only: a missing object redirects, a refused one raises before this point.
+        if request.method == "GET" and response.status_code == 200:
+            obj = self.get_object(request, unquote(object_id))
+            if obj is not None:
+                audit_record(
+                    action=self.read_action,
+                    actor=request.user,
+                    patient=self.traced_patient(obj),
+                    object_type=obj._meta.model_name or "",
+                    object_id=obj.pk,
+                    client_address=client_address(request),
+                )
+        return response
