@@ -101,7 +101,9 @@ def test_pharmacist_marks_one_prescription_fully_and_another_partially_with_a_ce
 
     # Fully, from the documentary view's icon.
     dispense_from_icon(walk, entries.nth(RX2))
-    expect(page.get_by_role("cell", name=SALBUTAMOL, exact=True)).to_be_visible()
+    # The right prescription: its line is in the (hidden, "entièrement" being chosen) grid.
+    expect(page.locator(".grid-partial td", has_text=SALBUTAMOL).first).to_be_attached()
+    expect(page.locator(".grid-partial").first).to_be_hidden()
     dispense_mark(walk, name="dispensation-entiere-formulaire")
     assert prescription_lines(walk) == [SALBUTAMOL]
     status = prescription_status(page.get_by_role("region", name="Lignes de prescription"))
