@@ -1,6 +1,8 @@
 """PDF documents of the accounts app, rendered with WeasyPrint: the postal activation letter and
 the terms of use (CGU)."""
 
+import functools
+
 from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -12,8 +14,10 @@ from .models import ActivationLetter
 
 def _pdf(html: str) -> bytes:
     from weasyprint import HTML  # imported lazily: loading WeasyPrint costs about a second
+    from weasyprint.urls import URLFetcher
 
-    pdf: bytes = HTML(string=html, base_url=str(settings.PACKAGE_DIR)).write_pdf()
+    # Self-contained documents: nothing is fetched but data: URIs (no file, no network).
+    pdf: bytes = HTML(string=html, url_fetcher=URLFetcher(allowed_protocols={"data"})).write_pdf()
     return pdf
 
 
@@ -33,6 +37,12 @@ def activation_letter_pdf(*, letter: ActivationLetter, code: str) -> bytes:
     return _pdf(html)
 
 
+@functools.cache
+def _terms_pdf(version: str) -> bytes:
+    return _pdf(render_to_string("accounts/terms_pdf.html", {"terms_version": version}))
+
+
 def terms_pdf() -> bytes:
-    html = render_to_string("accounts/terms_pdf.html", {"terms_version": settings.ESANTE_TERMS_VERSION})
-    return _pdf(html)
+    """The CGU as PDF, rendered once per version and process (the page is public: no rendering
+    per anonymous request)."""
+    return _terms_pdf(settings.ESANTE_TERMS_VERSION)
