@@ -81,3 +81,25 @@ class LoginForm(forms.Form):
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
+
+
+class NewPasswordForm(forms.Form):
+    """ "Mot de passe oublié", with the certificate: the new password twice (validated by the
+    service with Django's validators)."""
+
+    password1 = forms.CharField(
+        label=_("Nouveau mot de passe *"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    password2 = forms.CharField(
+        label=_("Confirmation du mot de passe *"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean() or {}
+        if data.get("password1") and data.get("password1") != data.get("password2"):
+            self.add_error("password2", _("Les deux mots de passe ne sont pas identiques."))
+        return data

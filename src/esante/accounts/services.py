@@ -520,7 +520,8 @@ def login_certificate(*, certificate_pem: str, client_address: str | None) -> Lo
         client_address=client_address,
         details={"factor": "certificate"},
     )
-    return LoginOutcome(ok=True, user=user)
+    # The session records which certificate logged in: it alone may replace a forgotten password.
+    return LoginOutcome(ok=True, user=user, extra={"fingerprint": verified.fingerprint_sha256})
 
 
 def logout_record(*, user: Any, client_address: str | None) -> None:

@@ -15,4 +15,6 @@ urlpatterns = [
     path("certificat/tls/", views.certificate_origin, name="certificate_origin"),
     path("certificat/retour/", views.certificate_return, name="certificate_return"),
     path("deconnexion/", views.logout, name="logout"),
+    path("mot-de-passe-oublie/", views.password_forgotten, name="password_forgotten"),
+    path("mot-de-passe/", views.password_change, name="password_change"),
 ]

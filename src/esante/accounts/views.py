@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import auth, messages
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -21,8 +22,8 @@ from django_otp import login as otp_login
 
 from esante.core.http import client_address
 
-from . import activation, presentation, services
-from .forms import ActivationCodeForm, LoginForm, OneTimeCodeForm, SecurityForm, TermsForm
+from . import activation, passwords, presentation, services
+from .forms import ActivationCodeForm, LoginForm, NewPasswordForm, OneTimeCodeForm, SecurityForm, TermsForm
 from .http import forwarded_certificate
 from .letters import terms_pdf
 from .models import ActivationWizard, CertificatePresentation, User
@@ -33,6 +34,7 @@ COMPLETED_SESSION_KEY = "accounts_activation_completed"
 PENDING_LOGIN_KEY = "accounts_login_pending"
 NEXT_KEY = "accounts_login_next"
 PRESENTATION_KEY = "accounts_certificate_presentation"
+LOGIN_METHOD_KEY = "accounts_login_method"
 STEPS = ActivationWizard.Step.choices
 
 
@@ -219,16 +221,19 @@ def login(request: HttpRequest) -> HttpResponse:
         if outcome.ok:
             request.session.cycle_key()
             request.session[PENDING_LOGIN_KEY] = {"user": outcome.user.pk, "at": timezone.now().isoformat()}
-            target = request.GET.get("next", "")
-            if (
-                target
-                and url_has_allowed_host_and_scheme(target, allowed_hosts=None)
-                and target.startswith("/")
-            ):
-                request.session[NEXT_KEY] = target
+            _remember_next(request)
             return redirect("accounts:login_code")
         form.add_error(None, outcome.message)
     return render(request, "accounts/login.html", {"form": form})
+
+
+def _remember_next(request: HttpRequest) -> None:
+    """Keeps a local ``?next=`` for after the login; forgets an earlier one otherwise."""
+    target = request.GET.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts=None) and target.startswith("/"):
+        request.session[NEXT_KEY] = target
+    else:
+        request.session.pop(NEXT_KEY, None)
 
 
 def _pending_user(request: HttpRequest) -> User | None:
@@ -242,11 +247,22 @@ def _pending_user(request: HttpRequest) -> User | None:
     return User.objects.filter(pk=pending["user"]).first()
 
 
-def _complete_login(request: HttpRequest, user: User, device: Any) -> HttpResponseRedirect:
+def _complete_login(
+    request: HttpRequest, user: User, device: Any, certificate_fingerprint: str = ""
+) -> HttpResponseRedirect:
+    """Logs in (rotating the session key) and records how: a certificate login, and only such a
+    login, may replace a forgotten password (``passwords``)."""
     request.session.pop(PENDING_LOGIN_KEY, None)
     auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")  # rotates the session key
     if device is not None:
         otp_login(request, device)
+    if certificate_fingerprint:
+        request.session[LOGIN_METHOD_KEY] = {
+            "method": passwords.LOGIN_CERTIFICATE,
+            "fingerprint": certificate_fingerprint,
+        }
+    else:
+        request.session[LOGIN_METHOD_KEY] = {"method": passwords.LOGIN_PASSWORD_OTP}
     return redirect(request.session.pop(NEXT_KEY, None) or settings.LOGIN_REDIRECT_URL)
 
 
@@ -310,6 +326,7 @@ def _certificate_start(request: HttpRequest, purpose: str, wizard: ActivationWiz
 @require_POST
 def login_certificate(request: HttpRequest) -> HttpResponse:
     """Login "Connexion": the certificate is asked for on the certificate origin, not here."""
+    _remember_next(request)
     return _certificate_start(request, CertificatePresentation.Purpose.LOGIN, None)
 
 
@@ -367,7 +384,9 @@ def certificate_return(request: HttpRequest) -> HttpResponse:
     if not login_outcome.ok:
         messages.error(request, login_outcome.message)
         return redirect("accounts:login")
-    return _complete_login(request, login_outcome.user, None)  # rotates the session key
+    return _complete_login(
+        request, login_outcome.user, None, certificate_fingerprint=login_outcome.extra["fingerprint"]
+    )
 
 
 @require_POST
@@ -377,3 +396,48 @@ def logout(request: HttpRequest) -> HttpResponse:
     auth.logout(request)
     messages.success(request, gettext("Vous êtes déconnecté."))
     return redirect(reverse("accounts:login"))
+
+
+# --- "Mot de passe oublié" -----------------------------------------------------------------------
+
+
+@require_GET
+def password_forgotten(request: HttpRequest) -> HttpResponse:
+    """The two ways back: the LuxTrust certificate, or a new activation letter from the helpdesk."""
+    return render(
+        request,
+        "accounts/password_forgotten.html",
+        {"certificate_next": reverse("accounts:password_change")},
+    )
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def password_change(request: HttpRequest) -> HttpResponse:
+    """A new password without the current one, only in a session that logged in with the bound
+    certificate. Other sessions get a 403 page (and a POST is refused and traced): the way back for
+    them is the certificate or a new activation letter (see ``passwords``)."""
+    login = request.session.get(LOGIN_METHOD_KEY)
+    may_change = passwords.session_may_change_password(login)
+    if request.method == "GET" and not may_change:
+        return render(request, "accounts/password_refused.html", status=403)
+    form = NewPasswordForm(request.POST or None)
+    # A session that may not change the password is refused (and traced) whatever it posted.
+    if request.method == "POST" and (form.is_valid() or not may_change):
+        try:
+            outcome = passwords.password_change_by_certificate(
+                user=request.user,
+                password=form.cleaned_data.get("password1", ""),
+                login=login,
+                client_address=client_address(request),
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            if outcome.ok:
+                auth.update_session_auth_hash(request, outcome.user)  # new session key, same session
+                messages.success(request, gettext("Votre mot de passe a été modifié."))
+                return redirect(settings.LOGIN_REDIRECT_URL)
+            return render(request, "accounts/password_refused.html", {"refusal": outcome.message}, status=403)
+    return render(request, "accounts/password_change.html", {"form": form})
