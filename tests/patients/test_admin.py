@@ -75,10 +75,15 @@ def test_opening_a_patient_is_traced(client: Client, operator: User, patient: Pa
     )
 
 
-def test_the_list_and_a_missing_patient_write_no_read_event(client: Client, operator: User) -> None:
-    assert client.get(reverse("admin:patients_patient_changelist")).status_code == 200
+def test_the_list_is_traced_and_a_missing_patient_writes_no_read_event(
+    client: Client, operator: User, patient: Patient
+) -> None:
+    assert client.get(reverse("admin:patients_patient_changelist") + "?q=PIG").status_code == 200
+    (event,) = events()
+    assert (event.action, event.patient, event.actor) == ("patient.admin.read.list", None, operator)
+    assert (event.details["search"], event.details["results"]) == ("PIG", 1)
     assert client.get(reverse("admin:patients_patient_change", args=[987654])).status_code == 302
-    assert events() == []
+    assert len(events()) == 1
 
 
 def test_a_change_is_traced_with_old_and_new_values(client: Client, operator: User, patient: Patient) -> None:
@@ -149,4 +154,5 @@ def test_a_patient_cannot_be_deleted(client: Client, operator: User, patient: Pa
     client.post(changelist, {"action": "delete_selected", "_selected_action": [patient.pk], "post": "yes"})
     assert Patient.objects.filter(pk=patient.pk).exists()
     assert "Supprimer" not in client.get(change_url(patient)).content.decode()
-    assert [e.action for e in events()] == ["patient.admin.read"]  # the last GET, nothing else
+    # The list pages and the last change page were read; nothing else was written.
+    assert [e.action for e in events()] == ["patient.admin.read.list", "patient.admin.read"]

@@ -15,7 +15,8 @@ from .http import client_address
 
 
 class ReadTracedAdmin(admin.ModelAdmin):
-    """A model admin whose change page, when an operator opens it (GET), writes an audit event.
+    """A model admin whose change page, when an operator opens it (GET), writes an audit event;
+    its list page writes one too (``<read_action>.list``, with the search and the result count).
 
     ``read_action`` names the event; ``traced_patient`` says which patient's data the page shows,
     so the read appears in that patient's access journal. The event is written before the page is
@@ -48,4 +49,25 @@ class ReadTracedAdmin(admin.ModelAdmin):
                     object_id=obj.pk,
                     client_address=client_address(request),
                 )
+        return response
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None) or {}
+        changelist = context.get("cl")
+        if request.method == "GET" and response.status_code == 200 and changelist is not None:
+            audit_record(
+                action=f"{self.read_action}.list",
+                actor=request.user,
+                object_type=self.model._meta.model_name or "",
+                client_address=client_address(request),
+                details={
+                    "search": request.GET.get("q", "")[:100],
+                    "filters": {k: v[:100] for k, v in request.GET.items() if k not in ("q", "p", "o")},
+                    "results": changelist.result_count,
+                    "page": changelist.page_num,
+                },
+            )
         return response
