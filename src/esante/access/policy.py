@@ -13,9 +13,11 @@ matrix have documented defaults below and can be overridden in settings:
 
 import datetime
 from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from esante.accounts.models import Profession
@@ -179,3 +181,24 @@ def may_read_document(
     return may_read_document_class(
         profession, class_code, confidentiality, is_author=is_author, is_referring_doctor=is_referring_doctor
     )
+
+
+def readable_documents_filter(*, mode: str, professional: Any, patient: Any) -> Q | None:
+    """``may_read_document`` as a filter over a patient's documents (field names of the
+    documents app), for the database to apply; None when the access reads nothing.
+
+    The author reads their own documents; an own-documents access reads nothing else. Care and
+    emergency accesses read, among the documents the patient did not hide, the classes of the
+    profession's matrix row at level ``N``, and at level ``R`` when the professional is the
+    patient's médecin référent. ``V`` is for its author only.
+    """
+    mine = Q(author=professional)
+    if mode == AccessGrant.Mode.OWN_DOCUMENTS:
+        return mine
+    if mode not in (AccessGrant.Mode.CARE, AccessGrant.Mode.EMERGENCY):
+        return None
+    levels = [Confidentiality.NORMAL]
+    if patient.referring_doctor_id == professional.pk:
+        levels.append(Confidentiality.RESTRICTED)
+    allowed = Q(class_code__in=readable_classes(professional.profession), confidentiality__in=levels)
+    return mine | (Q(hidden_by_patient=False) & allowed)

@@ -252,6 +252,30 @@ def _lock_outcome(until: datetime.datetime) -> LoginOutcome:
     return LoginOutcome(ok=False, message=lock_message(until), locked_until=until)
 
 
+def _locked_refusal(
+    action: str,
+    until: datetime.datetime,
+    *,
+    client_address: str | None,
+    actor: Any = None,
+    actor_label: str = "",
+    account: str = "",
+) -> LoginOutcome:
+    """A login step refused because the account or the address is locked: traced, with the
+    French message saying when to retry."""
+    audit_record(
+        action=action,
+        outcome=REFUSED,
+        actor=actor,
+        actor_label=actor_label,
+        object_type="account" if account else "",
+        object_id=account,
+        client_address=client_address,
+        details={"reason": "locked"},
+    )
+    return _lock_outcome(until)
+
+
 def _professional_of(user: Any) -> Professional | None:
     return Professional.objects.filter(user=user).first()
 
@@ -273,16 +297,9 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
     account_lock = account_lock_check(key) if key else None
     if address_lock or account_lock:
         until = max(d for d in (address_lock, account_lock) if d is not None)
-        audit_record(
-            action="accounts.login.password",
-            outcome=REFUSED,
-            actor_label=key,
-            object_type="account",
-            object_id=key,
-            client_address=client_address,
-            details={"reason": "locked"},
+        return _locked_refusal(
+            "accounts.login.password", until, client_address=client_address, actor_label=key, account=key
         )
-        return _lock_outcome(until)
     user = authenticate(username=key, password=password) if key else None
     professional = _professional_of(user) if user is not None else None
     if user is None or (professional is not None and professional.state != Professional.State.ACTIVE):
@@ -395,16 +412,9 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
     # Locked before the device row, as in login_password: concurrent codes queue on the account.
     account_lock = account_lock_check(key)
     if account_lock is not None:
-        audit_record(
-            action="accounts.login.code",
-            outcome=REFUSED,
-            actor=user,
-            object_type="account",
-            object_id=key,
-            client_address=client_address,
-            details={"reason": "locked"},
+        return _locked_refusal(
+            "accounts.login.code", account_lock, client_address=client_address, actor=user, account=key
         )
-        return _lock_outcome(account_lock)
     professional = _professional_of(user)
     device = login_device_for(user)
     if (
@@ -460,14 +470,9 @@ def login_certificate(*, certificate_pem: str, client_address: str | None) -> Lo
     """Login with a LuxTrust certificate bound at activation (verified again at each login)."""
     address_lock = throttle_locked_until(LoginThrottle.Scope.ADDRESS, client_address)
     if address_lock is not None:
-        audit_record(
-            action="accounts.login.certificate",
-            outcome=REFUSED,
-            actor_label="anonymous",
-            client_address=client_address,
-            details={"reason": "locked"},
+        return _locked_refusal(
+            "accounts.login.certificate", address_lock, client_address=client_address, actor_label="anonymous"
         )
-        return _lock_outcome(address_lock)
     try:
         verified = certificates.certificate_verify(certificate_pem)
     except certificates.CertificateRefused as exc:

@@ -14,7 +14,7 @@ from django.db.models import Count, F, Max, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 
 from esante.access.models import AccessGrant
-from esante.access.policy import Confidentiality, readable_classes
+from esante.access.policy import readable_documents_filter
 from esante.access.selectors import RecordNotFound, access_patient_record
 from esante.accounts.models import Professional
 from esante.patients.models import Patient
@@ -25,18 +25,11 @@ from .types import DOCUMENT_TYPES, class_label
 
 
 def visible_documents(professional: Professional, patient: Patient, grant: AccessGrant) -> QuerySet[Document]:
-    """The patient's documents this professional may read under this (current) access."""
-    mine = Q(author=professional)
+    """The patient's documents this professional may read under this (current) access; the
+    decision is the access app's (``readable_documents_filter``), applied here in SQL."""
     base = Document.objects.filter(patient=patient).exclude(status=Document.Status.ENTERED_IN_ERROR)
-    if grant.mode == AccessGrant.Mode.OWN_DOCUMENTS:
-        return base.filter(mine)
-    if grant.mode not in (AccessGrant.Mode.CARE, AccessGrant.Mode.EMERGENCY):
-        return base.none()
-    classes = readable_classes(professional.profession)
-    allowed = Q(class_code__in=classes) & Q(confidentiality=Confidentiality.NORMAL)
-    if patient.referring_doctor_id == professional.pk:
-        allowed |= Q(class_code__in=classes) & Q(confidentiality=Confidentiality.RESTRICTED)
-    return base.filter(mine | (Q(hidden_by_patient=False) & allowed))
+    readable = readable_documents_filter(mode=grant.mode, professional=professional, patient=patient)
+    return base.none() if readable is None else base.filter(readable)
 
 
 def access_document(
