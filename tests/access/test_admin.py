@@ -11,6 +11,7 @@ from django.urls import reverse
 from esante.access.admin import _cell
 from esante.access.models import RecordOpening
 from esante.accounts.models import Professional, User
+from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 from esante.patients.models import Patient
@@ -102,7 +103,9 @@ def test_cell_escapes_formulas_after_leading_white_space(value: object, cell: st
 def test_journal_export_escapes_a_motif_with_a_hidden_formula(
     client: Client, operator: User, pharmacist: Professional, patient: Patient
 ) -> None:
-    audit_record(action="access.grant", actor=pharmacist.user, patient=patient, motif='  =cmd|"/c calc"!A1')
+    audit_record(
+        action=AuditAction.ACCESS_GRANT, actor=pharmacist.user, patient=patient, motif='  =cmd|"/c calc"!A1'
+    )
     response = client.post(
         reverse("admin:access_patientjournal_changelist"),
         {"action": "export_journal", "_selected_action": [patient.pk]},

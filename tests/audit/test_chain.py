@@ -9,6 +9,7 @@ from django.db import DatabaseError, connection, transaction
 
 from esante.audit import triggers
 from esante.audit.anchoring import audit_anchor, read_heads
+from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.models import AuditEvent
 from esante.audit.services import GENESIS_HASH, audit_record
 from esante.audit.verification import verify_chain
@@ -21,7 +22,7 @@ def fresh_heads_file() -> None:
 
 
 def record(n: int) -> list[AuditEvent]:
-    return [audit_record(action="test.event", actor_label="tester", details={"n": i}) for i in range(n)]
+    return [audit_record(action=AuditAction.LOGOUT, actor_label="tester", details={"n": i}) for i in range(n)]
 
 
 @pytest.mark.django_db
@@ -49,7 +50,7 @@ def test_triggers_refuse_update_and_delete() -> None:
             cur.execute(statement)
     with pytest.raises(DatabaseError), transaction.atomic():
         AuditEvent.objects.filter(pk=event.pk).update(action="x")
-    assert AuditEvent.objects.get().action == "test.event"
+    assert AuditEvent.objects.get().action == "accounts.logout"
 
 
 def test_truncate_refused_on_postgresql(committed_db: None) -> None:
@@ -160,10 +161,10 @@ def test_anchor_is_signed_and_skips_unchanged_head() -> None:
 @pytest.mark.django_db
 def test_refusal_survives_the_rollback_of_its_action() -> None:
     with pytest.raises(RuntimeError), transaction.atomic():
-        audit_record(action="thing.do", actor_label="t")
+        audit_record(action=AuditAction.LOGOUT, actor_label="t")
         raise RuntimeError("the action failed")
-    audit_record(action="thing.do", outcome="refused", actor_label="t")
-    assert list(AuditEvent.objects.values_list("action", "outcome")) == [("thing.do", "refused")]
+    audit_record(action=AuditAction.LOGOUT, outcome=AuditOutcome.REFUSED, actor_label="t")
+    assert list(AuditEvent.objects.values_list("action", "outcome")) == [("accounts.logout", "refused")]
     assert verify_chain().ok
 
 
@@ -175,7 +176,7 @@ def test_concurrent_writers_keep_the_chain_linear(committed_db: None) -> None:
     def writer(worker: int) -> None:
         try:
             for i in range(15):
-                audit_record(action="concurrent", actor_label=f"w{worker}", details={"i": i})
+                audit_record(action=AuditAction.LOGOUT, actor_label=f"w{worker}", details={"i": i})
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:

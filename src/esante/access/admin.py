@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
+from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 from esante.core.admin import ReadTracedAdmin
@@ -31,7 +32,8 @@ class AccessGrantAdmin(ReadTracedAdmin):
     show_full_result_count = False
     actions = ["revoke"]
     readonly_fields = [f.name for f in AccessGrant._meta.fields]
-    read_action = "access.admin.read"
+    read_action = AuditAction.ACCESS_ADMIN_READ
+    list_action = AuditAction.ACCESS_ADMIN_LIST
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -84,7 +86,8 @@ class RecordOpeningAdmin(ReadTracedAdmin):
     raw_id_fields = ("professional", "patient", "grant")
     list_select_related = ("professional", "patient")
     show_full_result_count = False
-    read_action = "access.admin.read"
+    read_action = AuditAction.ACCESS_ADMIN_READ
+    list_action = AuditAction.ACCESS_ADMIN_LIST
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -143,7 +146,8 @@ class PatientJournalAdmin(ReadTracedAdmin):
     search_fields = ("=matricule",)
     actions = ["export_journal"]
     show_full_result_count = False
-    read_action = "patient.admin.read"
+    read_action = AuditAction.PATIENT_ADMIN_READ
+    list_action = AuditAction.PATIENT_ADMIN_LIST
 
     def traced_patient(self, obj: PatientJournal) -> PatientJournal:
         return obj
@@ -164,7 +168,10 @@ class PatientJournalAdmin(ReadTracedAdmin):
         patients = list(queryset.order_by("pk")[:100])
         for patient in patients:
             audit_record(
-                action="journal.export", actor=request.user, patient=patient, details={"format": "csv"}
+                action=AuditAction.JOURNAL_EXPORT,
+                actor=request.user,
+                patient=patient,
+                details={"format": "csv"},
             )
         writer = csv.writer(_Echo(), delimiter=";")
         selected = queryset.model.objects.filter(pk__in=[p.pk for p in patients])

@@ -15,6 +15,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from esante.accounts.models import Professional
+from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 from esante.patients.models import Patient
@@ -27,14 +28,6 @@ if TYPE_CHECKING:
     from .selectors import ListPage
 
 MOTIF_MAX_LENGTH = 500
-
-ACTION_GRANT = "access.grant"
-ACTION_EMERGENCY = "access.emergency"
-ACTION_REVOKE = "access.revoke"
-ACTION_RECORD_OPEN = "record.open"
-ACTION_SEARCH = "patient.search"
-ACTION_BLOCK = "patient.block"
-ACTION_UNBLOCK = "patient.unblock"
 
 
 class AccessRefused(Exception):
@@ -130,7 +123,9 @@ def _grant_in_transaction(
         expires_at=now + lifetime,
     )
     audit_record(
-        action=ACTION_EMERGENCY if mode == AccessGrant.Mode.EMERGENCY else ACTION_GRANT,
+        action=AuditAction.ACCESS_EMERGENCY
+        if mode == AccessGrant.Mode.EMERGENCY
+        else AuditAction.ACCESS_GRANT,
         actor=professional.user,
         patient=locked,
         object_type="AccessGrant",
@@ -167,7 +162,9 @@ def _grant(
         )
     except AccessRefused as refusal:
         audit_record(
-            action=ACTION_EMERGENCY if mode == AccessGrant.Mode.EMERGENCY else ACTION_GRANT,
+            action=AuditAction.ACCESS_EMERGENCY
+            if mode == AccessGrant.Mode.EMERGENCY
+            else AuditAction.ACCESS_GRANT,
             outcome=AuditEvent.Outcome.REFUSED,
             actor=professional.user,
             patient=patient,
@@ -258,7 +255,7 @@ def access_grant_revoke(*, grant: AccessGrant, actor: Any, reason: str) -> Acces
         grant.revoked_reason = reason[:MOTIF_MAX_LENGTH]
         grant.save(update_fields=["revoked_at", "revoked_reason"])
         audit_record(
-            action=ACTION_REVOKE,
+            action=AuditAction.ACCESS_REVOKE,
             actor=actor,
             patient=grant.patient,
             object_type="AccessGrant",
@@ -279,7 +276,7 @@ def record_open(
     """
     opening = RecordOpening.objects.create(professional=professional, patient=patient, grant=grant)
     audit_record(
-        action=ACTION_RECORD_OPEN,
+        action=AuditAction.RECORD_OPEN,
         actor=professional.user,
         patient=patient,
         object_type="AccessGrant",
@@ -293,7 +290,7 @@ def record_open(
 
 def access_refusal_record(
     *,
-    action: str,
+    action: AuditAction,
     professional: Professional,
     patient: Patient | None,
     object_id: str,
@@ -339,7 +336,7 @@ def _search_in_transaction(
     result = patient_search_page(professional=professional, criteria=criteria, page=page, page_size=page_size)
     PatientSearch.objects.create(professional=professional, result_count=result.total)
     audit_record(
-        action=ACTION_SEARCH,
+        action=AuditAction.PATIENT_SEARCH,
         actor=professional.user,
         client_address=client_address,
         details={"criteria": criteria.as_audit_details(), "results": result.total, "refine": result.refine},
@@ -385,7 +382,7 @@ def patient_search_refuse(
 ) -> None:
     """Traces a search refused before it ran (rate limit)."""
     audit_record(
-        action=ACTION_SEARCH,
+        action=AuditAction.PATIENT_SEARCH,
         outcome=AuditEvent.Outcome.REFUSED,
         actor=professional.user,
         client_address=client_address,
@@ -409,7 +406,7 @@ def patient_block_create(
         return existing
     block = PatientBlock.objects.create(patient=patient, professional=professional, reason=reason)
     audit_record(
-        action=ACTION_BLOCK,
+        action=AuditAction.PATIENT_BLOCK,
         actor=actor,
         patient=patient,
         object_type="PatientBlock",
@@ -428,7 +425,7 @@ def patient_block_lift(*, block: PatientBlock, actor: Any) -> PatientBlock:
         block.lifted_at = timezone.now()
         block.save(update_fields=["lifted_at"])
         audit_record(
-            action=ACTION_UNBLOCK,
+            action=AuditAction.PATIENT_UNBLOCK,
             actor=actor,
             patient=block.patient,
             object_type="PatientBlock",

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django_otp.plugins.otp_email.models import EmailDevice
 
+from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 from esante.patients.matricule import compact
@@ -70,15 +71,15 @@ def _locked(wizard: ActivationWizard, step: int) -> ActivationWizard:
 
 def _trace(
     wizard: ActivationWizard,
-    step: str,
+    action: AuditAction,
     *,
-    outcome: str = AuditEvent.Outcome.SUCCESS,
+    outcome: AuditOutcome = AuditOutcome.SUCCESS,
     client_address: str | None = None,
     **details: Any,
 ) -> None:
     professional = wizard.professional
     audit_record(
-        action=f"accounts.activation.{step}",
+        action=action,
         outcome=outcome,
         actor=professional.user if professional else None,
         actor_label="" if professional else "anonymous",
@@ -100,7 +101,7 @@ def wizard_start(*, terms_version: str, client_address: str | None) -> Activatio
         created_at=now,
         expires_at=now + datetime.timedelta(minutes=settings.ESANTE_ACTIVATION_WIZARD_MINUTES),
     )
-    _trace(wizard, "terms", client_address=client_address, terms_version=terms_version)
+    _trace(wizard, AuditAction.ACTIVATION_TERMS, client_address=client_address, terms_version=terms_version)
     return wizard
 
 
@@ -130,7 +131,7 @@ def wizard_back(*, wizard: ActivationWizard, client_address: str | None) -> Acti
         wizard.code_valid_until = None
     wizard.step -= 1
     wizard.save()
-    _trace(wizard, "back", client_address=client_address, to_step=wizard.step)
+    _trace(wizard, AuditAction.ACTIVATION_BACK, client_address=client_address, to_step=wizard.step)
     return wizard
 
 
@@ -143,15 +144,32 @@ def wizard_certificate(
     try:
         verified = certificates.certificate_verify(certificate_pem)
     except certificates.CertificateRefused as exc:
-        _trace(wizard, "certificate", outcome=REFUSED, client_address=client_address, reason=exc.reason)
+        _trace(
+            wizard,
+            AuditAction.ACTIVATION_CERTIFICATE,
+            outcome=REFUSED,
+            client_address=client_address,
+            reason=exc.reason,
+        )
         return StepOutcome(ok=False, message=gettext(exc.message))
     if Certificate.objects.filter(fingerprint_sha256=verified.fingerprint_sha256).exists():
-        _trace(wizard, "certificate", outcome=REFUSED, client_address=client_address, reason="already_bound")
+        _trace(
+            wizard,
+            AuditAction.ACTIVATION_CERTIFICATE,
+            outcome=REFUSED,
+            client_address=client_address,
+            reason="already_bound",
+        )
         return StepOutcome(ok=False, message=gettext("Ce certificat est déjà associé à un compte."))
     wizard.certificate_pem = verified.pem
     wizard.step = Step.CODE
     wizard.save()
-    _trace(wizard, "certificate", client_address=client_address, fingerprint=verified.fingerprint_sha256)
+    _trace(
+        wizard,
+        AuditAction.ACTIVATION_CERTIFICATE,
+        client_address=client_address,
+        fingerprint=verified.fingerprint_sha256,
+    )
     return StepOutcome(ok=True)
 
 
@@ -162,14 +180,18 @@ def wizard_certificate_skip(*, wizard: ActivationWizard, client_address: str | N
     wizard = _locked(wizard, Step.CERTIFICATE)
     if not settings.ESANTE_ACTIVATION_CERTIFICATE_OPTIONAL:
         _trace(
-            wizard, "certificate", outcome=REFUSED, client_address=client_address, reason="skip_not_allowed"
+            wizard,
+            AuditAction.ACTIVATION_CERTIFICATE,
+            outcome=REFUSED,
+            client_address=client_address,
+            reason="skip_not_allowed",
         )
         return StepOutcome(
             ok=False, message=gettext("Le produit LuxTrust est obligatoire pour activer votre compte.")
         )
     wizard.step = Step.CODE
     wizard.save()
-    _trace(wizard, "certificate", client_address=client_address, skipped=True)
+    _trace(wizard, AuditAction.ACTIVATION_CERTIFICATE, client_address=client_address, skipped=True)
     return StepOutcome(ok=True)
 
 
@@ -185,7 +207,13 @@ def wizard_code(
     wizard = _locked(wizard, Step.CODE)
     address_lock = throttle_locked_until(LoginThrottle.Scope.ACTIVATION, client_address)
     if address_lock is not None:
-        _trace(wizard, "code", outcome=REFUSED, client_address=client_address, reason="address_locked")
+        _trace(
+            wizard,
+            AuditAction.ACTIVATION_CODE,
+            outcome=REFUSED,
+            client_address=client_address,
+            reason="address_locked",
+        )
         return StepOutcome(ok=False, message=lock_message(address_lock))
     now = _now()
     key = compact(matricule)
@@ -213,7 +241,7 @@ def wizard_code(
         new_lock = address_failure(LoginThrottle.Scope.ACTIVATION, client_address)
         _trace(
             wizard,
-            "code",
+            AuditAction.ACTIVATION_CODE,
             outcome=FAILURE,
             client_address=client_address,
             reason=reason,
@@ -225,7 +253,7 @@ def wizard_code(
             and letter.failed_attempts >= letter.MAX_FAILED_ATTEMPTS
         ):
             audit_record(
-                action="accounts.activation_letter.block",
+                action=AuditAction.ACTIVATION_LETTER_BLOCK,
                 outcome=REFUSED,
                 actor_label="anonymous",
                 object_type="activation_letter",
@@ -256,7 +284,7 @@ def wizard_code(
             wizard.step = Step.CERTIFICATE
             wizard.save()
             audit_record(
-                action="accounts.activation.certificate_mismatch",
+                action=AuditAction.ACTIVATION_CERTIFICATE_MISMATCH,
                 outcome=REFUSED,
                 actor=professional.user,
                 object_type="activation",
@@ -273,7 +301,7 @@ def wizard_code(
             )
     wizard.professional, wizard.letter, wizard.step = professional, letter, Step.INFORMATION
     wizard.save()
-    _trace(wizard, "code", client_address=client_address, letter=letter.pk)
+    _trace(wizard, AuditAction.ACTIVATION_CODE, client_address=client_address, letter=letter.pk)
     return StepOutcome(ok=True)
 
 
@@ -283,7 +311,7 @@ def wizard_information(*, wizard: ActivationWizard, client_address: str | None) 
     wizard = _locked(wizard, Step.INFORMATION)
     wizard.step = Step.SECURITY
     wizard.save()
-    _trace(wizard, "information", client_address=client_address)
+    _trace(wizard, AuditAction.ACTIVATION_INFORMATION, client_address=client_address)
     return StepOutcome(ok=True)
 
 
@@ -340,7 +368,7 @@ def wizard_security_choose(
         wizard.code_digest, wizard.code_valid_until, wizard.code_sent_at = "", None, None
         wizard.save()
         audit_record(
-            action="accounts.otp.send",
+            action=AuditAction.OTP_SEND,
             outcome=FAILURE,
             actor=professional.user,
             object_type="activation",
@@ -352,7 +380,7 @@ def wizard_security_choose(
             ok=False, message=gettext("Le code n'a pas pu être envoyé. Vérifiez le numéro ou l'adresse.")
         )
     audit_record(
-        action="accounts.otp.send",
+        action=AuditAction.OTP_SEND,
         actor=professional.user,
         object_type="activation",
         object_id=wizard.pk,
@@ -368,7 +396,13 @@ def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_addres
     wizard = _locked(wizard, Step.SECURITY)
     now = _now()
     if not wizard.code_digest or wizard.code_valid_until is None or now >= wizard.code_valid_until:
-        _trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="no_live_code")
+        _trace(
+            wizard,
+            AuditAction.ACTIVATION_SECURITY,
+            outcome=FAILURE,
+            client_address=client_address,
+            reason="no_live_code",
+        )
         return StepOutcome(
             ok=False,
             message=gettext(
@@ -380,7 +414,13 @@ def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_addres
         if wizard.code_failed_attempts >= settings.ESANTE_OTP_MAX_TRIES:
             wizard.code_digest, wizard.code_valid_until = "", None
         wizard.save()
-        _trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="wrong_code")
+        _trace(
+            wizard,
+            AuditAction.ACTIVATION_SECURITY,
+            outcome=FAILURE,
+            client_address=client_address,
+            reason="wrong_code",
+        )
         return StepOutcome(ok=False, message=gettext("Le code saisi est incorrect."))
     return _activation_complete(wizard=wizard, client_address=client_address)
 
@@ -394,7 +434,13 @@ def _activation_complete(*, wizard: ActivationWizard, client_address: str | None
     if not letter.is_usable(now) or professional.state == Professional.State.SUSPENDED:
         wizard.completed_at = now
         wizard.save()
-        _trace(wizard, "complete", outcome=REFUSED, client_address=client_address, reason="letter_not_usable")
+        _trace(
+            wizard,
+            AuditAction.ACTIVATION_COMPLETE,
+            outcome=REFUSED,
+            client_address=client_address,
+            reason="letter_not_usable",
+        )
         return StepOutcome(ok=False, message=gettext(WRONG_ACTIVATION))
     letter.used_at = now
     letter.save(update_fields=["used_at"])
@@ -432,5 +478,11 @@ def _activation_complete(*, wizard: ActivationWizard, client_address: str | None
     wizard.step, wizard.completed_at = Step.CONFIRMATION, now
     wizard.password_hash = wizard.code_digest = wizard.certificate_pem = ""
     wizard.save()
-    _trace(wizard, "complete", client_address=client_address, channel=wizard.channel, certificate=fingerprint)
+    _trace(
+        wizard,
+        AuditAction.ACTIVATION_COMPLETE,
+        client_address=client_address,
+        channel=wizard.channel,
+        certificate=fingerprint,
+    )
     return StepOutcome(ok=True)

@@ -21,6 +21,7 @@ from django.utils.html import format_html_join
 from django.utils.http import urlencode
 from django_otp.admin import OTPAdminSite
 
+from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 from esante.core.http import client_address
@@ -109,7 +110,7 @@ class ProfessionalAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         if request.method == "GET":
             audit_record(
-                action="accounts.admin.read",
+                action=AuditAction.ACCOUNT_ADMIN_READ,
                 actor=request.user,
                 object_type="professional",
                 object_id=object_id,
@@ -120,7 +121,7 @@ class ProfessionalAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Professional, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         audit_record(
-            action="accounts.admin.change",
+            action=AuditAction.ACCOUNT_ADMIN_CHANGE,
             actor=request.user,
             object_type="professional",
             object_id=obj.pk,

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_email.models import EmailDevice
 
+from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_record
 from esante.patients.matricule import make_patient_matricule
 
@@ -105,7 +106,7 @@ def _demo_activate(professional: Professional) -> None:
     professional.state = Professional.State.ACTIVE
     professional.save(update_fields=["state"])
     audit_record(
-        action="accounts.demo.activate",
+        action=AuditAction.DEMO_ACTIVATE,
         actor_label="system:demo",
         object_type="professional",
         object_id=professional.pk,
@@ -171,7 +172,7 @@ def _demo_bind(professional: Professional, cert: x509.Certificate, ca: x509.Cert
         bound_at=timezone.now(),
     )
     audit_record(
-        action="accounts.demo.certificate",
+        action=AuditAction.DEMO_CERTIFICATE,
         actor_label="system:demo",
         object_type="professional",
         object_id=professional.pk,

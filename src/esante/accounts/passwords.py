@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext, gettext_noop
 
+from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 
@@ -71,7 +72,7 @@ def password_change_by_certificate(
     lock = account_lock_check(key)  # the account's row stays locked until the end: one change at a time
     if lock is not None:
         audit_record(
-            action="accounts.password.change",
+            action=AuditAction.PASSWORD_CHANGE,
             outcome=AuditEvent.Outcome.REFUSED,
             actor=user,
             object_type="account",
@@ -94,7 +95,7 @@ def password_change_by_certificate(
         reason = "not_certificate_login" if not session_may_change_password(login) else "certificate_unbound"
         new_lock = account_failure(key)
         audit_record(
-            action="accounts.password.change",
+            action=AuditAction.PASSWORD_CHANGE,
             outcome=AuditEvent.Outcome.REFUSED,
             actor=user,
             object_type="account",
@@ -116,7 +117,7 @@ def password_change_by_certificate(
     account.set_password(password)
     account.save(update_fields=["password"])
     audit_record(
-        action="accounts.password.change",
+        action=AuditAction.PASSWORD_CHANGE,
         actor=account,
         object_type="account",
         object_id=key,

@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
+from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 
@@ -100,7 +101,7 @@ def _audit_refusal(presentation: CertificatePresentation, *, reason: str, client
     details = {"reason": reason, "origin": "certificate"}
     if presentation.purpose == Purpose.ACTIVATION:
         audit_record(
-            action="accounts.activation.certificate",
+            action=AuditAction.ACTIVATION_CERTIFICATE,
             outcome=AuditEvent.Outcome.REFUSED,
             actor_label="anonymous",
             object_type="activation",
@@ -111,7 +112,7 @@ def _audit_refusal(presentation: CertificatePresentation, *, reason: str, client
         return
     new_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address)
     audit_record(
-        action="accounts.login.certificate",
+        action=AuditAction.LOGIN_CERTIFICATE,
         outcome=AuditEvent.Outcome.FAILURE,
         actor_label="anonymous",
         client_address=client_address,
@@ -145,7 +146,7 @@ def certificate_present(
     ):
         reason = "unknown_request" if presentation is None else "request_used_or_expired"
         audit_record(
-            action="accounts.certificate.present",
+            action=AuditAction.CERTIFICATE_PRESENT,
             outcome=AuditEvent.Outcome.REFUSED,
             actor_label="anonymous",
             object_type="certificate_presentation",
@@ -174,7 +175,7 @@ def certificate_present(
         _audit_refusal(presentation, reason=presentation.refusal_reason, client_address=client_address)
     else:
         audit_record(
-            action="accounts.certificate.present",
+            action=AuditAction.CERTIFICATE_PRESENT,
             actor_label="anonymous",
             object_type="certificate_presentation",
             object_id=presentation.pk,
@@ -215,7 +216,7 @@ def certificate_token_consume(
         reason = "other_session"
     if reason:
         audit_record(
-            action="accounts.certificate.token",
+            action=AuditAction.CERTIFICATE_TOKEN,
             outcome=AuditEvent.Outcome.REFUSED,
             actor_label="anonymous",
             object_type="certificate_presentation",

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import formats, timezone
 from django.utils.translation import gettext, gettext_noop
 
+from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 from esante.patients.matricule import compact, validate_professional_matricule
@@ -153,7 +154,7 @@ def professional_register(
         organisation=organisation.strip(),
     )
     audit_record(
-        action="accounts.professional.register",
+        action=AuditAction.PROFESSIONAL_REGISTER,
         actor_label=actor_label,
         object_type="professional",
         object_id=professional.pk,
@@ -187,7 +188,7 @@ def activation_letter_issue(
         issued_by=actor_label,
     )
     audit_record(
-        action="accounts.activation_letter.issue",
+        action=AuditAction.ACTIVATION_LETTER_ISSUE,
         actor_label=actor_label,
         object_type="activation_letter",
         object_id=letter.pk,
@@ -203,7 +204,7 @@ def login_unlock(*, professional: Professional, actor_label: str) -> None:
         failures=0, locked_until=None
     )
     audit_record(
-        action="accounts.login.unlock",
+        action=AuditAction.LOGIN_UNLOCK,
         actor_label=actor_label,
         object_type="professional",
         object_id=professional.pk,
@@ -223,7 +224,7 @@ def professional_set_state(*, professional: Professional, state: str, actor_labe
     professional.save(update_fields=["state"])
     User.objects.filter(pk=professional.user_id).update(is_active=state == Professional.State.ACTIVE)
     audit_record(
-        action="accounts.professional.state",
+        action=AuditAction.PROFESSIONAL_STATE,
         actor_label=actor_label,
         object_type="professional",
         object_id=professional.pk,
@@ -253,7 +254,7 @@ def _lock_outcome(until: datetime.datetime) -> LoginOutcome:
 
 
 def _locked_refusal(
-    action: str,
+    action: AuditAction,
     until: datetime.datetime,
     *,
     client_address: str | None,
@@ -298,7 +299,7 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
     if address_lock or account_lock:
         until = max(d for d in (address_lock, account_lock) if d is not None)
         return _locked_refusal(
-            "accounts.login.password", until, client_address=client_address, actor_label=key, account=key
+            AuditAction.LOGIN_PASSWORD, until, client_address=client_address, actor_label=key, account=key
         )
     user = authenticate(username=key, password=password) if key else None
     professional = _professional_of(user) if user is not None else None
@@ -307,7 +308,7 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
         new_account_lock = account_failure(key) if key else None
         new_address_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address)
         audit_record(
-            action="accounts.login.password",
+            action=AuditAction.LOGIN_PASSWORD,
             outcome=FAILURE,
             actor=user,
             actor_label="" if user else key,
@@ -331,7 +332,7 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
     device = login_device_for(user)
     if device is None:
         audit_record(
-            action="accounts.login.password",
+            action=AuditAction.LOGIN_PASSWORD,
             outcome=REFUSED,
             actor=user,
             object_type="account",
@@ -342,7 +343,7 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
         return LoginOutcome(ok=False, message=gettext(NO_DEVICE))
     sent = _send_login_code(device=device, user=user, client_address=client_address)
     audit_record(
-        action="accounts.login.password",
+        action=AuditAction.LOGIN_PASSWORD,
         actor=user,
         object_type="account",
         object_id=key,
@@ -360,7 +361,7 @@ def _send_login_code(*, device: LoginDevice, user: Any, client_address: str | No
         code_deliver(channel=channel, address=address, code=code)
     except DeliveryError as exc:
         audit_record(
-            action="accounts.otp.send",
+            action=AuditAction.OTP_SEND,
             outcome=FAILURE,
             actor=user,
             object_type="otp_device",
@@ -370,7 +371,7 @@ def _send_login_code(*, device: LoginDevice, user: Any, client_address: str | No
         )
         return LoginOutcome(ok=False, message=gettext("Le code n'a pas pu être envoyé. Réessayez plus tard."))
     audit_record(
-        action="accounts.otp.send",
+        action=AuditAction.OTP_SEND,
         actor=user,
         object_type="otp_device",
         object_id=device.persistent_id,
@@ -389,7 +390,7 @@ def login_code_resend(*, user: Any, client_address: str | None) -> LoginOutcome:
     ready = resend_available_at(device)
     if ready is not None:
         audit_record(
-            action="accounts.otp.send",
+            action=AuditAction.OTP_SEND,
             outcome=REFUSED,
             actor=user,
             object_type="otp_device",
@@ -413,7 +414,7 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
     account_lock = account_lock_check(key)
     if account_lock is not None:
         return _locked_refusal(
-            "accounts.login.code", account_lock, client_address=client_address, actor=user, account=key
+            AuditAction.LOGIN_CODE, account_lock, client_address=client_address, actor=user, account=key
         )
     professional = _professional_of(user)
     device = login_device_for(user)
@@ -423,7 +424,7 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
         or (professional and professional.state != Professional.State.ACTIVE)
     ):
         audit_record(
-            action="accounts.login.code",
+            action=AuditAction.LOGIN_CODE,
             outcome=REFUSED,
             actor=user,
             object_type="account",
@@ -437,7 +438,7 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
         account_success(key)
         User.objects.filter(pk=user.pk).update(last_login=_now())
         audit_record(
-            action="accounts.login.code",
+            action=AuditAction.LOGIN_CODE,
             actor=user,
             object_type="otp_device",
             object_id=device.persistent_id,
@@ -447,7 +448,7 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
         return LoginOutcome(ok=True, user=user, device=device)
     new_lock = account_failure(key)
     audit_record(
-        action="accounts.login.code",
+        action=AuditAction.LOGIN_CODE,
         outcome=FAILURE,
         actor=user,
         object_type="otp_device",
@@ -471,14 +472,17 @@ def login_certificate(*, certificate_pem: str, client_address: str | None) -> Lo
     address_lock = throttle_locked_until(LoginThrottle.Scope.ADDRESS, client_address)
     if address_lock is not None:
         return _locked_refusal(
-            "accounts.login.certificate", address_lock, client_address=client_address, actor_label="anonymous"
+            AuditAction.LOGIN_CERTIFICATE,
+            address_lock,
+            client_address=client_address,
+            actor_label="anonymous",
         )
     try:
         verified = certificates.certificate_verify(certificate_pem)
     except certificates.CertificateRefused as exc:
         new_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address)
         audit_record(
-            action="accounts.login.certificate",
+            action=AuditAction.LOGIN_CERTIFICATE,
             outcome=FAILURE,
             actor_label="anonymous",
             client_address=client_address,
@@ -500,7 +504,7 @@ def login_certificate(*, certificate_pem: str, client_address: str | None) -> Lo
     ):
         reason = "unbound" if bound is None else "inactive"
         audit_record(
-            action="accounts.login.certificate",
+            action=AuditAction.LOGIN_CERTIFICATE,
             outcome=REFUSED,
             actor=bound.professional.user if bound else None,
             actor_label="" if bound else "anonymous",
@@ -518,7 +522,7 @@ def login_certificate(*, certificate_pem: str, client_address: str | None) -> Lo
     account_success(user.get_username())
     User.objects.filter(pk=user.pk).update(last_login=_now())
     audit_record(
-        action="accounts.login.certificate",
+        action=AuditAction.LOGIN_CERTIFICATE,
         actor=user,
         object_type="certificate",
         object_id=verified.fingerprint_sha256,
@@ -530,4 +534,4 @@ def login_certificate(*, certificate_pem: str, client_address: str | None) -> Lo
 
 
 def logout_record(*, user: Any, client_address: str | None) -> None:
-    audit_record(action="accounts.logout", actor=user, client_address=client_address)
+    audit_record(action=AuditAction.LOGOUT, actor=user, client_address=client_address)

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import formats, timezone
 from django.utils.translation import gettext
 
+from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 
@@ -122,7 +123,7 @@ def audit_locks(
 ) -> None:
     if account_lock is not None:
         audit_record(
-            action="accounts.login.lock",
+            action=AuditAction.LOGIN_LOCK,
             outcome=REFUSED,
             actor=user,
             actor_label="" if user else key,
@@ -133,7 +134,7 @@ def audit_locks(
         )
     if address_lock is not None:
         audit_record(
-            action="accounts.address.lock",
+            action=AuditAction.ADDRESS_LOCK,
             outcome=REFUSED,
             actor_label="anonymous",
             object_type=scope,

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from .catalogue import AuditOutcome
+
 
 class AuditEvent(models.Model):
     """One traced access or action. Append-only: database triggers refuse UPDATE, DELETE, TRUNCATE.
@@ -11,10 +13,7 @@ class AuditEvent(models.Model):
     ``esante verify_audit`` checks that they agree with it.
     """
 
-    class Outcome(models.TextChoices):
-        SUCCESS = "success", "Succès"
-        REFUSED = "refused", "Refus"
-        FAILURE = "failure", "Échec"
+    Outcome = AuditOutcome
 
     sequence = models.BigIntegerField("n°", unique=True)
     created_at = models.DateTimeField("date")

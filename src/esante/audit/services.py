@@ -14,6 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from .catalogue import AuditAction, AuditOutcome
 from .models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -30,8 +31,8 @@ def _hash(canonical: str) -> str:
 
 def audit_record(
     *,
-    action: str,
-    outcome: str = AuditEvent.Outcome.SUCCESS,
+    action: AuditAction,
+    outcome: AuditOutcome = AuditOutcome.SUCCESS,
     actor: Any = None,
     actor_label: str = "",
     patient: Any = None,
@@ -44,11 +45,15 @@ def audit_record(
 ) -> AuditEvent:
     """Appends one event to the chain and returns it.
 
-    Locks the chain head row, so concurrent writers queue and the chain stays linear. Joins the
-    caller's transaction when there is one; otherwise runs in a transaction of its own.
+    ``action`` and ``outcome`` are members of the closed catalogue (``esante.audit.catalogue``);
+    anything else raises ``TypeError``. Locks the chain head row, so concurrent writers queue and
+    the chain stays linear. Joins the caller's transaction when there is one; otherwise runs in a
+    transaction of its own.
     """
-    if outcome not in AuditEvent.Outcome.values:
-        raise ValueError(f"unknown audit outcome {outcome!r}")
+    if not isinstance(action, AuditAction):
+        raise TypeError(f"audit action {action!r} is not an AuditAction member")
+    if not isinstance(outcome, AuditOutcome):
+        raise TypeError(f"audit outcome {outcome!r} is not an AuditOutcome member")
     details = details or {}
     created_at = at or timezone.now()
     if actor is not None and not actor_label:
@@ -61,8 +66,8 @@ def audit_record(
             "time": created_at.astimezone(datetime.UTC).isoformat(),
             "actor": actor.pk if actor is not None else None,
             "actor_label": actor_label,
-            "action": action,
-            "outcome": str(outcome),
+            "action": action.value,
+            "outcome": outcome.value,
             "patient": patient.pk if patient is not None else None,
             "object_type": object_type,
             "object_id": str(object_id),
@@ -78,8 +83,8 @@ def audit_record(
             created_at=created_at,
             actor=actor,
             actor_label=actor_label,
-            action=action,
-            outcome=outcome,
+            action=action.value,
+            outcome=outcome.value,
             patient=patient,
             object_type=object_type,
             object_id=str(object_id),

@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.http import HttpRequest, HttpResponse
 
+from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_record
 
 from .http import client_address
@@ -16,14 +17,16 @@ from .http import client_address
 
 class ReadTracedAdmin(admin.ModelAdmin):
     """A model admin whose change page, when an operator opens it (GET), writes an audit event;
-    its list page writes one too (``<read_action>.list``, with the search and the result count).
+    its list page writes one too (``list_action``, with the search and the result count).
 
-    ``read_action`` names the event; ``traced_patient`` says which patient's data the page shows,
-    so the read appears in that patient's access journal. The event is written before the page is
-    rendered: if it cannot be written, the page is not shown.
+    ``read_action`` and ``list_action`` (members of the audit catalogue) name the events;
+    ``traced_patient`` says which patient's data the page shows, so the read appears in that
+    patient's access journal. The event is written before the page is rendered: if it cannot be
+    written, the page is not shown.
     """
 
-    read_action = ""
+    read_action: AuditAction
+    list_action: AuditAction
 
     def traced_patient(self, obj: Any) -> Any:
         """The patient whose data the change page of ``obj`` shows (``obj.patient`` by default)."""
@@ -59,7 +62,7 @@ class ReadTracedAdmin(admin.ModelAdmin):
         changelist = context.get("cl")
         if request.method == "GET" and response.status_code == 200 and changelist is not None:
             audit_record(
-                action=f"{self.read_action}.list",
+                action=self.list_action,
                 actor=request.user,
                 object_type=self.model._meta.model_name or "",
                 client_address=client_address(request),

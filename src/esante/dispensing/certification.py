@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from esante.accounts.models import Professional
+from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 from esante.documents.cda_builder import DispensedLine, Person, dispensation_cda
@@ -36,9 +37,6 @@ from .selectors import (
 
 logger = logging.getLogger(__name__)
 
-ACTION_CERTIFY = "dispensation.certify"
-ACTION_COPY_DOWNLOAD = "dispensation.copy"
-ACTION_VERIFY = "dispensation.verify"
 
 SOURCE_SYSTEM = "eDocuments"
 
@@ -162,7 +160,7 @@ def certified_copy_issue(
             created_at=now,
         )
         audit_record(
-            action=ACTION_CERTIFY,
+            action=AuditAction.DISPENSATION_CERTIFY,
             actor=actor.user,
             patient=prescription.document.patient,
             object_type="CertifiedCopy",
@@ -210,7 +208,7 @@ def certified_copy_download_record(
 ) -> None:
     """Traces a download of a certified copy from the portal."""
     audit_record(
-        action=ACTION_COPY_DOWNLOAD,
+        action=AuditAction.DISPENSATION_COPY,
         actor=professional.user,
         patient=copy.dispensation.prescription.document.patient,
         object_type="CertifiedCopy",
@@ -232,7 +230,7 @@ def verification_throttled(client_address: str | None) -> bool:
     if recent <= int(getattr(settings, "ESANTE_VERIFY_RATE_LIMIT", 30)):
         return False
     audit_record(
-        action=ACTION_VERIFY,
+        action=AuditAction.DISPENSATION_VERIFY,
         outcome=AuditEvent.Outcome.REFUSED,
         actor_label="public",
         object_type="CertifiedCopy",
@@ -250,7 +248,7 @@ def certified_copy_verify_record(
 ) -> None:
     """Traces a verification on the public page: the genuine copy it found, or a refused code."""
     audit_record(
-        action=ACTION_VERIFY,
+        action=AuditAction.DISPENSATION_VERIFY,
         outcome=AuditEvent.Outcome.SUCCESS if copy is not None else AuditEvent.Outcome.REFUSED,
         actor=professional.user if professional is not None else None,
         actor_label="" if professional is not None else "public",

@@ -28,6 +28,7 @@ from esante.access import policy
 from esante.access.models import AccessGrant
 from esante.access.selectors import RecordNotFound
 from esante.accounts.models import Professional
+from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 from esante.documents.models import Prescription
@@ -45,8 +46,6 @@ from .selectors import (
 
 logger = logging.getLogger(__name__)
 
-ACTION_DISPENSE = "prescription.dispense"
-ACTION_WITHDRAW = "dispensation.withdraw"
 
 REASON_MAX_LENGTH = 500
 MAX_QUANTITY = 100_000
@@ -279,7 +278,7 @@ def _dispense_in_transaction(
     _write_state(locked, based_on_version=based_on_version, state=new_state)
     supersede_current_copies(locked, CertifiedCopy.SupersededBecause.DELIVERY, now)
     audit_record(
-        action=ACTION_DISPENSE,
+        action=AuditAction.PRESCRIPTION_DISPENSE,
         actor=pharmacist.user,
         patient=patient,
         object_type="Dispensation",
@@ -301,7 +300,7 @@ def _dispense_in_transaction(
 
 
 def _record_refusal(
-    action: str,
+    action: AuditAction,
     refusal: DispensationRefused,
     *,
     pharmacist: Professional,
@@ -315,7 +314,7 @@ def _record_refusal(
         outcome=AuditEvent.Outcome.REFUSED,
         actor=pharmacist.user,
         patient=refusal.patient,
-        object_type="Prescription" if action == ACTION_DISPENSE else "Dispensation",
+        object_type="Prescription" if action == AuditAction.PRESCRIPTION_DISPENSE else "Dispensation",
         object_id=object_id,
         client_address=client_address,
         details={**details, "reason": refusal.code},
@@ -324,7 +323,7 @@ def _record_refusal(
 
 def dispensation_refusal_record(
     *,
-    action: str,
+    action: AuditAction,
     code: str,
     pharmacist: Professional,
     patient: Any,
@@ -408,7 +407,7 @@ def prescription_mark_dispensed(
             ) from None
     except DispensationRefused as refusal:
         _record_refusal(
-            ACTION_DISPENSE,
+            AuditAction.PRESCRIPTION_DISPENSE,
             refusal,
             pharmacist=pharmacist,
             object_id=object_id,
@@ -471,7 +470,7 @@ def _withdraw_in_transaction(
         # The eDispensation document no longer tells the truth: it leaves the record's views.
         document_mark_entered_in_error(document_id=target.document_id)
     audit_record(
-        action=ACTION_WITHDRAW,
+        action=AuditAction.DISPENSATION_WITHDRAW,
         actor=pharmacist.user,
         patient=patient,
         object_type="Dispensation",
@@ -507,7 +506,7 @@ def dispensation_withdraw(
         )
     except DispensationRefused as refusal:
         _record_refusal(
-            ACTION_WITHDRAW,
+            AuditAction.DISPENSATION_WITHDRAW,
             refusal,
             pharmacist=pharmacist,
             object_id=str(dispensation.public_id),

@@ -19,6 +19,7 @@ from esante.access.http import active_professional, client_address, professional
 from esante.access.selectors import RecordNotFound
 from esante.access.services import access_refusal_record
 from esante.accounts.models import Professional
+from esante.audit.catalogue import AuditAction
 from esante.documents.models import Prescription
 from esante.documents.services import document_read_record
 
@@ -47,7 +48,11 @@ def _not_found(request: HttpRequest) -> HttpResponse:
 
 
 def _refused_read(
-    request: HttpRequest, professional: Professional, public_id: uuid.UUID, error: RecordNotFound, action: str
+    request: HttpRequest,
+    professional: Professional,
+    public_id: uuid.UUID,
+    error: RecordNotFound,
+    action: AuditAction,
 ) -> HttpResponse:
     access_refusal_record(
         action=action,
@@ -75,7 +80,7 @@ def dispense(
     request: HttpRequest, professional: Professional, public_id: uuid.UUID, document_id: uuid.UUID
 ) -> HttpResponse:
     """ "Marquer comme dispensé": the status choice, the grid for a partial dispensation, Valider."""
-    action = services.ACTION_DISPENSE if request.method == "POST" else "document.read"
+    action = AuditAction.PRESCRIPTION_DISPENSE if request.method == "POST" else AuditAction.DOCUMENT_READ
     try:
         patient, grant, document, prescription = access_prescription(professional, public_id, document_id)
     except RecordNotFound as error:
@@ -85,7 +90,7 @@ def dispense(
     if request.method == "GET":
         if not policy.may_dispense(professional.profession):
             services.dispensation_refusal_record(
-                action="document.read",
+                action=AuditAction.DOCUMENT_READ,
                 code="not_pharmacist",
                 pharmacist=professional,
                 patient=patient,
@@ -111,7 +116,7 @@ def dispense(
     # A non-pharmacist's attempt goes to the service whatever the form says: it is refused and traced.
     if policy.may_dispense(professional.profession) and not form.is_valid():
         services.dispensation_refusal_record(
-            action=services.ACTION_DISPENSE,
+            action=AuditAction.PRESCRIPTION_DISPENSE,
             code="invalid_form",
             pharmacist=professional,
             patient=patient,
@@ -179,7 +184,7 @@ def withdraw(
     dispensation_id: uuid.UUID,
 ) -> HttpResponse:
     """Withdrawal of a dispensation by the pharmacist who recorded it, with a reason."""
-    action = services.ACTION_WITHDRAW if request.method == "POST" else "document.read"
+    action = AuditAction.DISPENSATION_WITHDRAW if request.method == "POST" else AuditAction.DOCUMENT_READ
     try:
         patient, grant, document, prescription = access_prescription(professional, public_id, document_id)
     except RecordNotFound as error:
@@ -192,7 +197,7 @@ def withdraw(
         refusal_code = services.withdrawal_refusal(dispensation, professional)
         if refusal_code is not None:
             services.dispensation_refusal_record(
-                action="document.read",
+                action=AuditAction.DOCUMENT_READ,
                 code=refusal_code,
                 pharmacist=professional,
                 patient=patient,
@@ -253,12 +258,12 @@ def certified_copy(
     try:
         patient, _, _, prescription = access_prescription(professional, public_id, document_id)
     except RecordNotFound as error:
-        return _refused_read(request, professional, public_id, error, certification.ACTION_COPY_DOWNLOAD)
+        return _refused_read(request, professional, public_id, error, AuditAction.DISPENSATION_COPY)
     dispensation = dispensation_of(prescription, dispensation_id)
     copy = dispensation.certified_copy if dispensation is not None else None
     if copy is None:
         missing = RecordNotFound("unknown", patient)
-        return _refused_read(request, professional, public_id, missing, certification.ACTION_COPY_DOWNLOAD)
+        return _refused_read(request, professional, public_id, missing, AuditAction.DISPENSATION_COPY)
     certification.certified_copy_download_record(
         professional=professional, copy=copy, client_address=client_address(request)
     )

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 
 from esante.access.policy import Confidentiality
 from esante.accounts.models import Professional
+from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.services import audit_record
 from esante.patients.matricule import validate_patient_matricule
 from esante.patients.models import Patient
@@ -106,8 +107,8 @@ def _record_refusal(
 ) -> None:
     """The refusal's own audit event, in its own transaction: the submission wrote nothing."""
     audit_record(
-        action="document.submit",
-        outcome="refused",
+        action=AuditAction.DOCUMENT_SUBMIT,
+        outcome=AuditOutcome.REFUSED,
         actor=actor,
         actor_label=actor_label,
         object_type="document",
@@ -248,7 +249,7 @@ def document_submit(
                 )
             document_index(document)
             audit_record(
-                action="document.submit",
+                action=AuditAction.DOCUMENT_SUBMIT,
                 actor=actor,
                 actor_label=actor_label,
                 patient=patient,
@@ -273,7 +274,7 @@ def document_read_record(
     professional: Professional,
     document: Document,
     client_address: str | None,
-    action: str = "document.read",
+    action: AuditAction = AuditAction.DOCUMENT_READ,
 ) -> None:
     """Traces one reading of a document (the viewer, or its raw content)."""
     audit_record(
@@ -297,7 +298,7 @@ def record_view_record(
 ) -> None:
     """Traces a partial re-read of an open record (a filter or tab change without reloading)."""
     audit_record(
-        action="record.view",
+        action=AuditAction.RECORD_VIEW,
         actor=professional.user,
         patient=patient,
         client_address=client_address,
@@ -310,7 +311,7 @@ def record_search_record(
 ) -> None:
     """Traces a keyword search in a patient's record ("Rechercher un document")."""
     audit_record(
-        action="record.search",
+        action=AuditAction.RECORD_SEARCH,
         actor=professional.user,
         patient=patient,
         client_address=client_address,

@@ -20,6 +20,7 @@ from esante.access import services as access_services
 from esante.access.http import client_address, professional_required
 from esante.access.models import AccessGrant, RecordOpening
 from esante.accounts.models import Professional
+from esante.audit.catalogue import AuditAction
 
 from . import cda
 from .models import MediaType
@@ -51,7 +52,7 @@ def _not_found(request: HttpRequest) -> HttpResponse:
 
 
 def _refused(
-    request: HttpRequest, professional: Professional, public_id: uuid.UUID, error: Any, action: str
+    request: HttpRequest, professional: Professional, public_id: uuid.UUID, error: Any, action: AuditAction
 ) -> HttpResponse:
     access_services.access_refusal_record(
         action=action,
@@ -94,7 +95,7 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
     try:
         patient, grant = access_selectors.access_patient_record(professional, public_id)
     except access_selectors.RecordNotFound as error:
-        return _refused(request, professional, public_id, error, access_services.ACTION_RECORD_OPEN)
+        return _refused(request, professional, public_id, error, AuditAction.RECORD_OPEN)
     openings = list(
         RecordOpening.objects.filter(professional=professional, patient=patient)
         .order_by("-opened_at")
@@ -170,7 +171,7 @@ def viewer(
     try:
         patient, grant, document = access_document(professional, public_id, document_id)
     except access_selectors.RecordNotFound as error:
-        return _refused(request, professional, public_id, error, "document.read")
+        return _refused(request, professional, public_id, error, AuditAction.DOCUMENT_READ)
     document_read_record(professional=professional, document=document, client_address=client_address(request))
     context: dict[str, Any] = {
         "patient": patient,
@@ -201,12 +202,12 @@ def content(
     try:
         _, _, document = access_document(professional, public_id, document_id)
     except access_selectors.RecordNotFound as error:
-        return _refused(request, professional, public_id, error, "document.content")
+        return _refused(request, professional, public_id, error, AuditAction.DOCUMENT_CONTENT)
     document_read_record(
         professional=professional,
         document=document,
         client_address=client_address(request),
-        action="document.content",
+        action=AuditAction.DOCUMENT_CONTENT,
     )
     with default_storage.open(document.content.name, "rb") as fh:
         data = fh.read()

@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from esante.audit.catalogue import AuditAction
 from esante.core.admin import ReadTracedAdmin
 from esante.core.http import client_address
 
@@ -22,7 +23,8 @@ class PatientAdmin(ReadTracedAdmin):
     exclude = ("birth_name_folded", "usage_name_folded", "first_names_folded")
     raw_id_fields = ("referring_doctor",)
     show_full_result_count = False
-    read_action = "patient.admin.read"
+    read_action = AuditAction.PATIENT_ADMIN_READ
+    list_action = AuditAction.PATIENT_ADMIN_LIST
 
     def traced_patient(self, obj: Patient) -> Patient:
         return obj

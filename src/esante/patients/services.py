@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
+from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_record
 
 from .models import Patient
@@ -108,7 +109,7 @@ def patients_import_batch(
     result.created, result.updated = len(to_create), len(updates)
     for line, patient, changes in updates:
         audit_record(
-            action="patient.update",
+            action=AuditAction.PATIENT_UPDATE,
             actor=actor,
             actor_label=actor_label,
             patient=patient,
@@ -116,7 +117,7 @@ def patients_import_batch(
         )
     if created_lines:
         audit_record(
-            action="patient.create",
+            action=AuditAction.PATIENT_CREATE,
             actor=actor,
             actor_label=actor_label,
             details={
@@ -150,7 +151,7 @@ def patient_save_by_operator(
     if patient.pk is None:
         patient.save()
         audit_record(
-            action="patient.create",
+            action=AuditAction.PATIENT_CREATE,
             actor=actor,
             patient=patient,
             object_type="patient",
@@ -167,7 +168,7 @@ def patient_save_by_operator(
     }
     patient.save()
     audit_record(
-        action="patient.update",
+        action=AuditAction.PATIENT_UPDATE,
         actor=actor,
         patient=patient,
         object_type="patient",
