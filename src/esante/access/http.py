@@ -1,5 +1,6 @@
-"""HTTP helpers shared by the patient-scoped views: the professional gate, and the client address
-(re-exported from ``esante.core.http``, the one implementation)."""
+"""HTTP helpers shared by the patient-scoped views: the professional check, the one "not found"
+page every refusal of the access gate maps to, and the client address (re-exported from
+``esante.core.http``, the one implementation)."""
 
 import functools
 from collections.abc import Callable
@@ -11,6 +12,8 @@ from django.shortcuts import render
 
 from esante.accounts.models import Professional
 from esante.core.http import client_address as client_address
+
+from .selectors import RecordNotFound
 
 ProfessionalView = Callable[..., HttpResponse]
 
@@ -37,3 +40,8 @@ def professional_required(view: ProfessionalView) -> Callable[..., HttpResponse]
         return view(request, professional, *args, **kwargs)
 
     return login_required(wrapped)
+
+
+def not_found_page(request: HttpRequest) -> HttpResponse:
+    """The answer to ``RecordNotFound``: the same page for a missing and a forbidden record."""
+    return render(request, "access/not_found.html", {"message": RecordNotFound.message}, status=404)

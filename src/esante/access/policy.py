@@ -20,7 +20,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from esante.accounts.models import Profession
+from esante.accounts.models import Profession, Professional
+from esante.patients.models import Patient
 
 from .models import AccessGrant
 
@@ -121,6 +122,49 @@ def may_use_emergency_access(profession: str) -> bool:
 def may_dispense(profession: str) -> bool:
     """Only a pharmacist marks a prescription as dispensed."""
     return profession == Profession.PHARMACIST
+
+
+def access_allows_dispensing(mode: str) -> bool:
+    """Only a current care or emergency access lets a pharmacist dispense a prescription or
+    withdraw their dispensation: an own-documents access is read-only."""
+    return mode in (AccessGrant.Mode.CARE, AccessGrant.Mode.EMERGENCY)
+
+
+def may_dispense_under(*, profession: str, mode: str) -> bool:
+    """The dispense rule: a pharmacist holding a current care or emergency access marks the
+    patient's prescriptions dispensed; nobody else, and never under an own-documents access."""
+    return may_dispense(profession) and access_allows_dispensing(mode)
+
+
+def record_refusal_reason(*, professional_state: str, dossier_state: str, blocked: bool) -> str | None:
+    """Why nobody in this professional's position may obtain or use an access to the record, or None.
+
+    An inactive (registered or suspended) professional account reaches no record; a closed record
+    admits nobody, nor does a record the patient opposed; a professional the patient blocked is
+    refused. Motifs and conditions are checked when an access is asked for.
+    """
+    if professional_state != Professional.State.ACTIVE:
+        return "professional_inactive"
+    if dossier_state == Patient.DossierState.CLOSED:
+        return "record_closed"
+    if dossier_state == Patient.DossierState.OPPOSED:
+        return "record_opposed"
+    if blocked:
+        return "blocked"
+    return None
+
+
+def record_read_refusal_reason(
+    *, professional_state: str, dossier_state: str, blocked: bool, has_current_grant: bool
+) -> str | None:
+    """Why the professional may not read the record now, or None: ``record_refusal_reason``,
+    then no current access (an expired or revoked access is none)."""
+    reason = record_refusal_reason(
+        professional_state=professional_state, dossier_state=dossier_state, blocked=blocked
+    )
+    if reason is None and not has_current_grant:
+        return "no_grant"
+    return reason
 
 
 def readable_classes(profession: str) -> frozenset[str]:

@@ -18,8 +18,8 @@ from esante.accounts.models import Professional
 from esante.patients.models import Patient
 from esante.patients.selectors import PatientSearchCriteria, patient_search_parts
 
+from . import policy
 from .models import AccessGrant, PatientBlock, PatientSearch, RecordOpening
-from .services import record_refusal_reason
 
 PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
@@ -88,16 +88,33 @@ def access_patient_record(professional: Professional, public_id: object) -> tupl
     patient = Patient.objects.filter(public_id=parsed).annotate(blocked=_active_block(professional)).first()
     if patient is None:
         raise RecordNotFound("unknown")
-    if professional.state != Professional.State.ACTIVE:
-        raise RecordNotFound("professional_inactive", patient)
-    if patient.dossier_state != Patient.DossierState.ACTIVE:
-        raise RecordNotFound(f"record_{patient.dossier_state}", patient)
-    if patient.blocked:  # type: ignore[attr-defined]
-        raise RecordNotFound("blocked", patient)
-    grant = current_grant(professional=professional, patient=patient)
-    if grant is None:
-        raise RecordNotFound("no_grant", patient)
+    state = {
+        "professional_state": professional.state,
+        "dossier_state": patient.dossier_state,
+        "blocked": patient.blocked,  # type: ignore[attr-defined]
+    }
+    # The grant is looked up only when nothing else refuses the record: one query fewer.
+    grant = (
+        None
+        if policy.record_refusal_reason(**state)
+        else current_grant(professional=professional, patient=patient)
+    )
+    reason = policy.record_read_refusal_reason(**state, has_current_grant=grant is not None)
+    if reason is not None or grant is None:
+        raise RecordNotFound(reason or "no_grant", patient)
     return patient, grant
+
+
+def record_refusal(*, professional: Professional, patient: Patient) -> str | None:
+    """Why the professional may obtain no access to this record (``policy.record_refusal_reason``),
+    or None; reads whether the patient blocked the professional."""
+    return policy.record_refusal_reason(
+        professional_state=professional.state,
+        dossier_state=patient.dossier_state,
+        blocked=PatientBlock.objects.filter(
+            patient=patient, professional=professional, lifted_at__isnull=True
+        ).exists(),
+    )
 
 
 @dataclass(frozen=True)
@@ -115,7 +132,7 @@ def access_dialog_state(professional: Professional, public_id: object) -> Access
     patient = Patient.objects.filter(public_id=parsed).first() if parsed else None
     if patient is None:
         raise RecordNotFound("unknown")
-    refusal = record_refusal_reason(professional=professional, patient=patient)
+    refusal = record_refusal(professional=professional, patient=patient)
     grant = None if refusal else current_grant(professional=professional, patient=patient)
     return AccessDialogState(patient=patient, refusal=refusal, grant=grant)
 

@@ -6,7 +6,7 @@ refusal's audit event in a transaction of its own, so the refusal stays traced a
 else is written.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -23,9 +23,7 @@ from esante.patients.selectors import PatientSearchCriteria
 
 from . import policy
 from .models import AccessGrant, PatientBlock, PatientSearch, RecordOpening
-
-if TYPE_CHECKING:
-    from .selectors import ListPage
+from .selectors import ListPage, patient_search_page, record_refusal, search_rate_exceeded
 
 MOTIF_MAX_LENGTH = 500
 
@@ -59,25 +57,6 @@ class AccessRefused(Exception):
         super().__init__(self.message)
 
 
-def record_refusal_reason(*, professional: Professional, patient: Patient) -> str | None:
-    """Why no one in this professional's position may obtain an access to the record, or None.
-
-    Closed or opposed records admit nobody, a blocked professional is refused, an inactive
-    account is refused. Motifs and conditions are checked by the grant services.
-    """
-    if professional.state != Professional.State.ACTIVE:
-        return "professional_inactive"
-    if patient.dossier_state == Patient.DossierState.CLOSED:
-        return "record_closed"
-    if patient.dossier_state == Patient.DossierState.OPPOSED:
-        return "record_opposed"
-    if PatientBlock.objects.filter(
-        patient=patient, professional=professional, lifted_at__isnull=True
-    ).exists():
-        return "blocked"
-    return None
-
-
 def _check_motif(mode: str, motif: str) -> None:
     if len(motif) > MOTIF_MAX_LENGTH:
         raise AccessRefused("motif_too_long")
@@ -101,7 +80,7 @@ def _grant_in_transaction(
     locked = Patient.objects.select_for_update().get(pk=patient.pk)
     if mode == AccessGrant.Mode.EMERGENCY and not policy.may_use_emergency_access(professional.profession):
         raise AccessRefused("emergency_not_allowed")
-    reason = record_refusal_reason(professional=professional, patient=locked)
+    reason = record_refusal(professional=professional, patient=locked)
     if reason:
         raise AccessRefused(reason)
     _check_motif(mode, motif)
@@ -288,30 +267,6 @@ def record_open(
     return opening
 
 
-def access_refusal_record(
-    *,
-    action: AuditAction,
-    professional: Professional,
-    patient: Patient | None,
-    object_id: str,
-    reason: str,
-    client_address: str | None = None,
-) -> None:
-    """Traces a refused read (a record or document the professional may not see, or that is missing).
-
-    Runs outside any failed transaction: the refusal stays recorded.
-    """
-    audit_record(
-        action=action,
-        outcome=AuditEvent.Outcome.REFUSED,
-        actor=professional.user,
-        patient=patient,
-        object_id=object_id,
-        client_address=client_address,
-        details={"reason": reason},
-    )
-
-
 class SearchRateLimited(Exception):
     """The professional ran ``ESANTE_SEARCH_RATE_LIMIT`` searches within the window already."""
 
@@ -324,10 +279,7 @@ def _search_in_transaction(
     page: int,
     page_size: int,
     client_address: str | None,
-) -> "ListPage":
-    # Imported here: the selectors import this module (``record_refusal_reason``).
-    from .selectors import patient_search_page, search_rate_exceeded
-
+) -> ListPage:
     # The professional's row is locked until the search is counted, so concurrent searches by
     # one professional queue here and each one counts those committed before it: the limit holds.
     Professional.objects.select_for_update().filter(pk=professional.pk).first()
@@ -351,7 +303,7 @@ def patient_search(
     page: int,
     page_size: int,
     client_address: str | None = None,
-) -> "ListPage":
+) -> ListPage:
     """Runs a patient search within the rate limit, counts it and traces its criteria and results.
 
     Check, search and count happen in one transaction holding the professional's row, so

@@ -1,7 +1,6 @@
 """eDocuments portal views (guide pp.12-13): lists, search, access dialog, record page. HTTP only."""
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -15,17 +14,14 @@ from esante.accounts.models import Professional
 
 from . import policy, selectors, services
 from .forms import AccessRequestForm, PatientSearchForm
-from .http import client_address, professional_required
+from .gate import RecordGate, RecordNotFound
+from .http import not_found_page, professional_required
 from .models import AccessGrant
 
 RATE_LIMITED_MESSAGE = _(
     "Vous avez effectué trop de recherches en peu de temps. Patientez quelques minutes avant de recommencer."
 )
 REFINE_MESSAGE = _("Plus de %(cap)s patients correspondent à ces critères : affinez votre recherche.")
-
-
-def _not_found(request: HttpRequest) -> HttpResponse:
-    return render(request, "access/not_found.html", {"message": selectors.RecordNotFound.message}, status=404)
 
 
 def _list_context(request: HttpRequest, tab: str, queryset: Any) -> dict[str, Any]:
@@ -70,12 +66,8 @@ def search(request: HttpRequest, professional: Professional) -> HttpResponse:
     if form.is_valid():
         criteria = form.cleaned_data["criteria"]
         try:
-            page = services.patient_search(
-                professional=professional,
-                criteria=criteria,
-                page=form.cleaned_data["page"],
-                page_size=form.cleaned_data["page_size"],
-                client_address=client_address(request),
+            page = RecordGate.for_portal(request, professional).search(
+                criteria=criteria, page=form.cleaned_data["page"], page_size=form.cleaned_data["page_size"]
             )
         except services.SearchRateLimited:
             context["error"] = RATE_LIMITED_MESSAGE
@@ -108,10 +100,11 @@ def access_rules(request: HttpRequest) -> HttpResponse:
 @professional_required
 def access_dialog(request: HttpRequest, professional: Professional, public_id: uuid.UUID) -> HttpResponse:
     """ "Accès au dossier du patient": the conditions, the motif, and the ways in."""
+    gate = RecordGate.for_portal(request, professional)
     try:
-        state = selectors.access_dialog_state(professional, public_id)
-    except selectors.RecordNotFound:
-        return _not_found(request)
+        state = gate.dialog(public_id)
+    except RecordNotFound:
+        return not_found_page(request)
     record_url = reverse("access:record", args=[state.patient.public_id])
     # A care or emergency access already opens the whole record; an own-documents one does not,
     # so the dialog stays open to ask for a care access.
@@ -123,19 +116,12 @@ def access_dialog(request: HttpRequest, professional: Professional, public_id: u
     status = 200
     refusal_message = services.AccessRefused.MESSAGES[state.refusal] if state.refusal else ""
     if request.method == "POST" and form.is_valid():
-        grant_services: dict[str, Callable[..., AccessGrant]] = {
-            AccessGrant.Mode.CARE: services.access_grant_care,
-            AccessGrant.Mode.OWN_DOCUMENTS: services.access_grant_own_documents,
-            AccessGrant.Mode.EMERGENCY: services.access_grant_emergency,
-        }
-        grant_service = grant_services[form.cleaned_data["mode"]]
         try:
-            grant_service(
-                professional=professional,
+            gate.grant(
+                mode=form.cleaned_data["mode"],
                 patient=state.patient,
                 motif=form.motif(),
                 conditions_accepted=form.cleaned_data["accept_conditions"],
-                client_address=client_address(request),
             )
         except services.AccessRefused as refusal:
             forbidden = {"record_closed", "record_opposed", "blocked", "emergency_not_allowed"}

@@ -117,7 +117,7 @@ def _authorise(pharmacist: Professional, prescription: Prescription) -> tuple[An
         patient, grant, _ = access_document(pharmacist, document.patient.public_id, document.public_id)
     except RecordNotFound as error:
         raise _refuse("no_access", patient=error.patient) from None
-    if grant.mode not in (AccessGrant.Mode.CARE, AccessGrant.Mode.EMERGENCY):
+    if not policy.access_allows_dispensing(grant.mode):
         raise _refuse("no_access", patient=patient)
     return patient, grant
 
@@ -318,28 +318,6 @@ def _record_refusal(
         object_id=object_id,
         client_address=client_address,
         details={**details, "reason": refusal.code},
-    )
-
-
-def dispensation_refusal_record(
-    *,
-    action: AuditAction,
-    code: str,
-    pharmacist: Professional,
-    patient: Any,
-    object_id: str,
-    client_address: str | None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    """Traces a refusal decided before the services run (a page a professional may not open, a
-    form the portal could not read), so that every refusal leaves its event."""
-    _record_refusal(
-        action,
-        DispensationRefused(code, "", patient=patient),
-        pharmacist=pharmacist,
-        object_id=object_id,
-        client_address=client_address,
-        details=details or {},
     )
 
 

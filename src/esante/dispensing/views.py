@@ -14,25 +14,17 @@ from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from esante.access import policy
-from esante.access.http import active_professional, client_address, professional_required
-from esante.access.selectors import RecordNotFound
-from esante.access.services import access_refusal_record
+from esante.access.gate import RecordNotFound
+from esante.access.http import active_professional, client_address, not_found_page, professional_required
 from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction
 from esante.documents.models import Prescription
-from esante.documents.services import document_read_record
 
 from . import certification, services
 from .forms import DispenseForm, WithdrawForm
+from .gate import DispensingGate
 from .models import CertifiedCopy
-from .selectors import (
-    access_prescription,
-    certified_copy_by_code,
-    dispensation_of,
-    normalise_code,
-    prescription_line_states,
-)
+from .selectors import certified_copy_by_code, normalise_code, prescription_line_states
 
 
 def _public_url(request: HttpRequest) -> str:
@@ -41,28 +33,6 @@ def _public_url(request: HttpRequest) -> str:
 
 def _viewer_url(public_id: uuid.UUID, document_id: uuid.UUID) -> str:
     return reverse("documents:viewer", kwargs={"public_id": public_id, "document_id": document_id})
-
-
-def _not_found(request: HttpRequest) -> HttpResponse:
-    return render(request, "access/not_found.html", {"message": RecordNotFound.message}, status=404)
-
-
-def _refused_read(
-    request: HttpRequest,
-    professional: Professional,
-    public_id: uuid.UUID,
-    error: RecordNotFound,
-    action: AuditAction,
-) -> HttpResponse:
-    access_refusal_record(
-        action=action,
-        professional=professional,
-        patient=error.patient,
-        object_id=str(public_id),
-        reason=error.reason,
-        client_address=client_address(request),
-    )
-    return _not_found(request)
 
 
 def _message(request: HttpRequest, title: str, message: str, status: int) -> HttpResponse:
@@ -80,33 +50,25 @@ def dispense(
     request: HttpRequest, professional: Professional, public_id: uuid.UUID, document_id: uuid.UUID
 ) -> HttpResponse:
     """ "Marquer comme dispensé": the status choice, the grid for a partial dispensation, Valider."""
-    action = AuditAction.PRESCRIPTION_DISPENSE if request.method == "POST" else AuditAction.DOCUMENT_READ
+    gate = DispensingGate.for_portal(request, professional)
     try:
-        patient, grant, document, prescription = access_prescription(professional, public_id, document_id)
-    except RecordNotFound as error:
-        return _refused_read(request, professional, public_id, error, action)
+        if request.method == "GET":
+            access = gate.dispense_page(public_id, document_id)
+        else:
+            access = gate.prescription(public_id, document_id, action=AuditAction.PRESCRIPTION_DISPENSE)
+    except RecordNotFound:
+        return not_found_page(request)
+    except services.DispensationRefused as refusal:
+        return _message(request, gettext("Action réservée aux pharmaciens"), refusal.message, 403)
+    patient, grant, document, prescription = (
+        access.patient,
+        access.grant,
+        access.document,
+        access.prescription,
+    )
     states = prescription_line_states(prescription)
     context = _form_context(patient=patient, grant=grant, document=document, prescription=prescription)
     if request.method == "GET":
-        if not policy.may_dispense(professional.profession):
-            services.dispensation_refusal_record(
-                action=AuditAction.DOCUMENT_READ,
-                code="not_pharmacist",
-                pharmacist=professional,
-                patient=patient,
-                object_id=str(document.public_id),
-                client_address=client_address(request),
-                details={"page": "dispense"},
-            )
-            return _message(
-                request,
-                gettext("Action réservée aux pharmaciens"),
-                str(services.MESSAGES["not_pharmacist"]),
-                403,
-            )
-        document_read_record(
-            professional=professional, document=document, client_address=client_address(request)
-        )
         form = DispenseForm(
             initial={"kind": "full", "state_version": prescription.state_version}, line_states=states
         )
@@ -114,16 +76,8 @@ def dispense(
 
     form = DispenseForm(request.POST, line_states=states)
     # A non-pharmacist's attempt goes to the service whatever the form says: it is refused and traced.
-    if policy.may_dispense(professional.profession) and not form.is_valid():
-        services.dispensation_refusal_record(
-            action=AuditAction.PRESCRIPTION_DISPENSE,
-            code="invalid_form",
-            pharmacist=professional,
-            patient=patient,
-            object_id=str(document.public_id),
-            client_address=client_address(request),
-            details={"fields": sorted(form.errors)},
-        )
+    if gate.may_post_dispensation() and not form.is_valid():
+        gate.dispense_form_refused(access, fields=sorted(form.errors))
         return render(
             request, "dispensing/mark.html", {**context, "form": form, "line_states": states}, status=400
         )
@@ -140,7 +94,7 @@ def dispense(
         )
     except services.DispensationRefused as refusal:
         if refusal.status == 404:
-            return _not_found(request)
+            return not_found_page(request)
         if refusal.status == 403:
             return _message(request, gettext("Action réservée aux pharmaciens"), refusal.message, 403)
         fresh = Prescription.objects.get(pk=prescription.pk)
@@ -185,39 +139,23 @@ def withdraw(
 ) -> HttpResponse:
     """Withdrawal of a dispensation by the pharmacist who recorded it, with a reason."""
     action = AuditAction.DISPENSATION_WITHDRAW if request.method == "POST" else AuditAction.DOCUMENT_READ
+    gate = DispensingGate.for_portal(request, professional)
     try:
-        patient, grant, document, prescription = access_prescription(professional, public_id, document_id)
-    except RecordNotFound as error:
-        return _refused_read(request, professional, public_id, error, action)
-    dispensation = dispensation_of(prescription, dispensation_id)
-    if dispensation is None:
-        return _refused_read(request, professional, public_id, RecordNotFound("unknown", patient), action)
-    context = {"patient": patient, "grant": grant, "document": document, "dispensation": dispensation}
+        access = gate.prescription(public_id, document_id, action=action)
+        dispensation = gate.dispensation(access, dispensation_id, action=action)
+    except RecordNotFound:
+        return not_found_page(request)
+    context = {
+        "patient": access.patient,
+        "grant": access.grant,
+        "document": access.document,
+        "dispensation": dispensation,
+    }
     if request.method == "GET":
-        refusal_code = services.withdrawal_refusal(dispensation, professional)
-        if refusal_code is not None:
-            services.dispensation_refusal_record(
-                action=AuditAction.DOCUMENT_READ,
-                code=refusal_code,
-                pharmacist=professional,
-                patient=patient,
-                object_id=str(dispensation.public_id),
-                client_address=client_address(request),
-                details={"page": "withdraw"},
-            )
-            return _message(
-                request,
-                gettext("Retrait impossible"),
-                str(
-                    services.MESSAGES.get(
-                        refusal_code, gettext("Cette dispensation ne peut plus être retirée.")
-                    )
-                ),
-                403,
-            )
-        document_read_record(
-            professional=professional, document=document, client_address=client_address(request)
-        )
+        try:
+            gate.withdraw_page(access, dispensation)
+        except services.DispensationRefused as refusal:
+            return _message(request, gettext("Retrait impossible"), refusal.message, 403)
         return render(request, "dispensing/withdraw.html", {**context, "form": WithdrawForm()})
     form = WithdrawForm(request.POST)
     reason = request.POST.get("reason", "")
@@ -231,7 +169,7 @@ def withdraw(
         )
     except services.DispensationRefused as refusal:
         if refusal.status == 404:
-            return _not_found(request)
+            return not_found_page(request)
         return render(
             request,
             "dispensing/withdraw.html",
@@ -256,17 +194,11 @@ def certified_copy(
 ) -> HttpResponse:
     """The latest certified copy of a dispensation, as a PDF (inline, for printing)."""
     try:
-        patient, _, _, prescription = access_prescription(professional, public_id, document_id)
-    except RecordNotFound as error:
-        return _refused_read(request, professional, public_id, error, AuditAction.DISPENSATION_COPY)
-    dispensation = dispensation_of(prescription, dispensation_id)
-    copy = dispensation.certified_copy if dispensation is not None else None
-    if copy is None:
-        missing = RecordNotFound("unknown", patient)
-        return _refused_read(request, professional, public_id, missing, AuditAction.DISPENSATION_COPY)
-    certification.certified_copy_download_record(
-        professional=professional, copy=copy, client_address=client_address(request)
-    )
+        copy = DispensingGate.for_portal(request, professional).certified_copy(
+            public_id, document_id, dispensation_id
+        )
+    except RecordNotFound:
+        return not_found_page(request)
     with default_storage.open(copy.pdf.name, "rb") as fh:
         data = fh.read()
     response = HttpResponse(data, content_type="application/pdf")
@@ -320,14 +252,12 @@ def verify(request: HttpRequest, code: str) -> HttpResponse:
             .first()
         )
         context["latest"] = latest if latest is not None and latest.pk != copy.pk else None
-    if professional is not None and policy.may_dispense(professional.profession):
-        try:
-            patient, _, _, prescription = access_prescription(
-                professional, document.patient.public_id, document.public_id
-            )
-        except RecordNotFound:
-            pass
-        else:
-            context["line_states"] = prescription_line_states(prescription)
-            context["viewer_url"] = _viewer_url(patient.public_id, document.public_id)
+    readable = (
+        DispensingGate(actor=professional, client_address=address).readable_prescription(document)
+        if professional is not None
+        else None
+    )
+    if readable is not None:
+        context["line_states"] = prescription_line_states(readable.prescription)
+        context["viewer_url"] = _viewer_url(readable.patient.public_id, document.public_id)
     return render(request, "dispensing/verify.html", context)

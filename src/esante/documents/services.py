@@ -269,56 +269,6 @@ def document_submit(
     return document
 
 
-def document_read_record(
-    *,
-    professional: Professional,
-    document: Document,
-    client_address: str | None,
-    action: AuditAction = AuditAction.DOCUMENT_READ,
-) -> None:
-    """Traces one reading of a document (the viewer, or its raw content)."""
-    audit_record(
-        action=action,
-        actor=professional.user,
-        patient=document.patient,
-        object_type="document",
-        object_id=str(document.public_id),
-        client_address=client_address,
-        details={"type": document.type_code, "confidentiality": document.confidentiality},
-    )
-
-
-def record_view_record(
-    *,
-    professional: Professional,
-    patient: Patient,
-    view: str,
-    filters: dict[str, str],
-    client_address: str | None,
-) -> None:
-    """Traces a partial re-read of an open record (a filter or tab change without reloading)."""
-    audit_record(
-        action=AuditAction.RECORD_VIEW,
-        actor=professional.user,
-        patient=patient,
-        client_address=client_address,
-        details={"view": view, "filters": filters},
-    )
-
-
-def record_search_record(
-    *, professional: Professional, patient: Patient, words: str, results: int, client_address: str | None
-) -> None:
-    """Traces a keyword search in a patient's record ("Rechercher un document")."""
-    audit_record(
-        action=AuditAction.RECORD_SEARCH,
-        actor=professional.user,
-        patient=patient,
-        client_address=client_address,
-        details={"words": words[:200], "results": results},
-    )
-
-
 def document_mark_entered_in_error(*, document_id: int) -> None:
     """Marks a document ``entered-in-error``: it leaves the record's views but is never deleted.
 

@@ -14,26 +14,15 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET
 
-from esante.access import policy as access_policy
-from esante.access import selectors as access_selectors
-from esante.access import services as access_services
-from esante.access.http import client_address, professional_required
-from esante.access.models import AccessGrant, RecordOpening
+from esante.access.gate import RecordNotFound
+from esante.access.http import not_found_page, professional_required
 from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction
 
 from . import cda
+from .gate import DocumentGate
 from .models import MediaType
-from .selectors import (
-    DocumentFilters,
-    access_document,
-    document_tree,
-    filter_choices,
-    filtered,
-    latest_per_class,
-    visible_documents,
-)
-from .services import document_read_record, record_search_record, record_view_record
+from .selectors import DocumentFilters, document_tree, filter_choices, filtered, latest_per_class
 from .types import Binder
 
 # The document's bytes never run in the portal: no script, no plugin, no form, nothing embedded.
@@ -43,26 +32,6 @@ PDF_CSP = "default-src 'none'; object-src 'self'; frame-ancestors 'self'"
 
 def _age(birth_date: datetime.date, today: datetime.date) -> int:
     return today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))
-
-
-def _not_found(request: HttpRequest) -> HttpResponse:
-    return render(
-        request, "access/not_found.html", {"message": access_selectors.RecordNotFound.message}, status=404
-    )
-
-
-def _refused(
-    request: HttpRequest, professional: Professional, public_id: uuid.UUID, error: Any, action: AuditAction
-) -> HttpResponse:
-    access_services.access_refusal_record(
-        action=action,
-        professional=professional,
-        patient=error.patient,
-        object_id=str(public_id)[:64],
-        reason=error.reason,
-        client_address=client_address(request),
-    )
-    return _not_found(request)
 
 
 def _filters(request: HttpRequest, previous_visit: datetime.datetime | None) -> DocumentFilters:
@@ -92,24 +61,14 @@ def _valid_date(value: str | None) -> bool:
 def record(request: HttpRequest, professional: Professional, public_id: uuid.UUID) -> HttpResponse:
     """The patient's record. A full page load is an opening (``record.open``); the filters'
     partial updates (htmx) re-read the same record and a keyword search is traced on its own."""
-    try:
-        patient, grant = access_selectors.access_patient_record(professional, public_id)
-    except access_selectors.RecordNotFound as error:
-        return _refused(request, professional, public_id, error, AuditAction.RECORD_OPEN)
-    openings = list(
-        RecordOpening.objects.filter(professional=professional, patient=patient)
-        .order_by("-opened_at")
-        .values_list("opened_at", flat=True)[:2]
-    )
+    gate = DocumentGate.for_portal(request, professional)
     partial = bool(request.headers.get("HX-Request"))
-    if not partial:
-        access_services.record_open(
-            professional=professional, patient=patient, grant=grant, client_address=client_address(request)
-        )
-        previous_visit = openings[0] if openings else None
-    else:
-        previous_visit = openings[1] if len(openings) > 1 else None
-    documents = visible_documents(professional, patient, grant)
+    try:
+        access = gate.open_record(public_id, reread=partial)
+    except RecordNotFound:
+        return not_found_page(request)
+    patient, grant, previous_visit = access.patient, access.grant, access.previous_visit
+    documents = gate.documents(access)
     filters = _filters(request, previous_visit)
     shown = filtered(documents, filters)
     # The record opens on "Vue 360"; the guide then clicks the "Vue documentaire" tab.
@@ -125,8 +84,7 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
         # Reversed once, not once per listed document: {{ viewer_prefix }}<document id>/
         "viewer_prefix": _viewer_prefix(patient.public_id),
         # The dispense icon of the documentary view: pharmacists holding a care or emergency access.
-        "can_dispense": access_policy.may_dispense(professional.profession)
-        and grant.mode in (AccessGrant.Mode.CARE, AccessGrant.Mode.EMERGENCY),
+        "can_dispense": gate.may_dispense(grant),
     }
     if view == "360":
         context["latest"] = latest_per_class(shown)
@@ -141,22 +99,14 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
         context["choices"] = filter_choices(documents)
     if partial and not filters.words:
         # Every read of the record is traced: a filter or tab change re-reads it without reloading.
-        record_view_record(
-            professional=professional,
-            patient=patient,
+        gate.record_viewed(
+            access,
             view=view,
             filters={key: str(value)[:100] for key, value in request.GET.items() if key != "vue" and value},
-            client_address=client_address(request),
         )
     if filters.words:
         context["result_count"] = shown.count()
-        record_search_record(
-            professional=professional,
-            patient=patient,
-            words=filters.words,
-            results=context["result_count"],
-            client_address=client_address(request),
-        )
+        gate.record_searched(access, words=filters.words, results=context["result_count"])
     template = "documents/_documents.html" if partial else "documents/record.html"
     return render(request, template, context)
 
@@ -169,10 +119,10 @@ def viewer(
 ) -> HttpResponse:
     """One document: metadata, then the content (PDF inline, CDA as readable HTML, text)."""
     try:
-        patient, grant, document = access_document(professional, public_id, document_id)
-    except access_selectors.RecordNotFound as error:
-        return _refused(request, professional, public_id, error, AuditAction.DOCUMENT_READ)
-    document_read_record(professional=professional, document=document, client_address=client_address(request))
+        access = DocumentGate.for_portal(request, professional).read_document(public_id, document_id)
+    except RecordNotFound:
+        return not_found_page(request)
+    patient, grant, document = access.patient, access.grant, access.document
     context: dict[str, Any] = {
         "patient": patient,
         "grant": grant,
@@ -199,16 +149,11 @@ def content(
     request: HttpRequest, professional: Professional, public_id: uuid.UUID, document_id: uuid.UUID
 ) -> HttpResponse:
     """The document's bytes, with its own content type and a policy that lets nothing run."""
+    gate = DocumentGate.for_portal(request, professional)
     try:
-        _, _, document = access_document(professional, public_id, document_id)
-    except access_selectors.RecordNotFound as error:
-        return _refused(request, professional, public_id, error, AuditAction.DOCUMENT_CONTENT)
-    document_read_record(
-        professional=professional,
-        document=document,
-        client_address=client_address(request),
-        action=AuditAction.DOCUMENT_CONTENT,
-    )
+        document = gate.read_document(public_id, document_id, action=AuditAction.DOCUMENT_CONTENT).document
+    except RecordNotFound:
+        return not_found_page(request)
     with default_storage.open(document.content.name, "rb") as fh:
         data = fh.read()
     content_type = {

@@ -1,8 +1,9 @@
 """``{% dispensation_panel %}``: the dispensing part of the document viewer (guide p.15–16).
 
 Shows what remains owed, the dispensations with their certified copies, and — for a pharmacist
-holding a current care or emergency access — "Marquer comme dispensé" and the withdrawal of
-their own recent dispensations. Reads only; the viewer already authorised the document.
+holding a current care or emergency access (the gate's answer, from the access policy) —
+"Marquer comme dispensé" and the withdrawal of their own recent dispensations. Reads only; the
+viewer already authorised the document.
 """
 
 from typing import Any
@@ -11,12 +12,11 @@ from django import template
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from esante.access import policy
 from esante.access.http import active_professional
-from esante.access.models import AccessGrant
 
 from .. import rules
 from ..forms import DispenseForm
+from ..gate import DispensingGate
 from ..selectors import prescription_dispensations, prescription_line_states
 
 register = template.Library()
@@ -33,12 +33,7 @@ def dispensation_panel(context: template.Context) -> dict[str, Any]:
     states = prescription_line_states(prescription)
     dispensations = prescription_dispensations(prescription)
     now = timezone.now()
-    may_act = (
-        professional is not None
-        and policy.may_dispense(professional.profession)
-        and grant is not None
-        and grant.mode in (AccessGrant.Mode.CARE, AccessGrant.Mode.EMERGENCY)
-    )
+    may_act = professional is not None and DispensingGate(actor=professional).may_dispense(grant)
     rows = [
         {
             "dispensation": dispensation,
