@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "esante.access",
     "esante.documents",
     "esante.dispensing",
+    "esante.demo",
 ]
 
 MIDDLEWARE = [

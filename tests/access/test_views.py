@@ -84,7 +84,7 @@ def test_user_without_active_professional_gets_403(client: Client, name: str) ->
 def test_inactive_professional_cannot_open_record(client: Client, secret_patient: Patient) -> None:
     suspended = make_professional("doctor", state=Professional.State.SUSPENDED)
     make_grant(suspended, secret_patient)
-    response = login(client, suspended).get(reverse("access:record", args=[secret_patient.public_id]))
+    response = login(client, suspended).get(reverse("documents:record", args=[secret_patient.public_id]))
     assert response.status_code == 403
     assert_no_patient_data(response.content, secret_patient)
     assert AuditEvent.objects.count() == 0
@@ -105,7 +105,7 @@ def test_tabs_and_my_patients(client: Client, pharmacist: Professional, secret_p
     body = text(client.get(reverse("access:my_patients")))
     assert "ZYXWALDOR" in body
     assert "1 à 1 sur 1 éléments" in body
-    assert reverse("access:record", args=[secret_patient.public_id]) in body
+    assert reverse("documents:record", args=[secret_patient.public_id]) in body
 
 
 def test_recent_records_tab(client: Client, pharmacist: Professional, secret_patient: Patient) -> None:
@@ -272,7 +272,7 @@ def test_search_shows_alerts_and_parcours(client: Client, pharmacist: Profession
     assert "Accès refusé par le patient" in body
     assert "Accès en urgence en cours" in body
     assert "Accès jusqu'au" in body or "Accès jusqu'au" in body
-    assert reverse("access:record", args=[granted.public_id]) in body
+    assert reverse("documents:record", args=[granted.public_id]) in body
     assert reverse("access:dialog", args=[closed.public_id]) in body
 
 
@@ -308,7 +308,7 @@ def dialog_url(patient: Patient) -> str:
 
 
 def record_url(patient: Patient) -> str:
-    return reverse("access:record", args=[patient.public_id])
+    return reverse("documents:record", args=[patient.public_id])
 
 
 def test_dialog_shows_guide_text(client: Client, pharmacist: Professional, secret_patient: Patient) -> None:
@@ -590,7 +590,7 @@ def test_record_unknown_patient_looks_the_same(
     client: Client, pharmacist: Professional, secret_patient: Patient
 ) -> None:
     login(client, pharmacist)
-    missing = client.get(reverse("access:record", args=[uuid.uuid4()]))
+    missing = client.get(reverse("documents:record", args=[uuid.uuid4()]))
     forbidden = client.get(record_url(secret_patient))
     assert missing.status_code == forbidden.status_code == 404
     # The CSRF token (htmx header, and the header's language switch) is masked anew on each page.

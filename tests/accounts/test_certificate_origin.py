@@ -25,7 +25,7 @@ from esante.accounts.demo import demo_certificates_load, demo_professionals_load
 from esante.accounts.local_pki import P12_PASSWORD, LocalPki
 from esante.accounts.models import Certificate
 from esante.audit.models import AuditEvent
-from esante.core.serving import origin_start, origin_stop
+from esante.demo.serving import origin_start, origin_stop
 
 from .conftest import ORIGIN_PATH, to_origin
 

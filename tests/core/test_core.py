@@ -8,7 +8,7 @@ import pytest
 from django.test import Client, override_settings
 
 from esante.core.logging import scrub
-from esante.core.services import DemoRefused, demo_check_allowed, demo_load
+from esante.demo.loading import DemoRefused, demo_check_allowed, demo_load
 from esante.patients.models import Patient
 
 

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
-from esante.audit.services import audit_record
 from esante.core.admin import ReadTracedAdmin
+from esante.core.services import operator_action_record
 
 from . import services
 from .models import AccessGrant, PatientBlock, PatientJournal, RecordOpening
@@ -167,9 +167,9 @@ class PatientJournalAdmin(ReadTracedAdmin):
     ) -> StreamingHttpResponse:
         patients = list(queryset.order_by("pk")[:100])
         for patient in patients:
-            audit_record(
+            operator_action_record(
                 action=AuditAction.JOURNAL_EXPORT,
-                actor=request.user,
+                operator=request.user,
                 patient=patient,
                 details={"format": "csv"},
             )

@@ -1,7 +1,5 @@
 from django.urls import path
 
-from esante.documents import views as documents_views
-
 from . import views
 
 app_name = "access"
@@ -11,7 +9,5 @@ urlpatterns = [
     path("derniers-dossiers/", views.recent_records, name="recent_records"),
     path("recherche/", views.search, name="search"),
     path("conditions-acces/", views.access_rules, name="access_rules"),
-    # The record page itself belongs to the documents app: it is the documents that it shows.
-    path("patient/<uuid:public_id>/", documents_views.record, name="record"),
     path("patient/<uuid:public_id>/acces/", views.access_dialog, name="dialog"),
 ]

@@ -105,7 +105,7 @@ def access_dialog(request: HttpRequest, professional: Professional, public_id: u
         state = gate.dialog(public_id)
     except RecordNotFound:
         return not_found_page(request)
-    record_url = reverse("access:record", args=[state.patient.public_id])
+    record_url = reverse("documents:record", args=[state.patient.public_id])
     # A care or emergency access already opens the whole record; an own-documents one does not,
     # so the dialog stays open to ask for a care access.
     own_documents_only = state.grant is not None and state.grant.mode == AccessGrant.Mode.OWN_DOCUMENTS

@@ -71,7 +71,7 @@ def _locked(wizard: ActivationWizard, step: int) -> ActivationWizard:
 
 def _trace(
     wizard: ActivationWizard,
-    action: AuditAction,
+    step: str,
     *,
     outcome: AuditOutcome = AuditOutcome.SUCCESS,
     client_address: str | None = None,
@@ -79,7 +79,9 @@ def _trace(
 ) -> None:
     professional = wizard.professional
     audit_record(
-        action=action,
+        # One member per step: AuditAction.ACTIVATION_TERMS, _CERTIFICATE, _CODE, ... (a step
+        # missing from the catalogue raises ValueError).
+        action=AuditAction.of(f"accounts.activation.{step}"),
         outcome=outcome,
         actor=professional.user if professional else None,
         actor_label="" if professional else "anonymous",
@@ -101,7 +103,7 @@ def wizard_start(*, terms_version: str, client_address: str | None) -> Activatio
         created_at=now,
         expires_at=now + datetime.timedelta(minutes=settings.ESANTE_ACTIVATION_WIZARD_MINUTES),
     )
-    _trace(wizard, AuditAction.ACTIVATION_TERMS, client_address=client_address, terms_version=terms_version)
+    _trace(wizard, "terms", client_address=client_address, terms_version=terms_version)
     return wizard
 
 
@@ -131,7 +133,7 @@ def wizard_back(*, wizard: ActivationWizard, client_address: str | None) -> Acti
         wizard.code_valid_until = None
     wizard.step -= 1
     wizard.save()
-    _trace(wizard, AuditAction.ACTIVATION_BACK, client_address=client_address, to_step=wizard.step)
+    _trace(wizard, "back", client_address=client_address, to_step=wizard.step)
     return wizard
 
 
@@ -144,32 +146,15 @@ def wizard_certificate(
     try:
         verified = certificates.certificate_verify(certificate_pem)
     except certificates.CertificateRefused as exc:
-        _trace(
-            wizard,
-            AuditAction.ACTIVATION_CERTIFICATE,
-            outcome=REFUSED,
-            client_address=client_address,
-            reason=exc.reason,
-        )
+        _trace(wizard, "certificate", outcome=REFUSED, client_address=client_address, reason=exc.reason)
         return StepOutcome(ok=False, message=gettext(exc.message))
     if Certificate.objects.filter(fingerprint_sha256=verified.fingerprint_sha256).exists():
-        _trace(
-            wizard,
-            AuditAction.ACTIVATION_CERTIFICATE,
-            outcome=REFUSED,
-            client_address=client_address,
-            reason="already_bound",
-        )
+        _trace(wizard, "certificate", outcome=REFUSED, client_address=client_address, reason="already_bound")
         return StepOutcome(ok=False, message=gettext("Ce certificat est déjà associé à un compte."))
     wizard.certificate_pem = verified.pem
     wizard.step = Step.CODE
     wizard.save()
-    _trace(
-        wizard,
-        AuditAction.ACTIVATION_CERTIFICATE,
-        client_address=client_address,
-        fingerprint=verified.fingerprint_sha256,
-    )
+    _trace(wizard, "certificate", client_address=client_address, fingerprint=verified.fingerprint_sha256)
     return StepOutcome(ok=True)
 
 
@@ -180,18 +165,14 @@ def wizard_certificate_skip(*, wizard: ActivationWizard, client_address: str | N
     wizard = _locked(wizard, Step.CERTIFICATE)
     if not settings.ESANTE_ACTIVATION_CERTIFICATE_OPTIONAL:
         _trace(
-            wizard,
-            AuditAction.ACTIVATION_CERTIFICATE,
-            outcome=REFUSED,
-            client_address=client_address,
-            reason="skip_not_allowed",
+            wizard, "certificate", outcome=REFUSED, client_address=client_address, reason="skip_not_allowed"
         )
         return StepOutcome(
             ok=False, message=gettext("Le produit LuxTrust est obligatoire pour activer votre compte.")
         )
     wizard.step = Step.CODE
     wizard.save()
-    _trace(wizard, AuditAction.ACTIVATION_CERTIFICATE, client_address=client_address, skipped=True)
+    _trace(wizard, "certificate", client_address=client_address, skipped=True)
     return StepOutcome(ok=True)
 
 
@@ -207,13 +188,7 @@ def wizard_code(
     wizard = _locked(wizard, Step.CODE)
     address_lock = throttle_locked_until(LoginThrottle.Scope.ACTIVATION, client_address)
     if address_lock is not None:
-        _trace(
-            wizard,
-            AuditAction.ACTIVATION_CODE,
-            outcome=REFUSED,
-            client_address=client_address,
-            reason="address_locked",
-        )
+        _trace(wizard, "code", outcome=REFUSED, client_address=client_address, reason="address_locked")
         return StepOutcome(ok=False, message=lock_message(address_lock))
     now = _now()
     key = compact(matricule)
@@ -241,7 +216,7 @@ def wizard_code(
         new_lock = address_failure(LoginThrottle.Scope.ACTIVATION, client_address)
         _trace(
             wizard,
-            AuditAction.ACTIVATION_CODE,
+            "code",
             outcome=FAILURE,
             client_address=client_address,
             reason=reason,
@@ -301,7 +276,7 @@ def wizard_code(
             )
     wizard.professional, wizard.letter, wizard.step = professional, letter, Step.INFORMATION
     wizard.save()
-    _trace(wizard, AuditAction.ACTIVATION_CODE, client_address=client_address, letter=letter.pk)
+    _trace(wizard, "code", client_address=client_address, letter=letter.pk)
     return StepOutcome(ok=True)
 
 
@@ -311,7 +286,7 @@ def wizard_information(*, wizard: ActivationWizard, client_address: str | None) 
     wizard = _locked(wizard, Step.INFORMATION)
     wizard.step = Step.SECURITY
     wizard.save()
-    _trace(wizard, AuditAction.ACTIVATION_INFORMATION, client_address=client_address)
+    _trace(wizard, "information", client_address=client_address)
     return StepOutcome(ok=True)
 
 
@@ -396,13 +371,7 @@ def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_addres
     wizard = _locked(wizard, Step.SECURITY)
     now = _now()
     if not wizard.code_digest or wizard.code_valid_until is None or now >= wizard.code_valid_until:
-        _trace(
-            wizard,
-            AuditAction.ACTIVATION_SECURITY,
-            outcome=FAILURE,
-            client_address=client_address,
-            reason="no_live_code",
-        )
+        _trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="no_live_code")
         return StepOutcome(
             ok=False,
             message=gettext(
@@ -414,13 +383,7 @@ def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_addres
         if wizard.code_failed_attempts >= settings.ESANTE_OTP_MAX_TRIES:
             wizard.code_digest, wizard.code_valid_until = "", None
         wizard.save()
-        _trace(
-            wizard,
-            AuditAction.ACTIVATION_SECURITY,
-            outcome=FAILURE,
-            client_address=client_address,
-            reason="wrong_code",
-        )
+        _trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="wrong_code")
         return StepOutcome(ok=False, message=gettext("Le code saisi est incorrect."))
     return _activation_complete(wizard=wizard, client_address=client_address)
 
@@ -434,13 +397,7 @@ def _activation_complete(*, wizard: ActivationWizard, client_address: str | None
     if not letter.is_usable(now) or professional.state == Professional.State.SUSPENDED:
         wizard.completed_at = now
         wizard.save()
-        _trace(
-            wizard,
-            AuditAction.ACTIVATION_COMPLETE,
-            outcome=REFUSED,
-            client_address=client_address,
-            reason="letter_not_usable",
-        )
+        _trace(wizard, "complete", outcome=REFUSED, client_address=client_address, reason="letter_not_usable")
         return StepOutcome(ok=False, message=gettext(WRONG_ACTIVATION))
     letter.used_at = now
     letter.save(update_fields=["used_at"])
@@ -478,11 +435,5 @@ def _activation_complete(*, wizard: ActivationWizard, client_address: str | None
     wizard.step, wizard.completed_at = Step.CONFIRMATION, now
     wizard.password_hash = wizard.code_digest = wizard.certificate_pem = ""
     wizard.save()
-    _trace(
-        wizard,
-        AuditAction.ACTIVATION_COMPLETE,
-        client_address=client_address,
-        channel=wizard.channel,
-        certificate=fingerprint,
-    )
+    _trace(wizard, "complete", client_address=client_address, channel=wizard.channel, certificate=fingerprint)
     return StepOutcome(ok=True)

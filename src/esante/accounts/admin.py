@@ -23,8 +23,8 @@ from django_otp.admin import OTPAdminSite
 
 from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
-from esante.audit.services import audit_record
 from esante.core.http import client_address
+from esante.core.services import operator_action_record
 
 from .letters import activation_letter_pdf
 from .models import ActivationLetter, Certificate, Professional, User
@@ -109,9 +109,9 @@ class ProfessionalAdmin(admin.ModelAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         if request.method == "GET":
-            audit_record(
+            operator_action_record(
                 action=AuditAction.ACCOUNT_ADMIN_READ,
-                actor=request.user,
+                operator=request.user,
                 object_type="professional",
                 object_id=object_id,
                 client_address=client_address(request),
@@ -120,9 +120,9 @@ class ProfessionalAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Professional, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        audit_record(
+        operator_action_record(
             action=AuditAction.ACCOUNT_ADMIN_CHANGE,
-            actor=request.user,
+            operator=request.user,
             object_type="professional",
             object_id=obj.pk,
             client_address=client_address(request),

@@ -9,7 +9,7 @@ certificate from that socket and passes it to Django under a WSGI key that no HT
 there is no proxy, and it serves the origin's one path and nothing else, like the nginx block.
 
 The origin runs as its own gunicorn master in a child process (a master owns its process's
-signals), started and stopped by ``esante.core.serving.run``.
+signals), started and stopped by ``esante.demo.serving.run``.
 
 ``cert_reqs`` is ``CERT_OPTIONAL``: a certificate the browser presents must chain to a trusted CA
 or the handshake fails, and a browser that presents none reaches the application, which sends it

@@ -60,6 +60,11 @@ class AuditAction(enum.StrEnum):
         member.concerns_patient = concerns_patient
         return member
 
+    @classmethod
+    def of(cls, value: str) -> "AuditAction":
+        """The member whose stored value is ``value``; ``ValueError`` when the catalogue has none."""
+        return cls(value)  # type: ignore[call-arg]
+
     @property
     def labels(self) -> dict[str, str]:
         return {"fr": self.fr, "de": self.de, "en": self.en}

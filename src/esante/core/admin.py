@@ -10,9 +10,9 @@ from django.contrib.admin.utils import unquote
 from django.http import HttpRequest, HttpResponse
 
 from esante.audit.catalogue import AuditAction
-from esante.audit.services import audit_record
 
 from .http import client_address
+from .services import operator_action_record
 
 
 class ReadTracedAdmin(admin.ModelAdmin):
@@ -44,9 +44,9 @@ class ReadTracedAdmin(admin.ModelAdmin):
         if request.method == "GET" and response.status_code == 200:
             obj = self.get_object(request, unquote(object_id))
             if obj is not None:
-                audit_record(
+                operator_action_record(
                     action=self.read_action,
-                    actor=request.user,
+                    operator=request.user,
                     patient=self.traced_patient(obj),
                     object_type=obj._meta.model_name or "",
                     object_id=obj.pk,
@@ -61,9 +61,9 @@ class ReadTracedAdmin(admin.ModelAdmin):
         context = getattr(response, "context_data", None) or {}
         changelist = context.get("cl")
         if request.method == "GET" and response.status_code == 200 and changelist is not None:
-            audit_record(
+            operator_action_record(
                 action=self.list_action,
-                actor=request.user,
+                operator=request.user,
                 object_type=self.model._meta.model_name or "",
                 client_address=client_address(request),
                 details={

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from esante.accounts.tls_origin import certificate_origin_config
-from esante.core.serving import run
+from esante.demo.serving import run
 
 
 class Command(BaseCommand):

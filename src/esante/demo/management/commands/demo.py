@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from esante.accounts.demo import DemoCertificate, DemoProfessional, demo_certificates_load
 from esante.accounts.tls_origin import CertificateOrigin, certificate_origin_config
 from esante.audit.anchoring import audit_anchor
-from esante.core.services import DemoRefused, demo_check_allowed, demo_load
-from esante.core.serving import run
+from esante.demo.loading import DemoRefused, demo_check_allowed, demo_load
+from esante.demo.serving import run
 
 
 def _professional_line(professional: DemoProfessional) -> str:

@@ -1,0 +1,64 @@
+"""Loading the demo data set."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from esante.accounts.demo import DemoProfessional, demo_professionals_load
+from esante.core.models import DemoDataSet
+from esante.documents.demo import demo_documents_load
+from esante.patients.models import Patient
+from esante.patients.services import patients_import_batch
+
+from .patients import PEPPA, synthetic_patients
+
+
+class DemoRefused(Exception):
+    pass
+
+
+@dataclass
+class DemoSummary:
+    patients_created: int
+    already_loaded: bool
+    professionals: list[DemoProfessional]
+    documents_created: int = 0
+
+
+def demo_check_allowed() -> None:
+    """The demo never runs with production settings nor on a database holding real data."""
+    if settings.PRODUCTION:
+        raise DemoRefused(
+            "refus : réglages de production actifs (ESANTE_SECRET_KEY défini sans ESANTE_DEBUG). "
+            "La démonstration ne s'exécute que sur une base de démonstration."
+        )
+    if not DemoDataSet.objects.exists() and Patient.objects.exists():
+        raise DemoRefused(
+            "refus : cette base contient des données qui ne sont pas celles de la démonstration. "
+            "Utilisez une base vide (DATABASE_URL ou ESANTE_DATA_DIR)."
+        )
+
+
+def demo_load(*, synthetic: int = 5000) -> DemoSummary:
+    """Loads (or completes) the demo data set; idempotent."""
+    demo_check_allowed()
+    with transaction.atomic():
+        marker, created = DemoDataSet.objects.get_or_create(pk=1)
+    rows: list[tuple[int, dict[str, Any]]] = [(0, dict(PEPPA))]
+    rows += [(number, values) for number, values in enumerate(synthetic_patients(synthetic), start=1)]
+    total = 0
+    for start in range(0, len(rows), 1000):
+        result = patients_import_batch(
+            rows=rows[start : start + 1000], source="demo", actor_label="system:demo"
+        )
+        total += result.created
+    professionals = demo_professionals_load()
+    documents = demo_documents_load()
+    return DemoSummary(
+        patients_created=total,
+        already_loaded=not created,
+        professionals=professionals,
+        documents_created=documents,
+    )
