@@ -22,7 +22,7 @@ from django.utils import formats, translation
 from esante.access.models import AccessGrant
 from esante.access.services import AccessRefused
 from esante.accounts.models import Professional
-from esante.dispensing.services import _when
+from esante.dispensing.refusals import when as _when
 from esante.documents.services import document_submit
 from esante.patients.models import Patient
 from tests.access.factories import make_grant, make_patient, make_professional

@@ -10,7 +10,8 @@ from freezegun import freeze_time
 from esante.accounts.models import Professional
 from esante.dispensing import rules
 from esante.dispensing.models import Dispensation
-from esante.dispensing.services import DispensationRefused, dispensation_withdraw, prescription_mark_dispensed
+from esante.dispensing.services import DispensationRefused, prescription_mark_dispensed
+from esante.dispensing.withdrawal import dispensation_withdraw
 from esante.documents import cda
 from esante.documents.models import Prescription
 from esante.patients.models import Patient

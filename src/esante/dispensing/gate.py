@@ -3,7 +3,7 @@ withdrawal and of a certified copy, and what a template may offer a pharmacist.
 
 Who may dispense is the access policy's rule (``policy.may_dispense`` and
 ``policy.may_dispense_under``); the writes themselves are ``services.prescription_mark_dispensed``
-and ``services.dispensation_withdraw``, which check the rule again under lock and trace their
+and ``withdrawal.dispensation_withdraw``, which check the rule again under lock and trace their
 own refusals. Every refusal of a page is traced here, then raised: ``RecordNotFound`` for a
 missing or forbidden prescription (a 404 page), ``DispensationRefused`` for a page the actor may
 find but not use (a 403 page saying why).
@@ -22,7 +22,7 @@ from esante.documents.gate import DocumentGate
 from esante.documents.models import Document, Prescription
 from esante.patients.models import Patient
 
-from . import certification, services
+from . import certification, refusals, services, withdrawal
 from .models import CertifiedCopy, Dispensation
 from .selectors import access_prescription, dispensation_of
 
@@ -74,7 +74,7 @@ class DispensingGate(DocumentGate):
             self._page_refused(
                 access, "not_pharmacist", object_id=str(access.document.public_id), page="dispense"
             )
-            raise services.DispensationRefused("not_pharmacist", str(services.MESSAGES["not_pharmacist"]))
+            raise services.DispensationRefused("not_pharmacist", str(refusals.MESSAGES["not_pharmacist"]))
         self.document_read(access.document)
         return access
 
@@ -106,10 +106,10 @@ class DispensingGate(DocumentGate):
     def withdraw_page(self, access: PrescriptionAccess, dispensation: Dispensation) -> None:
         """The withdrawal page, read: only by the pharmacist who recorded the dispensation, within
         the withdrawal window (traced as a read). ``DispensationRefused`` (traced) otherwise."""
-        code = services.withdrawal_refusal(dispensation, self.actor)
+        code = withdrawal.withdrawal_refusal(dispensation, self.actor)
         if code is not None:
             self._page_refused(access, code, object_id=str(dispensation.public_id), page="withdraw")
-            message = services.MESSAGES.get(code, gettext("Cette dispensation ne peut plus être retirée."))
+            message = refusals.MESSAGES.get(code, gettext("Cette dispensation ne peut plus être retirée."))
             raise services.DispensationRefused(code, str(message))
         self.document_read(access.document)
 

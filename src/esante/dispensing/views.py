@@ -20,7 +20,7 @@ from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction
 from esante.documents.models import Prescription
 
-from . import certification, services
+from . import certification, services, withdrawal
 from .forms import DispenseForm, WithdrawForm
 from .gate import DispensingGate
 from .models import CertifiedCopy
@@ -160,7 +160,7 @@ def withdraw(
     form = WithdrawForm(request.POST)
     reason = request.POST.get("reason", "")
     try:
-        services.dispensation_withdraw(
+        withdrawal.dispensation_withdraw(
             dispensation=dispensation,
             pharmacist=professional,
             reason=reason,

@@ -21,7 +21,7 @@ from esante.patients.models import Patient
 from . import cda
 from .models import Document, MediaType, Prescription, PrescriptionLine
 from .search import document_index
-from .types import DEFAULT_BINDER, DOCUMENT_TYPES, MEDICATION_PRESCRIPTION, Binder
+from .types import DEFAULT_BINDER, DOCUMENT_TYPES, MEDICATION_PRESCRIPTION, Binder, DocumentType
 
 _EXTENSIONS: dict[str, str] = {MediaType.PDF: "pdf", MediaType.CDA: "xml", MediaType.TEXT: "txt"}
 _DECLARED = {
@@ -150,122 +150,206 @@ def document_submit(
         "external_id": external_id,
     }
     try:
-        if not content:
-            raise DocumentRefused("document vide")
-        if len(content) > max_bytes():
-            raise DocumentRefused(
-                f"document trop volumineux ({len(content) / 1_048_576:.1f} Mo ; "
-                f"maximum {max_bytes() / 1_048_576:.0f} Mo)"
-            )
-        sniffed = _sniff(content, media_type)
-        parsed = sniffed.parsed
-        if parsed is not None:
-            if (
-                patient_matricule
-                and validate_patient_matricule(patient_matricule) != parsed.patient_matricule
-            ):
-                raise DocumentRefused("le matricule du document ne correspond pas au patient indiqué")
-            patient_matricule = parsed.patient_matricule
-            type_code = type_code or parsed.type_code
-            title = title or parsed.title
-            clinical_at = clinical_at or parsed.effective_at
-            confidentiality = confidentiality or parsed.confidentiality
-            author_name = author_name or parsed.author_name
-            external_id = external_id or parsed.document_id
-            refusal["external_id"] = external_id
-            if author is None and parsed.author_matricule:
-                author = Professional.objects.filter(matricule=parsed.author_matricule).first()
-        try:
-            matricule = validate_patient_matricule(patient_matricule)
-        except ValidationError as exc:
-            raise DocumentRefused(f"matricule du patient invalide : {exc.messages[0]}") from None
-        patient = Patient.objects.filter(matricule=matricule).first()
-        if patient is None:
-            raise DocumentRefused("patient inconnu de l'index des patients")
-        document_type = DOCUMENT_TYPES.get(type_code)
-        if document_type is None:
-            raise DocumentRefused(f"type de document « {type_code or '(aucun)'} » inconnu")
-        confidentiality = confidentiality or Confidentiality.NORMAL
-        if confidentiality not in Confidentiality.values:
-            raise DocumentRefused(f"niveau de confidentialité « {confidentiality} » inconnu (N, R ou V)")
-        if not title:
-            raise DocumentRefused("titre du document manquant")
-        if clinical_at is None:
-            raise DocumentRefused("date clinique du document manquante")
-        if author is not None and not author_name:
-            author_name = f"{author.first_name} {author.last_name}"
-        if not author_name:
-            raise DocumentRefused("auteur du document manquant")
-        binder = binder or str(DEFAULT_BINDER.get(document_type.class_code, Binder.GENERAL))  # type: ignore[call-overload]
-        if binder not in Binder.values:
-            raise DocumentRefused(f"classeur « {binder} » inconnu")
-        if (
-            external_id
-            and Document.objects.filter(source_system=source_system, external_id=external_id).exists()
-        ):
-            raise DocumentDuplicate(f"document déjà reçu de {source_system} (identifiant {external_id})")
+        checked = _submission_check(
+            content=content,
+            source_system=source_system,
+            patient_matricule=patient_matricule,
+            media_type=media_type,
+            type_code=type_code,
+            title=title,
+            clinical_at=clinical_at,
+            author=author,
+            author_name=author_name,
+            binder=binder,
+            confidentiality=confidentiality,
+            external_id=external_id,
+            refusal=refusal,
+        )
     except DocumentRefused as exc:
         _record_refusal(str(exc), **refusal)  # type: ignore[arg-type]
         raise
 
     digest = hashlib.sha256(content).hexdigest()
-    name = _store(content, digest, sniffed.media_type)  # outside the transaction: a file write is slow
+    name = _store(
+        content, digest, checked.sniffed.media_type
+    )  # outside the transaction: a file write is slow
     try:
         with transaction.atomic():
-            document = Document.objects.create(
-                patient=patient,
-                type_code=document_type.code,
-                class_code=document_type.class_code,
-                title=title[:300],
-                clinical_at=clinical_at,
-                author=author,
-                author_name=author_name[:200],
+            document = _document_file(
+                checked,
+                content=content,
+                digest=digest,
+                name=name,
                 source_system=source_system,
-                binder=binder,
-                confidentiality=confidentiality,
-                media_type=sniffed.media_type,
-                content=name,
-                sha256=digest,
-                size=len(content),
                 hidden_by_patient=hidden_by_patient,
-                external_id=external_id[:200],
-                text_content=sniffed.text[:200_000],
-            )
-            if document_type.code == MEDICATION_PRESCRIPTION and parsed is not None:
-                prescription = Prescription.objects.create(
-                    document=document, prescribed_at=clinical_at, prescriber_name=author_name[:200]
-                )
-                PrescriptionLine.objects.bulk_create(
-                    PrescriptionLine(
-                        prescription=prescription,
-                        position=number,
-                        medication=line.medication[:300],
-                        medication_code=line.medication_code[:64],
-                        dosage=line.dosage[:500],
-                        quantity=line.quantity,
-                        unit=line.unit[:50],
-                    )
-                    for number, line in enumerate(parsed.lines, start=1)
-                )
-            document_index(document)
-            audit_record(
-                action=AuditAction.DOCUMENT_SUBMIT,
                 actor=actor,
                 actor_label=actor_label,
-                patient=patient,
-                object_type="document",
-                object_id=str(document.public_id),
-                details={
-                    "source": source_system,
-                    "type": document_type.code,
-                    "sha256": digest,
-                    "size": len(content),
-                },
             )
     except IntegrityError:
-        reason = f"document déjà reçu de {source_system} (identifiant {external_id})"
+        reason = f"document déjà reçu de {source_system} (identifiant {checked.external_id})"
         _record_refusal(reason, **refusal)  # type: ignore[arg-type]
         raise DocumentDuplicate(reason) from None
+    return document
+
+
+@dataclass
+class _Checked:
+    """A submission that passed every check, with the metadata completed from the CDA."""
+
+    sniffed: _Sniffed
+    patient: Patient
+    document_type: DocumentType
+    title: str
+    clinical_at: datetime.datetime
+    author: Professional | None
+    author_name: str
+    binder: str
+    confidentiality: str
+    external_id: str
+
+
+def _submission_check(
+    *,
+    content: bytes,
+    source_system: str,
+    patient_matricule: str,
+    media_type: str | None,
+    type_code: str,
+    title: str,
+    clinical_at: datetime.datetime | None,
+    author: Professional | None,
+    author_name: str,
+    binder: str,
+    confidentiality: str,
+    external_id: str,
+    refusal: dict[str, Any],
+) -> _Checked:
+    """Every check of ``document_submit``, before anything is written; raises DocumentRefused.
+    Records the CDA's own identifier in ``refusal`` as soon as it is known."""
+    if not content:
+        raise DocumentRefused("document vide")
+    if len(content) > max_bytes():
+        raise DocumentRefused(
+            f"document trop volumineux ({len(content) / 1_048_576:.1f} Mo ; "
+            f"maximum {max_bytes() / 1_048_576:.0f} Mo)"
+        )
+    sniffed = _sniff(content, media_type)
+    parsed = sniffed.parsed
+    if parsed is not None:
+        if patient_matricule and validate_patient_matricule(patient_matricule) != parsed.patient_matricule:
+            raise DocumentRefused("le matricule du document ne correspond pas au patient indiqué")
+        patient_matricule = parsed.patient_matricule
+        type_code = type_code or parsed.type_code
+        title = title or parsed.title
+        clinical_at = clinical_at or parsed.effective_at
+        confidentiality = confidentiality or parsed.confidentiality
+        author_name = author_name or parsed.author_name
+        external_id = external_id or parsed.document_id
+        refusal["external_id"] = external_id
+        if author is None and parsed.author_matricule:
+            author = Professional.objects.filter(matricule=parsed.author_matricule).first()
+    try:
+        matricule = validate_patient_matricule(patient_matricule)
+    except ValidationError as exc:
+        raise DocumentRefused(f"matricule du patient invalide : {exc.messages[0]}") from None
+    patient = Patient.objects.filter(matricule=matricule).first()
+    if patient is None:
+        raise DocumentRefused("patient inconnu de l'index des patients")
+    document_type = DOCUMENT_TYPES.get(type_code)
+    if document_type is None:
+        raise DocumentRefused(f"type de document « {type_code or '(aucun)'} » inconnu")
+    confidentiality = confidentiality or Confidentiality.NORMAL
+    if confidentiality not in Confidentiality.values:
+        raise DocumentRefused(f"niveau de confidentialité « {confidentiality} » inconnu (N, R ou V)")
+    if not title:
+        raise DocumentRefused("titre du document manquant")
+    if clinical_at is None:
+        raise DocumentRefused("date clinique du document manquante")
+    if author is not None and not author_name:
+        author_name = f"{author.first_name} {author.last_name}"
+    if not author_name:
+        raise DocumentRefused("auteur du document manquant")
+    binder = binder or str(DEFAULT_BINDER.get(document_type.class_code, Binder.GENERAL))  # type: ignore[call-overload]
+    if binder not in Binder.values:
+        raise DocumentRefused(f"classeur « {binder} » inconnu")
+    if external_id and Document.objects.filter(source_system=source_system, external_id=external_id).exists():
+        raise DocumentDuplicate(f"document déjà reçu de {source_system} (identifiant {external_id})")
+    return _Checked(
+        sniffed=sniffed,
+        patient=patient,
+        document_type=document_type,
+        title=title,
+        clinical_at=clinical_at,
+        author=author,
+        author_name=author_name,
+        binder=binder,
+        confidentiality=confidentiality,
+        external_id=external_id,
+    )
+
+
+def _document_file(
+    checked: _Checked,
+    *,
+    content: bytes,
+    digest: str,
+    name: str,
+    source_system: str,
+    hidden_by_patient: bool,
+    actor: Any,
+    actor_label: str,
+) -> Document:
+    """Files the checked document (and a prescription's lines), indexes it, traces it last."""
+    document = Document.objects.create(
+        patient=checked.patient,
+        type_code=checked.document_type.code,
+        class_code=checked.document_type.class_code,
+        title=checked.title[:300],
+        clinical_at=checked.clinical_at,
+        author=checked.author,
+        author_name=checked.author_name[:200],
+        source_system=source_system,
+        binder=checked.binder,
+        confidentiality=checked.confidentiality,
+        media_type=checked.sniffed.media_type,
+        content=name,
+        sha256=digest,
+        size=len(content),
+        hidden_by_patient=hidden_by_patient,
+        external_id=checked.external_id[:200],
+        text_content=checked.sniffed.text[:200_000],
+    )
+    if checked.document_type.code == MEDICATION_PRESCRIPTION and checked.sniffed.parsed is not None:
+        prescription = Prescription.objects.create(
+            document=document, prescribed_at=checked.clinical_at, prescriber_name=checked.author_name[:200]
+        )
+        PrescriptionLine.objects.bulk_create(
+            PrescriptionLine(
+                prescription=prescription,
+                position=number,
+                medication=line.medication[:300],
+                medication_code=line.medication_code[:64],
+                dosage=line.dosage[:500],
+                quantity=line.quantity,
+                unit=line.unit[:50],
+            )
+            for number, line in enumerate(checked.sniffed.parsed.lines, start=1)
+        )
+    document_index(document)
+    audit_record(
+        action=AuditAction.DOCUMENT_SUBMIT,
+        actor=actor,
+        actor_label=actor_label,
+        patient=checked.patient,
+        object_type="document",
+        object_id=str(document.public_id),
+        details={
+            "source": source_system,
+            "type": checked.document_type.code,
+            "sha256": digest,
+            "size": len(content),
+        },
+    )
     return document
 
 
