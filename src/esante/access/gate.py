@@ -63,7 +63,9 @@ class RecordGate:
     """What one actor may see or do on patients' records, for one request.
 
     ``actor`` is the acting professional (a patient, a representative and a software client
-    acting for a professional come next); ``channel`` and ``client_address`` go into every event.
+    acting for a professional come next); ``client_address`` goes into every event the gate
+    writes; ``channel`` says which edge asks (the portal today), for the rules and answers that
+    will differ by channel.
     """
 
     def __init__(
