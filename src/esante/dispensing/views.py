@@ -21,6 +21,7 @@ from esante.access.services import access_refusal_record
 from esante.accounts.models import Professional
 from esante.documents.models import Prescription
 from esante.documents.services import document_read_record
+from esante.documents.views import PDF_CSP
 
 from . import certification, services
 from .forms import DispenseForm, WithdrawForm
@@ -267,6 +268,8 @@ def certified_copy(
     response = HttpResponse(data, content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="copie-certifiee-{copy.created_at:%Y%m%d-%H%M}.pdf"'
     response["X-Content-Type-Options"] = "nosniff"
+    # Our own WeasyPrint output, but a stored document all the same: served like every other one.
+    response["Content-Security-Policy"] = PDF_CSP
     response["Cache-Control"] = "no-store"
     return response
 
