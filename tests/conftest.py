@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.db.models.sql.compiler import SQLCompiler
+from django.db.transaction import TransactionManagementError
 
 from esante.audit import triggers
 from esante.audit.models import AuditChainHead, AuditEvent
@@ -30,6 +32,40 @@ def django_db_setup(
     yield
     with django_db_blocker.unblock():
         teardown_databases(config, verbosity=0, keepdb=django_db_keepdb)
+
+
+def _own_atomic_blocks(compiler: SQLCompiler) -> int:
+    """The atomic blocks the code under test opened itself: not the test case's own."""
+    return sum(
+        1 for block in compiler.connection.atomic_blocks if not getattr(block, "_from_testcase", False)
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _row_locks_need_the_codes_own_transaction() -> Iterator[None]:
+    """``select_for_update`` outside a transaction opened by the code itself fails, on every
+    database, in every test.
+
+    In production a view runs in autocommit and PostgreSQL refuses a row lock there
+    (``TransactionManagementError``); but SQLite ignores row locks, and a test inside pytest-django's
+    test transaction is never in autocommit, so neither run would see the bug. Here a lock taken
+    while only the test case's transaction is open fails as it would on PostgreSQL in production.
+    """
+    original = SQLCompiler.as_sql
+
+    def as_sql(self: SQLCompiler, *args: Any, **kwargs: Any) -> Any:
+        if self.query.select_for_update and _own_atomic_blocks(self) == 0:
+            raise TransactionManagementError(
+                "select_for_update cannot be used outside of a transaction (the code's own: "
+                "in production this query runs in autocommit)."
+            )
+        return original(self, *args, **kwargs)
+
+    SQLCompiler.as_sql = as_sql  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        SQLCompiler.as_sql = original  # type: ignore[method-assign]
 
 
 @pytest.fixture

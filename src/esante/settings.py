@@ -213,7 +213,14 @@ AUDIT_SIGNING_KEY_FILE = Path(
     env.str("ESANTE_AUDIT_KEY_FILE", default=str(DATA_DIR / "audit" / "signing-key.pem"))
 )
 AUDIT_HEADS_FILE = Path(env.str("ESANTE_AUDIT_HEADS_FILE", default=str(DATA_DIR / "audit" / "heads.jsonl")))
-AUDIT_ANCHOR_INTERVAL = env.int("ESANTE_AUDIT_ANCHOR_SECONDS", default=300)
+# Copies of the heads file written (and fsync'ed) with it, on other volumes: comma-separated paths.
+AUDIT_HEADS_COPY_FILES = [Path(p) for p in env.list("ESANTE_AUDIT_HEADS_COPY_FILE", default=[])]
+# A witness off the database host that receives each signed head (HTTP POST of its JSON line).
+AUDIT_WITNESS_URL = env.str("ESANTE_AUDIT_WITNESS_URL", default="")
+# The signer (``esante serve``) signs new events at most this many seconds after they are written,
+# and as soon as this many are waiting: events after the last signed head are unsigned.
+AUDIT_ANCHOR_INTERVAL = env.float("ESANTE_AUDIT_ANCHOR_SECONDS", default=5.0)
+AUDIT_ANCHOR_EVERY_EVENTS = env.int("ESANTE_AUDIT_ANCHOR_EVERY_EVENTS", default=100)
 
 # --- logging: one line per request, never a body, a query string, a code or a password ---------
 LOGGING = {
@@ -242,9 +249,20 @@ ESANTE_OTP_MAX_TRIES = 3
 ESANTE_OTP_RESEND_SECONDS = env.int("ESANTE_OTP_RESEND_SECONDS", default=60)
 # The operators' admin wants an OTP-verified session (platform login with password + code).
 ESANTE_ADMIN_REQUIRE_OTP = env.bool("ESANTE_ADMIN_REQUIRE_OTP", default=True)
-ESANTE_LOCK_AFTER_FAILURES = 5
-ESANTE_LOCK_MINUTES = 15
-ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR = 20
+# Failed logins, activation codes and one-time codes (accounts/throttling.py). Per account and
+# client address: the first failures are free, then each failure delays that address's next try on
+# that account (1 minute, doubling, capped). The account as a whole (every address) is locked only
+# after ESANTE_ACCOUNT_LOCK_AFTER_FAILURES consecutive failures (NIST SP 800-63B allows up to 100),
+# for ESANTE_ACCOUNT_LOCK_MINUTES, doubling at each further lock (at most a day); the certificate
+# login stays open. Each client address: ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR across all accounts.
+ESANTE_THROTTLE_FREE_FAILURES = env.int("ESANTE_THROTTLE_FREE_FAILURES", default=3)
+ESANTE_THROTTLE_DELAY_SECONDS = env.int("ESANTE_THROTTLE_DELAY_SECONDS", default=60)
+ESANTE_THROTTLE_MAX_DELAY_MINUTES = env.int("ESANTE_THROTTLE_MAX_DELAY_MINUTES", default=60)
+ESANTE_ACCOUNT_LOCK_AFTER_FAILURES = env.int("ESANTE_ACCOUNT_LOCK_AFTER_FAILURES", default=100)
+ESANTE_ACCOUNT_LOCK_MINUTES = env.int("ESANTE_ACCOUNT_LOCK_MINUTES", default=15)
+ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR = env.int("ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR", default=20)
+# The professional is told by e-mail when their account is attacked: at most one mail per window.
+ESANTE_ATTACK_NOTICE_MINUTES = env.int("ESANTE_ATTACK_NOTICE_MINUTES", default=60)
 # Certificate login: PEM bundle of trusted CAs, CRL files (PEM or DER, comma-separated), and the
 # request header in which the TLS-terminating proxy forwards the verified client certificate
 # (nginx: ``proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert``). The header is believed

@@ -10,6 +10,7 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from freezegun import freeze_time
 
 from esante.access.models import AccessGrant, PatientBlock, PatientSearch, RecordOpening
 from esante.accounts.models import Professional, User
@@ -307,12 +308,28 @@ def dialog_url(patient: Patient) -> str:
     return reverse("access:dialog", args=[patient.public_id])
 
 
+def found(client: Client, professional: Professional, patient: Patient) -> Client:
+    """Logs in and finds the patient as the guide does: a search by "Numéro assuré"."""
+    response = login(client, professional).post(SEARCH, {"matricule": patient.matricule})
+    assert response.status_code == 200 and dialog_url(patient) in response.content.decode()
+    return client
+
+
+def trail() -> list[tuple[str, str]]:
+    """The audit trail after the search that found the patient."""
+    return list(
+        AuditEvent.objects.exclude(action="patient.search")
+        .order_by("sequence")
+        .values_list("action", "outcome")
+    )
+
+
 def record_url(patient: Patient) -> str:
     return reverse("documents:record", args=[patient.public_id])
 
 
 def test_dialog_shows_guide_text(client: Client, pharmacist: Professional, secret_patient: Patient) -> None:
-    response = login(client, pharmacist).get(dialog_url(secret_patient))
+    response = found(client, pharmacist, secret_patient).get(dialog_url(secret_patient))
     body = text(response)
     assert response.status_code == 200
     for expected in DIALOG_TEXTS:
@@ -320,13 +337,13 @@ def test_dialog_shows_guide_text(client: Client, pharmacist: Professional, secre
     assert "csrfmiddlewaretoken" in body
     assert "bris de glace" not in body  # pharmacists do not break the glass
     assert_no_patient_data(response.content, secret_patient)
-    assert AuditEvent.objects.count() == 0
+    assert trail() == []
 
 
 def test_dialog_offers_emergency_to_doctors(
     client: Client, doctor: Professional, secret_patient: Patient
 ) -> None:
-    assert "bris de glace" in text(login(client, doctor).get(dialog_url(secret_patient)))
+    assert "bris de glace" in text(found(client, doctor, secret_patient).get(dialog_url(secret_patient)))
 
 
 def test_en_savoir_plus(client: Client) -> None:
@@ -336,7 +353,7 @@ def test_en_savoir_plus(client: Client) -> None:
 
 
 def test_care_access_then_record(client: Client, pharmacist: Professional, secret_patient: Patient) -> None:
-    login(client, pharmacist)
+    found(client, pharmacist, secret_patient)
     response = client.post(
         dialog_url(secret_patient),
         {"mode": "care", "motif_choice": "dispensation", "motif_text": "", "accept_conditions": "on"},
@@ -351,16 +368,13 @@ def test_care_access_then_record(client: Client, pharmacist: Professional, secre
     assert "BRAMBLETON Quentinella" in body
     assert "20/11/1904" in body and secret_patient.matricule in body and "ans)" in body
     assert RecordOpening.objects.get().grant == grant
-    assert list(AuditEvent.objects.order_by("sequence").values_list("action", "outcome")) == [
-        ("access.grant", "success"),
-        ("record.open", "success"),
-    ]
+    assert trail() == [("access.grant", "success"), ("record.open", "success")]
     # With a current access, the dialog leads straight to the record.
     assert client.get(dialog_url(secret_patient))["Location"] == record_url(secret_patient)
 
 
 def test_own_documents_access(client: Client, doctor: Professional, secret_patient: Patient) -> None:
-    login(client, doctor)
+    found(client, doctor, secret_patient)
     response = client.post(dialog_url(secret_patient), {"mode": "own-documents", "accept_conditions": "on"})
     assert response.status_code == 302
     body = text(client.get(record_url(secret_patient)))
@@ -370,7 +384,7 @@ def test_own_documents_access(client: Client, doctor: Professional, secret_patie
 def test_own_documents_access_can_be_upgraded_to_care(
     client: Client, doctor: Professional, secret_patient: Patient
 ) -> None:
-    login(client, doctor)
+    found(client, doctor, secret_patient)
     client.post(dialog_url(secret_patient), {"mode": "own-documents", "accept_conditions": "on"})
     # The dialog stays open: it says what the current access is and offers a care access.
     response = client.get(dialog_url(secret_patient))
@@ -392,11 +406,7 @@ def test_own_documents_access_can_be_upgraded_to_care(
     )
     # Now that the whole record is open, the dialog leads straight to it.
     assert client.get(dialog_url(secret_patient))["Location"] == record_url(secret_patient)
-    assert list(AuditEvent.objects.order_by("sequence").values_list("action", "outcome")) == [
-        ("access.grant", "success"),
-        ("access.grant", "success"),
-        ("record.open", "success"),
-    ]
+    assert trail() == [("access.grant", "success"), ("access.grant", "success"), ("record.open", "success")]
 
 
 def test_emergency_access_leads_straight_to_the_record(
@@ -409,7 +419,7 @@ def test_emergency_access_leads_straight_to_the_record(
 
 
 def test_emergency_access_by_doctor(client: Client, doctor: Professional, secret_patient: Patient) -> None:
-    login(client, doctor)
+    found(client, doctor, secret_patient)
     response = client.post(
         dialog_url(secret_patient),
         {
@@ -467,12 +477,12 @@ def test_dialog_refusals(
     action: str,
     reason: str,
 ) -> None:
-    response = login(client, pharmacist).post(dialog_url(secret_patient), data)
+    response = found(client, pharmacist, secret_patient).post(dialog_url(secret_patient), data)
     assert response.status_code == status
     assert message in text(response)
     assert_no_patient_data(response.content, secret_patient)
     assert AccessGrant.objects.count() == 0
-    events = list(AuditEvent.objects.all())
+    events = list(AuditEvent.objects.exclude(action="patient.search"))
     assert [(e.action, e.outcome, e.details["reason"], e.patient) for e in events] == [
         (action, "refused", reason, secret_patient)
     ]
@@ -481,7 +491,7 @@ def test_dialog_refusals(
 def test_dialog_hides_emergency_from_pharmacists_even_after_a_forged_post(
     client: Client, pharmacist: Professional, secret_patient: Patient
 ) -> None:
-    response = login(client, pharmacist).post(
+    response = found(client, pharmacist, secret_patient).post(
         dialog_url(secret_patient),
         {"mode": "emergency", "motif_text": "Urgence vitale immédiate", "accept_conditions": "on"},
     )
@@ -505,7 +515,7 @@ def test_dialog_on_closed_opposed_or_blocked_record(
         PatientBlock.objects.create(patient=secret_patient, professional=doctor)
     else:
         Patient.objects.filter(pk=secret_patient.pk).update(dossier_state=state)
-    login(client, doctor)
+    found(client, doctor, secret_patient)
     response = client.get(dialog_url(secret_patient))
     assert response.status_code == 200
     assert message in text(response)
@@ -522,13 +532,139 @@ def test_dialog_on_closed_opposed_or_blocked_record(
     assert message in text(response)
     assert_no_patient_data(response.content, secret_patient)
     assert AccessGrant.objects.count() == 0
-    assert list(AuditEvent.objects.values_list("action", "outcome")) == [("access.emergency", "refused")]
+    assert trail() == [("access.emergency", "refused")]
 
 
-def test_dialog_unknown_patient(client: Client, pharmacist: Professional) -> None:
-    response = login(client, pharmacist).get(reverse("access:dialog", args=[uuid.uuid4()]))
+# The CSRF token (htmx header, and the header's language switch) is masked anew on each page.
+CSRF_TOKEN = re.compile(rb'"X-CSRFToken": "[^"]*"|name="csrfmiddlewaretoken" value="[^"]*"')
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_dialog_for_a_patient_not_found_by_a_search_looks_like_a_missing_one(
+    client: Client, pharmacist: Professional, secret_patient: Patient, method: str
+) -> None:
+    """An id guessed or copied, never shown to this professional: the same 404 as a random id."""
+    login(client, pharmacist)
+    data = {"mode": "care", "motif_choice": "dispensation", "accept_conditions": "on"}
+    send = getattr(client, method)
+    missing_id = uuid.uuid4()
+    missing = send(reverse("access:dialog", args=[missing_id]), data)
+    existing = send(dialog_url(secret_patient), data)
+    record = client.get(record_url(secret_patient))
+    assert missing.status_code == existing.status_code == record.status_code == 404
+    assert CSRF_TOKEN.sub(b"", missing.content) == CSRF_TOKEN.sub(b"", existing.content)
+    # The same page as every other patient-scoped refusal.
+    assert CSRF_TOKEN.sub(b"", existing.content) == CSRF_TOKEN.sub(b"", record.content)
+    assert "Ce dossier est introuvable ou vous n'y avez pas accès." in text(existing)
+    assert_no_patient_data(existing.content, secret_patient)
+    assert AccessGrant.objects.count() == 0
+    events = list(AuditEvent.objects.order_by("sequence"))
+    assert [(e.action, e.outcome, e.actor, e.patient, e.details["reason"]) for e in events] == [
+        ("access.dialog", "refused", pharmacist.user, None, "unknown"),
+        ("access.dialog", "refused", pharmacist.user, secret_patient, "not_found_by_search"),
+        ("record.open", "refused", pharmacist.user, secret_patient, "no_grant"),
+    ]
+    assert [e.object_id for e in events[:2]] == [str(missing_id), str(secret_patient.public_id)]
+
+
+def test_dialog_after_a_search_that_did_not_show_the_patient(
+    client: Client, pharmacist: Professional, secret_patient: Patient
+) -> None:
+    other = make_patient("Other", "Person")
+    found(client, pharmacist, other)
+    assert client.get(dialog_url(other)).status_code == 200
+    assert client.get(dialog_url(secret_patient)).status_code == 404
+    # Another professional's search does not open it for this one either.
+    found(Client(), make_professional("pharmacist"), secret_patient)
+    assert client.get(dialog_url(secret_patient)).status_code == 404
+    assert trail() == [("access.dialog", "refused")] * 2
+
+
+def test_dialog_found_by_search_expires_with_the_search_window(
+    client: Client, pharmacist: Professional, secret_patient: Patient, settings: Any
+) -> None:
+    start = timezone.now()
+    with freeze_time(start):
+        found(client, pharmacist, secret_patient)
+    window = settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS
+    with freeze_time(start + datetime.timedelta(seconds=window + 1)):
+        response = client.get(dialog_url(secret_patient))
     assert response.status_code == 404
+    assert trail() == [("access.dialog", "refused")]
+
+
+def test_dialog_shown_restarts_the_window_for_its_form(
+    client: Client, pharmacist: Professional, secret_patient: Patient, settings: Any
+) -> None:
+    start = timezone.now()
+    window = datetime.timedelta(seconds=settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS)
+    with freeze_time(start):
+        found(client, pharmacist, secret_patient)
+    with freeze_time(start + window * 0.9):
+        assert client.get(dialog_url(secret_patient)).status_code == 200
+    with freeze_time(start + window * 1.5):
+        response = client.post(
+            dialog_url(secret_patient),
+            {"mode": "care", "motif_choice": "dispensation", "accept_conditions": "on"},
+        )
+    assert response.status_code == 302 and AccessGrant.objects.count() == 1
+    assert trail() == [("access.grant", "success")]
+
+
+@pytest.mark.parametrize("ended_days_ago", [1, 89])
+def test_dialog_opens_for_a_recently_ended_grant_without_a_search(
+    client: Client, doctor: Professional, secret_patient: Patient, ended_days_ago: int
+) -> None:
+    """ "Mes derniers dossiers" leads to the dialog once the access has expired."""
+    now = timezone.now()
+    make_grant(
+        doctor,
+        secret_patient,
+        granted_at=now - datetime.timedelta(days=ended_days_ago + 1),
+        expires_at=now - datetime.timedelta(days=ended_days_ago),
+    )
+    response = login(client, doctor).get(dialog_url(secret_patient))
+    assert response.status_code == 200
+    assert "J'accède au dossier du patient en engageant ma responsabilité." in text(response)
     assert AuditEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("state", ["closed", "blocked"])
+def test_dialog_without_a_search_on_a_refused_record_looks_missing(
+    client: Client, doctor: Professional, secret_patient: Patient, state: str
+) -> None:
+    """Holding a grant, but the record closed or the professional blocked: as on the record page."""
+    make_grant(doctor, secret_patient)
+    if state == "blocked":
+        PatientBlock.objects.create(patient=secret_patient, professional=doctor)
+    else:
+        Patient.objects.filter(pk=secret_patient.pk).update(dossier_state=state)
+    login(client, doctor)
+    response = client.get(dialog_url(secret_patient))
+    missing = client.get(reverse("access:dialog", args=[uuid.uuid4()]))
+    assert response.status_code == missing.status_code == 404
+    assert CSRF_TOKEN.sub(b"", response.content) == CSRF_TOKEN.sub(b"", missing.content)
+    reason = {"closed": "record_closed", "blocked": "blocked"}[state]
+    assert [
+        (e.action, e.outcome, e.patient, e.details["reason"]) for e in AuditEvent.objects.order_by("sequence")
+    ] == [
+        ("access.dialog", "refused", secret_patient, reason),
+        ("access.dialog", "refused", None, "unknown"),
+    ]
+
+
+def test_dialog_stays_closed_for_a_grant_that_ended_long_ago(
+    client: Client, doctor: Professional, secret_patient: Patient
+) -> None:
+    now = timezone.now()
+    make_grant(
+        doctor,
+        secret_patient,
+        granted_at=now - datetime.timedelta(days=200),
+        expires_at=now - datetime.timedelta(days=100),
+    )
+    assert login(client, doctor).get(dialog_url(secret_patient)).status_code == 404
+    assert trail() == [("access.dialog", "refused")]
 
 
 # --- the record page: refusal matrix -------------------------------------------------------------
@@ -605,7 +741,7 @@ def test_record_unknown_patient_looks_the_same(
 def test_admin_exports_access_journal_csv(
     client: Client, pharmacist: Professional, secret_patient: Patient
 ) -> None:
-    login(client, pharmacist)
+    found(client, pharmacist, secret_patient)
     client.post(
         dialog_url(secret_patient),
         {"mode": "care", "motif_choice": "dispensation", "accept_conditions": "on"},

@@ -145,9 +145,9 @@ def test_full_activation_by_sms(client: Client, pki: Pki, registered: Any, setti
 WRONG = "Le matricule ou le code d&#x27;activation est incorrect."
 
 
-def submit_code(client: Client, code: str, matricule: str = "19750315006") -> str:
+def submit_code(client: Client, code: str, matricule: str = "19750315006", **headers: str) -> str:
     return client.post(
-        step_url(2), {"received": "oui", "matricule": matricule, "code": code}
+        step_url(2), {"received": "oui", "matricule": matricule, "code": code}, **headers
     ).content.decode()
 
 
@@ -264,11 +264,15 @@ def test_wrong_matricule_and_wrong_code_get_the_same_message(
     ) == ["failure", "failure"]
 
 
-def test_five_wrong_codes_block_the_letter(client: Client, pki: Pki, registered: Any) -> None:
+def test_wrong_codes_from_every_address_block_the_letter_at_the_configured_number(
+    client: Client, pki: Pki, registered: Any, settings: Any
+) -> None:
+    settings.ESANTE_ACCOUNT_LOCK_AFTER_FAILURES = 5  # 100 by default
     _, code = registered
     walk_to_step(client, pki, code, 2)
-    for _ in range(5):
-        assert WRONG in submit_code(client, "AAAA-AAAA-AAAA-AAAA")
+    for number in range(5):  # two tries per address: no address is delayed
+        address = f"192.0.2.{number // 2 + 1}"
+        assert WRONG in submit_code(client, "AAAA-AAAA-AAAA-AAAA", REMOTE_ADDR=address)
     assert ActivationLetter.objects.get().failed_attempts == 5
     assert AuditEvent.objects.filter(action="accounts.activation_letter.block").count() == 1
     assert WRONG in submit_code(client, code)  # the right code no longer works

@@ -19,7 +19,7 @@ from freezegun import freeze_time
 from esante import accounts
 from esante.accounts.delivery import code_deliver
 from esante.accounts.models import CertificatePresentation, Professional
-from esante.accounts.throttling import lock_message
+from esante.accounts.throttling import account_lock_message, delay_message, lock_message
 
 from .conftest import DAY, NOW, ORIGIN_PATH, PASSWORD, Pki, at_origin, present
 
@@ -224,12 +224,23 @@ def test_login_refusals_and_lock_follow_the_language(client: Client, active: Pro
     with freeze_time(start):
         assert "Matrikelnummer oder Passwort ist falsch." in attempt("de")
         assert "Incorrect matricule or password." in attempt("en")
-        assert "Matricule ou mot de passe incorrect." in attempt(None)
-        attempt(None)
-        locked = attempt("de")
-        assert "Versuchen Sie es nach dem 02.03.2026 um 10:15 Uhr (Luxemburger Zeit) erneut" in locked
-        assert "Try again after 02 Mar 2026 at 10:15 (Luxembourg time)" in attempt("en")
-        assert "Réessayez après le 02/03/2026 à 10:15 (heure de Luxembourg)" in attempt(None)
+        delayed = attempt("de")  # the third failure of this address on this account
+        assert "von Ihrer Adresse aus" in delayed
+        assert "Versuchen Sie es nach dem 02.03.2026 um 10:01:00 Uhr (Luxemburger Zeit) erneut" in delayed
+        assert "Try again after 02 Mar 2026 at 10:01:00 (Luxembourg time)" in attempt("en")
+        assert "Réessayez après le 02/03/2026 à 10:01:00 (heure de Luxembourg)" in attempt(None)
+
+
+def test_delay_and_account_lock_messages_per_language() -> None:
+    until = datetime.datetime(2026, 11, 25, 21, 14, 30, tzinfo=datetime.UTC)  # 22:14:30 in Luxembourg
+    assert "Réessayez après le 25/11/2026 à 22:14:30 (heure de Luxembourg)." in delay_message(until)
+    assert "produit LuxTrust (« Connexion ») reste possible." in account_lock_message(until)
+    with translation.override("de"):
+        assert "nach dem 25.11.2026 um 22:14:30 Uhr (Luxemburger Zeit)" in delay_message(until)
+        assert "LuxTrust-Produkt („Anmelden“) bleibt möglich." in account_lock_message(until)
+    with translation.override("en"):
+        assert "Try again after 25 Nov 2026 at 22:14:30 (Luxembourg time)." in delay_message(until)
+        assert "LuxTrust product (“Log in”) remains possible." in account_lock_message(until)
 
 
 def test_lock_message_per_language() -> None:

@@ -1,6 +1,7 @@
 """Login with matricule, password and one-time code; certificate login; locks; logout."""
 
 import datetime
+import html
 import re
 from typing import Any
 
@@ -90,36 +91,79 @@ def test_unknown_matricule_and_wrong_password_look_the_same(client: Client, acti
     ]
 
 
-def test_password_brute_force_locks_for_15_minutes_then_30(client: Client, active: Professional) -> None:
+def password_from(client: Client, address: str, password: str = PASSWORD) -> Any:
+    return client.post(LOGIN, {"matricule": MATRICULE, "password": password}, REMOTE_ADDR=address)
+
+
+def test_password_failures_from_one_address_delay_it_1_minute_then_2(
+    client: Client, active: Professional
+) -> None:
     start = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=datetime.UTC)
     with freeze_time(start) as clock:
-        for _ in range(4):
+        for _ in range(2):
             assert "Matricule ou mot de passe incorrect." in password_step(client, "wrong").content.decode()
         page = password_step(client, "wrong").content.decode()
-        assert "Réessayez après le 02/03/2026 à 10:15" in page  # Luxembourg time
-        assert actions(action="accounts.login.lock") == [("accounts.login.lock", "refused")]
-        # Locked: even the right password is refused, without telling whether it was right.
-        assert "Réessayez après" in password_step(client).content.decode()
-        assert mail.outbox == []
-
-        clock.tick(datetime.timedelta(minutes=16))
-        for _ in range(5):
-            page = password_step(client, "wrong").content.decode()
-        assert "Réessayez après le 02/03/2026 à 10:46" in page  # 30 minutes: doubled
-        clock.tick(datetime.timedelta(minutes=31))
+        assert "depuis votre adresse. Réessayez après le 02/03/2026 à 10:01:00" in page  # Luxembourg time
+        assert actions(action="accounts.login.delay") == [("accounts.login.delay", "refused")]
+        # Delayed: even the right password is refused from this address, without being checked.
+        assert "Réessayez après le 02/03/2026 à 10:01:00" in password_step(client).content.decode()
+        assert (
+            AuditEvent.objects.filter(action="accounts.login.password", details__reason="delayed").count()
+            == 1
+        )
+        clock.tick(datetime.timedelta(seconds=61))
+        page = password_step(client, "wrong").content.decode()
+        assert "Réessayez après le 02/03/2026 à 10:03:01" in page  # 2 minutes: doubled
+        clock.tick(datetime.timedelta(minutes=2, seconds=1))
         assert password_step(client)["Location"] == CODE
         assert client.post(CODE, {"code": mailed_code()})["Location"] == "/edocuments/"
+    row = LoginThrottle.objects.get(scope="account_address", key=f"{MATRICULE}|127.0.0.1")
+    assert (row.failures, row.lock_count, row.locked_until) == (0, 0, None)
+    assert LoginThrottle.objects.get(scope="account", key=MATRICULE).failures == 0
+    assert not LoginThrottle.objects.filter(locked_until__isnull=False).exists()
+
+
+def test_account_locks_after_the_configured_failures_from_every_address_for_15_minutes_then_30(
+    client: Client, active: Professional, settings: Any
+) -> None:
+    settings.ESANTE_ACCOUNT_LOCK_AFTER_FAILURES = 5  # 100 by default
+    start = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=datetime.UTC)
+    with freeze_time(start) as clock:
+        for number in range(4):
+            page = password_from(client, f"192.0.2.{number + 1}", "wrong").content.decode()
+            assert "Matricule ou mot de passe incorrect." in page
+        page = password_from(client, "192.0.2.5", "wrong").content.decode()
+        assert "Réessayez après le 02/03/2026 à 10:15" in page  # Luxembourg time
+        assert "La connexion avec votre produit LuxTrust (« Connexion ») reste possible." in html.unescape(
+            page
+        )
+        assert actions(action="accounts.login.lock") == [("accounts.login.lock", "refused")]
+        # Locked as a whole: the right password from yet another address is refused too.
+        assert "Réessayez après" in password_from(client, "198.51.100.7").content.decode()
+
+        clock.tick(datetime.timedelta(minutes=16))
+        for number in range(5):
+            page = password_from(client, f"203.0.113.{number + 1}", "wrong").content.decode()
+        assert "Réessayez après le 02/03/2026 à 10:46" in page  # 30 minutes: doubled
+        clock.tick(datetime.timedelta(minutes=31))
+        assert password_from(client, "198.51.100.7")["Location"] == CODE
+        assert (
+            client.post(CODE, {"code": mailed_code()}, REMOTE_ADDR="198.51.100.7")["Location"]
+            == "/edocuments/"
+        )
     row = LoginThrottle.objects.get(scope="account", key=MATRICULE)
     assert row.lock_count == 0 and row.failures == 0
 
 
-def test_helpdesk_can_lift_a_lock(client: Client, active: Professional) -> None:
-    for _ in range(5):
-        password_step(client, "wrong")
-    assert "Réessayez après" in password_step(client).content.decode()
+def test_helpdesk_can_lift_a_lock_and_the_delays(client: Client, active: Professional, settings: Any) -> None:
+    settings.ESANTE_ACCOUNT_LOCK_AFTER_FAILURES = 5
+    for number in range(5):
+        password_from(client, f"192.0.2.{number % 2 + 1}", "wrong")
+    assert "Réessayez après" in password_from(client, "192.0.2.1").content.decode()
     login_unlock(professional=active, actor_label="helpdesk:marie")
-    assert password_step(client)["Location"] == CODE
+    assert password_from(client, "192.0.2.1")["Location"] == CODE
     assert actions(action="accounts.login.unlock") == [("accounts.login.unlock", "success")]
+    assert AuditEvent.objects.get(action="accounts.login.unlock").details == {"delays_lifted": 2}
 
 
 def test_client_address_is_throttled_after_20_failures_an_hour(client: Client, db: Any) -> None:
@@ -131,7 +175,10 @@ def test_client_address_is_throttled_after_20_failures_an_hour(client: Client, d
     assert "Réessayez après" in password_step(client, matricule="19850602037").content.decode()
 
 
-def test_one_time_code_dies_after_three_wrong_tries(client: Client, active: Professional) -> None:
+def test_one_time_code_dies_after_three_wrong_tries(
+    client: Client, active: Professional, settings: Any
+) -> None:
+    settings.ESANTE_THROTTLE_FREE_FAILURES = 10  # the code's own limit, not the address's delay
     password_step(client)
     code = mailed_code()
     wrong = "000000" if code != "000000" else "111111"
@@ -142,15 +189,37 @@ def test_one_time_code_dies_after_three_wrong_tries(client: Client, active: Prof
     assert "_auth_user_id" not in client.session
 
 
-def test_one_time_code_brute_force_locks_the_account(
+def test_one_time_code_failures_delay_the_address_and_keep_the_pending_login(
     client: Client, active: Professional, settings: Any
 ) -> None:
     settings.ESANTE_OTP_RESEND_SECONDS = 0
+    with freeze_time("2026-03-02 09:00:00"):
+        password_step(client)
+        client.post(CODE, {"code": "999999"})
+        response = client.post(CODE, {"code": "999999"})
+        assert "Le code saisi est incorrect." in response.content.decode()
+        response = client.post(CODE, {"code": "999999"})  # the third failure of this address
+        assert response.status_code == 200  # still on the code page: a delay is not a lock
+        assert "Réessayez après le 02/03/2026 à 10:01:00" in response.content.decode()
+        client.post(CODE, {"resend": "1"})
+        response = client.post(CODE, {"code": mailed_code()})  # the right code, but too soon
+        assert "Réessayez après le 02/03/2026 à 10:01:00" in response.content.decode()
+    assert ("accounts.login.delay", "refused") in actions()
+    assert AuditEvent.objects.filter(action="accounts.login.code", details__reason="delayed").count() == 1
+    with freeze_time("2026-03-02 09:01:01"):
+        assert client.post(CODE, {"code": mailed_code()})["Location"] == "/edocuments/"
+
+
+def test_one_time_code_failures_lock_the_account_at_the_configured_number(
+    client: Client, active: Professional, settings: Any
+) -> None:
+    settings.ESANTE_OTP_RESEND_SECONDS = 0
+    settings.ESANTE_ACCOUNT_LOCK_AFTER_FAILURES = 5
     password_step(client)
     for attempt in range(5):
-        if attempt == 3:
-            client.post(CODE, {"resend": "1"})
-        response = client.post(CODE, {"code": "999999"})
+        if attempt == 2:
+            client.post(CODE, {"resend": "1"}, REMOTE_ADDR="192.0.2.2")
+        response = client.post(CODE, {"code": "999999"}, REMOTE_ADDR=f"192.0.2.{attempt // 2 + 1}")
     assert response.status_code == 302 and response["Location"] == LOGIN
     assert "Réessayez après" in password_step(client).content.decode()
     assert ("accounts.login.lock", "refused") in actions()

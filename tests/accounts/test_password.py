@@ -211,9 +211,10 @@ def test_password_and_code_session_is_refused(client: Client, active: Profession
     assert int(client.session["_auth_user_id"]) == active.user_id  # still logged in, nothing else
 
 
-def test_refusals_lock_the_account(client: Client, active: Professional) -> None:
+def test_refusals_lock_the_account(client: Client, active: Professional, settings: Any) -> None:
+    settings.ESANTE_ACCOUNT_LOCK_AFTER_FAILURES = 5  # 100 by default
     password_login(client)
-    for _ in range(settings.ESANTE_LOCK_AFTER_FAILURES):
+    for _ in range(settings.ESANTE_ACCOUNT_LOCK_AFTER_FAILURES):
         client.post(CHANGE, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
     response = client.post(CHANGE, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
     assert response.status_code == 403

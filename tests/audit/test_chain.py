@@ -75,6 +75,7 @@ def tamper(sql: str, params: list[object]) -> None:
 @pytest.mark.django_db
 def test_verify_audit_finds_a_tampered_column() -> None:
     record(5)
+    audit_anchor()
     call_command("verify_audit", verbosity=0)
     tamper("UPDATE audit_auditevent SET motif = %s, action = %s WHERE sequence = 3", ["", "x"])
     with pytest.raises(CommandError, match=r"BROKEN at event #3: .*columns differ"):

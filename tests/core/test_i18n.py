@@ -124,7 +124,9 @@ def test_form_errors_and_refusals_are_translated() -> None:
 def test_access_motif_is_traced_in_french_whatever_the_language() -> None:
     pharmacist = make_professional("pharmacist")
     patient = make_patient()
-    response = logged_in(pharmacist).post(
+    client = logged_in(pharmacist)
+    client.post(SEARCH, {"matricule": patient.matricule})  # the dialog opens for a patient found
+    response = client.post(
         reverse("access:dialog", args=[patient.public_id]),
         {"mode": "care", "motif_choice": "dispensation", "motif_text": "", "accept_conditions": "on"},
         HTTP_ACCEPT_LANGUAGE="de",

@@ -1,17 +1,20 @@
 import base64
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
+from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 
 from esante.audit.models import AuditEvent
 from esante.documents.models import Document, Prescription
 from esante.patients.models import Patient
 
+from . import pdfs
 from .conftest import PEPPA, make_prescription
 
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PDF = pdfs.clean_pdf()
 MANIFEST = (
     "file,matricule,type_code,title,clinical_at,author,source_system,"
     "binder,confidentiality,external_id,media_type\n"
@@ -95,3 +98,31 @@ def test_fhir_bundle(peppa: Patient, tmp_path: Path) -> None:
         ("document.submit", "success"),
         ("document.submit", "refused"),
     ]
+
+
+@pytest.mark.django_db
+def test_pdf_with_javascript_is_refused_on_import(
+    peppa: Patient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's file: /OpenAction << /S /JavaScript >>, imported "2 importés" before."""
+    hostile = pdfs.pdf_with_open_action_javascript()
+    (tmp_path / "lettre.pdf").write_bytes(hostile)
+    (tmp_path / "manifest.csv").write_text(
+        MANIFEST + f"lettre.pdf,{PEPPA},18842-5,Lettre,{WHEN},Dr Klein,CHL,,N,L-1,application/pdf\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(CommandError) as caught:
+        call_command("import_documents", str(tmp_path), verbosity=0)
+    assert caught.value.returncode == 1
+    captured = capsys.readouterr()
+    reason = (
+        "document PDF refusé : il contient du contenu actif (JavaScript, action à l'ouverture (/OpenAction))"
+    )
+    assert f"refusé — manifest.csv ligne 2 (lettre.pdf) : {reason}" in captured.err
+    assert "import terminé : 0 importés, 0 déjà présents, 1 refusés" in captured.out
+    assert not Document.objects.exists()
+    digest = hashlib.sha256(hostile).hexdigest()
+    assert not default_storage.exists(f"documents/{digest[:2]}/{digest}.pdf")
+    event = AuditEvent.objects.get()
+    assert (event.action, event.outcome, event.object_id) == ("document.submit", "refused", "L-1")
+    assert event.details == {"source": "CHL", "reason": reason}

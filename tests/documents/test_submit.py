@@ -1,5 +1,7 @@
 import datetime
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
@@ -7,14 +9,16 @@ from django.test import override_settings
 
 from esante.audit.models import AuditEvent
 from esante.documents.models import Document, MediaType, Prescription
-from esante.documents.services import DocumentDuplicate, DocumentRefused, document_submit
+from esante.documents.services import DocumentDuplicate, DocumentRefused, document_submit, size_label
 from esante.patients.matricule import make_patient_matricule
 from esante.patients.models import Patient
 
+from . import pdfs
 from .conftest import AT, PEPPA, make_prescription
 
 OTHER = make_patient_matricule(datetime.date(1985, 3, 2), 41)
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PDF = pdfs.clean_pdf()
+MB = 1024 * 1024
 
 
 def refused_events() -> list[tuple[str, str]]:
@@ -90,14 +94,25 @@ def test_refusals_change_nothing_but_their_audit_event(
     assert reason.split("«")[0].strip() in AuditEvent.objects.get().details["reason"]
 
 
+@pytest.mark.parametrize(
+    ("limit", "size", "message"),
+    [
+        (100, 150, "document trop volumineux (150 octets ; maximum 100 octets)"),
+        (1, 2, "document trop volumineux (2 octets ; maximum 1 octet)"),
+        (2048, 3 * 1024 + 512, "document trop volumineux (3,5 Ko ; maximum 2 Ko)"),
+        (20 * MB, 20 * MB + 300 * 1024, "document trop volumineux (20,3 Mo ; maximum 20 Mo)"),
+        # Both round to "1 Mo": the exact counts are given instead.
+        (MB - 1, MB, "document trop volumineux (1048576 octets ; maximum 1048575 octets)"),
+    ],
+)
 @pytest.mark.django_db
-def test_oversize_is_refused(peppa: Patient) -> None:
-    with (
-        override_settings(ESANTE_DOCUMENT_MAX_BYTES=100),
-        pytest.raises(DocumentRefused, match="trop volumineux"),
-    ):
+def test_oversize_is_refused_with_sizes_in_units_that_fit(
+    peppa: Patient, limit: int, size: int, message: str
+) -> None:
+    content = b"a" * size
+    with override_settings(ESANTE_DOCUMENT_MAX_BYTES=limit), pytest.raises(DocumentRefused) as caught:
         document_submit(
-            content=PDF * 10,
+            content=content,
             patient_matricule=PEPPA,
             type_code="18842-5",
             title="T",
@@ -105,7 +120,96 @@ def test_oversize_is_refused(peppa: Patient) -> None:
             author_name="X",
             source_system="CHL",
         )
+    assert str(caught.value) == message
     assert not Document.objects.exists()
+    assert refused_events() == [("document.submit", "refused")]
+    assert AuditEvent.objects.get().details["reason"] == message
+
+
+@pytest.mark.parametrize(
+    ("size", "label"),
+    [
+        (0, "0 octet"),
+        (1, "1 octet"),
+        (1023, "1023 octets"),
+        (1024, "1 Ko"),
+        (1536, "1,5 Ko"),
+        (1024 * 1024 - 60, "1023,9 Ko"),
+        (1024 * 1024 - 1, "1 Mo"),
+        (int(25.33 * 1024 * 1024), "25,3 Mo"),
+        (5 * 1024**3, "5 Go"),
+    ],
+)
+def test_size_label_uses_the_unit_that_fits(size: int, label: str) -> None:
+    assert size_label(size) == label
+
+
+def pdf_submission(content: bytes) -> Document:
+    return document_submit(
+        content=content,
+        patient_matricule=PEPPA,
+        type_code="18842-5",
+        title="Lettre de sortie",
+        clinical_at=AT,
+        author_name="Dr X",
+        source_system="CHL",
+        external_id="L-1",
+    )
+
+
+@pytest.mark.parametrize("construct", sorted(pdfs.HOSTILE))
+@pytest.mark.django_db
+def test_pdf_with_active_content_is_refused(peppa: Patient, construct: str) -> None:
+    make, named = pdfs.HOSTILE[construct]
+    content = make()
+    with pytest.raises(DocumentRefused) as caught:
+        pdf_submission(content)
+    reason = str(caught.value)
+    assert reason.startswith("document PDF refusé : il contient du contenu actif (") and named in reason
+    assert not Document.objects.exists()
+    digest = hashlib.sha256(content).hexdigest()
+    assert not default_storage.exists(f"documents/{digest[:2]}/{digest}.pdf")
+    event = AuditEvent.objects.get()
+    assert (event.action, event.outcome, event.patient, event.object_id) == (
+        "document.submit",
+        "refused",
+        None,
+        "L-1",
+    )
+    assert event.details == {"source": "CHL", "reason": reason}
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (pdfs.pdf_with_password(), "document PDF refusé : il est protégé par un mot de passe"),
+        (b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", "fichier PDF illisible ou endommagé"),
+        (pdfs.clean_pdf()[:150], "fichier PDF illisible ou endommagé"),
+        (b"%PDF-1.7\n" + b"[" * 50_000, "fichier PDF illisible ou endommagé"),
+    ],
+    ids=["password", "no-xref", "truncated", "deep-nesting"],
+)
+@pytest.mark.django_db
+def test_pdf_that_cannot_be_inspected_is_refused(peppa: Patient, content: bytes, reason: str) -> None:
+    with pytest.raises(DocumentRefused, match=reason):
+        pdf_submission(content)
+    assert not Document.objects.exists()
+    assert refused_events() == [("document.submit", "refused")]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [pdfs.clean_pdf, pdfs.pdf_with_open_destination, pdfs.pdf_with_restrictions_only],
+    ids=["clean", "open-destination", "restrictions-only"],
+)
+@pytest.mark.django_db
+def test_pdf_without_active_content_is_filed(peppa: Patient, make: Any) -> None:
+    content = make()
+    document = pdf_submission(content)
+    assert document.media_type == MediaType.PDF
+    with default_storage.open(document.content.name) as fh:
+        assert fh.read() == content
+    assert refused_events() == [("document.submit", "success")]
 
 
 @pytest.mark.django_db

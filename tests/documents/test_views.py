@@ -16,9 +16,11 @@ from esante.documents.services import document_submit
 from esante.patients.models import Patient
 from tests.access.factories import make_grant, make_professional
 
+from . import pdfs
 from .conftest import AT, PEPPA, make_prescription
 
-PDF = b"%PDF-1.4\n%<script>alert(1)</script>\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+# A clean PDF with markup in its page: whatever sniffs it as HTML must not run it.
+PDF = pdfs.clean_pdf(b"<script>alert(1)</script>")
 
 
 def submit(patient: Patient, **overrides: Any) -> Document:
@@ -135,6 +137,31 @@ def test_content_is_served_with_its_type_and_a_policy_that_runs_nothing(
     cda = client.get(f"/edocuments/patient/{peppa.public_id}/document/{record['psy'].public_id}/contenu")
     assert cda["Content-Type"] == "text/plain; charset=utf-8" and "sandbox" in cda["Content-Security-Policy"]
     assert cda["Content-Disposition"].startswith("attachment")
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type", "disposition"),
+    [
+        ("pdf", "application/pdf", "inline"),
+        ("prescription", "application/xml; charset=utf-8", "attachment"),
+        ("psy", "text/plain; charset=utf-8", "attachment"),
+    ],
+)
+@pytest.mark.django_db
+def test_every_stored_document_is_served_sandboxed_and_nosniff(
+    peppa: Patient, record: dict[str, Any], name: str, content_type: str, disposition: str
+) -> None:
+    doctor = make_professional("doctor")
+    make_grant(doctor, peppa)
+    document = record[name]
+    url = f"/edocuments/patient/{peppa.public_id}/document/{document.public_id}/contenu"
+    response = logged_in(doctor).get(url)
+    assert response.status_code == 200 and response["Content-Type"] == content_type
+    directives = [part.strip() for part in response["Content-Security-Policy"].split(";")]
+    assert "sandbox" in directives and "default-src 'none'" in directives
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Content-Disposition"].startswith(disposition)
+    assert "no-store" in response["Cache-Control"]
 
 
 @pytest.mark.django_db

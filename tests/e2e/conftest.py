@@ -22,7 +22,9 @@ from .journey import DESKTOP, Activated, Journey, activate
 from .server import Platform, Professional
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "test-output" / "e2e"
+# One folder per database, so that CI's SQLite and PostgreSQL runs both keep their screenshots.
+_ON_POSTGRESQL = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+SHOTS = ROOT / "test-output" / ("e2e-postgresql" if _ON_POSTGRESQL else "e2e")
 CHROMIUM = os.environ.get("ESANTE_E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -84,14 +86,20 @@ def shots_dir(chromium_path: str) -> Path:
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory, shots_dir: Path, axe: Axe) -> Iterator[Platform]:
-    """The platform with the demo data set, on SQLite in a fresh data dir, served on a free port."""
-    served = Platform(tmp_path_factory.mktemp("e2e-data"), log_path=shots_dir / "server.log")
-    served.prepare()
-    served.start()
+    """The platform with the demo data set in a fresh data dir, served on a free port: on SQLite,
+    or on a fresh PostgreSQL database when ``DATABASE_URL`` names PostgreSQL."""
+    served = Platform(
+        tmp_path_factory.mktemp("e2e-data"),
+        log_path=shots_dir / "server.log",
+        database_url=os.environ.get("DATABASE_URL"),
+    )
     try:
+        served.prepare()
+        served.start()
         yield served
     finally:
         served.stop()
+        served.database.drop()
 
 
 # Playwright's synchronous API keeps an event loop running in the main thread while it is

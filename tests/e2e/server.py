@@ -1,9 +1,11 @@
 """The real platform, started for the browser tests: a fresh data dir, the demo data set, gunicorn.
 
 The server runs in subprocesses through the ``esante`` command, exactly as an operator starts
-it, on SQLite in a throw-away data dir. It never shares a database with pytest-django's test
-database, and it ignores ``DATABASE_URL``: the browser tests run once per CI run, not per
-database.
+it, with real per-request transactions (autocommit between the services' own transactions, as
+in production), never inside a test transaction. It never shares a database with
+pytest-django's test database: on SQLite (the default) the database lives in a throw-away data
+dir; when ``DATABASE_URL`` names PostgreSQL, the platform gets a fresh database of its own on
+that server (``<name>_e2e``), created before the demo loads and dropped after the run.
 """
 
 import dataclasses
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +41,54 @@ _NOT_INHERITED = (
     "ESANTE_ALLOW_FILE_OUTBOX",
     "ESANTE_AUDIT_KEY_FILE",
     "ESANTE_AUDIT_HEADS_FILE",
+    "ESANTE_AUDIT_HEADS_COPY_FILE",
+    "ESANTE_AUDIT_WITNESS_URL",
 )
 
 
 class PlatformError(RuntimeError):
     """The platform could not be prepared or started; the message carries its output."""
+
+
+class ServedDatabase:
+    """The platform's own database: SQLite in its data dir, or a fresh PostgreSQL database on the
+    server that ``DATABASE_URL`` names (created empty, dropped by ``drop``)."""
+
+    def __init__(self, database_url: str | None) -> None:
+        self.url: str | None = None
+        self._admin_url = ""
+        self._name = ""
+        if database_url and database_url.startswith(("postgres://", "postgresql://")):
+            parts = urllib.parse.urlsplit(database_url)
+            base = parts.path.lstrip("/") or "esante"
+            self._name = f"{base}_e2e"
+            self.url = urllib.parse.urlunsplit(parts._replace(path=f"/{self._name}"))
+            self._admin_url = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+
+    @property
+    def engine(self) -> str:
+        return "postgresql" if self.url else "sqlite"
+
+    def _execute(self, *statements: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self._admin_url, autocommit=True) as connection:
+            for statement in statements:
+                connection.execute(statement)  # type: ignore[arg-type]
+
+    def create(self) -> None:
+        if self.url:
+            self.drop()
+            self._execute(f'CREATE DATABASE "{self._name}"')
+
+    def drop(self) -> None:
+        if self.url:
+            # The name is ours (the configured database's name + "_e2e"), not user input.
+            self._execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # noqa: S608
+                f"WHERE datname = '{self._name}' AND pid <> pg_backend_pid()",
+                f'DROP DATABASE IF EXISTS "{self._name}"',
+            )
 
 
 @dataclass(frozen=True)
@@ -154,8 +200,9 @@ class Outbox:
 class Platform:
     """Prepares a data dir with the demo data set, then serves it on a free local port."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, database_url: str | None = None) -> None:
         self.data_dir = data_dir
+        self.database = ServedDatabase(database_url)
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -179,8 +226,12 @@ class Platform:
             ESANTE_DEMO="1",
             # Signed audit heads are not what these tests look at; one signature at stop is enough.
             ESANTE_AUDIT_ANCHOR_SECONDS="3600",
+            # "Recevoir un nouveau code" after 10 s instead of a minute (test_row_locks asks twice).
+            ESANTE_OTP_RESEND_SECONDS="10",
             PYTHONUNBUFFERED="1",
         )
+        if self.database.url:
+            env["DATABASE_URL"] = self.database.url
         return env
 
     def command(self, *args: str, timeout: float = 120) -> str:
@@ -201,6 +252,7 @@ class Platform:
 
     def prepare(self) -> None:
         """Migrates and loads the demo data set (``esante demo --no-serve`` does both)."""
+        self.database.create()
         output = self.command(
             "demo",
             "--no-serve",

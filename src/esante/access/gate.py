@@ -136,9 +136,15 @@ class RecordGate:
         )
 
     # -- the access dialog -----------------------------------------------------------------------
-    def dialog(self, public_id: object) -> AccessDialogState:
-        """The access dialog's view of a patient; ``RecordNotFound`` for an unknown patient."""
-        return access_dialog_state(self.actor, public_id)
+    def dialog(self, public_id: object, *, found_by_search: bool) -> AccessDialogState:
+        """The access dialog's view of a patient the actor reached (``found_by_search``: shown by a
+        search a moment ago, the channel knows). ``RecordNotFound`` (traced as ``access.dialog``)
+        for an unknown patient and, alike, for one the actor did not reach."""
+        return self.guarded(
+            AuditAction.ACCESS_DIALOG,
+            public_id,
+            lambda: access_dialog_state(self.actor, public_id, found_by_search=found_by_search),
+        )
 
     def grant(self, *, mode: str, patient: Patient, motif: str, conditions_accepted: bool) -> AccessGrant:
         """Opens an access of ``mode`` (care, own documents, emergency) under the policy's rules.

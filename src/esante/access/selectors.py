@@ -126,13 +126,32 @@ class AccessDialogState:
     grant: AccessGrant | None
 
 
-def access_dialog_state(professional: Professional, public_id: object) -> AccessDialogState:
-    """The access dialog's view of a patient. Raises ``RecordNotFound`` for an unknown patient."""
+def access_dialog_state(
+    professional: Professional, public_id: object, *, found_by_search: bool
+) -> AccessDialogState:
+    """The access dialog's view of a patient the professional reached.
+
+    Reached: shown to them by a search a moment ago (``found_by_search``, the caller knows), or a
+    grant of theirs on the record that is current or ended within ``ESANTE_RECENT_RECORDS_DAYS``
+    (the "Mes patients" and "Mes derniers dossiers" lists). Raises ``RecordNotFound`` for an
+    unknown patient and, alike, for one not reached: the dialog must not tell which ids exist.
+    Without a search, a record no access can open (closed, opposed, the professional blocked)
+    looks missing too, as on the record page; after a search the dialog says why (the search
+    results show those states already).
+    """
     parsed = _parse_public_id(public_id)
     patient = Patient.objects.filter(public_id=parsed).first() if parsed else None
     if patient is None:
         raise RecordNotFound("unknown")
     refusal = record_refusal(professional=professional, patient=patient)
+    if not found_by_search:
+        since = timezone.now() - datetime.timedelta(days=settings.ESANTE_RECENT_RECORDS_DAYS)
+        if refusal:
+            raise RecordNotFound(refusal, patient)
+        if not AccessGrant.objects.filter(
+            professional=professional, patient=patient, expires_at__gt=since
+        ).exists():
+            raise RecordNotFound("not_found_by_search", patient)
     grant = None if refusal else current_grant(professional=professional, patient=patient)
     return AccessDialogState(patient=patient, refusal=refusal, grant=grant)
 

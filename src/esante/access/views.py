@@ -1,16 +1,20 @@
 """eDocuments portal views (guide pp.12-13): lists, search, access dialog, record page. HTTP only."""
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from esante.accounts.models import Professional
+from esante.patients.models import Patient
 
 from . import policy, selectors, services
 from .forms import AccessRequestForm, PatientSearchForm
@@ -22,6 +26,38 @@ RATE_LIMITED_MESSAGE = _(
     "Vous avez effectué trop de recherches en peu de temps. Patientez quelques minutes avant de recommencer."
 )
 REFINE_MESSAGE = _("Plus de %(cap)s patients correspondent à ces critères : affinez votre recherche.")
+
+
+# The access dialog is reached by clicking a patient in the search results (or in "Mes patients"
+# / "Mes derniers dossiers"). Shown for any patient id, it would tell that the id exists (200)
+# where a random one gets 404: an oracle for the patient index. So it opens only for a patient
+# the professional was shown by a search a moment ago, or on whose record they hold or recently
+# held a grant (``selectors.access_dialog_state``); otherwise it is the same 404 as a missing id.
+# The search results are remembered in the session (public id -> when shown), for as long as the
+# search rate window, at most ``_FOUND_MAX`` of them: the database keeps no per-result row.
+_FOUND_SESSION_KEY = "access_found_by_search"
+_FOUND_MAX = 500
+
+
+def _found_window() -> int:
+    return int(settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS)
+
+
+def _remember_found(request: HttpRequest, patients: Iterable[Patient]) -> None:
+    now = int(timezone.now().timestamp())
+    found: dict[str, int] = {
+        key: shown
+        for key, shown in request.session.get(_FOUND_SESSION_KEY, {}).items()
+        if now - shown < _found_window()
+    }
+    found.update((str(patient.public_id), now) for patient in patients)
+    newest = sorted(found.items(), key=lambda item: item[1], reverse=True)[:_FOUND_MAX]
+    request.session[_FOUND_SESSION_KEY] = dict(newest)
+
+
+def _found_by_search(request: HttpRequest, public_id: uuid.UUID) -> bool:
+    shown = request.session.get(_FOUND_SESSION_KEY, {}).get(str(public_id))
+    return shown is not None and timezone.now().timestamp() - shown < _found_window()
 
 
 def _list_context(request: HttpRequest, tab: str, queryset: Any) -> dict[str, Any]:
@@ -74,6 +110,7 @@ def search(request: HttpRequest, professional: Professional) -> HttpResponse:
             status = 429
         else:
             context["page"] = page
+            _remember_found(request, page.rows)
             if page.refine:
                 context["refine_message"] = REFINE_MESSAGE % {"cap": page.total}
     template = "access/_search_results.html" if getattr(request, "htmx", False) else "access/search.html"
@@ -100,11 +137,15 @@ def access_rules(request: HttpRequest) -> HttpResponse:
 @professional_required
 def access_dialog(request: HttpRequest, professional: Professional, public_id: uuid.UUID) -> HttpResponse:
     """ "Accès au dossier du patient": the conditions, the motif, and the ways in."""
+    found_by_search = _found_by_search(request, public_id)
     gate = RecordGate.for_portal(request, professional)
     try:
-        state = gate.dialog(public_id)
+        state = gate.dialog(public_id, found_by_search=found_by_search)
     except RecordNotFound:
         return not_found_page(request)
+    if found_by_search:
+        # Reading the conditions and choosing a motif takes its time: the window restarts here.
+        _remember_found(request, [state.patient])
     record_url = reverse("documents:record", args=[state.patient.public_id])
     # A care or emergency access already opens the whole record; an own-documents one does not,
     # so the dialog stays open to ask for a care access.

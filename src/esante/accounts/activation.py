@@ -40,7 +40,18 @@ from .models import (
     User,
 )
 from .services import WRONG_ACTIVATION, mobile_normalise, resend_message
-from .throttling import address_failure, audit_locks, lock_message, throttle_locked_until
+from .throttling import (
+    Delay,
+    address_failure,
+    attack_notify,
+    audit_locks,
+    delay_message,
+    lock_message,
+    pair_delay_check,
+    pair_failure,
+    pair_success,
+    throttle_locked_until,
+)
 
 Step = ActivationWizard.Step
 REFUSED = AuditEvent.Outcome.REFUSED
@@ -176,14 +187,71 @@ def wizard_certificate_skip(*, wizard: ActivationWizard, client_address: str | N
     return StepOutcome(ok=True)
 
 
+def _activation_failure(
+    *,
+    wizard: ActivationWizard,
+    professional: Professional | None,
+    letter: ActivationLetter | None,
+    account: str,
+    factor: str,
+    client_address: str | None,
+) -> tuple[Delay | None, datetime.datetime | None, bool]:
+    """Counts a failed activation step (wrong activation code at step 2, wrong one-time code at
+    step 4) on the (account, address) pair, on the address and, when there is one, on the letter
+    (blocked after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES``). Traces the delay, the locks and the
+    block; tells the professional at the pair's first delay and at the block. Returns (delay,
+    address lock, letter just blocked). The caller traces the attempt first."""
+    blocked = False
+    if letter is not None:
+        letter.failed_attempts += 1
+        letter.save(update_fields=["failed_attempts"])
+        blocked = letter.failed_attempts == letter.max_failed_attempts
+    delay = pair_failure(LoginThrottle.Scope.ACTIVATION_PAIR, account, client_address) if account else None
+    address_lock = address_failure(LoginThrottle.Scope.ACTIVATION, client_address)
+    if blocked:
+        assert letter is not None  # noqa: S101 - blocked implies a letter
+        audit_record(
+            action=AuditAction.ACTIVATION_LETTER_BLOCK,
+            outcome=REFUSED,
+            actor_label="anonymous",
+            object_type="activation_letter",
+            object_id=letter.pk,
+            client_address=client_address,
+        )
+    audit_locks(
+        user=professional.user if professional else None,
+        key=account,
+        account_lock=None,
+        address_lock=address_lock,
+        client_address=client_address,
+        scope=LoginThrottle.Scope.ACTIVATION,
+        delay=delay,
+        delay_action=AuditAction.ACTIVATION_DELAY,
+    )
+    if professional is not None and (blocked or (delay is not None and delay.first)):
+        attack_notify(
+            account=account,
+            email=professional.email,
+            factor=factor,
+            actor=professional.user,
+            client_address=client_address,
+            letter_blocked=blocked,
+        )
+    return delay, address_lock, blocked
+
+
 @transaction.atomic
 def wizard_code(
     *, wizard: ActivationWizard, matricule: str, code: str, client_address: str | None
 ) -> StepOutcome:
     """Step 2: matricule and activation code. One message for an unknown matricule and a wrong code.
 
-    A wrong code counts on the professional's current letter (five block it) and on the client
-    address (twenty per hour block it). The certificate of step 1 must name the professional.
+    Refused (traced) while the client address is blocked or must wait on this matricule. A
+    wrong code (or an unknown matricule: counted the same) counts on the (matricule, address)
+    pair (delays after three, growing), on the address (twenty per hour block it) and on the
+    professional's current letter (blocked only after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` from
+    every address); the professional is told by e-mail. The certificate of step 1 must name the
+    professional.
     """
     wizard = _locked(wizard, Step.CODE)
     address_lock = throttle_locked_until(LoginThrottle.Scope.ACTIVATION, client_address)
@@ -191,7 +259,11 @@ def wizard_code(
         _trace(wizard, "code", outcome=REFUSED, client_address=client_address, reason="address_locked")
         return StepOutcome(ok=False, message=lock_message(address_lock))
     now = _now()
-    key = compact(matricule)
+    key = compact(matricule)[:13]
+    delayed = pair_delay_check(LoginThrottle.Scope.ACTIVATION_PAIR, key, client_address) if key else None
+    if delayed is not None:
+        _trace(wizard, "code", outcome=REFUSED, client_address=client_address, reason="delayed", account=key)
+        return StepOutcome(ok=False, message=delay_message(delayed))
     professional = Professional.objects.select_related("user").filter(matricule=key).first() if key else None
     letter = None
     if professional is not None and professional.state != Professional.State.SUSPENDED:
@@ -206,14 +278,11 @@ def wizard_code(
         reason = "unknown_matricule_or_no_letter"
     elif not letter.is_usable(now):
         reason = (
-            "letter_blocked" if letter.failed_attempts >= letter.MAX_FAILED_ATTEMPTS else "letter_expired"
+            "letter_blocked" if letter.failed_attempts >= letter.max_failed_attempts else "letter_expired"
         )
     elif not digests_match(letter.code_digest, activation_code_digest(code)):
         reason = "wrong_code"
-        letter.failed_attempts += 1
-        letter.save(update_fields=["failed_attempts"])
     if reason:
-        new_lock = address_failure(LoginThrottle.Scope.ACTIVATION, client_address)
         _trace(
             wizard,
             "code",
@@ -222,29 +291,18 @@ def wizard_code(
             reason=reason,
             letter=letter.pk if letter else None,
         )
-        if (
-            letter is not None
-            and reason == "wrong_code"
-            and letter.failed_attempts >= letter.MAX_FAILED_ATTEMPTS
-        ):
-            audit_record(
-                action=AuditAction.ACTIVATION_LETTER_BLOCK,
-                outcome=REFUSED,
-                actor_label="anonymous",
-                object_type="activation_letter",
-                object_id=letter.pk,
-                client_address=client_address,
-            )
-        audit_locks(
-            user=None,
-            key="",
-            account_lock=None,
-            address_lock=new_lock,
+        delay, new_lock, _ = _activation_failure(
+            wizard=wizard,
+            professional=professional,
+            letter=letter if reason == "wrong_code" else None,
+            account=key,
+            factor="activation_code",
             client_address=client_address,
-            scope=LoginThrottle.Scope.ACTIVATION,
         )
         if new_lock is not None:
             return StepOutcome(ok=False, message=lock_message(new_lock))
+        if delay is not None:
+            return StepOutcome(ok=False, message=delay_message(delay.until))
         return StepOutcome(ok=False, message=gettext(WRONG_ACTIVATION))
     assert professional is not None and letter is not None  # noqa: S101 - narrowed by reason == ""
     if wizard.certificate_pem:
@@ -274,6 +332,7 @@ def wizard_code(
                     "Présentez votre propre produit LuxTrust."
                 ),
             )
+    pair_success(LoginThrottle.Scope.ACTIVATION_PAIR, key, client_address)
     wizard.professional, wizard.letter, wizard.step = professional, letter, Step.INFORMATION
     wizard.save()
     _trace(wizard, "code", client_address=client_address, letter=letter.pk)
@@ -367,8 +426,24 @@ def wizard_security_choose(
 
 @transaction.atomic
 def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_address: str | None) -> StepOutcome:
-    """Step 4b: the code received proves the channel; the activation is then completed."""
+    """Step 4b: the code received proves the channel; the activation is then completed.
+
+    Refused (traced) while the address is blocked or must wait on this account. A wrong code counts on the
+    (account, address) pair, on the address and on the letter, as a wrong activation code does;
+    three wrong codes kill the code (a new one is sent with « Valider »).
+    """
     wizard = _locked(wizard, Step.SECURITY)
+    professional = wizard.professional
+    assert professional is not None  # noqa: S101 - set at step 2
+    key = professional.matricule
+    address_lock = throttle_locked_until(LoginThrottle.Scope.ACTIVATION, client_address)
+    if address_lock is not None:
+        _trace(wizard, "security", outcome=REFUSED, client_address=client_address, reason="address_locked")
+        return StepOutcome(ok=False, message=lock_message(address_lock))
+    delayed = pair_delay_check(LoginThrottle.Scope.ACTIVATION_PAIR, key, client_address)
+    if delayed is not None:
+        _trace(wizard, "security", outcome=REFUSED, client_address=client_address, reason="delayed")
+        return StepOutcome(ok=False, message=delay_message(delayed))
     now = _now()
     if not wizard.code_digest or wizard.code_valid_until is None or now >= wizard.code_valid_until:
         _trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="no_live_code")
@@ -384,7 +459,25 @@ def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_addres
             wizard.code_digest, wizard.code_valid_until = "", None
         wizard.save()
         _trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="wrong_code")
+        letter = (
+            ActivationLetter.objects.select_for_update().filter(pk=wizard.letter_id).first()
+            if wizard.letter_id is not None
+            else None
+        )
+        delay, new_lock, _ = _activation_failure(
+            wizard=wizard,
+            professional=professional,
+            letter=letter,
+            account=key,
+            factor="otp",
+            client_address=client_address,
+        )
+        if new_lock is not None:
+            return StepOutcome(ok=False, message=lock_message(new_lock))
+        if delay is not None:
+            return StepOutcome(ok=False, message=delay_message(delay.until))
         return StepOutcome(ok=False, message=gettext("Le code saisi est incorrect."))
+    pair_success(LoginThrottle.Scope.ACTIVATION_PAIR, key, client_address)
     return _activation_complete(wizard=wizard, client_address=client_address)
 
 

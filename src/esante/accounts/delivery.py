@@ -1,4 +1,5 @@
-"""Delivering one-time codes by e-mail and SMS.
+"""Delivering one-time codes by e-mail and SMS, and the e-mail telling a professional that their
+account is being attacked (``attack_notice_deliver``).
 
 Both channels go through a backend chosen by settings: ``EMAIL_BACKEND`` (Django's; the default
 here writes ``.eml`` files, production uses Django's SMTP backend) and ``ESANTE_SMS_BACKEND``
@@ -9,6 +10,7 @@ the demo, echo it on the console. Production refuses them unless ``ESANTE_ALLOW_
 """
 
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -22,7 +24,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.core.mail import EmailMessage, send_mail
 from django.core.mail.backends.base import BaseEmailBackend
-from django.utils import timezone
+from django.utils import formats, timezone, translation
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext
 
@@ -131,5 +133,69 @@ def code_deliver(*, channel: str, address: str, code: str) -> None:
             from_email=None,
             recipient_list=[address],
         )
+    except OSError as exc:
+        raise DeliveryError(f"e-mail not sent: {exc}") from exc
+
+
+# What the attacked factor is called in the notice (French: the mail goes to the professional,
+# whatever language the attacker's browser asked for).
+ATTACKED_FACTORS = {
+    "password": "votre mot de passe",
+    "otp": "le code à usage unique",
+    "activation_code": "votre code d'activation",
+}
+
+
+def attack_notice_deliver(
+    *,
+    address: str,
+    factor: str,
+    at: datetime.datetime,
+    locked_until: datetime.datetime | None = None,
+    letter_blocked: bool = False,
+) -> None:
+    """Tells a professional by e-mail that failed attempts are being made on their account.
+
+    Carries nothing secret and nothing an eavesdropper could use: no matricule, no code, no
+    client address, only what happened, when, and what to do. ``at`` and ``locked_until`` are
+    aware datetimes, shown in Luxembourg time. Raises ``DeliveryError``.
+    """
+    with translation.override("fr"):
+        when = timezone.localtime(at)
+        lines = [
+            "Bonjour,",
+            "",
+            f"Plusieurs tentatives de connexion infructueuses avec {ATTACKED_FACTORS[factor]} ont été "
+            f"faites sur votre compte eSanté (dernière le {formats.date_format(when, 'SHORT_DATE_FORMAT')} "
+            f"à {formats.time_format(when, 'H:i')}, heure de Luxembourg).",
+            "",
+        ]
+        if letter_blocked:
+            lines.append(
+                "Par sécurité, votre code d'activation est bloqué : demandez un nouveau courrier "
+                "d'activation au helpdesk."
+            )
+        elif locked_until is not None:
+            until = timezone.localtime(locked_until)
+            lines.append(
+                "Par sécurité, la connexion par mot de passe et code est bloquée jusqu'au "
+                f"{formats.date_format(until, 'SHORT_DATE_FORMAT')} à {formats.time_format(until, 'H:i')} "
+                "(heure de Luxembourg). La connexion avec votre produit LuxTrust (« Connexion ») "
+                "reste possible."
+            )
+        else:
+            lines.append(
+                "Les essais venant de l'adresse concernée sont ralentis ; vos propres connexions "
+                "depuis un autre poste et la connexion avec votre produit LuxTrust ne sont pas affectées."
+            )
+        lines += [
+            "",
+            "Si c'était vous, vous pouvez ignorer ce message. Sinon, vous n'avez rien à faire : "
+            "l'Agence eSanté ne vous demandera jamais votre mot de passe ni vos codes.",
+            "Une question ? Contactez le helpdesk : (+352) 27 12 50 18 33, helpdesk@esante.lu.",
+        ]
+        subject = "eSanté : tentatives de connexion infructueuses sur votre compte"
+    try:
+        send_mail(subject=subject, message="\n".join(lines), from_email=None, recipient_list=[address])
     except OSError as exc:
         raise DeliveryError(f"e-mail not sent: {exc}") from exc

@@ -63,10 +63,11 @@ class ActivationLetter(models.Model):
     The code itself is never stored: only its HMAC-SHA256 under the platform's secret key
     (``codes.activation_code_digest``), compared in constant time. A letter is valid three months,
     is used once (at the last step of the activation), and is revoked when a new letter is issued
-    for the same professional. Five wrong codes block it: the helpdesk must issue a new one.
+    for the same professional. Wrong codes (activation steps 2 and 4, from any address) count on
+    the letter: after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` (100) it is blocked and the helpdesk
+    must issue a new one. Long before that, each client address is slowed down on its own
+    (``throttling``), so an attacker cannot block a professional's letter with a few tries.
     """
-
-    MAX_FAILED_ATTEMPTS = 5
 
     professional = models.ForeignKey(
         Professional, on_delete=models.PROTECT, related_name="activation_letters"
@@ -87,11 +88,15 @@ class ActivationLetter(models.Model):
     def __str__(self) -> str:
         return f"courrier {self.pk} ({self.professional.matricule})"
 
+    @property
+    def max_failed_attempts(self) -> int:
+        return int(settings.ESANTE_ACCOUNT_LOCK_AFTER_FAILURES)
+
     def is_usable(self, at: datetime.datetime) -> bool:
         return (
             self.used_at is None
             and self.revoked_at is None
-            and self.failed_attempts < self.MAX_FAILED_ATTEMPTS
+            and self.failed_attempts < self.max_failed_attempts
             and at < self.expires_at
         )
 
@@ -228,18 +233,26 @@ class SmsDevice(TimestampMixin, CooldownMixin, ThrottlingMixin, SideChannelDevic
 
 
 class LoginThrottle(models.Model):
-    """Failure counters for one account or one client address, kept in the database.
+    """Failure counters kept in the database (rules in ``esante.accounts.throttling``).
 
-    Account (``scope=account``): five consecutive failures lock it for 15 minutes, doubling at each
-    further lock; a success resets it. Client address (``scope=address``, and ``activation`` for
-    activation codes): 20 failures within an hour block the address until the hour is over.
-    A lock is never permanent and the helpdesk can lift it (``login_unlock``).
+    Account and client address (``scope=account_address`` for logins, ``activation_pair`` for
+    activation codes; ``key`` = "matricule|address"): after three failures each further one delays
+    that address's next try on that account (1 minute, doubling, capped at an hour); a success
+    from that address resets it. Account (``scope=account``, key = matricule): the consecutive
+    failures from every address; ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` (100) lock the password and
+    code login for 15 minutes, doubling at each further lock; a success resets it; it also
+    remembers when the professional was last told of an attack (``notified_at``). Client address
+    (``scope=address``, and ``activation`` for activation codes): 20 failures within an hour block
+    the address until the hour is over. Nothing is permanent and the helpdesk can lift the login
+    counters (``login_unlock``).
     """
 
     class Scope(models.TextChoices):
         ACCOUNT = "account", "compte"
         ADDRESS = "address", "adresse"
         ACTIVATION = "activation", "adresse (activation)"
+        PAIR = "account_address", "compte et adresse"
+        ACTIVATION_PAIR = "activation_pair", "compte et adresse (activation)"
 
     scope = models.CharField(max_length=16, choices=Scope.choices)
     key = models.CharField(max_length=64)
@@ -247,6 +260,7 @@ class LoginThrottle(models.Model):
     lock_count = models.PositiveIntegerField(default=0)
     locked_until = models.DateTimeField(null=True, blank=True)
     window_started_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

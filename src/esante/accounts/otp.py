@@ -74,11 +74,22 @@ def otp_check(device: LoginDevice, code: str) -> OtpCheck:
 
 
 def login_device_for(user: Any) -> LoginDevice | None:
-    """The user's confirmed one-time-code device, locked for update (call inside a transaction)."""
+    """The user's confirmed one-time-code device, locked for update: call it only inside the
+    transaction that checks or issues a code (PostgreSQL refuses a row lock outside one)."""
     for model in (SmsDevice, EmailDevice):
         device = model.objects.select_for_update().filter(user=user, confirmed=True).order_by("-pk").first()
         if device is not None:
             return device
+    return None
+
+
+def login_device_channel(user: Any) -> str | None:
+    """The channel ("sms" or "email") of the user's confirmed device, or None; a plain read for
+    pages that only say where the code went (no lock, no transaction needed)."""
+    if SmsDevice.objects.filter(user=user, confirmed=True).exists():
+        return "sms"
+    if EmailDevice.objects.filter(user=user, confirmed=True).exists():
+        return "email"
     return None
 
 

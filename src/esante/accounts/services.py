@@ -49,12 +49,20 @@ from .otp import (
     resend_available_at,
 )
 from .throttling import (
+    Delay,
     account_failure,
     account_lock_check,
+    account_lock_message,
+    account_pairs_reset,
     account_success,
     address_failure,
+    attack_notify,
     audit_locks,
+    delay_message,
     lock_message,
+    pair_delay_check,
+    pair_failure,
+    pair_success,
     throttle_locked_until,
 )
 
@@ -199,15 +207,18 @@ def activation_letter_issue(
 
 @transaction.atomic
 def login_unlock(*, professional: Professional, actor_label: str) -> None:
-    """Lifts a lock on the professional's account before it ends (helpdesk)."""
+    """Lifts the lock on the professional's account and every address's delay on it before they
+    end (helpdesk)."""
     LoginThrottle.objects.filter(scope=LoginThrottle.Scope.ACCOUNT, key=professional.matricule).update(
         failures=0, locked_until=None
     )
+    delays = account_pairs_reset(LoginThrottle.Scope.PAIR, professional.matricule)
     audit_record(
         action=AuditAction.LOGIN_UNLOCK,
         actor_label=actor_label,
         object_type="professional",
         object_id=professional.pk,
+        details={"delays_lifted": delays},
     )
 
 
@@ -246,11 +257,18 @@ class LoginOutcome:
     user: Any = None
     device: LoginDevice | None = None
     locked_until: datetime.datetime | None = None
+    delayed_until: datetime.datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _lock_outcome(until: datetime.datetime) -> LoginOutcome:
-    return LoginOutcome(ok=False, message=lock_message(until), locked_until=until)
+def _lock_outcome(until: datetime.datetime, *, account: bool = False) -> LoginOutcome:
+    message = account_lock_message(until) if account else lock_message(until)
+    return LoginOutcome(ok=False, message=message, locked_until=until)
+
+
+def _delay_outcome(until: datetime.datetime) -> LoginOutcome:
+    """This address must wait before its next try on this account: not a lock of the account."""
+    return LoginOutcome(ok=False, message=delay_message(until), delayed_until=until)
 
 
 def _locked_refusal(
@@ -261,9 +279,12 @@ def _locked_refusal(
     actor: Any = None,
     actor_label: str = "",
     account: str = "",
+    reason: str = "locked",
+    account_locked: bool = False,
 ) -> LoginOutcome:
-    """A login step refused because the account or the address is locked: traced, with the
-    French message saying when to retry."""
+    """A login step refused without evaluating it: the account is locked (``reason="locked"``),
+    the address is blocked, or this address must wait on this account (``"delayed"``). Traced,
+    with the message saying when to retry."""
     audit_record(
         action=action,
         outcome=REFUSED,
@@ -272,26 +293,69 @@ def _locked_refusal(
         object_type="account" if account else "",
         object_id=account,
         client_address=client_address,
-        details={"reason": "locked"},
+        details={"reason": reason},
     )
-    return _lock_outcome(until)
+    if reason == "delayed":
+        return _delay_outcome(until)
+    return _lock_outcome(until, account=account_locked)
 
 
 def _professional_of(user: Any) -> Professional | None:
     return Professional.objects.filter(user=user).first()
 
 
+def _notice_address(user: Any) -> str:
+    """Where to tell the owner of ``user`` that the account is attacked: the professional e-mail
+    of the register (an operator: the user's e-mail)."""
+    professional = _professional_of(user)
+    return professional.email if professional is not None else (user.email or "")
+
+
+def _login_failure(
+    *, user: Any, key: str, factor: str, client_address: str | None, address_scope: bool
+) -> tuple[datetime.datetime | None, Delay | None, datetime.datetime | None]:
+    """Counts a failed login step (wrong password or code) on the account, on the pair (account,
+    address) and, for the password, on the address. Returns (account lock, delay, address lock)
+    imposed by this failure. Tells the professional when it is the pair's first delay or it locks
+    the account; traces the locks and the notice (the caller traces the attempt first)."""
+    account_lock = account_failure(key) if key else None
+    delay = pair_failure(LoginThrottle.Scope.PAIR, key, client_address) if key else None
+    address_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address) if address_scope else None
+    audit_locks(
+        user=user,
+        key=key,
+        account_lock=account_lock,
+        address_lock=address_lock,
+        client_address=client_address,
+        delay=delay,
+    )
+    if user is not None and (account_lock is not None or (delay is not None and delay.first)):
+        attack_notify(
+            account=key,
+            email=_notice_address(user),
+            factor=factor,
+            actor=user,
+            client_address=client_address,
+            locked_until=account_lock,
+        )
+    return account_lock, delay, address_lock
+
+
 @transaction.atomic
 def login_password(*, matricule: str, password: str, client_address: str | None) -> LoginOutcome:
     """First factor: matricule and password. On success sends a code to the verified channel.
 
-    Refused (and traced) when the client address or the account is locked, the credentials are
-    wrong (one message for unknown matricule and wrong password), the account is not active, or
-    the code cannot be sent. Wrong credentials count towards both locks.
+    Refused (and traced) when the client address is blocked, the account locked, or this address
+    must wait before its next try on this account; when the credentials are wrong (one message
+    for unknown matricule and wrong password, and the same counting), the account is not active,
+    or the code cannot be sent. Wrong credentials count on the account and address pair (delays
+    after three), on the account (a lock only after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES``) and on
+    the address (coarse rate limit); the professional is told by e-mail.
 
-    The account's counter row stays locked from the lock check to the end of the transaction, so
-    concurrent attempts on one account are evaluated one after the other and the lock stops them
-    after ``ESANTE_LOCK_AFTER_FAILURES`` failures (the row lock is held for one password check).
+    The account's counter row, then the pair's, stay locked from the checks to the end of the
+    transaction, so concurrent attempts on one account are evaluated one after the other and the
+    delay or lock stops them after the configured number (the row lock is held for one password
+    check).
     """
     key = compact(matricule)[:13]
     address_lock = throttle_locked_until(LoginThrottle.Scope.ADDRESS, client_address)
@@ -299,14 +363,27 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
     if address_lock or account_lock:
         until = max(d for d in (address_lock, account_lock) if d is not None)
         return _locked_refusal(
-            AuditAction.LOGIN_PASSWORD, until, client_address=client_address, actor_label=key, account=key
+            AuditAction.LOGIN_PASSWORD,
+            until,
+            client_address=client_address,
+            actor_label=key,
+            account=key,
+            account_locked=until == account_lock,
+        )
+    delayed = pair_delay_check(LoginThrottle.Scope.PAIR, key, client_address) if key else None
+    if delayed is not None:
+        return _locked_refusal(
+            AuditAction.LOGIN_PASSWORD,
+            delayed,
+            client_address=client_address,
+            actor_label=key,
+            account=key,
+            reason="delayed",
         )
     user = authenticate(username=key, password=password) if key else None
     professional = _professional_of(user) if user is not None else None
     if user is None or (professional is not None and professional.state != Professional.State.ACTIVE):
         reason = "bad_credentials" if user is None else "suspended"
-        new_account_lock = account_failure(key) if key else None
-        new_address_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address)
         audit_record(
             action=AuditAction.LOGIN_PASSWORD,
             outcome=FAILURE,
@@ -317,15 +394,16 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
             client_address=client_address,
             details={"reason": reason},
         )
-        audit_locks(
-            user=user,
-            key=key,
-            account_lock=new_account_lock,
-            address_lock=new_address_lock,
-            client_address=client_address,
+        # Whose account it is, when the matricule is known: the owner is told of the attack.
+        owner = user or (User.objects.filter(username=key).first() if key else None)
+        new_account_lock, new_delay, new_address_lock = _login_failure(
+            user=owner, key=key, factor="password", client_address=client_address, address_scope=True
         )
         if new_account_lock or new_address_lock:
-            return _lock_outcome(max(d for d in (new_account_lock, new_address_lock) if d is not None))
+            until = max(d for d in (new_account_lock, new_address_lock) if d is not None)
+            return _lock_outcome(until, account=until == new_account_lock)
+        if new_delay is not None:
+            return _delay_outcome(new_delay.until)
         if reason == "suspended":
             return LoginOutcome(ok=False, message=gettext(SUSPENDED))
         return LoginOutcome(ok=False, message=gettext(WRONG_LOGIN))
@@ -404,17 +482,35 @@ def login_code_resend(*, user: Any, client_address: str | None) -> LoginOutcome:
 
 @transaction.atomic
 def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutcome:
-    """Second factor: the one-time code. Locks the account's counter row, then the device row,
-    while checking it: concurrent codes are evaluated one after the other.
+    """Second factor: the one-time code. Locks the account's counter row, then the pair's, then
+    the device row, while checking it: concurrent codes are evaluated one after the other.
 
-    A wrong code counts towards the account lock; three wrong codes kill the code.
+    A wrong code counts like a wrong password on the account and on the (account, address) pair
+    (delays after three, an account lock far later, the professional told by e-mail); three wrong
+    codes kill the code. A delay keeps the pending login (``delayed_until``); a lock ends it
+    (``locked_until``).
     """
     key = user.get_username()
     # Locked before the device row, as in login_password: concurrent codes queue on the account.
     account_lock = account_lock_check(key)
     if account_lock is not None:
         return _locked_refusal(
-            AuditAction.LOGIN_CODE, account_lock, client_address=client_address, actor=user, account=key
+            AuditAction.LOGIN_CODE,
+            account_lock,
+            client_address=client_address,
+            actor=user,
+            account=key,
+            account_locked=True,
+        )
+    delayed = pair_delay_check(LoginThrottle.Scope.PAIR, key, client_address)
+    if delayed is not None:
+        return _locked_refusal(
+            AuditAction.LOGIN_CODE,
+            delayed,
+            client_address=client_address,
+            actor=user,
+            account=key,
+            reason="delayed",
         )
     professional = _professional_of(user)
     device = login_device_for(user)
@@ -436,6 +532,7 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
     result = otp_check(device, code)
     if result is OtpCheck.ACCEPTED:
         account_success(key)
+        pair_success(LoginThrottle.Scope.PAIR, key, client_address)
         User.objects.filter(pk=user.pk).update(last_login=_now())
         audit_record(
             action=AuditAction.LOGIN_CODE,
@@ -446,7 +543,6 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
             details={"factor": "password+otp"},
         )
         return LoginOutcome(ok=True, user=user, device=device)
-    new_lock = account_failure(key)
     audit_record(
         action=AuditAction.LOGIN_CODE,
         outcome=FAILURE,
@@ -456,9 +552,13 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
         client_address=client_address,
         details={"reason": result.value},
     )
-    audit_locks(user=user, key=key, account_lock=new_lock, address_lock=None, client_address=client_address)
+    new_lock, new_delay, _ = _login_failure(
+        user=user, key=key, factor="otp", client_address=client_address, address_scope=False
+    )
     if new_lock is not None:
-        return _lock_outcome(new_lock)
+        return _lock_outcome(new_lock, account=True)
+    if new_delay is not None:
+        return _delay_outcome(new_delay.until)
     if result is OtpCheck.EXPIRED or device.token is None:
         return LoginOutcome(
             ok=False, message=gettext("Ce code n'est plus valable. Demandez un nouveau code.")
@@ -468,7 +568,13 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
 
 @transaction.atomic
 def login_certificate(*, certificate_pem: str, client_address: str | None) -> LoginOutcome:
-    """Login with a LuxTrust certificate bound at activation (verified again at each login)."""
+    """Login with a LuxTrust certificate bound at activation (verified again at each login).
+
+    Deliberately not refused by the account's lock or an address's delay on the account: those
+    count guesses of the password and of codes, which the certificate does not need, so an
+    attacker locking the password login never locks the professional out. Only the coarse limit
+    of the client address applies. A certificate login, like a full password and code login,
+    ends the account's run of consecutive failures (``account_success``)."""
     address_lock = throttle_locked_until(LoginThrottle.Scope.ADDRESS, client_address)
     if address_lock is not None:
         return _locked_refusal(

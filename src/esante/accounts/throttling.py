@@ -1,28 +1,72 @@
-"""Failure counters for logins and activation codes, kept in the database (``LoginThrottle``).
+"""Failure counters for logins, activation codes and one-time codes, kept in the database
+(``LoginThrottle``), and the e-mail telling a professional that their account is attacked.
+
+Three counters, so that nobody can lock a professional out by typing their (guessable) matricule:
+
+- **account and client address** (``PAIR`` for the password and the login code, ``ACTIVATION_PAIR``
+  for the activation code and the activation's one-time code): ``ESANTE_THROTTLE_FREE_FAILURES``
+  (3) failures are free, then each failure makes that address wait before its next try on that
+  account: ``ESANTE_THROTTLE_DELAY_SECONDS`` (1 minute), doubling with every further failure, at
+  most ``ESANTE_THROTTLE_MAX_DELAY_MINUTES`` (an hour). An attacker slows down only their own
+  tries; the professional logging in from another address is not affected. A success from that
+  address resets it.
+- **account** (``ACCOUNT``; for activation codes, the letter's ``failed_attempts``): the
+  consecutive failures from every address. Only after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES``
+  (100, the most NIST SP 800-63B allows) is the password and code login locked as a whole, for
+  ``ESANTE_ACCOUNT_LOCK_MINUTES`` doubling at each further lock (at most a day), or the letter
+  blocked. The certificate login is never refused by these counters.
+- **client address** (``ADDRESS``, ``ACTIVATION``): a coarse rate limit, 20 failures an hour
+  across accounts; a plain read, not locked (locking would queue every login of a hospital's NAT
+  address behind one row).
+
+The professional is told by e-mail (``attack_notify``) the first time an address gets delayed on
+their account and when the account is locked or the letter blocked, at most once every
+``ESANTE_ATTACK_NOTICE_MINUTES``.
 
 Callers run these inside their own transaction, which also writes the attempt's audit event:
-the counter and its trace commit or roll back together. Rows are locked while counted.
+the counters and their trace commit or roll back together. The account's row is locked with
+``account_lock_check`` *before* the credentials are evaluated (then the pair's row, always in
+that order) and stays locked until the transaction ends: concurrent attempts on one account queue
+there, each sees the failures of those before it, so at most ``ESANTE_THROTTLE_FREE_FAILURES``
+wrong credentials from one address, and ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` from all, are
+evaluated before the delay or the lock refuses the rest (tests/accounts/test_lock_concurrency.py).
 
-An account's lock is checked with ``account_lock_check``, which locks the account's row *before*
-the credentials are evaluated and keeps it locked until the transaction ends: concurrent attempts
-on one account queue there, each sees the failures of those before it, and at most
-``ESANTE_LOCK_AFTER_FAILURES`` wrong credentials are evaluated before the lock refuses the rest.
+Why not django-axes (it was pinned, never wired, and is no longer a dependency): its model is one
+failure limit and one cool-off for every lockout parameter combination (``AXES_FAILURE_LIMIT``,
+``AXES_COOLOFF_TIME``), so it cannot say "delay this account from this address after 3 failures,
+doubling" and "lock this account from every address only after 100" at the same time; its
+cool-off is a fixed time, not a delay growing with the failures. It counts what goes through
+Django's ``authenticate()`` (its backend and the ``user_login_failed`` signal, with the request):
+activation codes (matricule + letter code) and one-time codes never do, so they would need
+counters of their own anyway — two mechanisms for one rule. And it checks the lock (``is_allowed``,
+a plain read before ``authenticate``) apart from recording the failure (after it, in the signal):
+concurrent wrong passwords all pass the check before any is counted, which is the race the account
+row lock here closes. Its audit hooks (signals) are replaced by events written in the attempt's
+own transaction, as every other action of the platform.
 """
 
 import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.utils import formats, timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 
 from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 
+from .delivery import DeliveryError, attack_notice_deliver
 from .models import LoginThrottle
 
 REFUSED = AuditEvent.Outcome.REFUSED
+Scope = LoginThrottle.Scope
+
+# Shown with an account lock on the password and code login.
+CERTIFICATE_STAYS_OPEN = gettext_noop(
+    "La connexion avec votre produit LuxTrust (« Connexion ») reste possible."
+)
 
 
 def _now() -> datetime.datetime:
@@ -42,6 +86,25 @@ def lock_message(until: datetime.datetime) -> str:
     }
 
 
+def account_lock_message(until: datetime.datetime) -> str:
+    """An account lock of the password and code login: when to retry, and that the certificate
+    login stays open."""
+    return f"{lock_message(until)} {gettext(CERTIFICATE_STAYS_OPEN)}"
+
+
+def delay_message(until: datetime.datetime) -> str:
+    """The message for a delay of one address on one account, to the second (delays are short):
+    "... Réessayez après le 02/03/2026 à 10:01:30 (heure de Luxembourg)." in French."""
+    local = timezone.localtime(until)
+    return gettext(
+        "Trop de tentatives infructueuses pour ce compte depuis votre adresse. Réessayez après le "
+        "%(date)s à %(time)s (heure de Luxembourg)."
+    ) % {
+        "date": formats.date_format(local, "SHORT_DATE_FORMAT"),
+        "time": formats.time_format(local, "H:i:s"),
+    }
+
+
 def _row(scope: str, key: str) -> LoginThrottle:
     """The counter row, created if missing, locked until the end of the transaction."""
     # INSERT ... ON CONFLICT DO NOTHING: a concurrent creator makes this wait for its commit
@@ -50,42 +113,123 @@ def _row(scope: str, key: str) -> LoginThrottle:
     return LoginThrottle.objects.select_for_update().get(scope=scope, key=key)
 
 
+def pair_key(account: str, address: str | None) -> str | None:
+    """The key of an (account, client address) counter, or None without both."""
+    if not account or not address:
+        return None
+    return f"{account[:13]}|{address[:50]}"
+
+
+# --- account ---------------------------------------------------------------------------------------
+
+
 def account_lock_check(key: str) -> datetime.datetime | None:
     """Locks the account's counter row (creating it) and returns the end of its lock, or None
     when it may try now. Call inside the attempt's transaction, before evaluating credentials."""
-    row = _row(LoginThrottle.Scope.ACCOUNT, key)
+    row = _row(Scope.ACCOUNT, key)
     if row.locked_until is not None and row.locked_until > _now():
         return row.locked_until
     return None
 
 
-def throttle_locked_until(scope: str, key: str | None) -> datetime.datetime | None:
-    """The end of the lock on this account or address, or None when it may try now.
+def account_failure(key: str) -> datetime.datetime | None:
+    """Counts a failure on an account (any address); returns the lock's end when this failure
+    locks it (after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` consecutive failures)."""
+    row = _row(Scope.ACCOUNT, key)
+    row.failures += 1
+    locked = None
+    if row.failures >= settings.ESANTE_ACCOUNT_LOCK_AFTER_FAILURES:
+        row.lock_count += 1
+        # Doubling, capped at a day: a lock is never permanent, even for a long-targeted account.
+        minutes = min(settings.ESANTE_ACCOUNT_LOCK_MINUTES * 2 ** min(row.lock_count - 1, 16), 24 * 60)
+        locked = row.locked_until = _now() + datetime.timedelta(minutes=minutes)
+        row.failures = 0
+    row.save()
+    return locked
 
-    A plain read, not locked: for client addresses, whose limit is a coarse rate limit (locking
-    would queue every login behind one hospital's NAT address). Accounts use
-    ``account_lock_check``."""
+
+def account_success(key: str) -> None:
+    """A full login: the account's consecutive failures start again from zero."""
+    LoginThrottle.objects.filter(scope=Scope.ACCOUNT, key=key).update(
+        failures=0, lock_count=0, locked_until=None
+    )
+
+
+# --- account and client address ----------------------------------------------------------------
+
+
+@dataclass
+class Delay:
+    """A delay imposed on one address for one account by a failure; ``first`` when it is the
+    first delay of that pair since its last success (the professional is told then)."""
+
+    until: datetime.datetime
+    first: bool
+
+
+def pair_delay_check(scope: str, account: str, address: str | None) -> datetime.datetime | None:
+    """Locks the (account, address) counter row and returns the end of its delay, or None when it
+    may try now. Call after ``account_lock_check`` (same order everywhere: no deadlock)."""
+    key = pair_key(account, address)
+    if key is None:
+        return None
+    row = _row(scope, key)
+    if row.locked_until is not None and row.locked_until > _now():
+        return row.locked_until
+    return None
+
+
+def pair_failure(scope: str, account: str, address: str | None) -> Delay | None:
+    """Counts a failure of one address on one account; returns the delay it imposes, if any:
+    none for the first ``ESANTE_THROTTLE_FREE_FAILURES - 1`` failures, then 1 minute, 2, 4, ...
+    up to ``ESANTE_THROTTLE_MAX_DELAY_MINUTES``."""
+    key = pair_key(account, address)
+    if key is None:
+        return None
+    row = _row(scope, key)
+    row.failures += 1
+    delay = None
+    beyond = row.failures - settings.ESANTE_THROTTLE_FREE_FAILURES
+    if beyond >= 0:
+        seconds = min(
+            settings.ESANTE_THROTTLE_DELAY_SECONDS * 2 ** min(beyond, 20),
+            settings.ESANTE_THROTTLE_MAX_DELAY_MINUTES * 60,
+        )
+        row.lock_count += 1
+        row.locked_until = _now() + datetime.timedelta(seconds=seconds)
+        delay = Delay(until=row.locked_until, first=row.lock_count == 1)
+    row.save()
+    return delay
+
+
+def pair_success(scope: str, account: str, address: str | None) -> None:
+    """A success from this address on this account: its failures start again from zero."""
+    key = pair_key(account, address)
+    if key is not None:
+        LoginThrottle.objects.filter(scope=scope, key=key).update(failures=0, lock_count=0, locked_until=None)
+
+
+def account_pairs_reset(scope: str, account: str) -> int:
+    """Lifts every address's delay on this account (helpdesk); returns how many there were."""
+    return LoginThrottle.objects.filter(scope=scope, key__startswith=f"{account[:13]}|").update(
+        failures=0, lock_count=0, locked_until=None
+    )
+
+
+# --- client address ----------------------------------------------------------------------------------
+
+
+def throttle_locked_until(scope: str, key: str | None) -> datetime.datetime | None:
+    """The end of the lock on this client address, or None when it may try now.
+
+    A plain read, not locked: the address limit is a coarse rate limit (locking would queue every
+    login behind one hospital's NAT address). Accounts use ``account_lock_check``."""
     if not key:
         return None
     row = LoginThrottle.objects.filter(scope=scope, key=key).first()
     if row is not None and row.locked_until is not None and row.locked_until > _now():
         return row.locked_until
     return None
-
-
-def account_failure(key: str) -> datetime.datetime | None:
-    """Counts a failure on an account; returns the lock's end when this failure locks it."""
-    row = _row(LoginThrottle.Scope.ACCOUNT, key)
-    row.failures += 1
-    locked = None
-    if row.failures >= settings.ESANTE_LOCK_AFTER_FAILURES:
-        row.lock_count += 1
-        # Doubling, capped at a day: a lock is never permanent, even for a long-targeted account.
-        minutes = min(settings.ESANTE_LOCK_MINUTES * 2 ** min(row.lock_count - 1, 16), 24 * 60)
-        locked = row.locked_until = _now() + datetime.timedelta(minutes=minutes)
-        row.failures = 0
-    row.save()
-    return locked
 
 
 def address_failure(scope: str, address: str | None) -> datetime.datetime | None:
@@ -106,10 +250,7 @@ def address_failure(scope: str, address: str | None) -> datetime.datetime | None
     return locked
 
 
-def account_success(key: str) -> None:
-    LoginThrottle.objects.filter(scope=LoginThrottle.Scope.ACCOUNT, key=key).update(
-        failures=0, lock_count=0, locked_until=None
-    )
+# --- traces and notices -----------------------------------------------------------------------------
 
 
 def audit_locks(
@@ -119,8 +260,22 @@ def audit_locks(
     account_lock: datetime.datetime | None,
     address_lock: datetime.datetime | None,
     client_address: str | None,
-    scope: str = LoginThrottle.Scope.ADDRESS,
+    scope: str = Scope.ADDRESS,
+    delay: Delay | None = None,
+    delay_action: AuditAction = AuditAction.LOGIN_DELAY,
 ) -> None:
+    """Traces the locks and the delay a failure has just imposed (each in its own event)."""
+    if delay is not None:
+        audit_record(
+            action=delay_action,
+            outcome=REFUSED,
+            actor=user,
+            actor_label="" if user else key,
+            object_type="account",
+            object_id=key,
+            client_address=client_address,
+            details={"until": delay.until.isoformat(), "first": delay.first},
+        )
     if account_lock is not None:
         audit_record(
             action=AuditAction.LOGIN_LOCK,
@@ -142,3 +297,57 @@ def audit_locks(
             client_address=client_address,
             details={"until": address_lock.isoformat()},
         )
+
+
+def attack_notify(
+    *,
+    account: str,
+    email: str,
+    factor: str,
+    actor: Any,
+    client_address: str | None,
+    locked_until: datetime.datetime | None = None,
+    letter_blocked: bool = False,
+) -> bool:
+    """Tells the professional by e-mail that their account is attacked (``factor``: "password",
+    "otp" or "activation_code"), unless they were told less than ``ESANTE_ATTACK_NOTICE_MINUTES``
+    ago: no flood, whatever the attacker does. Traced (``accounts.attack.notify``, success or
+    failure); a delivery failure does not change the attempt's outcome. Returns whether a mail
+    went out. Locks the account's counter row (call after ``pair_delay_check``)."""
+    if not email or not account:
+        return False
+    row = _row(Scope.ACCOUNT, account)
+    now = _now()
+    window = datetime.timedelta(minutes=settings.ESANTE_ATTACK_NOTICE_MINUTES)
+    if row.notified_at is not None and now - row.notified_at < window:
+        return False
+    trigger = "letter_blocked" if letter_blocked else "lock" if locked_until is not None else "delay"
+    details: dict[str, Any] = {"factor": factor, "trigger": trigger, "channel": "email"}
+    try:
+        attack_notice_deliver(
+            address=email, factor=factor, at=now, locked_until=locked_until, letter_blocked=letter_blocked
+        )
+    except DeliveryError as exc:
+        audit_record(
+            action=AuditAction.ATTACK_NOTIFY,
+            outcome=AuditEvent.Outcome.FAILURE,
+            actor=actor,
+            actor_label="" if actor else account,
+            object_type="account",
+            object_id=account,
+            client_address=client_address,
+            details=details | {"error": str(exc)[:200]},
+        )
+        return False
+    row.notified_at = now
+    row.save(update_fields=["notified_at", "updated_at"])
+    audit_record(
+        action=AuditAction.ATTACK_NOTIFY,
+        actor=actor,
+        actor_label="" if actor else account,
+        object_type="account",
+        object_id=account,
+        client_address=client_address,
+        details=details,
+    )
+    return True

@@ -27,7 +27,7 @@ from .forms import ActivationCodeForm, LoginForm, NewPasswordForm, OneTimeCodeFo
 from .http import forwarded_certificate
 from .letters import terms_pdf
 from .models import ActivationWizard, CertificatePresentation, User
-from .otp import login_device_for
+from .otp import login_device_channel
 
 WIZARD_SESSION_KEY = "accounts_activation_wizard"
 COMPLETED_SESSION_KEY = "accounts_activation_completed"
@@ -180,16 +180,13 @@ def _step_security(request: HttpRequest, wizard: ActivationWizard, address: str 
                 return redirect("accounts:activation_done")
             code_form.add_error("code", outcome.message)
     wizard.refresh_from_db()
-    return _render_step(
-        request,
-        wizard,
-        4,
-        choose_form=choose_form,
-        code_form=code_form,
-        code_sent=bool(
-            wizard.code_digest and wizard.code_valid_until and wizard.code_valid_until > timezone.now()
-        ),
+    code_sent = bool(
+        wizard.code_digest and wizard.code_valid_until and wizard.code_valid_until > timezone.now()
     )
+    if not code_sent and code_form.errors.get("code"):
+        # The code died with this try (or was not live): its form is hidden, its refusal is shown.
+        messages.error(request, " ".join(str(error) for error in code_form.errors["code"]))
+    return _render_step(request, wizard, 4, choose_form=choose_form, code_form=code_form, code_sent=code_sent)
 
 
 _STEP_HANDLERS = {1: _step_certificate, 2: _step_code, 3: _step_information, 4: _step_security}
@@ -295,8 +292,7 @@ def login_code(request: HttpRequest) -> HttpResponse:
             messages.error(request, outcome.message)
             return redirect("accounts:login")
         form.add_error("code", outcome.message)
-    device = login_device_for(user)
-    by_sms = device is not None and hasattr(device, "number")
+    by_sms = login_device_channel(user) == "sms"
     return render(request, "accounts/login_code.html", {"form": form, "by_sms": by_sms})
 
 

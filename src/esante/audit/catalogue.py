@@ -102,6 +102,13 @@ class AuditAction(enum.StrEnum):
         "Access to the record revoked",
         True,
     )
+    ACCESS_DIALOG = (
+        "access.dialog",
+        "Demande d'accès au dossier",
+        "Anfrage eines Zugriffs auf die Akte",
+        "Request for access to the record",
+        True,
+    )
     RECORD_OPEN = (
         "record.open",
         "Ouverture du dossier",
@@ -363,6 +370,27 @@ class AuditAction(enum.StrEnum):
         "Verrouillage d'une adresse après des échecs de connexion",
         "Sperrung einer Adresse nach Fehlanmeldungen",
         "Address locked after failed logins",
+        False,
+    )
+    ACTIVATION_DELAY = (
+        "accounts.activation.delay",
+        "Activation : délai imposé après des échecs",
+        "Aktivierung: Wartezeit nach Fehlversuchen",
+        "Activation: delay after failed attempts",
+        False,
+    )
+    LOGIN_DELAY = (
+        "accounts.login.delay",
+        "Connexion : délai imposé après des échecs",
+        "Anmeldung: Wartezeit nach Fehlversuchen",
+        "Login: delay after failed attempts",
+        False,
+    )
+    ATTACK_NOTIFY = (
+        "accounts.attack.notify",
+        "Alerte envoyée après des tentatives de connexion suspectes",
+        "Warnung nach verdächtigen Anmeldeversuchen",
+        "Alert sent after suspicious login attempts",
         False,
     )
     LOGIN_UNLOCK = (

@@ -19,7 +19,7 @@ from django.db import close_old_connections
 from gunicorn.app.base import BaseApplication
 
 from esante.accounts.tls_origin import CertificateOrigin
-from esante.audit.anchoring import audit_anchor
+from esante.audit.anchoring import anchor_loop, audit_anchor
 
 logger = logging.getLogger("esante.serve")
 
@@ -39,14 +39,13 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return application
 
 
-def _anchor_periodically(stop: threading.Event) -> None:
-    while not stop.wait(settings.AUDIT_ANCHOR_INTERVAL):
-        try:
-            audit_anchor()
-        except Exception:
-            logger.exception("audit anchoring failed")
-        finally:
-            close_old_connections()
+def _sign_audit_heads(stop: threading.Event) -> None:
+    """The audit signer, a thread of gunicorn's master process: workers are forked without it, so
+    one ``esante serve`` signs once, however many workers it runs. Several signers on one host
+    (``esante anchor_audit --every`` too) queue on the heads file's lock."""
+    anchor_loop(
+        stop, interval=settings.AUDIT_ANCHOR_INTERVAL, every_events=settings.AUDIT_ANCHOR_EVERY_EVENTS
+    )
 
 
 class OriginStartError(RuntimeError):
@@ -115,13 +114,14 @@ def origin_stop(process: subprocess.Popen[bytes]) -> None:
 def run(
     *, host: str, port: int, workers: int, threads: int, certificate_origin: CertificateOrigin | None = None
 ) -> None:
-    """Runs gunicorn in the foreground; signs the audit head every AUDIT_ANCHOR_INTERVAL seconds.
+    """Runs gunicorn in the foreground; signs the audit head while it runs (``anchor_loop``) and once
+    more when it stops.
 
     With ``certificate_origin``, also serves the certificate origin for as long as the portal runs.
     """
     origin_process = origin_start(certificate_origin) if certificate_origin is not None else None
     stop = threading.Event()
-    threading.Thread(target=_anchor_periodically, args=(stop,), daemon=True, name="audit-anchor").start()
+    threading.Thread(target=_sign_audit_heads, args=(stop,), daemon=True, name="audit-anchor").start()
     try:
         _Gunicorn(
             {
@@ -136,4 +136,9 @@ def run(
         stop.set()
         if origin_process is not None:
             origin_stop(origin_process)
-        audit_anchor()
+        try:
+            audit_anchor()
+        except Exception:
+            logger.exception("audit anchoring failed")
+        finally:
+            close_old_connections()

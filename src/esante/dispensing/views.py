@@ -19,6 +19,7 @@ from esante.access.http import active_professional, client_address, not_found_pa
 from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction
 from esante.documents.models import Prescription
+from esante.documents.views import PDF_CSP
 
 from . import certification, services, withdrawal
 from .forms import DispenseForm, WithdrawForm
@@ -204,6 +205,8 @@ def certified_copy(
     response = HttpResponse(data, content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="copie-certifiee-{copy.created_at:%Y%m%d-%H%M}.pdf"'
     response["X-Content-Type-Options"] = "nosniff"
+    # Our own WeasyPrint output, but a stored document all the same: served like every other one.
+    response["Content-Security-Policy"] = PDF_CSP
     response["Cache-Control"] = "no-store"
     return response
 

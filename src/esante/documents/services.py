@@ -18,7 +18,7 @@ from esante.audit.services import audit_record
 from esante.patients.matricule import validate_patient_matricule
 from esante.patients.models import Patient
 
-from . import cda
+from . import cda, pdf
 from .models import Document, MediaType, Prescription, PrescriptionLine
 from .search import document_index
 from .types import DEFAULT_BINDER, DOCUMENT_TYPES, MEDICATION_PRESCRIPTION, Binder, DocumentType
@@ -60,6 +60,22 @@ def max_bytes() -> int:
     return int(getattr(settings, "ESANTE_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024))
 
 
+def size_label(size: int) -> str:
+    """A size in French, in the unit that fits: "850 octets", "1,5 Ko", "20 Mo" (1 Ko = 1 024 octets).
+
+    Not Django's ``filesizeformat``: the refusal is traced in the audit trail, where it must read
+    the same whatever the language of the request that caused it.
+    """
+    if size < 1024:
+        return f"{size} octet{'s' if size > 1 else ''}"
+    for unit, scale in (("Ko", 1024), ("Mo", 1024**2), ("Go", 1024**3)):
+        value = size / scale
+        if round(value, 1) < 1024 or unit == "Go":
+            break
+    # One decimal, dropped when it is zero; French decimal comma.
+    return f"{value:.1f}".removesuffix(".0").replace(".", ",") + f" {unit}"
+
+
 def _sniff(content: bytes, declared: str | None) -> _Sniffed:
     if declared:
         declared_type = _DECLARED.get(declared.split(";")[0].strip().lower())
@@ -70,6 +86,10 @@ def _sniff(content: bytes, declared: str | None) -> _Sniffed:
     else:
         declared_type = None
     if content.startswith(b"%PDF-"):
+        try:
+            pdf.check(content)
+        except pdf.PdfRefused as exc:
+            raise DocumentRefused(str(exc)) from None
         sniffed = _Sniffed(MediaType.PDF, None, "")
     elif content.lstrip()[:1] == b"<":
         try:
@@ -140,8 +160,9 @@ def document_submit(
     Accepts PDF, HL7 CDA R2 and UTF-8 text up to ``ESANTE_DOCUMENT_MAX_BYTES``. A CDA supplies
     its own metadata (patient, type, title, date, author, confidentiality) and, for a medication
     prescription, its structured lines. Any refusal (unknown patient, bad matricule, unsupported
-    media, malformed or hostile CDA, oversize, duplicate) changes nothing but its own audit event
-    and raises DocumentRefused with the reason in French.
+    media, malformed or hostile CDA, a PDF with active content or that cannot be inspected,
+    oversize, duplicate) changes nothing but its own audit event and raises DocumentRefused with
+    the reason in French.
     """
     refusal = {
         "source_system": source_system,
@@ -229,10 +250,10 @@ def _submission_check(
     if not content:
         raise DocumentRefused("document vide")
     if len(content) > max_bytes():
-        raise DocumentRefused(
-            f"document trop volumineux ({len(content) / 1_048_576:.1f} Mo ; "
-            f"maximum {max_bytes() / 1_048_576:.0f} Mo)"
-        )
+        size, limit = size_label(len(content)), size_label(max_bytes())
+        if size == limit:  # rounded to the same figure: the exact counts say which is larger
+            size, limit = f"{len(content)} octets", f"{max_bytes()} octets"
+        raise DocumentRefused(f"document trop volumineux ({size} ; maximum {limit})")
     sniffed = _sniff(content, media_type)
     parsed = sniffed.parsed
     if parsed is not None:

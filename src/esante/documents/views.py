@@ -26,8 +26,18 @@ from .selectors import DocumentFilters, document_tree, filter_choices, filtered,
 from .types import Binder
 
 # The document's bytes never run in the portal: no script, no plugin, no form, nothing embedded.
+# Every stored document is served with ``sandbox`` (an opaque origin: whatever a browser makes of
+# the bytes cannot reach the portal's pages, cookies or storage) and ``nosniff`` (the declared
+# type is the only one a browser may use).
 CONTENT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
-PDF_CSP = "default-src 'none'; object-src 'self'; frame-ancestors 'self'"
+# Tried in Chromium 156 (headless, the e2e browser), with the viewer's <iframe> and opened alone:
+# its built-in PDF viewer renders a PDF served with this policy, ``sandbox`` included, as it did
+# without. The same viewer still ran a test PDF's /OpenAction JavaScript (``app.alert``) under
+# ``sandbox``: the header confines the viewer, it does not switch PDF scripts off. So PDFs with
+# active content are refused at ingestion (``esante.documents.pdf``); the header is the second
+# line. The ``sandbox`` *attribute* on the <iframe> is not usable: Chromium then refuses to load
+# the PDF viewer at all (an error page in the frame).
+PDF_CSP = "default-src 'none'; object-src 'self'; frame-ancestors 'self'; sandbox"
 
 
 def _age(birth_date: datetime.date, today: datetime.date) -> int:

@@ -1,27 +1,71 @@
+from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from esante.audit.anchoring import heads_copy_files
 from esante.audit.models import AuditChainHead
 from esante.audit.verification import verify_chain
 
+EXIT_INTACT = 0
+EXIT_BROKEN = 1
+EXIT_UNSIGNED_TAIL = 3
+
 
 class Command(BaseCommand):
-    help = "Re-computes the audit hash chain and checks it against the signed heads."
+    help = (
+        "Re-computes the audit hash chain and checks it against the signed heads. Exit status: "
+        f"{EXIT_INTACT} = intact and its last event covered by a signed head; "
+        f"{EXIT_BROKEN} = broken (names the first broken event, or the heads files' problem); "
+        f"{EXIT_UNSIGNED_TAIL} = intact up to the last signed head, but N events after it are unsigned "
+        "(nothing vouches for them: they may have been changed, removed or added)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--heads",
+            action="append",
+            type=Path,
+            default=[],
+            metavar="PATH",
+            help="a copy of the heads file (another volume, a witness's export) that must hold exactly "
+            "the same signed heads; repeatable; ESANTE_AUDIT_HEADS_COPY_FILE is always checked",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        copies = list(dict.fromkeys([*heads_copy_files(), *options["heads"]]))
         total = AuditChainHead.objects.get(pk=1).sequence
         with tqdm(total=total, unit="évén.", disable=options["verbosity"] == 0, file=self.stderr) as bar:
-            result = verify_chain(progress=bar.update)
+            result = verify_chain(progress=bar.update, copies=copies)
             bar.update(result.checked - bar.n)
-        for warning in result.warnings:
-            self.stderr.write(f"warning: {warning}")
         if not result.ok:
+            where = f" at event #{result.broken_sequence}" if result.broken_sequence is not None else ""
             raise CommandError(
-                f"audit trail BROKEN at event #{result.broken_sequence}: {result.problem} "
-                f"({result.checked} events verified before it)"
+                f"audit trail BROKEN{where}: {result.problem} ({result.checked} events verified before it)",
+                returncode=EXIT_BROKEN,
             )
+        if result.unsigned:
+            signed = result.last_signed
+            since = (
+                f"the last signed head #{signed.sequence} ({signed.signed_at})"
+                if signed is not None
+                else "the start: no head is signed yet"
+            )
+            raise CommandError(
+                f"audit trail UNSIGNED TAIL: {result.checked} events chain correctly, but the "
+                f"{result.unsigned} events after {since} (#{result.signed_sequence + 1} to "
+                f"#{result.last_sequence}) are covered by no signature and cannot be vouched for "
+                "(changed, removed or added events there would go unseen). `esante serve` signs new "
+                "events within ESANTE_AUDIT_ANCHOR_SECONDS: run verify_audit again; if the tail stays "
+                "unsigned, find out why before signing it with `esante anchor_audit`.",
+                returncode=EXIT_UNSIGNED_TAIL,
+            )
+        if not result.checked:
+            self.stdout.write("audit trail empty: nothing to verify")
+            return
         self.stdout.write(
-            f"audit trail intact: {result.checked} events, {result.heads_checked} signed heads verified"
+            f"audit trail intact: {result.checked} events, all covered by the last signed head "
+            f"#{result.signed_sequence}; {result.heads_checked} signed heads verified"
+            + (f" against {len(copies)} copies of the heads file" if copies else "")
         )
