@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "esante.access",
     "esante.documents",
     "esante.dispensing",
+    "esante.fhir",
     "esante.demo",
 ]
 
@@ -90,6 +91,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "esante.core.middleware.RequestLogMiddleware",
     "esante.core.middleware.ContentSecurityPolicyMiddleware",
+    "esante.fhir.middleware.FhirErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -363,3 +365,26 @@ ESANTE_PUBLIC_URL = env.str("ESANTE_PUBLIC_URL", default="")
 # counter lives in the database (table dispensing_verificationattempt), shared by every worker.
 ESANTE_VERIFY_RATE_LIMIT = env.int("ESANTE_VERIFY_RATE_LIMIT", default=30)
 ESANTE_VERIFY_RATE_WINDOW_SECONDS = env.int("ESANTE_VERIFY_RATE_WINDOW_SECONDS", default=600)
+
+# --- FHIR API and its authorization server (fhir/) ---------------------------------------------
+# Access tokens are short-lived; refresh tokens rotate at each use and last at most this long.
+ESANTE_FHIR_TOKEN_SECONDS = env.int("ESANTE_FHIR_TOKEN_SECONDS", default=300)
+ESANTE_FHIR_REFRESH_SECONDS = env.int("ESANTE_FHIR_REFRESH_SECONDS", default=8 * 3600)
+ESANTE_FHIR_CODE_SECONDS = 60
+# Token requests per client address and window (Django's cache: configure a shared cache with
+# several workers).
+ESANTE_FHIR_TOKEN_RATE_LIMIT = env.int("ESANTE_FHIR_TOKEN_RATE_LIMIT", default=30)
+ESANTE_FHIR_TOKEN_RATE_WINDOW_SECONDS = env.int("ESANTE_FHIR_TOKEN_RATE_WINDOW_SECONDS", default=60)
+ESANTE_FHIR_PAGE_SIZE = 20
+ESANTE_FHIR_MAX_PAGE_SIZE = 100
+AUTHLIB_OAUTH2_PROVIDER = {
+    "refresh_token_generator": True,
+    "token_expires_in": {
+        "authorization_code": ESANTE_FHIR_TOKEN_SECONDS,
+        "refresh_token": ESANTE_FHIR_TOKEN_SECONDS,
+        "client_credentials": ESANTE_FHIR_TOKEN_SECONDS,
+    },
+}
+if not HTTPS:
+    # Authlib refuses plain-HTTP OAuth unless told: the demo and the tests run without TLS.
+    os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")

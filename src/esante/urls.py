@@ -7,6 +7,8 @@ urlpatterns = [
     path("edocuments/", include("esante.access.urls")),
     path("edocuments/", include("esante.documents.urls")),
     path("edocuments/", include("esante.dispensing.urls")),
+    path("fhir/", include("esante.fhir.urls")),
+    path("edocuments/", include(("esante.fhir.portal_urls", "fhir"), namespace="fhir-portal")),
     path("verifier/", include("esante.dispensing.public_urls")),
     # The header's language switch posts to set_language (/i18n/setlang/).
     path("i18n/", include("django.conf.urls.i18n")),

@@ -463,3 +463,39 @@ class AuditAction(enum.StrEnum):
         "Demo account certificate bound",
         False,
     )
+    # -- software clients of the FHIR API ---------------------------------------------------
+    API_CLIENT_REGISTER = (
+        "api.client.register",
+        "Enregistrement d'un logiciel client de l'API",
+        "Registrierung einer Client-Software der API",
+        "API software client registered",
+        False,
+    )
+    API_AUTHORISE = (
+        "api.authorise",
+        "Autorisation d'un logiciel à agir au nom du professionnel",
+        "Ermächtigung einer Software, im Namen der Fachperson zu handeln",
+        "Software authorised to act for the professional",
+        False,
+    )
+    API_TOKEN = (
+        "api.token",
+        "Délivrance d'un jeton d'accès à un logiciel",
+        "Ausstellung eines Zugriffstokens an eine Software",
+        "Access token issued to software",
+        False,
+    )
+    API_REVOKE = (
+        "api.revoke",
+        "Retrait de l'autorisation d'un logiciel",
+        "Widerruf der Ermächtigung einer Software",
+        "Software authorisation revoked",
+        False,
+    )
+    API_REQUEST = (
+        "api.request",
+        "Requête d'un logiciel sur l'API",
+        "Anfrage einer Software an die API",
+        "Software request to the API",
+        False,
+    )

@@ -6,9 +6,12 @@ refused or failed action records its event with ``audit_record`` *outside* the f
 transaction (after it rolled back), so the refusal stays while the action does not.
 """
 
+import contextlib
+import contextvars
 import datetime
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import transaction
@@ -18,6 +21,21 @@ from .catalogue import AuditAction, AuditOutcome
 from .models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
+
+# What the channel of the current request says about itself (the API: the software client),
+# added under ``via`` to the details of every event written while it is set.
+_VIA: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("audit_via", default=None)
+
+
+@contextlib.contextmanager
+def audit_via(details: dict[str, Any]) -> Iterator[None]:
+    """Every event written inside the block carries ``details`` under ``via`` (e.g. the API's
+    software client), whichever service writes it."""
+    token = _VIA.set({**(_VIA.get() or {}), **details})
+    try:
+        yield
+    finally:
+        _VIA.reset(token)
 
 
 def canonical_bytes(payload: dict[str, Any]) -> str:
@@ -55,6 +73,9 @@ def audit_record(
     if not isinstance(outcome, AuditOutcome):
         raise TypeError(f"audit outcome {outcome!r} is not an AuditOutcome member")
     details = details or {}
+    via = _VIA.get()
+    if via and "via" not in details:
+        details = {**details, "via": via}
     created_at = at or timezone.now()
     if actor is not None and not actor_label:
         actor_label = getattr(actor, "get_username", lambda: str(actor))()

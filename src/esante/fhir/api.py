@@ -1,0 +1,77 @@
+"""The FHIR R4 API at ``/fhir/R4/``: django-ninja routes, each answering FHIR JSON.
+
+Ninja gives the routing and one place for the exception handlers; the routes parse their own
+parameters (FHIR search parameters repeat and carry modifiers, which no typed signature states)
+and return ``HttpResponse`` objects in ``application/fhir+json`` themselves. Every failure is a
+``FhirError`` turned into an ``OperationOutcome`` here; what escapes the routes (an unknown path,
+a wrong method) is turned into one by ``middleware.FhirErrorMiddleware``.
+"""
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import HttpError, ValidationError
+from ninja.parser import Parser
+from ninja.renderers import BaseRenderer
+
+from . import capability
+from .outcome import FHIR_JSON, FhirError, error_response, fhir_response, invalid
+
+
+class FhirRenderer(BaseRenderer):
+    media_type = FHIR_JSON
+
+    def render(self, request: HttpRequest, data: Any, *, response_status: int) -> Any:
+        import json
+
+        return json.dumps(data, ensure_ascii=False)
+
+
+class FhirParser(Parser):
+    """Bodies are parsed by the routes themselves (``resources.read_json``)."""
+
+
+api = NinjaAPI(
+    title="eSanté eDocuments FHIR R4",
+    version="4.0.1",
+    urls_namespace="fhir-api",
+    renderer=FhirRenderer(),
+    parser=FhirParser(),
+    docs_url=None,
+    openapi_url="/openapi.json",
+)
+
+
+@api.exception_handler(FhirError)
+def _fhir_error(request: HttpRequest, error: FhirError) -> HttpResponse:
+    return error_response(error)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, error: ValidationError) -> HttpResponse:
+    return error_response(invalid("invalid-parameter", "Un paramètre de la requête est invalide."))
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, error: HttpError) -> HttpResponse:
+    return error_response(
+        FhirError(error.status_code, "http-error", str(error.message), issue_type="processing")
+    )
+
+
+@api.get("/metadata", include_in_schema=True)
+def metadata(request: HttpRequest) -> HttpResponse:
+    """The CapabilityStatement (no token needed)."""
+    return fhir_response(capability.capability_statement(request))
+
+
+@api.get("/.well-known/smart-configuration")
+def smart_configuration(request: HttpRequest) -> HttpResponse:
+    """SMART discovery (plain JSON, as SMART App Launch requires)."""
+    response = fhir_response(capability.smart_configuration(request))
+    response["Content-Type"] = "application/json"
+    return response
+
+
+from . import routes  # noqa: E402,F401  (registers the resource routes on ``api``)

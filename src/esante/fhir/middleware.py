@@ -1,0 +1,56 @@
+"""Errors that reach the API's edge without a FhirError become OperationOutcomes too."""
+
+import logging
+from collections.abc import Callable
+
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse
+
+from .outcome import FHIR_JSON, STATUS_ERRORS, FhirError, error_response
+
+logger = logging.getLogger("esante.fhir")
+
+PREFIX = "/fhir/"
+#: The authorization server's pages and endpoints answer as OAuth says (HTML pages, JSON errors).
+OAUTH_PREFIX = "/fhir/R4/auth/"
+
+
+def _in_api(request: HttpRequest) -> bool:
+    return request.path.startswith(PREFIX) and not request.path.startswith(OAUTH_PREFIX)
+
+
+class FhirErrorMiddleware:
+    """Under ``/fhir/``: an error response that is not FHIR (Django's 404 page, ninja's 405, a
+    400 for a bad host) and an unexpected exception (500) answer an ``OperationOutcome``."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not _in_api(request) or response.status_code < 400:
+            return response
+        if response.get("Content-Type", "").startswith((FHIR_JSON, "application/json")):
+            return response
+        code, issue_type, text = STATUS_ERRORS.get(response.status_code, STATUS_ERRORS[400])
+        replaced = error_response(FhirError(response.status_code, code, text, issue_type=issue_type))
+        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+            if header in response:
+                replaced[header] = response[header]
+        return replaced
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not _in_api(request):
+            return None
+        status = 500
+        if isinstance(exception, Http404):
+            status = 404
+        elif isinstance(exception, PermissionDenied):
+            status = 403
+        elif isinstance(exception, BadRequest | SuspiciousOperation | UnicodeError):
+            # Bad input never answers 500 (a body Django cannot decode, a malformed header).
+            status = 400
+        else:
+            logger.exception("FHIR API error on %s %s", request.method, request.path)
+        code, issue_type, text = STATUS_ERRORS[status]
+        return error_response(FhirError(status, code, text, issue_type=issue_type))

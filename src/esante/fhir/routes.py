@@ -1,0 +1,1 @@
+"""The resource routes of the API (registered on ``api.api``)."""
