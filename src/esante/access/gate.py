@@ -80,6 +80,12 @@ class RecordGate:
         """The gate of one portal request by an active professional."""
         return cls(actor=professional, channel=Channel.PORTAL, client_address=client_address(request))
 
+    @classmethod
+    def for_api(cls, request: HttpRequest, professional: Professional) -> Self:
+        """The gate of one API request by software acting for ``professional`` (the software
+        client is named in every event by the API, through ``audit.services.audit_via``)."""
+        return cls(actor=professional, channel=Channel.API, client_address=client_address(request))
+
     def may_dispense(self, grant: AccessGrant | None) -> bool:
         """Whether the actor may mark prescriptions dispensed under ``grant`` (the policy's rule)."""
         return grant is not None and policy.may_dispense_under(
@@ -170,6 +176,21 @@ class RecordGate:
         under ``action``) when it is missing or the actor may not see it. Writes nothing else."""
         patient, grant = self.guarded(action, public_id, lambda: access_patient_record(self.actor, public_id))
         return RecordAccess(patient=patient, grant=grant)
+
+    def read_patient(self, public_id: object) -> RecordAccess:
+        """The patient's identity, read under a current grant (the API's ``Patient`` read), traced
+        as ``patient.read``. ``RecordNotFound`` (traced) when missing or forbidden."""
+        access = self.record(public_id, action=AuditAction.PATIENT_READ)
+        audit_record(
+            action=AuditAction.PATIENT_READ,
+            actor=self.actor.user,
+            patient=access.patient,
+            object_type="AccessGrant",
+            object_id=access.grant.pk,
+            client_address=self.client_address,
+            details={"mode": access.grant.mode},
+        )
+        return access
 
     def open_record(self, public_id: object, *, reread: bool = False) -> RecordAccess:
         """Opens the record (``record.open``) — or, with ``reread``, re-reads an open record (a

@@ -109,6 +109,13 @@ class AuditAction(enum.StrEnum):
         "Request for access to the record",
         True,
     )
+    PATIENT_READ = (
+        "patient.read",
+        "Consultation de l'identité du patient",
+        "Einsicht in die Identität des Patienten",
+        "Patient identity read",
+        True,
+    )
     RECORD_OPEN = (
         "record.open",
         "Ouverture du dossier",

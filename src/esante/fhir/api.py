@@ -15,8 +15,21 @@ from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.renderers import BaseRenderer
 
+from esante.access.gate import RecordNotFound
+from esante.access.services import AccessRefused
+
 from . import capability
-from .outcome import FHIR_JSON, FhirError, error_response, fhir_response, invalid
+from .outcome import FHIR_JSON, FhirError, error_response, fhir_response, invalid, not_found
+
+#: Refusals of the access policy that no other answer can change (403); the others are
+#: business rules the caller can satisfy (422: a motif, the accepted conditions).
+FORBIDDEN_REFUSALS = {
+    "professional_inactive",
+    "record_closed",
+    "record_opposed",
+    "blocked",
+    "emergency_not_allowed",
+}
 
 
 class FhirRenderer(BaseRenderer):
@@ -46,6 +59,22 @@ api = NinjaAPI(
 @api.exception_handler(FhirError)
 def _fhir_error(request: HttpRequest, error: FhirError) -> HttpResponse:
     return error_response(error)
+
+
+@api.exception_handler(RecordNotFound)
+def _record_not_found(request: HttpRequest, error: RecordNotFound) -> HttpResponse:
+    return error_response(not_found())
+
+
+@api.exception_handler(AccessRefused)
+def _access_refused(request: HttpRequest, error: AccessRefused) -> HttpResponse:
+    if error.code in FORBIDDEN_REFUSALS:
+        return error_response(
+            FhirError(403, error.code.replace("_", "-"), error.message, issue_type="forbidden")
+        )
+    return error_response(
+        FhirError(422, error.code.replace("_", "-"), error.message, issue_type="business-rule")
+    )
 
 
 @api.exception_handler(ValidationError)

@@ -171,6 +171,10 @@ class Token(models.Model):
     refresh_expires_at = models.IntegerField(null=True, blank=True)
     access_revoked = models.BooleanField(default=False)
     refresh_revoked = models.BooleanField(default=False)
+    #: Patients shown to the software by a search a moment ago (public id -> time shown): the
+    #: API's counterpart of the portal session's list, for ``$declare-access``. Carried over
+    #: when the token is refreshed.
+    found_patients = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"jeton de {self.client}"

@@ -57,11 +57,12 @@ class EsanteAuthorizationServer(AuthorizationServer):
     @transaction.atomic
     def save_token(self, token: dict[str, Any], request: Any) -> Token:
         client: SoftwareClient = request.client
-        authorisation = None
+        authorisation, found = None, {}
         if getattr(request, "authorization_code", None) is not None:
             authorisation = request.authorization_code.authorisation
         elif getattr(request, "refresh_token", None) is not None:
             authorisation = request.refresh_token.authorisation
+            found = request.refresh_token.found_patients
         now = now_seconds()
         refresh = token.get("refresh_token")
         item = Token.objects.create(
@@ -75,6 +76,7 @@ class EsanteAuthorizationServer(AuthorizationServer):
             issued_at=now,
             expires_in=int(token["expires_in"]),
             refresh_expires_at=now + int(settings.ESANTE_FHIR_REFRESH_SECONDS) if refresh else None,
+            found_patients=found,
         )
         if authorisation is not None:
             SoftwareAuthorisation.objects.filter(pk=authorisation.pk).update(last_used_at=timezone.now())

@@ -1,1 +1,164 @@
-"""The resource routes of the API (registered on ``api.api``)."""
+"""The resource routes of the API (registered on ``api.api``). HTTP only: each route checks the
+caller (``auth.caller``), asks the access gate, and maps the answer with one mapping module per
+resource. Every event written while it runs names the software (``audit_via``)."""
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from esante.access import services as access_services
+from esante.access.gate import RecordGate
+from esante.audit.services import audit_via
+
+from . import declare_access, patient
+from .api import api
+from .auth import ApiCaller, caller
+from .bundle import searchset
+from .capability import base_url
+from .models import Token
+from .outcome import FhirError, fhir_response, invalid
+
+FOUND_MAX = 500
+
+
+def _gate(request: HttpRequest, who: ApiCaller) -> RecordGate:
+    assert who.professional is not None  # noqa: S101  (user context checked by ``caller``)
+    return RecordGate.for_api(request, who.professional)
+
+
+def read_json(request: HttpRequest) -> dict[str, Any]:
+    """The request's FHIR JSON body; 415 for another media type, 400 when it is no JSON object."""
+    media_type = request.content_type or ""
+    if media_type not in ("application/fhir+json", "application/json"):
+        raise FhirError(
+            415,
+            "unsupported-media-type",
+            "Le corps doit être en application/fhir+json.",
+            issue_type="not-supported",
+        )
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("invalid-json", "Le corps n'est pas du JSON valide.") from None
+    if not isinstance(body, dict):
+        raise invalid("invalid-json", "Le corps doit être un objet JSON (une ressource FHIR).")
+    return body
+
+
+def _remember_found(token: Token, public_ids: list[str]) -> None:
+    """Notes the patients a search showed to this token (for ``$declare-access``)."""
+    if not public_ids:
+        return
+    now = int(timezone.now().timestamp())
+    window = int(settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS)
+    with transaction.atomic():
+        locked = Token.objects.select_for_update().get(pk=token.pk)
+        found = {k: v for k, v in locked.found_patients.items() if now - v < window}
+        found.update(dict.fromkeys(public_ids, now))
+        locked.found_patients = dict(
+            sorted(found.items(), key=lambda item: item[1], reverse=True)[:FOUND_MAX]
+        )
+        locked.save(update_fields=["found_patients"])
+
+
+def _found_by_search(token: Token, public_id: str) -> bool:
+    shown = Token.objects.filter(pk=token.pk).values_list("found_patients", flat=True).first() or {}
+    at = shown.get(public_id)
+    return at is not None and timezone.now().timestamp() - at < int(
+        settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS
+    )
+
+
+# --- Patient (PDQm ITI-78) ---------------------------------------------------------------------
+
+
+def _patient_search(request: HttpRequest, params: Any) -> HttpResponse:
+    who = caller(request, resource_type="Patient", permission="s")
+    with audit_via(who.audit_details):
+        criteria = patient.search_criteria(params)
+        count, page = patient.page_parameters(
+            params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
+        )
+        try:
+            result = _gate(request, who).search(criteria=criteria, page=page, page_size=count)
+        except access_services.SearchRateLimited:
+            raise FhirError(
+                429,
+                "rate-limited",
+                "Trop de recherches de patients en peu de temps : patientez avant de recommencer.",
+                issue_type="throttled",
+                headers={"Retry-After": str(settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS)},
+            ) from None
+        rows = result.rows if result.page == page else []
+        _remember_found(who.token, [str(row.public_id) for row in rows])
+        base = base_url(request)
+        # Never a matricule in a link (links land in access logs): an identifier search finds
+        # one patient at most, so it has no next page to link to.
+        safe = [
+            (k, v)
+            for k in params
+            if k not in ("identifier", "_count", "_page", "_format")
+            for v in params.getlist(k)
+        ]
+        bundle = searchset(
+            base=base,
+            resource_type="Patient",
+            resources=[patient.to_resource(row, base) for row in rows],
+            total=result.total,
+            link_params=safe,
+            page=page,
+            count=count,
+        )
+        return fhir_response(bundle)
+
+
+@api.get("/Patient")
+def patient_search_get(request: HttpRequest) -> HttpResponse:
+    """ITI-78 by GET (software should prefer POST ``_search``: no matricule in a URL)."""
+    return _patient_search(request, request.GET)
+
+
+@api.post("/Patient/_search")
+def patient_search_post(request: HttpRequest) -> HttpResponse:
+    """ITI-78 by POST (form-encoded parameters in the body)."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise FhirError(
+            415,
+            "unsupported-media-type",
+            "POST _search attend application/x-www-form-urlencoded.",
+            issue_type="not-supported",
+        )
+    params = request.GET.copy()
+    for key in request.POST:
+        params.setlist(key, [*params.getlist(key), *request.POST.getlist(key)])
+    return _patient_search(request, params)
+
+
+@api.get("/Patient/{patient_id}")
+def patient_read(request: HttpRequest, patient_id: str) -> HttpResponse:
+    """The patient's identity, under a current grant; 404 otherwise (same as missing)."""
+    who = caller(request, resource_type="Patient", permission="r")
+    with audit_via(who.audit_details):
+        access = _gate(request, who).read_patient(patient_id)
+        return fhir_response(patient.to_resource(access.patient, base_url(request)))
+
+
+@api.post("/Patient/{patient_id}/$declare-access")
+def patient_declare_access(request: HttpRequest, patient_id: str) -> HttpResponse:
+    """Opens an access to the record, as the portal's dialog does, with its rules and audit."""
+    who = caller(request, resource_type="Patient", permission="r")
+    with audit_via(who.audit_details):
+        declaration = declare_access.from_parameters(read_json(request))
+        gate = _gate(request, who)
+        state = gate.dialog(patient_id, found_by_search=_found_by_search(who.token, patient_id))
+        grant = gate.grant(
+            mode=declaration.mode,
+            patient=state.patient,
+            motif=declaration.motif,
+            conditions_accepted=declaration.conditions_accepted,
+        )
+        return fhir_response(declare_access.to_parameters(grant))

@@ -6,6 +6,7 @@ limit, the per-professional columns and the audit.
 """
 
 import datetime
+import uuid
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -34,15 +35,23 @@ class PatientSearchCriteria:
     name: str = ""
     first_name: str = ""
     birth_date: datetime.date | None = None
+    #: Sex (``Patient.Sex``) and platform id: only the API searches by them (PDQm ``gender``, ``_id``).
+    sex: str = ""
+    public_id: uuid.UUID | None = None
 
     def as_audit_details(self) -> dict[str, str]:
         """The criteria as typed into the trail (folded names, ISO date)."""
-        return {
+        details = {
             "matricule": self.matricule,
             "name": self.name,
             "first_name": self.first_name,
             "birth_date": self.birth_date.isoformat() if self.birth_date else "",
         }
+        if self.sex:
+            details["sex"] = self.sex
+        if self.public_id is not None:
+            details["id"] = str(self.public_id)
+        return details
 
 
 def _letters(value: str) -> int:
@@ -50,22 +59,34 @@ def _letters(value: str) -> int:
 
 
 def patient_search_criteria(
-    *, matricule: str = "", name: str = "", first_name: str = "", birth_date: datetime.date | None = None
+    *,
+    matricule: str = "",
+    name: str = "",
+    first_name: str = "",
+    birth_date: datetime.date | None = None,
+    sex: str = "",
+    public_id: uuid.UUID | None = None,
 ) -> PatientSearchCriteria:
     """Checks and normalises search criteria, or raises ``ValidationError`` in French.
 
-    A search needs the matricule, or a name of at least 2 letters together with a first name
-    (at least 1 letter) or a birth date: nobody browses the population by typing "A".
+    A search needs the matricule (or the platform id), or a name of at least 2 letters together
+    with a first name (at least 1 letter) or a birth date: nobody browses the population by
+    typing "A". The sex only narrows a search.
     """
     number = validate_patient_matricule(matricule) if matricule.strip() else ""
     folded_name, folded_first = fold(name), fold(first_name)
-    if not number:
+    if not number and public_id is None:
         if _letters(folded_name) < MIN_NAME_LETTERS:
             raise ValidationError(CRITERIA_MISSING_MESSAGE, code="criteria")
         if _letters(folded_first) < MIN_FIRST_NAME_LETTERS and birth_date is None:
             raise ValidationError(CRITERIA_MISSING_MESSAGE, code="criteria")
     return PatientSearchCriteria(
-        matricule=number, name=folded_name, first_name=folded_first, birth_date=birth_date
+        matricule=number,
+        name=folded_name,
+        first_name=folded_first,
+        birth_date=birth_date,
+        sex=sex,
+        public_id=public_id,
     )
 
 
@@ -86,6 +107,10 @@ def _rest(criteria: PatientSearchCriteria, *, first_name_column: str = "first_na
         rest &= _prefix(first_name_column, criteria.first_name)
     if criteria.birth_date is not None:
         rest &= Q(birth_date=criteria.birth_date)
+    if criteria.sex:
+        rest &= Q(sex=criteria.sex)
+    if criteria.public_id is not None:
+        rest &= Q(public_id=criteria.public_id)
     return rest
 
 
