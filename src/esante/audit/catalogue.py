@@ -137,6 +137,13 @@ class AuditAction(enum.StrEnum):
         "Search within the record",
         True,
     )
+    DOCUMENT_SEARCH = (
+        "document.search",
+        "Recherche de documents du dossier",
+        "Suche nach Dokumenten der Akte",
+        "Search of the record's documents",
+        True,
+    )
     DOCUMENT_READ = (
         "document.read",
         "Consultation d'un document",

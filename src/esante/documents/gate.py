@@ -35,6 +35,18 @@ class DocumentGate(RecordGate):
         """The record's documents the actor may read under the access's grant."""
         return visible_documents(self.actor, access.patient, access.grant)
 
+    def documents_searched(self, access: RecordAccess, *, filters: dict[str, str], results: int) -> None:
+        """Traces a search of the record's documents (the API's DocumentReference search)."""
+        audit_record(
+            action=AuditAction.DOCUMENT_SEARCH,
+            actor=self.actor.user,
+            patient=access.patient,
+            object_type="AccessGrant",
+            object_id=access.grant.pk,
+            client_address=self.client_address,
+            details={"filters": filters, "results": results},
+        )
+
     def document(
         self, public_id: object, document_id: object, *, action: AuditAction = AuditAction.DOCUMENT_READ
     ) -> DocumentAccess:

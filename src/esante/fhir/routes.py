@@ -3,18 +3,24 @@ caller (``auth.caller``), asks the access gate, and maps the answer with one map
 resource. Every event written while it runs names the software (``audit_via``)."""
 
 import json
+import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from esante.access import services as access_services
 from esante.access.gate import RecordGate
+from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_via
+from esante.documents.gate import DocumentGate
+from esante.documents.models import Document, MediaType
+from esante.documents.views import CONTENT_CSP, PDF_CSP
 
-from . import declare_access, patient
+from . import declare_access, document_reference, patient
 from .api import api
 from .auth import ApiCaller, caller
 from .bundle import searchset
@@ -162,3 +168,104 @@ def patient_declare_access(request: HttpRequest, patient_id: str) -> HttpRespons
             conditions_accepted=declaration.conditions_accepted,
         )
         return fhir_response(declare_access.to_parameters(grant))
+
+
+# --- DocumentReference (MHD ITI-67, ITI-68) -----------------------------------------------------
+
+
+def _document_gate(request: HttpRequest, who: ApiCaller) -> DocumentGate:
+    assert who.professional is not None  # noqa: S101  (user context checked by ``caller``)
+    return DocumentGate.for_api(request, who.professional)
+
+
+def _document_patient(document_id: str) -> str:
+    """The patient id of a document id, for the gate to decide on (a fresh random id, which
+    the gate traces as unknown, when there is no such document)."""
+    try:
+        parsed = uuid.UUID(document_id)
+    except ValueError:
+        return str(uuid.uuid4())
+    found = Document.objects.filter(public_id=parsed).values_list("patient__public_id", flat=True).first()
+    return str(found or uuid.uuid4())
+
+
+@api.get("/DocumentReference")
+def document_reference_search(request: HttpRequest) -> HttpResponse:
+    """ITI-67: a patient's documents the caller may read (confidentiality, hidden documents)."""
+    return _document_search(request, request.GET)
+
+
+@api.post("/DocumentReference/_search")
+def document_reference_search_post(request: HttpRequest) -> HttpResponse:
+    """ITI-67 by POST."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise FhirError(
+            415,
+            "unsupported-media-type",
+            "POST _search attend application/x-www-form-urlencoded.",
+            issue_type="not-supported",
+        )
+    params = request.GET.copy()
+    for key in request.POST:
+        params.setlist(key, [*params.getlist(key), *request.POST.getlist(key)])
+    return _document_search(request, params)
+
+
+def _document_search(request: HttpRequest, params: Any) -> HttpResponse:
+    who = caller(request, resource_type="DocumentReference", permission="s")
+    with audit_via(who.audit_details):
+        subject = document_reference.patient_id(params)
+        count, page = patient.page_parameters(
+            params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
+        )
+        gate = _document_gate(request, who)
+        access = gate.record(subject, action=AuditAction.DOCUMENT_SEARCH)
+        documents, traced = document_reference.search(gate.documents(access), params)
+        total = documents.count()
+        offset = (page - 1) * count
+        rows = list(documents[offset : offset + count]) if offset < total else []
+        gate.documents_searched(access, filters=traced, results=total)
+        base = base_url(request)
+        link_params = [
+            (k, v) for k in params if k not in ("_count", "_page", "_format") for v in params.getlist(k)
+        ]
+        return fhir_response(
+            searchset(
+                base=base,
+                resource_type="DocumentReference",
+                resources=[document_reference.to_resource(row, base) for row in rows],
+                total=total,
+                link_params=link_params,
+                page=page,
+                count=count,
+            )
+        )
+
+
+@api.get("/DocumentReference/{document_id}")
+def document_reference_read(request: HttpRequest, document_id: str) -> HttpResponse:
+    """One DocumentReference, traced as a document read; 404 when missing or not visible."""
+    who = caller(request, resource_type="DocumentReference", permission="r")
+    with audit_via(who.audit_details):
+        access = _document_gate(request, who).read_document(_document_patient(document_id), document_id)
+        return fhir_response(document_reference.to_resource(access.document, base_url(request)))
+
+
+@api.get("/DocumentReference/{document_id}/content")
+def document_reference_content(request: HttpRequest, document_id: str) -> HttpResponse:
+    """ITI-68: the document's bytes with their content type, under the portal's sandbox policy."""
+    who = caller(request, resource_type="DocumentReference", permission="r")
+    with audit_via(who.audit_details):
+        document = (
+            _document_gate(request, who)
+            .read_document(_document_patient(document_id), document_id, action=AuditAction.DOCUMENT_CONTENT)
+            .document
+        )
+        with default_storage.open(document.content.name, "rb") as fh:
+            data = fh.read()
+        response = HttpResponse(data, content_type=document.media_type)
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = PDF_CSP if document.media_type == MediaType.PDF else CONTENT_CSP
+        response["Content-Disposition"] = "attachment"
+        response["Cache-Control"] = "no-store"
+        return response

@@ -1,0 +1,152 @@
+"""Document <-> FHIR ``DocumentReference`` (IHE MHD, ITI-67/68): the mapping and the search
+parameters. No rules here: which documents a caller sees is the access gate's decision.
+
+``date`` is the document's clinical date (the date the portal shows and filters on).
+"""
+
+import datetime
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.http import QueryDict
+from django.utils.dateparse import parse_datetime
+
+from esante.documents.models import Document
+from esante.documents.types import DOCUMENT_TYPES, class_label
+
+from .outcome import invalid
+
+LOINC = "http://loinc.org"
+CLASS_SYSTEM = "urn:esante:document-class"
+CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+SEARCH_PARAMETERS = {"patient", "status", "date", "type", "category", "_count", "_page", "_format"}
+_STATUSES = {value for value, _ in Document.Status.choices}
+
+
+def content_url(base: str, document: Document) -> str:
+    """The ITI-68 address of the document's bytes (absolute)."""
+    return f"{base}/DocumentReference/{document.public_id}/content"
+
+
+def to_resource(document: Document, base: str) -> dict[str, Any]:
+    """The MHD DocumentReference of a document (its bytes behind ``content_url``)."""
+    document_type = DOCUMENT_TYPES.get(document.type_code)
+    resource: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "id": str(document.public_id),
+        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{document.public_id}"},
+        "status": document.status,
+        "type": {
+            "coding": [
+                {
+                    "system": LOINC,
+                    "code": document.type_code,
+                    **({"display": str(document_type.label)} if document_type else {}),
+                }
+            ]
+        },
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": CLASS_SYSTEM,
+                        "code": document.class_code,
+                        "display": class_label(document.class_code),
+                    }
+                ]
+            }
+        ],
+        "subject": {"reference": f"Patient/{document.patient.public_id}"},
+        "date": document.clinical_at.isoformat(),
+        "author": [{"display": document.author_name}] if document.author_name else [],
+        "description": document.title,
+        "securityLabel": [{"coding": [{"system": CONFIDENTIALITY, "code": document.confidentiality}]}],
+        "content": [
+            {
+                "attachment": {
+                    "contentType": document.media_type,
+                    "url": content_url(base, document),
+                    "size": document.size,
+                    "title": document.title,
+                    "creation": document.clinical_at.isoformat(),
+                }
+            }
+        ],
+        "context": {"period": {"start": document.clinical_at.isoformat()}},
+    }
+    if document.source_system:
+        resource["context"]["sourcePatientInfo"] = {"reference": f"Patient/{document.patient.public_id}"}
+    if not resource["author"]:
+        del resource["author"]
+    return resource
+
+
+def patient_id(params: QueryDict) -> str:
+    """The patient a search is about (``patient=ID``, ``Patient/ID`` or an absolute URL): required."""
+    values = params.getlist("patient")
+    if len(values) != 1 or not values[0].strip():
+        raise invalid(
+            "patient-required", "La recherche de documents exige un et un seul paramètre « patient »."
+        )
+    return values[0].strip().rstrip("/").rsplit("/", 1)[-1]
+
+
+def _token(value: str, system: str) -> str:
+    given_system, bar, code = value.rpartition("|")
+    if bar and given_system not in ("", system):
+        raise invalid("unknown-code-system", f"Système de codes non pris en charge : {given_system}.")
+    return code if bar else value
+
+
+_PREFIXES = {"eq", "ge", "gt", "le", "lt"}
+
+
+def _date_filter(value: str) -> Q:
+    prefix = value[:2] if value[:2] in _PREFIXES else "eq"
+    text = value[2:] if value[:2] in _PREFIXES else value
+    moment = parse_datetime(text) if "T" in text else None
+    try:
+        day = None if moment else datetime.date.fromisoformat(text)
+    except ValueError:
+        raise invalid(
+            "invalid-date", "La date doit être au format AAAA-MM-JJ (préfixes ge, gt, le, lt, eq)."
+        ) from None
+    if moment is None and day is None:
+        raise invalid("invalid-date", "La date doit être au format AAAA-MM-JJ (préfixes ge, gt, le, lt, eq).")
+    if moment is not None:
+        if moment.tzinfo is None:
+            raise invalid("invalid-date", "Une date et heure doit préciser son fuseau horaire.")
+        return Q(**{f"clinical_at__{ {'eq': 'exact'}.get(prefix, prefix) }": moment})
+    assert day is not None  # noqa: S101
+    lookups = {
+        "eq": "clinical_at__date",
+        "ge": "clinical_at__date__gte",
+        "gt": "clinical_at__date__gt",
+        "le": "clinical_at__date__lte",
+        "lt": "clinical_at__date__lt",
+    }
+    return Q(**{lookups[prefix]: day})
+
+
+def search(documents: QuerySet[Document], params: QueryDict) -> tuple[QuerySet[Document], dict[str, str]]:
+    """The documents matching the MHD parameters, newest first, and the filters for the trail."""
+    for name in params:
+        if name not in SEARCH_PARAMETERS:
+            raise invalid("unknown-parameter", f"Paramètre de recherche non pris en charge : {name}.")
+    traced: dict[str, str] = {}
+    if statuses := [s for value in params.getlist("status") for s in value.split(",")]:
+        if set(statuses) - _STATUSES:
+            raise invalid("invalid-status", "Le statut doit être current, superseded ou entered-in-error.")
+        documents = documents.filter(status__in=statuses)
+        traced["status"] = ",".join(statuses)
+    for value in params.getlist("date"):
+        documents = documents.filter(_date_filter(value))
+        traced.setdefault("date", "")
+        traced["date"] = f"{traced['date']} {value}".strip()
+    if types := [_token(t, LOINC) for value in params.getlist("type") for t in value.split(",")]:
+        documents = documents.filter(type_code__in=types)
+        traced["type"] = ",".join(types)
+    if classes := [_token(c, CLASS_SYSTEM) for value in params.getlist("category") for c in value.split(",")]:
+        documents = documents.filter(class_code__in=classes)
+        traced["category"] = ",".join(classes)
+    return documents.select_related("patient").order_by("-clinical_at", "-pk"), traced
