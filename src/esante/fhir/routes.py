@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
 
 from esante.access import services as access_services
@@ -53,6 +53,34 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid("invalid-json", "Le corps doit être un objet JSON (une ressource FHIR).")
     return body
+
+
+def search_body(request: HttpRequest) -> QueryDict:
+    """The parameters of a POST ``_search``: the form-encoded body (FHIR's way), or a
+    ``Parameters`` resource with string values (for clients that only send JSON, such as
+    fhirpy), added to the query string's. Never from the URL alone: criteria stay out of logs."""
+    params = request.GET.copy()
+    if request.content_type == "application/x-www-form-urlencoded":
+        for key in request.POST:
+            params.setlist(key, [*params.getlist(key), *request.POST.getlist(key)])
+        return params
+    if request.content_type not in ("application/fhir+json", "application/json"):
+        raise FhirError(
+            415,
+            "unsupported-media-type",
+            "POST _search attend application/x-www-form-urlencoded (ou une ressource Parameters).",
+            issue_type="not-supported",
+        )
+    body = read_json(request)
+    if body.get("resourceType") != "Parameters" or not isinstance(body.get("parameter", []), list):
+        raise invalid("invalid-resource", "Le corps doit être une ressource Parameters.")
+    for parameter in body.get("parameter", []):
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        value = parameter.get("valueString") if isinstance(parameter, dict) else None
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise invalid("invalid-parameter", "Chaque paramètre de recherche a un nom et une valueString.")
+        params.appendlist(name, value)
+    return params
 
 
 def _remember_found(token: Token, public_ids: list[str]) -> None:
@@ -131,17 +159,7 @@ def patient_search_get(request: HttpRequest) -> HttpResponse:
 @api.post("/Patient/_search")
 def patient_search_post(request: HttpRequest) -> HttpResponse:
     """ITI-78 by POST (form-encoded parameters in the body)."""
-    if request.content_type != "application/x-www-form-urlencoded":
-        raise FhirError(
-            415,
-            "unsupported-media-type",
-            "POST _search attend application/x-www-form-urlencoded.",
-            issue_type="not-supported",
-        )
-    params = request.GET.copy()
-    for key in request.POST:
-        params.setlist(key, [*params.getlist(key), *request.POST.getlist(key)])
-    return _patient_search(request, params)
+    return _patient_search(request, search_body(request))
 
 
 @api.get("/Patient/{patient_id}")
@@ -198,17 +216,7 @@ def document_reference_search(request: HttpRequest) -> HttpResponse:
 @api.post("/DocumentReference/_search")
 def document_reference_search_post(request: HttpRequest) -> HttpResponse:
     """ITI-67 by POST."""
-    if request.content_type != "application/x-www-form-urlencoded":
-        raise FhirError(
-            415,
-            "unsupported-media-type",
-            "POST _search attend application/x-www-form-urlencoded.",
-            issue_type="not-supported",
-        )
-    params = request.GET.copy()
-    for key in request.POST:
-        params.setlist(key, [*params.getlist(key), *request.POST.getlist(key)])
-    return _document_search(request, params)
+    return _document_search(request, search_body(request))
 
 
 def _document_search(request: HttpRequest, params: Any) -> HttpResponse:
