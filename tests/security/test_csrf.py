@@ -23,7 +23,15 @@ from tests.conftest import otp_verified_login
 
 from .routes import all_routes, concrete, sample_values
 
-ROUTES = all_routes()
+# The FHIR API and its token and revocation endpoints authenticate by bearer token or client
+# credentials, never by a cookie, so no CSRF token guards them (a forged cross-site request
+# carries no token); ``test_the_api_ignores_the_portal_session`` below holds them to that. The
+# consent page (``fhir:authorize``) is a portal page and stays under the CSRF check.
+ROUTES = [
+    route
+    for route in all_routes()
+    if not route.pattern.startswith("fhir/R4/") or route.name == "fhir:authorize"
+]
 # Routes whose pattern is a regular expression the helper cannot fill (none among the portal's).
 FILLABLE = [route for route in ROUTES if concrete(route, sample_values()) is not None]
 
@@ -117,3 +125,28 @@ def test_the_same_post_with_the_token_reaches_the_view(cast: dict[str, Any]) -> 
     )
     assert response.status_code == 200
     assert AuditEvent.objects.filter(action="patient.search").count() == 1
+
+
+@pytest.mark.django_db
+def test_the_api_ignores_the_portal_session(cast: dict[str, Any]) -> None:
+    """A logged-in portal session is no credential for the API: without a bearer token every
+    API route answers 401 (or, for the OAuth endpoints, an OAuth error), writing nothing else."""
+    client = Client()
+    client.force_login(cast["pharmacist"].user)
+    patient = cast["patient"]
+    before = _written()[1:]  # the audit trail gains the refusals (api.request), nothing else moves
+    for method, path in [
+        ("get", f"/fhir/R4/Patient/{patient.public_id}"),
+        ("post", "/fhir/R4/Patient/_search"),
+        ("post", f"/fhir/R4/Patient/{patient.public_id}/$declare-access"),
+        ("get", f"/fhir/R4/DocumentReference?patient={patient.public_id}"),
+    ]:
+        response = getattr(client, method)(path)
+        assert response.status_code == 401, path
+        assert patient.birth_name.encode() not in response.content
+    assert client.post("/fhir/R4/auth/token", {"grant_type": "client_credentials"}).status_code in (400, 401)
+    assert _written()[1:] == before
+    assert set(AuditEvent.objects.values_list("action", "outcome")) <= {
+        ("api.request", "refused"),
+        ("api.token", "refused"),
+    }

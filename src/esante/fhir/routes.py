@@ -4,6 +4,7 @@ resource. Every event written while it runs names the software (``audit_via``)."
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -110,8 +111,9 @@ def _found_by_search(token: Token, public_id: str) -> bool:
 # --- Patient (PDQm ITI-78) ---------------------------------------------------------------------
 
 
-def _patient_search(request: HttpRequest, params: Any) -> HttpResponse:
+def _patient_search(request: HttpRequest, read_params: Callable[[], QueryDict]) -> HttpResponse:
     who = caller(request, resource_type="Patient", permission="s")
+    params = read_params()  # only once the caller is known: a stranger's body is never read
     with audit_via(who.audit_details):
         criteria = patient.search_criteria(params)
         count, page = patient.page_parameters(
@@ -153,13 +155,13 @@ def _patient_search(request: HttpRequest, params: Any) -> HttpResponse:
 @api.get("/Patient")
 def patient_search_get(request: HttpRequest) -> HttpResponse:
     """ITI-78 by GET (software should prefer POST ``_search``: no matricule in a URL)."""
-    return _patient_search(request, request.GET)
+    return _patient_search(request, lambda: request.GET)
 
 
 @api.post("/Patient/_search")
 def patient_search_post(request: HttpRequest) -> HttpResponse:
     """ITI-78 by POST (form-encoded parameters in the body)."""
-    return _patient_search(request, search_body(request))
+    return _patient_search(request, lambda: search_body(request))
 
 
 @api.get("/Patient/{patient_id}")
@@ -210,17 +212,18 @@ def _document_patient(document_id: str) -> str:
 @api.get("/DocumentReference")
 def document_reference_search(request: HttpRequest) -> HttpResponse:
     """ITI-67: a patient's documents the caller may read (confidentiality, hidden documents)."""
-    return _document_search(request, request.GET)
+    return _document_search(request, lambda: request.GET)
 
 
 @api.post("/DocumentReference/_search")
 def document_reference_search_post(request: HttpRequest) -> HttpResponse:
     """ITI-67 by POST."""
-    return _document_search(request, search_body(request))
+    return _document_search(request, lambda: search_body(request))
 
 
-def _document_search(request: HttpRequest, params: Any) -> HttpResponse:
+def _document_search(request: HttpRequest, read_params: Callable[[], QueryDict]) -> HttpResponse:
     who = caller(request, resource_type="DocumentReference", permission="s")
+    params = read_params()
     with audit_via(who.audit_details):
         subject = document_reference.patient_id(params)
         count, page = patient.page_parameters(

@@ -1,4 +1,4 @@
-from django.urls import path, re_path
+from django.urls import path
 
 from . import views
 from .api import api
@@ -17,5 +17,5 @@ urlpatterns = [
     path("R4/auth/revoke", views.revoke, name="revoke"),
     path("R4/", _unknown, name="api-root"),
     path("R4/", api.urls),
-    re_path(r"^R4/(?P<rest>.*)$", _unknown),
+    path("R4/<path:rest>", _unknown),
 ]

@@ -1,0 +1,124 @@
+"""The gate's refusal contract (``tests.refusals``: the same states, the same world) against
+every patient-scoped endpoint of the API, with a bearer token instead of a portal session.
+
+For the API, "anonymous" is a request without a token (401, traced as ``api.request``) and an
+inactive account a token whose professional is suspended (403, traced alike); every other
+refusal is the same 404 OperationOutcome as a missing resource, traced under the endpoint's
+action, with nothing of the patient in the answer and nothing written."""
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from esante.audit.models import AuditEvent
+from esante.fhir.models import SoftwareClient, Token, token_digest
+from esante.fhir.services import software_client_register
+from tests.refusals import STATES, Request, World, _events_after, _written, make_world
+
+from .conftest import USER_SCOPES, outcome_code
+
+
+@dataclass(frozen=True)
+class ApiEndpoint:
+    name: str
+    url: Callable[[Request], str]
+    refusal_action: str
+    method: str = "get"
+    body: str = ""
+    content_type: str = ""
+    #: States that are no refusal here: status and events of the answer.
+    allowed: dict[str, tuple[int, list[tuple[str, str]]]] | None = None
+    #: What the states of ``tests.refusals`` read: pharmacists use these endpoints; every
+    #: profession may, so "wrong profession" is a pharmacist asking for a psychiatric report.
+    profession: str = "pharmacist"
+    wrong_profession: str = ""
+
+
+def _declare_body() -> str:
+    return (
+        '{"resourceType": "Parameters", "parameter": [{"name": "motif", "valueString": "Soins"},'
+        ' {"name": "conditionsAccepted", "valueBoolean": true}]}'
+    )
+
+
+ENDPOINTS = [
+    ApiEndpoint("patient-read", lambda r: f"/fhir/R4/Patient/{r.document.patient.public_id}", "patient.read",
+                allowed={"document_hidden": (200, [("patient.read", "success")]),
+                         "wrong_profession": (200, [("patient.read", "success")])}),
+    ApiEndpoint("declare-access", lambda r: f"/fhir/R4/Patient/{r.document.patient.public_id}/$declare-access",
+                "access.dialog", method="post", body=_declare_body(), content_type="application/fhir+json",
+                allowed={"document_hidden": (200, [("access.grant", "success")]),
+                         "wrong_profession": (200, [("access.grant", "success")]),
+                         "expired_grant": (200, [("access.grant", "success")]),
+                         "revoked_grant": (200, [("access.grant", "success")])}),
+    ApiEndpoint("document-search", lambda r: f"/fhir/R4/DocumentReference?patient={r.document.patient.public_id}",
+                "document.search",
+                allowed={"document_hidden": (200, [("document.search", "success")]),
+                         "wrong_profession": (200, [("document.search", "success")])}),
+    ApiEndpoint("document-read", lambda r: f"/fhir/R4/DocumentReference/{r.document.public_id}", "document.read"),
+    ApiEndpoint("document-content", lambda r: f"/fhir/R4/DocumentReference/{r.document.public_id}/content",
+                "document.content"),
+]  # fmt: skip
+
+
+def _bearer(software: SoftwareClient, request: Request) -> dict[str, str]:
+    if request.actor is None:
+        return {}
+    value = secrets.token_urlsafe(32)
+    Token.objects.create(
+        client=software, user=request.actor.user, access_digest=token_digest(value),
+        scope=" ".join(USER_SCOPES), issued_at=int(time.time()), expires_in=300,
+    )  # fmt: skip
+    return {"Authorization": f"Bearer {value}"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+@pytest.mark.parametrize("state", STATES, ids=lambda s: s.__name__)
+def test_api_refusal(endpoint: ApiEndpoint, state: Callable[[World, Any], Request]) -> None:
+    software, _ = software_client_register(
+        name="Contrat", organisation="Tests", kind="interactive", scopes=USER_SCOPES,
+        redirect_uris=["https://x.example/cb"], public=True,
+    )  # fmt: skip
+    world = make_world()
+    asked = state(world, endpoint)
+    headers = _bearer(software, asked)
+    before = _written()
+    start = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
+    client = Client(headers=headers)
+    if endpoint.method == "post":
+        response = client.post(endpoint.url(asked), endpoint.body, content_type=endpoint.content_type)
+    else:
+        response = client.get(endpoint.url(asked))
+    body = response.content.decode(errors="replace")
+    name = state.__name__
+    if asked.secret_document is not None:
+        assert asked.secret_document.title not in body
+        assert str(asked.secret_document.public_id) not in body
+    allowed = endpoint.allowed or {}
+    if name in allowed:
+        status, events = allowed[name]
+        assert response.status_code == status, body
+        assert _events_after(start) == events
+        return
+    if name == "anonymous":
+        status, events, code = 401, [("api.request", "refused")], "missing-token"
+    elif name == "inactive_account":
+        status, events, code = 403, [("api.request", "refused")], "insufficient-scope"
+    else:
+        status, events, code = 404, [(endpoint.refusal_action, "refused")], "not-found"
+    assert response.status_code == status, (name, body)
+    assert outcome_code(response) == code
+    for secret in world.secrets():
+        assert secret not in body, secret
+    assert _written() == before
+    assert _events_after(start) == events
+    if status == 404:
+        event = AuditEvent.objects.get(sequence__gt=start)
+        assert event.actor == asked.actor.user  # type: ignore[union-attr]
+        assert event.details["via"]["client"] == software.client_id
