@@ -46,21 +46,26 @@ def _declare_body() -> str:
     )
 
 
+def _patient(r: Request) -> str:
+    return str(r.document.patient.public_id)
+
+
 ENDPOINTS = [
-    ApiEndpoint("patient-read", lambda r: f"/fhir/R4/Patient/{r.document.patient.public_id}", "patient.read",
+    ApiEndpoint("patient-read", lambda r: f"/fhir/R4/Patient/{_patient(r)}", "patient.read",
                 allowed={"document_hidden": (200, [("patient.read", "success")]),
                          "wrong_profession": (200, [("patient.read", "success")])}),
-    ApiEndpoint("declare-access", lambda r: f"/fhir/R4/Patient/{r.document.patient.public_id}/$declare-access",
+    ApiEndpoint("declare-access", lambda r: f"/fhir/R4/Patient/{_patient(r)}/$declare-access",
                 "access.dialog", method="post", body=_declare_body(), content_type="application/fhir+json",
                 allowed={"document_hidden": (200, [("access.grant", "success")]),
                          "wrong_profession": (200, [("access.grant", "success")]),
                          "expired_grant": (200, [("access.grant", "success")]),
                          "revoked_grant": (200, [("access.grant", "success")])}),
-    ApiEndpoint("document-search", lambda r: f"/fhir/R4/DocumentReference?patient={r.document.patient.public_id}",
+    ApiEndpoint("document-search", lambda r: f"/fhir/R4/DocumentReference?patient={_patient(r)}",
                 "document.search",
                 allowed={"document_hidden": (200, [("document.search", "success")]),
                          "wrong_profession": (200, [("document.search", "success")])}),
-    ApiEndpoint("document-read", lambda r: f"/fhir/R4/DocumentReference/{r.document.public_id}", "document.read"),
+    ApiEndpoint("document-read", lambda r: f"/fhir/R4/DocumentReference/{r.document.public_id}",
+                "document.read"),
     ApiEndpoint("document-content", lambda r: f"/fhir/R4/DocumentReference/{r.document.public_id}/content",
                 "document.content"),
 ]  # fmt: skip

@@ -166,6 +166,13 @@ class AuditAction(enum.StrEnum):
         True,
     )
     # -- dispensing --------------------------------------------------------------------------
+    PRESCRIPTION_SEARCH = (
+        "prescription.search",
+        "Recherche des prescriptions du dossier",
+        "Suche nach Verordnungen der Akte",
+        "Search of the record's prescriptions",
+        True,
+    )
     PRESCRIPTION_DISPENSE = (
         "prescription.dispense",
         "Dispensation d'une prescription",

@@ -10,7 +10,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from django.db.models import Prefetch, Q, Sum
+from django.db.models import Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from esante.access.models import AccessGrant
@@ -51,6 +51,18 @@ def prescription_line_states(prescription: Prescription) -> list[LineState]:
         LineState(line=line, prescribed=line.quantity, delivered=line.delivered_so_far)  # type: ignore[attr-defined]
         for line in lines
     ]
+
+
+def prescription_lines_of(documents: QuerySet[Document]) -> QuerySet[PrescriptionLine]:
+    """The lines of the prescriptions among ``documents`` (already filtered by access), each
+    with ``delivered_so_far`` (withdrawals excluded), newest prescription first: one query."""
+    active = Q(dispensed__dispensation__withdrawn_at__isnull=True)
+    return (
+        PrescriptionLine.objects.filter(prescription__document__in=documents)
+        .select_related("prescription__document__patient")
+        .annotate(delivered_so_far=Coalesce(Sum("dispensed__quantity_delivered", filter=active), 0))
+        .order_by("-prescription__prescribed_at", "-prescription_id", "position")
+    )
 
 
 def prescription_dispensations(

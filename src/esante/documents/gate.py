@@ -35,10 +35,18 @@ class DocumentGate(RecordGate):
         """The record's documents the actor may read under the access's grant."""
         return visible_documents(self.actor, access.patient, access.grant)
 
-    def documents_searched(self, access: RecordAccess, *, filters: dict[str, str], results: int) -> None:
-        """Traces a search of the record's documents (the API's DocumentReference search)."""
+    def documents_searched(
+        self,
+        access: RecordAccess,
+        *,
+        filters: dict[str, str],
+        results: int,
+        action: AuditAction = AuditAction.DOCUMENT_SEARCH,
+    ) -> None:
+        """Traces a search of the record's documents (the API's DocumentReference search), or of
+        its prescriptions (``prescription.search``)."""
         audit_record(
-            action=AuditAction.DOCUMENT_SEARCH,
+            action=action,
             actor=self.actor.user,
             patient=access.patient,
             object_type="AccessGrant",

@@ -40,6 +40,15 @@ RESOURCES: list[dict[str, Any]] = [
             {"name": "category", "type": "token"},
         ],
     },
+    {
+        "type": "MedicationRequest",
+        "interaction": [{"code": "search-type"}],
+        "searchParam": [
+            {"name": "patient", "type": "reference"},
+            {"name": "status", "type": "token"},
+            {"name": "authoredon", "type": "date"},
+        ],
+    },
 ]
 
 

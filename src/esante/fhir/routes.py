@@ -17,11 +17,12 @@ from esante.access import services as access_services
 from esante.access.gate import RecordGate
 from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_via
+from esante.dispensing.selectors import prescription_lines_of
 from esante.documents.gate import DocumentGate
 from esante.documents.models import Document, MediaType
 from esante.documents.views import CONTENT_CSP, PDF_CSP
 
-from . import declare_access, document_reference, patient
+from . import declare_access, document_reference, medication_request, patient
 from .api import api
 from .auth import ApiCaller, caller
 from .bundle import searchset
@@ -280,3 +281,41 @@ def document_reference_content(request: HttpRequest, document_id: str) -> HttpRe
         response["Content-Disposition"] = "attachment"
         response["Cache-Control"] = "no-store"
         return response
+
+
+# --- MedicationRequest (the lines of a patient's prescriptions) ---------------------------------
+
+
+@api.get("/MedicationRequest")
+def medication_request_search(request: HttpRequest) -> HttpResponse:
+    """The prescription lines of a patient's prescriptions the caller may read, with what
+    remains to be delivered (search by ``patient``, ``status``, ``authoredon``)."""
+    who = caller(request, resource_type="MedicationRequest", permission="s")
+    params = request.GET
+    with audit_via(who.audit_details):
+        subject = document_reference.patient_id(params)
+        count, page = patient.page_parameters(
+            params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
+        )
+        gate = _document_gate(request, who)
+        access = gate.record(subject, action=AuditAction.PRESCRIPTION_SEARCH)
+        lines, traced = medication_request.search(prescription_lines_of(gate.documents(access)), params)
+        total = lines.count()
+        offset = (page - 1) * count
+        rows = list(lines[offset : offset + count]) if offset < total else []
+        gate.documents_searched(access, filters=traced, results=total, action=AuditAction.PRESCRIPTION_SEARCH)
+        base = base_url(request)
+        link_params = [
+            (k, v) for k in params if k not in ("_count", "_page", "_format") for v in params.getlist(k)
+        ]
+        return fhir_response(
+            searchset(
+                base=base,
+                resource_type="MedicationRequest",
+                resources=[medication_request.to_resource(row) for row in rows],
+                total=total,
+                link_params=link_params,
+                page=page,
+                count=count,
+            )
+        )
