@@ -49,6 +49,7 @@ RESOURCES: list[dict[str, Any]] = [
             {"name": "authoredon", "type": "date"},
         ],
     },
+    {"type": "MedicationDispense", "interaction": [{"code": "create"}], "conditionalCreate": False},
 ]
 
 

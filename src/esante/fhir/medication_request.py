@@ -38,6 +38,8 @@ def to_resource(line: PrescriptionLine) -> dict[str, Any]:
     return {
         "resourceType": "MedicationRequest",
         "id": request_id(line),
+        # The prescription's state version: send it back as ``If-Match: W/"n"`` when dispensing.
+        "meta": {"versionId": str(prescription.state_version)},
         "extension": [{"url": REMAINING_EXTENSION, "valueQuantity": left}],
         "groupIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{document.public_id}"},
         "status": "completed" if remaining == 0 else "active",

@@ -3,6 +3,7 @@ caller (``auth.caller``), asks the access gate, and maps the answer with one map
 resource. Every event written while it runs names the software (``audit_via``)."""
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,12 +18,15 @@ from esante.access import services as access_services
 from esante.access.gate import RecordGate
 from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_via
+from esante.dispensing.gate import DispensingGate
+from esante.dispensing.refusals import DispensationRefused
 from esante.dispensing.selectors import prescription_lines_of
+from esante.dispensing.services import prescription_mark_dispensed
 from esante.documents.gate import DocumentGate
 from esante.documents.models import Document, MediaType
 from esante.documents.views import CONTENT_CSP, PDF_CSP
 
-from . import declare_access, document_reference, medication_request, patient
+from . import declare_access, document_reference, medication_dispense, medication_request, patient
 from .api import api
 from .auth import ApiCaller, caller
 from .bundle import searchset
@@ -318,4 +322,71 @@ def medication_request_search(request: HttpRequest) -> HttpResponse:
                 page=page,
                 count=count,
             )
+        )
+
+
+# --- MedicationDispense (create) ----------------------------------------------------------------
+
+#: Dispensing refusals the caller can only resolve by reading the prescription again (409) or
+#: that break a business rule of time (422); the others keep the service's status.
+_DISPENSE_STATUS = {"over_delivery": 409, "expired": 422, "series_expired": 422, "bad_quantity": 400}
+
+
+def _if_match(request: HttpRequest) -> int | None:
+    value = request.headers.get("If-Match", "").strip()
+    if not value:
+        return None
+    match = re.fullmatch(r'(?:W/)?"(\d{1,9})"', value)
+    if match is None:
+        raise FhirError(412, "precondition-failed", "If-Match doit être l'ETag de la prescription (W/\"n\").",
+                        issue_type="conflict")  # fmt: skip
+    return int(match[1])
+
+
+@api.post("/MedicationDispense")
+def medication_dispense_create(request: HttpRequest) -> HttpResponse:
+    """Records a full or partial delivery of one prescription line, with the portal's guarantees:
+    never beyond what was prescribed, even under concurrency (409), a stale ``If-Match`` (412),
+    the validity windows (422). The certified copy is issued as on the portal."""
+    who = caller(request, resource_type="MedicationDispense", permission="c")
+    with audit_via(who.audit_details):
+        asked = medication_dispense.from_resource(read_json(request))
+        based_on = _if_match(request)
+        assert who.professional is not None  # noqa: S101
+        gate = DispensingGate.for_api(request, who.professional)
+        access = gate.prescription(
+            _document_patient(str(asked.document_id)),
+            asked.document_id,
+            action=AuditAction.PRESCRIPTION_DISPENSE,
+        )
+        line = access.prescription.lines.filter(position=asked.position).first()
+        if line is None:
+            raise invalid("unknown-line", "Cette MedicationRequest n'existe pas dans la prescription.")
+        try:
+            dispensation = prescription_mark_dispensed(
+                prescription=access.prescription,
+                pharmacist=who.professional,
+                kind="partial",
+                based_on_version=access.prescription.state_version if based_on is None else based_on,
+                lines={line.pk: asked.quantity},
+                client_address=gate.client_address,
+                public_url=str(getattr(settings, "ESANTE_PUBLIC_URL", "") or request.build_absolute_uri("/")),
+            )
+        except DispensationRefused as refusal:
+            if refusal.status == 404:
+                raise FhirError(404, "not-found", refusal.message, issue_type="not-found") from None
+            status = _DISPENSE_STATUS.get(refusal.code, refusal.status)
+            if refusal.code == "stale_version" and based_on is not None:
+                status = 412
+            issue_type = {403: "forbidden", 409: "conflict", 412: "conflict", 422: "business-rule"}.get(
+                status, "invalid"
+            )
+            raise FhirError(
+                status, refusal.code.replace("_", "-"), refusal.message, issue_type=issue_type
+            ) from None
+        resource = medication_dispense.to_resource(dispensation, line, asked.quantity)
+        return fhir_response(
+            resource,
+            status=201,
+            headers={"Location": f"{base_url(request)}/MedicationDispense/{dispensation.public_id}"},
         )

@@ -1,0 +1,74 @@
+"""FHIR ``MedicationDispense`` <-> a dispensation of one prescription line. No rules here: the
+dispensing service decides (quantities owed, validity, concurrency, stale versions)."""
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from esante.dispensing.models import Dispensation
+from esante.documents.models import PrescriptionLine
+
+from .medication_request import MEDICINE_SYSTEM, request_id
+from .outcome import invalid
+
+_REQUEST = re.compile(r"^(?:.*/)?MedicationRequest/(?P<document>[0-9a-f-]{36})-(?P<position>\d{1,4})$")
+_ALLOWED = {
+    "resourceType", "status", "authorizingPrescription", "quantity", "subject",
+    "medicationCodeableConcept", "whenHandedOver", "performer", "meta", "text",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DispenseRequest:
+    document_id: uuid.UUID
+    position: int
+    quantity: int
+
+
+def from_resource(body: dict[str, Any]) -> DispenseRequest:
+    """What a MedicationDispense asks: one prescription line (``authorizingPrescription``, a
+    MedicationRequest of this server) and the quantity handed over now."""
+    if body.get("resourceType") != "MedicationDispense":
+        raise invalid("invalid-resource", "Le corps doit être une ressource MedicationDispense.")
+    unknown = set(body) - _ALLOWED
+    if unknown:
+        raise invalid("unsupported-element", f"Éléments non pris en charge : {', '.join(sorted(unknown))}.")
+    if body.get("status") != "completed":
+        raise invalid("invalid-status", "Une dispensation enregistrée a le statut « completed ».")
+    prescriptions = body.get("authorizingPrescription")
+    if (
+        not isinstance(prescriptions, list)
+        or len(prescriptions) != 1
+        or not isinstance(prescriptions[0], dict)
+    ):
+        raise invalid(
+            "prescription-required", "authorizingPrescription doit nommer une et une seule MedicationRequest."
+        )
+    match = _REQUEST.match(str(prescriptions[0].get("reference", "")))
+    if match is None:
+        raise invalid("invalid-reference", "authorizingPrescription doit référencer MedicationRequest/{id}.")
+    quantity = body.get("quantity")
+    value = quantity.get("value") if isinstance(quantity, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise invalid("invalid-quantity", "quantity.value doit être un nombre entier positif.")
+    return DispenseRequest(uuid.UUID(match["document"]), int(match["position"]), value)
+
+
+def to_resource(dispensation: Dispensation, line: PrescriptionLine, quantity: int) -> dict[str, Any]:
+    """The recorded dispensation of one line."""
+    document = dispensation.prescription.document
+    coding = [{"system": MEDICINE_SYSTEM, "code": line.medication_code}] if line.medication_code else []
+    return {
+        "resourceType": "MedicationDispense",
+        "id": str(dispensation.public_id),
+        "status": "completed",
+        "medicationCodeableConcept": {"coding": coding, "text": line.medication}
+        if coding
+        else {"text": line.medication},
+        "subject": {"reference": f"Patient/{document.patient.public_id}"},
+        "performer": [{"actor": {"display": f"{dispensation.pharmacist_name} ({dispensation.pharmacy})"}}],
+        "authorizingPrescription": [{"reference": f"MedicationRequest/{request_id(line)}"}],
+        "quantity": {"value": quantity, **({"unit": line.unit} if line.unit else {})},
+        "whenHandedOver": dispensation.dispensed_at.isoformat(),
+    }

@@ -1,0 +1,116 @@
+"""MedicationDispense create: partial, then the rest, then 409; stale If-Match 412; refusals."""
+
+from typing import Any
+
+import pytest
+
+from esante.dispensing.models import Dispensation
+from esante.documents.models import Prescription
+from tests.access.factories import make_grant, make_patient, make_professional
+from tests.dispensing.conftest import submit_prescription
+
+from .conftest import api, events, outcome_code, user_token, validate
+
+
+@pytest.fixture
+def rx(db: Any, pharmacist: Any) -> Prescription:
+    patient = make_patient()
+    prescription = submit_prescription(patient)
+    make_grant(pharmacist, patient)
+    return prescription
+
+
+def _requests(token: dict[str, Any], prescription: Prescription) -> list[dict[str, Any]]:
+    bundle = (
+        api(token["access_token"])
+        .get("/fhir/R4/MedicationRequest", {"patient": str(prescription.document.patient.public_id)})
+        .json()
+    )
+    return sorted((e["resource"] for e in bundle["entry"]), key=lambda r: r["id"])
+
+
+def _dispense(token: dict[str, Any], request: dict[str, Any], quantity: int, **headers: str) -> Any:
+    body = {
+        "resourceType": "MedicationDispense",
+        "status": "completed",
+        "authorizingPrescription": [{"reference": f"MedicationRequest/{request['id']}"}],
+        "quantity": {"value": quantity},
+    }
+    return api(token["access_token"]).post(
+        "/fhir/R4/MedicationDispense", body, content_type="application/fhir+json", headers=headers
+    )
+
+
+@pytest.mark.django_db
+def test_partial_then_the_rest_then_409(token: dict[str, Any], rx: Prescription, software: Any) -> None:
+    first, second = _requests(token, rx)
+    owed = first["extension"][0]["valueQuantity"]["value"]
+    response = _dispense(token, first, 1, **{"If-Match": f'W/"{first["meta"]["versionId"]}"'})
+    assert response.status_code == 201, response.content
+    resource = validate(response.json())
+    assert response["Location"].endswith(f"/MedicationDispense/{resource.id}")
+    after = {r["id"]: r for r in _requests(token, rx)}
+    assert after[first["id"]]["extension"][0]["valueQuantity"]["value"] == owed - 1
+    assert _dispense(token, after[first["id"]], owed - 1).status_code == 201
+    assert (
+        _dispense(token, after[second["id"]], second["dispenseRequest"]["quantity"]["value"]).status_code
+        == 201
+    )
+    rx.refresh_from_db()
+    assert rx.dispensation_state == "dispensed"
+    again = _dispense(token, first, 1)
+    assert again.status_code == 409
+    assert outcome_code(again) == "already-dispensed"
+    assert Dispensation.objects.count() == 3
+    outcomes = [(e.outcome, e.details.get("via", {}).get("client")) for e in events("prescription.dispense")]
+    assert outcomes == [("success", software.client_id)] * 3 + [("refused", software.client_id)]
+
+
+@pytest.mark.django_db
+def test_stale_if_match_is_412_and_over_delivery_409(token: dict[str, Any], rx: Prescription) -> None:
+    first, _ = _requests(token, rx)
+    assert _dispense(token, first, 1).status_code == 201
+    stale = _dispense(token, first, 1, **{"If-Match": 'W/"0"'})
+    assert stale.status_code == 412 and outcome_code(stale) == "stale-version"
+    too_much = _dispense(token, first, 999)
+    assert too_much.status_code == 409 and outcome_code(too_much) == "over-delivery"
+    assert Dispensation.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_without_grant_404_and_doctor_403(software: Any, rx: Prescription, token: dict[str, Any]) -> None:
+    first, _ = _requests(token, rx)
+    stranger = make_professional("pharmacist")
+    other = user_token(software, stranger)
+    response = _dispense(other, first, 1)
+    assert response.status_code == 404 and outcome_code(response) == "not-found"
+    doctor = make_professional("doctor")
+    make_grant(doctor, rx.document.patient)
+    refused = _dispense(user_token(software, doctor), first, 1)
+    assert refused.status_code == 403 and outcome_code(refused) == "not-pharmacist"
+    assert not Dispensation.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"resourceType": "MedicationRequest"},
+        {"resourceType": "MedicationDispense", "status": "completed", "quantity": {"value": 1}},
+        {
+            "resourceType": "MedicationDispense",
+            "status": "completed",
+            "authorizingPrescription": [{"reference": "x"}],
+            "quantity": {"value": 1},
+        },
+        {"resourceType": "MedicationDispense", "status": "in-progress"},
+    ],
+)
+def test_invalid_bodies_are_400(token: dict[str, Any], rx: Prescription, body: dict[str, Any]) -> None:
+    before = len(events())
+    response = api(token["access_token"]).post(
+        "/fhir/R4/MedicationDispense", body, content_type="application/fhir+json"
+    )
+    assert response.status_code == 400
+    outcome_code(response)
+    assert len(events()) == before
