@@ -30,7 +30,15 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 PEPPA = "1904112000166"
 REDIRECT = "http://127.0.0.1:9/callback"
-SCOPES = "user/Patient.rs user/DocumentReference.rs offline_access"
+SCOPES = " ".join(
+    [
+        "user/Patient.rs",
+        "user/DocumentReference.rs",
+        "user/MedicationRequest.rs",
+        "user/MedicationDispense.cu",
+    ]
+    + ["offline_access"]
+)
 _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
@@ -120,13 +128,14 @@ def _token(platform: Platform, client_id: str, name: str) -> dict[str, Any]:
     return dict(token.json())
 
 
-def test_a_pharmacists_software_finds_peppa_declares_access_and_lists_her_prescriptions(
+def test_a_pharmacists_day_through_the_api(
     platform: Platform,
 ) -> None:
     output = platform.command(
         "add_client", "--name", "Logiciel de test", "--organisation", "Pharmacie du test",
         "--kind", "interactive", "--public", "--redirect-uri", REDIRECT,
         "--scope", "user/Patient.rs", "--scope", "user/DocumentReference.rs",
+        "--scope", "user/MedicationRequest.rs user/MedicationDispense.cu",
     )  # fmt: skip
     client_id = re.search(r"^client_id: (\S+)$", output, re.MULTILINE)[1]  # type: ignore[index]
     token = _token(platform, client_id, "Claudine Kremer")
@@ -179,3 +188,44 @@ def test_a_pharmacists_software_finds_peppa_declares_access_and_lists_her_prescr
     assert content.status_code == 200
     assert content.headers["Content-Type"] == attachment["contentType"]
     assert "sandbox" in content.headers["Content-Security-Policy"]
+
+    # The pharmacist's day goes on: a partial delivery, the rest, and a third attempt refused.
+    lines = fhir.execute(
+        "MedicationRequest", method="get", params={"patient": peppa["id"], "status": "active"}
+    )
+    validate(lines)
+    line = lines["entry"][0]["resource"]
+    owed = line["extension"][0]["valueQuantity"]["value"]
+    assert owed >= 1
+
+    def dispense(quantity: int, version: str) -> requests.Response:
+        return requests.post(
+            f"{platform.url}/fhir/R4/MedicationDispense",
+            json={
+                "resourceType": "MedicationDispense",
+                "status": "completed",
+                "authorizingPrescription": [{"reference": f"MedicationRequest/{line['id']}"}],
+                "quantity": {"value": quantity},
+            },
+            headers={
+                "Authorization": f"Bearer {token['access_token']}",
+                "Content-Type": "application/fhir+json",
+                "If-Match": f'W/"{version}"',
+            },
+            timeout=60,
+        )
+
+    version = line["meta"]["versionId"]
+    if owed > 1:
+        partial = dispense(1, version)
+        assert partial.status_code == 201, partial.text
+        validate(partial.json())
+        version = str(int(version) + 1)
+        owed -= 1
+    rest = dispense(owed, version)
+    assert rest.status_code == 201, rest.text
+    validate(rest.json())
+    third = dispense(1, str(int(version) + 1))  # up to date, but nothing is owed on this line any more
+    assert third.status_code == 409, third.text
+    validate(third.json())
+    assert third.json()["resourceType"] == "OperationOutcome"
