@@ -158,7 +158,10 @@ def test_read_and_retrieve_the_bytes(token: dict[str, Any], record: dict[str, An
     assert read.status_code == 200
     resource = validate(read.json())
     assert resource.status == "current"
-    content = client.get(resource.content[0].attachment.url.removeprefix("http://testserver"))
+    url = resource.content[0].attachment.url.removeprefix("http://testserver")
+    refused = client.get(url, headers={"Accept": "application/pdf"})
+    assert refused.status_code == 406 and outcome_code(refused) == "not-acceptable"
+    content = client.get(url, headers={"Accept": "text/plain, */*;q=0.1"})
     assert content.status_code == 200
     assert content["Content-Type"] == "text/plain"
     assert content.content == b"Texte du document."

@@ -55,3 +55,11 @@ def test_every_error_is_an_operation_outcome(method: str, path: str, status: int
     body: dict[str, Any] = response.json()
     assert body["issue"][0]["diagnostics"]  # French text for the person behind the software
     assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_openapi_description_lists_the_routes() -> None:
+    response = Client().get("/fhir/R4/openapi.json")
+    assert response.status_code == 200
+    paths = set(response.json()["paths"])
+    assert {"/fhir/R4/Patient/_search", "/fhir/R4/DocumentReference", "/fhir/R4/MedicationDispense"} <= paths

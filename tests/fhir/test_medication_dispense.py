@@ -114,3 +114,76 @@ def test_invalid_bodies_are_400(token: dict[str, Any], rx: Prescription, body: d
     assert response.status_code == 400
     outcome_code(response)
     assert len(events()) == before
+
+
+ATTEMPTS = 6
+
+
+def test_simultaneous_api_dispensations_record_exactly_one(committed_db: None) -> None:
+    """Several pharmacies' software dispense the same line at once (PostgreSQL: real row locks):
+    one 201, every other answer a 412 (their If-Match went stale) or 409, one dispensation."""
+    import secrets
+    import threading
+    import time
+
+    from django.db import connection, connections
+    from django.test import Client
+
+    from esante.fhir.models import Token, token_digest
+    from esante.fhir.services import software_client_register
+    from tests.dispensing.conftest import pharmacist_with_access
+
+    from .conftest import USER_SCOPES
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks under real concurrency: PostgreSQL only")
+    software, _ = software_client_register(
+        name="Concurrence", organisation="Tests", kind="interactive", scopes=USER_SCOPES,
+        redirect_uris=["https://x.example/cb"], public=True,
+    )  # fmt: skip
+    patient = make_patient()
+    prescription = submit_prescription(patient)
+    line = prescription.lines.order_by("position").first()
+    assert line is not None
+    bearers = []
+    for _ in range(ATTEMPTS):
+        value = secrets.token_urlsafe(32)
+        Token.objects.create(
+            client=software, user=pharmacist_with_access(patient).user, access_digest=token_digest(value),
+            scope=" ".join(USER_SCOPES), issued_at=int(time.time()), expires_in=300,
+        )  # fmt: skip
+        bearers.append(value)
+    body = {
+        "resourceType": "MedicationDispense",
+        "status": "completed",
+        "authorizingPrescription": [
+            {"reference": f"MedicationRequest/{prescription.document.public_id}-{line.position}"}
+        ],
+        "quantity": {"value": 1},
+    }
+    barrier = threading.Barrier(ATTEMPTS)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def attempt(bearer: str) -> None:
+        try:
+            client = Client(headers={"Authorization": f"Bearer {bearer}", "If-Match": 'W/"0"'})
+            barrier.wait(timeout=30)
+            status = client.post(
+                "/fhir/R4/MedicationDispense", body, content_type="application/fhir+json"
+            ).status_code
+        except Exception:  # reported by the assertions below
+            status = -1
+        finally:
+            connections.close_all()
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=attempt, args=(b,)) for b in bearers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert sorted(statuses).count(201) == 1, statuses
+    assert set(statuses) - {201} <= {409, 412}, statuses
+    assert Dispensation.objects.count() == 1

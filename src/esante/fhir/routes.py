@@ -267,16 +267,31 @@ def document_reference_read(request: HttpRequest, document_id: str) -> HttpRespo
         return fhir_response(document_reference.to_resource(access.document, base_url(request)))
 
 
+def _accepts(request: HttpRequest, media_type: str) -> bool:
+    """Whether the request's ``Accept`` (absent: anything) takes ``media_type``."""
+    header = request.headers.get("Accept", "").strip()
+    if not header:
+        return True
+    main = media_type.split("/")[0]
+    offered = {part.split(";")[0].strip().lower() for part in header.split(",")}
+    return bool(offered & {"*/*", f"{main}/*", media_type.lower()})
+
+
 @api.get("/DocumentReference/{document_id}/content")
 def document_reference_content(request: HttpRequest, document_id: str) -> HttpResponse:
     """ITI-68: the document's bytes with their content type, under the portal's sandbox policy."""
     who = caller(request, resource_type="DocumentReference", permission="r")
     with audit_via(who.audit_details):
-        document = (
-            _document_gate(request, who)
-            .read_document(_document_patient(document_id), document_id, action=AuditAction.DOCUMENT_CONTENT)
-            .document
+        gate = _document_gate(request, who)
+        access = gate.document(
+            _document_patient(document_id), document_id, action=AuditAction.DOCUMENT_CONTENT
         )
+        document = access.document
+        if not _accepts(request, document.media_type):
+            # ITI-68: the bytes exist only in their own type; nothing was read, nothing traced.
+            message = f"Ce document n'existe qu'au format {document.media_type}."
+            raise FhirError(406, "not-acceptable", message, issue_type="not-supported")
+        gate.document_read(document, action=AuditAction.DOCUMENT_CONTENT)
         with default_storage.open(document.content.name, "rb") as fh:
             data = fh.read()
         response = HttpResponse(data, content_type=document.media_type)

@@ -1,7 +1,6 @@
 from django.urls import path
 
 from . import views
-from .api import api
 from .outcome import error_response, not_found
 
 app_name = "fhir"
@@ -16,6 +15,5 @@ urlpatterns = [
     path("R4/auth/token", views.token, name="token"),
     path("R4/auth/revoke", views.revoke, name="revoke"),
     path("R4/", _unknown, name="api-root"),
-    path("R4/", api.urls),
     path("R4/<path:rest>", _unknown),
 ]
