@@ -7,6 +7,7 @@ and return ``HttpResponse`` objects in ``application/fhir+json`` themselves. Eve
 a wrong method) is turned into one by ``middleware.FhirErrorMiddleware``.
 """
 
+import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -36,8 +37,6 @@ class FhirRenderer(BaseRenderer):
     media_type = FHIR_JSON
 
     def render(self, request: HttpRequest, data: Any, *, response_status: int) -> Any:
-        import json
-
         return json.dumps(data, ensure_ascii=False)
 
 

@@ -1,0 +1,7 @@
+"""The resource routes of the API (registered on ``api.api``). HTTP only: each route checks the
+caller (``auth.caller``), asks the access gate, and maps the answer with one mapping module per
+resource. Every event written while it runs names the software (``audit_via``)."""
+
+from . import documents, medication, patient
+
+__all__ = ["documents", "medication", "patient"]

@@ -1,0 +1,126 @@
+"""DocumentReference (IHE MHD ITI-67 find, ITI-68 retrieve)."""
+
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import HttpRequest, HttpResponse, QueryDict
+
+from esante.audit.catalogue import AuditAction
+from esante.audit.services import audit_via
+from esante.documents.gate import DocumentGate
+from esante.documents.models import Document, MediaType
+from esante.documents.views import CONTENT_CSP, PDF_CSP
+
+from .. import document_reference, patient
+from ..api import api
+from ..auth import ApiCaller, caller
+from ..bundle import searchset
+from ..capability import base_url
+from ..outcome import FhirError, fhir_response
+from .common import search_body
+
+
+def document_gate(request: HttpRequest, who: ApiCaller) -> DocumentGate:
+    assert who.professional is not None  # noqa: S101  (user context checked by ``caller``)
+    return DocumentGate.for_api(request, who.professional)
+
+
+def document_patient(document_id: str) -> str:
+    """The patient id of a document id, for the gate to decide on (a fresh random id, which
+    the gate traces as unknown, when there is no such document)."""
+    try:
+        parsed = uuid.UUID(document_id)
+    except ValueError:
+        return str(uuid.uuid4())
+    found = Document.objects.filter(public_id=parsed).values_list("patient__public_id", flat=True).first()
+    return str(found or uuid.uuid4())
+
+
+@api.get("/DocumentReference")
+def document_reference_search(request: HttpRequest) -> HttpResponse:
+    """ITI-67: a patient's documents the caller may read (confidentiality, hidden documents)."""
+    return _document_search(request, lambda: request.GET)
+
+
+@api.post("/DocumentReference/_search")
+def document_reference_search_post(request: HttpRequest) -> HttpResponse:
+    """ITI-67 by POST."""
+    return _document_search(request, lambda: search_body(request))
+
+
+def _document_search(request: HttpRequest, read_params: Callable[[], QueryDict]) -> HttpResponse:
+    who = caller(request, resource_type="DocumentReference", permission="s")
+    params = read_params()
+    with audit_via(who.audit_details):
+        subject = document_reference.patient_id(params)
+        count, page = patient.page_parameters(
+            params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
+        )
+        gate = document_gate(request, who)
+        access = gate.record(subject, action=AuditAction.DOCUMENT_SEARCH)
+        documents, traced = document_reference.search(gate.documents(access), params)
+        total = documents.count()
+        offset = (page - 1) * count
+        rows = list(documents[offset : offset + count]) if offset < total else []
+        gate.documents_searched(access, filters=traced, results=total)
+        base = base_url(request)
+        link_params = [
+            (k, v) for k in params if k not in ("_count", "_page", "_format") for v in params.getlist(k)
+        ]
+        return fhir_response(
+            searchset(
+                base=base,
+                resource_type="DocumentReference",
+                resources=[document_reference.to_resource(row, base) for row in rows],
+                total=total,
+                link_params=link_params,
+                page=page,
+                count=count,
+            )
+        )
+
+
+@api.get("/DocumentReference/{document_id}")
+def document_reference_read(request: HttpRequest, document_id: str) -> HttpResponse:
+    """One DocumentReference, traced as a document read; 404 when missing or not visible."""
+    who = caller(request, resource_type="DocumentReference", permission="r")
+    with audit_via(who.audit_details):
+        access = document_gate(request, who).read_document(document_patient(document_id), document_id)
+        return fhir_response(document_reference.to_resource(access.document, base_url(request)))
+
+
+def _accepts(request: HttpRequest, media_type: str) -> bool:
+    """Whether the request's ``Accept`` (absent: anything) takes ``media_type``."""
+    header = request.headers.get("Accept", "").strip()
+    if not header:
+        return True
+    main = media_type.split("/")[0]
+    offered = {part.split(";")[0].strip().lower() for part in header.split(",")}
+    return bool(offered & {"*/*", f"{main}/*", media_type.lower()})
+
+
+@api.get("/DocumentReference/{document_id}/content")
+def document_reference_content(request: HttpRequest, document_id: str) -> HttpResponse:
+    """ITI-68: the document's bytes with their content type, under the portal's sandbox policy."""
+    who = caller(request, resource_type="DocumentReference", permission="r")
+    with audit_via(who.audit_details):
+        gate = document_gate(request, who)
+        access = gate.document(
+            document_patient(document_id), document_id, action=AuditAction.DOCUMENT_CONTENT
+        )
+        document = access.document
+        if not _accepts(request, document.media_type):
+            # ITI-68: the bytes exist only in their own type; nothing was read, nothing traced.
+            message = f"Ce document n'existe qu'au format {document.media_type}."
+            raise FhirError(406, "not-acceptable", message, issue_type="not-supported")
+        gate.document_read(document, action=AuditAction.DOCUMENT_CONTENT)
+        with default_storage.open(document.content.name, "rb") as fh:
+            data = fh.read()
+        response = HttpResponse(data, content_type=document.media_type)
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = PDF_CSP if document.media_type == MediaType.PDF else CONTENT_CSP
+        response["Content-Disposition"] = "attachment"
+        response["Cache-Control"] = "no-store"
+        return response

@@ -1,0 +1,124 @@
+"""MedicationRequest (the lines of a patient's prescriptions) and MedicationDispense create."""
+
+import re
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from esante.audit.catalogue import AuditAction
+from esante.audit.services import audit_via
+from esante.dispensing.gate import DispensingGate
+from esante.dispensing.refusals import DispensationRefused
+from esante.dispensing.selectors import prescription_lines_of
+from esante.dispensing.services import prescription_mark_dispensed
+
+from .. import document_reference, medication_dispense, medication_request, patient
+from ..api import api
+from ..auth import caller
+from ..bundle import searchset
+from ..capability import base_url
+from ..outcome import FhirError, fhir_response, invalid
+from .common import read_json
+from .documents import document_gate, document_patient
+
+
+@api.get("/MedicationRequest")
+def medication_request_search(request: HttpRequest) -> HttpResponse:
+    """The prescription lines of a patient's prescriptions the caller may read, with what
+    remains to be delivered (search by ``patient``, ``status``, ``authoredon``)."""
+    who = caller(request, resource_type="MedicationRequest", permission="s")
+    params = request.GET
+    with audit_via(who.audit_details):
+        subject = document_reference.patient_id(params)
+        count, page = patient.page_parameters(
+            params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
+        )
+        gate = document_gate(request, who)
+        access = gate.record(subject, action=AuditAction.PRESCRIPTION_SEARCH)
+        lines, traced = medication_request.search(prescription_lines_of(gate.documents(access)), params)
+        total = lines.count()
+        offset = (page - 1) * count
+        rows = list(lines[offset : offset + count]) if offset < total else []
+        gate.documents_searched(access, filters=traced, results=total, action=AuditAction.PRESCRIPTION_SEARCH)
+        base = base_url(request)
+        link_params = [
+            (k, v) for k in params if k not in ("_count", "_page", "_format") for v in params.getlist(k)
+        ]
+        return fhir_response(
+            searchset(
+                base=base,
+                resource_type="MedicationRequest",
+                resources=[medication_request.to_resource(row) for row in rows],
+                total=total,
+                link_params=link_params,
+                page=page,
+                count=count,
+            )
+        )
+
+
+# --- MedicationDispense (create) ----------------------------------------------------------------
+
+#: Dispensing refusals the caller can only resolve by reading the prescription again (409) or
+#: that break a business rule of time (422); the others keep the service's status.
+_DISPENSE_STATUS = {"over_delivery": 409, "expired": 422, "series_expired": 422, "bad_quantity": 400}
+
+
+def _if_match(request: HttpRequest) -> int | None:
+    value = request.headers.get("If-Match", "").strip()
+    if not value:
+        return None
+    match = re.fullmatch(r'(?:W/)?"(\d{1,9})"', value)
+    if match is None:
+        raise FhirError(412, "precondition-failed", "If-Match doit être l'ETag de la prescription (W/\"n\").",
+                        issue_type="conflict")  # fmt: skip
+    return int(match[1])
+
+
+@api.post("/MedicationDispense")
+def medication_dispense_create(request: HttpRequest) -> HttpResponse:
+    """Records a full or partial delivery of one prescription line, with the portal's guarantees:
+    never beyond what was prescribed, even under concurrency (409), a stale ``If-Match`` (412),
+    the validity windows (422). The certified copy is issued as on the portal."""
+    who = caller(request, resource_type="MedicationDispense", permission="c")
+    with audit_via(who.audit_details):
+        asked = medication_dispense.from_resource(read_json(request))
+        based_on = _if_match(request)
+        assert who.professional is not None  # noqa: S101
+        gate = DispensingGate.for_api(request, who.professional)
+        access = gate.prescription(
+            document_patient(str(asked.document_id)),
+            asked.document_id,
+            action=AuditAction.PRESCRIPTION_DISPENSE,
+        )
+        line = access.prescription.lines.filter(position=asked.position).first()
+        if line is None:
+            raise invalid("unknown-line", "Cette MedicationRequest n'existe pas dans la prescription.")
+        try:
+            dispensation = prescription_mark_dispensed(
+                prescription=access.prescription,
+                pharmacist=who.professional,
+                kind="partial",
+                based_on_version=access.prescription.state_version if based_on is None else based_on,
+                lines={line.pk: asked.quantity},
+                client_address=gate.client_address,
+                public_url=str(getattr(settings, "ESANTE_PUBLIC_URL", "") or request.build_absolute_uri("/")),
+            )
+        except DispensationRefused as refusal:
+            if refusal.status == 404:
+                raise FhirError(404, "not-found", refusal.message, issue_type="not-found") from None
+            status = _DISPENSE_STATUS.get(refusal.code, refusal.status)
+            if refusal.code == "stale_version" and based_on is not None:
+                status = 412
+            issue_type = {403: "forbidden", 409: "conflict", 412: "conflict", 422: "business-rule"}.get(
+                status, "invalid"
+            )
+            raise FhirError(
+                status, refusal.code.replace("_", "-"), refusal.message, issue_type=issue_type
+            ) from None
+        resource = medication_dispense.to_resource(dispensation, line, asked.quantity)
+        return fhir_response(
+            resource,
+            status=201,
+            headers={"Location": f"{base_url(request)}/MedicationDispense/{dispensation.public_id}"},
+        )
