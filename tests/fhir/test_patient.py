@@ -287,3 +287,10 @@ def test_declare_access_bad_bodies(
     outcome_code(response)
     assert len(events()) == before
     assert not AccessGrant.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_portal_links_to_the_authorised_software(pharmacist: Any) -> None:
+    portal = Client()
+    portal.force_login(pharmacist.user)
+    assert 'href="/edocuments/logiciels/"' in portal.get("/edocuments/").content.decode()
