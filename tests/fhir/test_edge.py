@@ -42,7 +42,7 @@ def test_smart_configuration() -> None:
 @pytest.mark.parametrize(
     ("method", "path", "status", "code"),
     [
-        ("get", "/fhir/R4/", 404, "not-found"),
+        ("get", "/fhir/R4/", 405, "method-not-allowed"),
         ("get", "/fhir/R4/Nothing/1", 404, "not-found"),
         ("get", "/fhir/R4/%00%ff", 404, "not-found"),
         ("delete", "/fhir/R4/metadata", 405, "method-not-allowed"),

@@ -105,12 +105,16 @@ def from_bundle(path: Path) -> Iterator[Submission]:
     for index, reference in references:
         label = f"{path.name} entrée {index}"
         try:
-            yield Submission(label, *_document_reference(reference, binaries))
+            yield Submission(label, *document_reference_submission(reference, binaries))
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
             yield Submission(label, error=f"DocumentReference illisible : {exc}")
 
 
-def _document_reference(resource: dict[str, Any], binaries: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+def document_reference_submission(
+    resource: dict[str, Any], binaries: dict[str, Any]
+) -> tuple[bytes, dict[str, Any]]:
+    """The content and ``document_submit`` arguments of an MHD DocumentReference whose
+    attachment is inline or in one of ``binaries`` (by ``Binary/id`` or ``fullUrl``)."""
     attachment = resource["content"][0]["attachment"]
     media_type = attachment.get("contentType")
     if "data" in attachment:

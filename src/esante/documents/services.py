@@ -381,3 +381,40 @@ def document_mark_entered_in_error(*, document_id: int) -> None:
     event that explains why.
     """
     Document.objects.filter(pk=document_id).update(status=Document.Status.ENTERED_IN_ERROR)
+
+
+def documents_provide(
+    *, submissions: list[tuple[bytes, dict[str, Any]]], source_system: str, actor_label: str
+) -> list[tuple[Document, bool]]:
+    """Files several documents all or nothing (IHE ITI-65 "Provide Document Bundle").
+
+    Each submission is ``(content, document_submit arguments)``. A document this source already
+    filed with the same bytes is no error: it is returned as it is, with ``False`` (a
+    resubmission is idempotent); the others are filed with ``True``. When any is refused, none
+    is filed: raises ``DocumentRefused`` after the rollback and traces the refusal then (the
+    event traced inside the rolled-back transaction went with it).
+    """
+    try:
+        with transaction.atomic():
+            results: list[tuple[Document, bool]] = []
+            for content, arguments in submissions:
+                digest = hashlib.sha256(content).hexdigest()
+                existing = Document.objects.filter(source_system=source_system, sha256=digest).first()
+                if existing is not None:
+                    results.append((existing, False))
+                    continue
+                filed = document_submit(
+                    content=content,
+                    **{**arguments, "source_system": source_system, "actor_label": actor_label},
+                )
+                results.append((filed, True))
+            return results
+    except DocumentRefused as refusal:
+        _record_refusal(
+            f"lot refusé en entier : {refusal}",
+            source_system=source_system,
+            actor=None,
+            actor_label=actor_label,
+            external_id="",
+        )
+        raise

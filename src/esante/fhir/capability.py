@@ -152,6 +152,8 @@ def capability_statement(request: HttpRequest) -> dict[str, Any]:
                     "description": "OAuth 2.0 (SMART App Launch, SMART Backend Services, IHE IUA).",
                 },
                 "resource": RESOURCES,
+                # ITI-65 Provide Document Bundle (backend services, system/DocumentReference.c).
+                "interaction": [{"code": "transaction"}],
             }
         ],
     }
