@@ -229,3 +229,64 @@ def test_a_pharmacists_day_through_the_api(
     assert third.status_code == 409, third.text
     validate(third.json())
     assert third.json()["resourceType"] == "OperationOutcome"
+
+
+def test_eservices_submit_a_prescription_with_a_backend_token(platform: Platform, tmp_path: Path) -> None:
+    import json
+    import time
+    import uuid
+
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048, parameters={"kid": "live"})
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    output = platform.command(
+        "add_client", "--name", "eServices de test", "--organisation", "Agence", "--kind", "backend",
+        "--scope", "system/DocumentReference.c", "--jwks", str(keys),
+    )  # fmt: skip
+    client_id = re.search(r"^client_id: (\S+)$", output, re.MULTILINE)[1]  # type: ignore[index]
+    token_url = f"{platform.url}/fhir/R4/auth/token"
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": token_url,
+        "exp": int(time.time()) + 240,
+        "jti": str(uuid.uuid4()),
+    }
+    assertion = jwt.encode({"alg": "RS384", "kid": "live"}, claims, key, algorithms=["RS384"])
+    token = requests.post(
+        token_url,
+        {
+            "grant_type": "client_credentials",
+            "scope": "system/DocumentReference.c",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+        },
+        timeout=10,
+    )
+    assert token.status_code == 200, token.text
+    fhir = SyncFHIRClient(f"{platform.url}/fhir/R4", authorization=f"Bearer {token.json()['access_token']}")
+    binary = f"urn:uuid:{uuid.uuid4()}"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "List", "status": "current", "mode": "working"},
+             "request": {"method": "POST", "url": "List"}},
+            {"request": {"method": "POST", "url": "DocumentReference"},
+             "resource": {"resourceType": "DocumentReference", "status": "current",
+                          "masterIdentifier": {"value": "LIVE-1"},
+                          "type": {"coding": [{"system": "http://loinc.org", "code": "10160-0"}]},
+                          "subject": {"identifier": {"system": "urn:oid:1.3.182.4.4", "value": PEPPA}},
+                          "date": "2026-11-30T10:00:00+01:00", "description": "Historique",
+                          "author": [{"display": "Dr Marc Weber"}],
+                          "content": [{"attachment": {"contentType": "text/plain", "url": binary}}]}},
+            {"fullUrl": binary, "request": {"method": "POST", "url": "Binary"},
+             "resource": {"resourceType": "Binary", "contentType": "text/plain", "data": "SGlzdG9yaXF1ZS4="}},
+        ],
+    }  # fmt: skip
+    answer = fhir.execute("", data=bundle)
+    validate(answer)
+    assert [e["response"]["status"] for e in answer["entry"]] == ["201 Created"] * 3
