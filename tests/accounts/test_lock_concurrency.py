@@ -15,8 +15,8 @@ import pytest
 from django.contrib.auth.hashers import make_password
 from django.db import connection, connections
 
+from esante.accounts.login import LoginOutcome, login_password
 from esante.accounts.models import LoginThrottle, User
-from esante.accounts.services import LoginOutcome, login_password
 from esante.audit.models import AuditEvent
 
 from .conftest import make_active
@@ -105,7 +105,7 @@ def test_concurrent_wrong_passwords_from_one_address_evaluate_only_the_free_fail
 def test_an_attempt_on_a_locked_account_or_delayed_address_is_refused_before_its_password_is_checked(
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    from esante.accounts import services
+    from esante.accounts.login import password as password_step
 
     make_active(matricule=MATRICULE, last_name="Schmit", first_name="Luc", email="luc.schmit@pharma.lu")
     settings.ESANTE_ACCOUNT_LOCK_AFTER_FAILURES = 5
@@ -113,7 +113,7 @@ def test_an_attempt_on_a_locked_account_or_delayed_address_is_refused_before_its
         login_password(matricule=MATRICULE, password="wrong", client_address=address)
     account_row = LoginThrottle.objects.filter(scope="account", key=MATRICULE)
     checked: list[str] = []
-    monkeypatch.setattr(services, "authenticate", lambda **kwargs: checked.append("x"))
+    monkeypatch.setattr(password_step, "authenticate", lambda **kwargs: checked.append("x"))
     outcome = login_password(matricule=MATRICULE, password="wrong", client_address="192.0.2.9")
     assert outcome.locked_until is not None and checked == []
     # An address that must wait is refused before its password is checked too.

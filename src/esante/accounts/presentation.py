@@ -11,7 +11,7 @@ The portal never asks the browser for a certificate. Three services carry the ro
    portal address with a token valid ``ESANTE_CERTIFICATE_TOKEN_SECONDS`` (one minute).
 3. ``certificate_token_consume`` (portal): uses the token once, in the session that opened the
    presentation; the caller then binds the certificate (``activation.wizard_certificate``) or
-   logs in (``services.login_certificate``), which verify it once more and write their own event.
+   logs in (``login.login_certificate``), which verify it once more and write their own event.
 
 Nonce and token are 256-bit random values stored as keyed digests; a refusal of the origin still
 gets a token, so the professional reads the reason on the portal.
