@@ -41,6 +41,7 @@ from .models import (
 from .services import WRONG_ACTIVATION, mobile_normalise, resend_message
 from .throttling import (
     Delay,
+    account_hold,
     address_failure,
     attack_notify,
     audit_locks,
@@ -194,10 +195,13 @@ def _activation_failure(
     client_address: str | None,
 ) -> tuple[Delay | None, datetime.datetime | None, bool]:
     """Counts a failed activation step (wrong activation code at step 2, wrong one-time code at
-    step 4) on the (account, address) pair, on the address and, when there is one, on the letter
-    (blocked after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES``). Traces the delay, the locks and the
-    block; tells the professional at the pair's first delay and at the block. Returns (delay,
-    address lock, letter just blocked). The caller traces the attempt first."""
+    step 4) on the (account, network) pair, on the network and, when there is one, on the letter
+    (blocked after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES``); decides to tell the professional at
+    the pair's first delay and at the block (the mail goes after the commit). Returns (delay,
+    network delay, letter just blocked).
+
+    Writes no audit event: every row is locked before the chain head (the lock order of
+    ``throttling``); the caller traces the attempt, then ``_activation_failure_trace``."""
     blocked = False
     if letter is not None:
         letter.failed_attempts += 1
@@ -205,6 +209,28 @@ def _activation_failure(
         blocked = letter.failed_attempts == letter.max_failed_attempts
     delay = pair_failure(LoginThrottle.Scope.ACTIVATION_PAIR, account, client_address) if account else None
     address_lock = address_failure(LoginThrottle.Scope.ACTIVATION, client_address)
+    if professional is not None and (blocked or (delay is not None and delay.first)):
+        attack_notify(
+            account=account,
+            email=professional.email,
+            factor=factor,
+            actor=professional.user,
+            client_address=client_address,
+            letter_blocked=blocked,
+        )
+    return delay, address_lock, blocked
+
+
+def _activation_failure_trace(
+    *,
+    professional: Professional | None,
+    letter: ActivationLetter | None,
+    account: str,
+    client_address: str | None,
+    counted: tuple[Delay | None, datetime.datetime | None, bool],
+) -> None:
+    """Traces the block, the delay and the network delay ``_activation_failure`` imposed."""
+    delay, address_lock, blocked = counted
     if blocked:
         assert letter is not None  # noqa: S101 - blocked implies a letter
         audit_record(
@@ -225,16 +251,6 @@ def _activation_failure(
         delay=delay,
         delay_action="accounts.activation.delay",
     )
-    if professional is not None and (blocked or (delay is not None and delay.first)):
-        attack_notify(
-            account=account,
-            email=professional.email,
-            factor=factor,
-            actor=professional.user,
-            client_address=client_address,
-            letter_blocked=blocked,
-        )
-    return delay, address_lock, blocked
 
 
 @transaction.atomic
@@ -243,24 +259,32 @@ def wizard_code(
 ) -> StepOutcome:
     """Step 2: matricule and activation code. One message for an unknown matricule and a wrong code.
 
-    Refused (traced) while the client address is blocked or must wait on this matricule. A
-    wrong code (or an unknown matricule: counted the same) counts on the (matricule, address)
-    pair (delays after three, growing), on the address (twenty per hour block it) and on the
-    professional's current letter (blocked only after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` from
-    every address); the professional is told by e-mail. The certificate of step 1 must name the
-    professional.
+    Refused (traced) while this network must wait on this matricule or is delayed as a whole
+    (unless it passed this step for this matricule before). A wrong code (or an unknown
+    matricule: counted the same) counts on the (matricule, network) pair (delays after three,
+    growing), on the network (beyond twenty an hour, growing delays) and on the professional's
+    current letter (blocked only after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` from every address);
+    the professional is told by e-mail. The certificate of step 1 must name the professional.
+    Locks the wizard, the account's counter row, the pair's, the letter, then the chain head.
     """
     wizard = _locked(wizard, Step.CODE)
-    address_lock = throttle_locked_until(LoginThrottle.Scope.ACTIVATION, client_address)
-    if address_lock is not None:
-        _trace(wizard, "code", outcome=REFUSED, client_address=client_address, reason="address_locked")
-        return StepOutcome(ok=False, message=lock_message(address_lock))
     now = _now()
     key = compact(matricule)[:13]
+    if key:
+        account_hold(key)
     delayed = pair_delay_check(LoginThrottle.Scope.ACTIVATION_PAIR, key, client_address) if key else None
     if delayed is not None:
         _trace(wizard, "code", outcome=REFUSED, client_address=client_address, reason="delayed", account=key)
         return StepOutcome(ok=False, message=delay_message(delayed))
+    address_lock = throttle_locked_until(
+        LoginThrottle.Scope.ACTIVATION,
+        client_address,
+        account=key,
+        pair_scope=LoginThrottle.Scope.ACTIVATION_PAIR,
+    )
+    if address_lock is not None:
+        _trace(wizard, "code", outcome=REFUSED, client_address=client_address, reason="address_locked")
+        return StepOutcome(ok=False, message=lock_message(address_lock))
     professional = Professional.objects.select_related("user").filter(matricule=key).first() if key else None
     letter = None
     if professional is not None and professional.state != Professional.State.SUSPENDED:
@@ -280,6 +304,14 @@ def wizard_code(
     elif not digests_match(letter.code_digest, activation_code_digest(code)):
         reason = "wrong_code"
     if reason:
+        counted = _activation_failure(
+            wizard=wizard,
+            professional=professional,
+            letter=letter if reason == "wrong_code" else None,
+            account=key,
+            factor="activation_code",
+            client_address=client_address,
+        )
         _trace(
             wizard,
             "code",
@@ -288,14 +320,14 @@ def wizard_code(
             reason=reason,
             letter=letter.pk if letter else None,
         )
-        delay, new_lock, _ = _activation_failure(
-            wizard=wizard,
+        _activation_failure_trace(
             professional=professional,
             letter=letter if reason == "wrong_code" else None,
             account=key,
-            factor="activation_code",
             client_address=client_address,
+            counted=counted,
         )
+        delay, new_lock, _ = counted
         if new_lock is not None:
             return StepOutcome(ok=False, message=lock_message(new_lock))
         if delay is not None:
@@ -425,22 +457,31 @@ def wizard_security_choose(
 def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_address: str | None) -> StepOutcome:
     """Step 4b: the code received proves the channel; the activation is then completed.
 
-    Refused (traced) while the address is blocked or must wait on this account. A wrong code counts on the
-    (account, address) pair, on the address and on the letter, as a wrong activation code does;
-    three wrong codes kill the code (a new one is sent with « Valider »).
+    Refused (traced) while this network must wait on this account or is delayed as a whole
+    (unless known for this account). A wrong code counts on the (account, network) pair, on the
+    network and on the letter, as a wrong activation code does; three wrong codes kill the code
+    (a new one is sent with « Valider »). Whoever gets here holds the activation code: the notice
+    says so (factor ``activation_otp``). Locks the wizard, the account's counter row, the pair's,
+    the letter, then the chain head.
     """
     wizard = _locked(wizard, Step.SECURITY)
     professional = wizard.professional
     assert professional is not None  # noqa: S101 - set at step 2
     key = professional.matricule
-    address_lock = throttle_locked_until(LoginThrottle.Scope.ACTIVATION, client_address)
-    if address_lock is not None:
-        _trace(wizard, "security", outcome=REFUSED, client_address=client_address, reason="address_locked")
-        return StepOutcome(ok=False, message=lock_message(address_lock))
+    account_hold(key)
     delayed = pair_delay_check(LoginThrottle.Scope.ACTIVATION_PAIR, key, client_address)
     if delayed is not None:
         _trace(wizard, "security", outcome=REFUSED, client_address=client_address, reason="delayed")
         return StepOutcome(ok=False, message=delay_message(delayed))
+    address_lock = throttle_locked_until(
+        LoginThrottle.Scope.ACTIVATION,
+        client_address,
+        account=key,
+        pair_scope=LoginThrottle.Scope.ACTIVATION_PAIR,
+    )
+    if address_lock is not None:
+        _trace(wizard, "security", outcome=REFUSED, client_address=client_address, reason="address_locked")
+        return StepOutcome(ok=False, message=lock_message(address_lock))
     now = _now()
     if not wizard.code_digest or wizard.code_valid_until is None or now >= wizard.code_valid_until:
         _trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="no_live_code")
@@ -455,20 +496,28 @@ def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_addres
         if wizard.code_failed_attempts >= settings.ESANTE_OTP_MAX_TRIES:
             wizard.code_digest, wizard.code_valid_until = "", None
         wizard.save()
-        _trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="wrong_code")
         letter = (
             ActivationLetter.objects.select_for_update().filter(pk=wizard.letter_id).first()
             if wizard.letter_id is not None
             else None
         )
-        delay, new_lock, _ = _activation_failure(
+        counted = _activation_failure(
             wizard=wizard,
             professional=professional,
             letter=letter,
             account=key,
-            factor="otp",
+            factor="activation_otp",
             client_address=client_address,
         )
+        _trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="wrong_code")
+        _activation_failure_trace(
+            professional=professional,
+            letter=letter,
+            account=key,
+            client_address=client_address,
+            counted=counted,
+        )
+        delay, new_lock, _ = counted
         if new_lock is not None:
             return StepOutcome(ok=False, message=lock_message(new_lock))
         if delay is not None:

@@ -48,8 +48,10 @@ from .otp import (
     resend_available_at,
 )
 from .throttling import (
+    KNOWN_NETWORK_DAYS,
     Delay,
     account_failure,
+    account_hold,
     account_lock_check,
     account_lock_message,
     account_pairs_reset,
@@ -206,12 +208,17 @@ def activation_letter_issue(
 
 @transaction.atomic
 def login_unlock(*, professional: Professional, actor_label: str) -> None:
-    """Lifts the lock on the professional's account and every address's delay on it before they
-    end (helpdesk)."""
-    LoginThrottle.objects.filter(scope=LoginThrottle.Scope.ACCOUNT, key=professional.matricule).update(
-        failures=0, locked_until=None
+    """Lifts the lock on the professional's account (its failures and its count of locks, so the
+    next lock is short again) and every network's delay on it, at login and at activation, before
+    they end (helpdesk). A network's own limit is lifted apart (``login_throttle_lift``)."""
+    key = professional.matricule
+    # The account's row first, then its pairs: the order every attempt takes them in.
+    account_hold(key)
+    LoginThrottle.objects.filter(scope=LoginThrottle.Scope.ACCOUNT, key=key).update(
+        failures=0, lock_count=0, locked_until=None
     )
-    delays = account_pairs_reset(LoginThrottle.Scope.PAIR, professional.matricule)
+    delays = account_pairs_reset(LoginThrottle.Scope.PAIR, key)
+    delays += account_pairs_reset(LoginThrottle.Scope.ACTIVATION_PAIR, key)
     audit_record(
         action="accounts.login.unlock",
         actor_label=actor_label,
@@ -219,6 +226,50 @@ def login_unlock(*, professional: Professional, actor_label: str) -> None:
         object_id=professional.pk,
         details={"delays_lifted": delays},
     )
+
+
+@transaction.atomic
+def login_throttle_lift(*, throttle: LoginThrottle, actor_label: str) -> None:
+    """Lifts one counter before it ends (operator): a client network's limit (``address``,
+    ``activation``), or one pair's delay. Account locks are lifted with ``login_unlock``. Refuses
+    an account row (``ValidationError``)."""
+    if throttle.scope == LoginThrottle.Scope.ACCOUNT:
+        raise ValidationError("Un compte se débloque avec « Lever le blocage de connexion ».")
+    LoginThrottle.objects.filter(pk=throttle.pk).update(
+        failures=0, lock_count=0, locked_until=None, window_started_at=None
+    )
+    audit_record(
+        action="accounts.throttle.lift",
+        actor_label=actor_label,
+        object_type=throttle.scope,
+        object_id=throttle.key,
+        details={
+            "failures": throttle.failures,
+            "locked_until": throttle.locked_until.isoformat() if throttle.locked_until else None,
+        },
+    )
+
+
+@transaction.atomic
+def login_throttles_purge(*, older_than_days: int = 30, actor_label: str = "system:cli") -> int:
+    """Deletes the counters nobody needs any more: not touched for ``older_than_days``, no lock
+    or delay running, no success of the pair within ``KNOWN_NETWORK_DAYS`` (a known network stays
+    known). Returns how many; traced (``accounts.throttle.purge``). An account's failures not
+    touched for that long start again from zero: a lock counts consecutive failures, not old ones."""
+    now = _now()
+    purged, _ = (
+        LoginThrottle.objects.filter(updated_at__lt=now - datetime.timedelta(days=older_than_days))
+        .exclude(locked_until__gt=now)
+        .exclude(succeeded_at__gte=now - datetime.timedelta(days=KNOWN_NETWORK_DAYS))
+        .delete()
+    )
+    audit_record(
+        action="accounts.throttle.purge",
+        actor_label=actor_label,
+        object_type="login_throttle",
+        details={"deleted": purged, "older_than_days": older_than_days},
+    )
+    return purged
 
 
 @transaction.atomic
@@ -314,20 +365,15 @@ def _login_failure(
     *, user: Any, key: str, factor: str, client_address: str | None, address_scope: bool
 ) -> tuple[datetime.datetime | None, Delay | None, datetime.datetime | None]:
     """Counts a failed login step (wrong password or code) on the account, on the pair (account,
-    address) and, for the password, on the address. Returns (account lock, delay, address lock)
-    imposed by this failure. Tells the professional when it is the pair's first delay or it locks
-    the account; traces the locks and the notice (the caller traces the attempt first)."""
+    network) and, for the password, on the network. Returns (account lock, delay, network delay)
+    imposed by this failure. Decides to tell the professional when it is the pair's first delay
+    or it locks the account (the mail goes after the commit).
+
+    Writes no audit event: every counter row is locked before the chain head (the lock order of
+    ``throttling``); the caller traces the attempt, then ``_failure_trace``."""
     account_lock = account_failure(key) if key else None
     delay = pair_failure(LoginThrottle.Scope.PAIR, key, client_address) if key else None
     address_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address) if address_scope else None
-    audit_locks(
-        user=user,
-        key=key,
-        account_lock=account_lock,
-        address_lock=address_lock,
-        client_address=client_address,
-        delay=delay,
-    )
     if user is not None and (account_lock is not None or (delay is not None and delay.first)):
         attack_notify(
             account=key,
@@ -340,34 +386,52 @@ def _login_failure(
     return account_lock, delay, address_lock
 
 
+def _failure_trace(
+    *,
+    user: Any,
+    key: str,
+    client_address: str | None,
+    counted: tuple[datetime.datetime | None, Delay | None, datetime.datetime | None],
+) -> None:
+    """Traces the locks and the delay ``_login_failure`` has just imposed."""
+    account_lock, delay, address_lock = counted
+    audit_locks(
+        user=user,
+        key=key,
+        account_lock=account_lock,
+        address_lock=address_lock,
+        client_address=client_address,
+        delay=delay,
+    )
+
+
 @transaction.atomic
 def login_password(*, matricule: str, password: str, client_address: str | None) -> LoginOutcome:
     """First factor: matricule and password. On success sends a code to the verified channel.
 
-    Refused (and traced) when the client address is blocked, the account locked, or this address
-    must wait before its next try on this account; when the credentials are wrong (one message
-    for unknown matricule and wrong password, and the same counting), the account is not active,
-    or the code cannot be sent. Wrong credentials count on the account and address pair (delays
-    after three), on the account (a lock only after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES``) and on
-    the address (coarse rate limit); the professional is told by e-mail.
+    Refused (and traced) when the account is locked, this network must wait before its next try
+    on this account, or the network is delayed (unless this account logged in from it before);
+    when the credentials are wrong (one message for unknown matricule and wrong password, and the
+    same counting), the account is not active, or the code cannot be sent. Wrong credentials count
+    on the account and network pair (delays after three), on the account (a lock only after
+    ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES``) and on the network (coarse rate limit); the
+    professional is told by e-mail (after the commit).
 
     The account's counter row, then the pair's, stay locked from the checks to the end of the
     transaction, so concurrent attempts on one account are evaluated one after the other and the
     delay or lock stops them after the configured number (the row lock is held for one password
-    check).
+    check). Every counter is written before the audit events, which come last.
     """
     key = compact(matricule)[:13]
-    address_lock = throttle_locked_until(LoginThrottle.Scope.ADDRESS, client_address)
     account_lock = account_lock_check(key) if key else None
-    if address_lock or account_lock:
-        until = max(d for d in (address_lock, account_lock) if d is not None)
+    if account_lock is not None:
         return _locked_refusal(
             "accounts.login.password",
-            until,
+            account_lock,
             client_address=client_address,
             actor_label=key,
             account=key,
-            account_locked=until == account_lock,
+            account_locked=True,
         )
     delayed = pair_delay_check(LoginThrottle.Scope.PAIR, key, client_address) if key else None
     if delayed is not None:
@@ -379,10 +443,27 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
             account=key,
             reason="delayed",
         )
+    address_lock = throttle_locked_until(
+        LoginThrottle.Scope.ADDRESS, client_address, account=key, pair_scope=LoginThrottle.Scope.PAIR
+    )
+    if address_lock is not None:
+        return _locked_refusal(
+            "accounts.login.password",
+            address_lock,
+            client_address=client_address,
+            actor_label=key,
+            account=key,
+            reason="address_delayed",
+        )
     user = authenticate(username=key, password=password) if key else None
     professional = _professional_of(user) if user is not None else None
     if user is None or (professional is not None and professional.state != Professional.State.ACTIVE):
         reason = "bad_credentials" if user is None else "suspended"
+        # Whose account it is, when the matricule is known: the owner is told of the attack.
+        owner = user or (User.objects.filter(username=key).first() if key else None)
+        counted = _login_failure(
+            user=owner, key=key, factor="password", client_address=client_address, address_scope=True
+        )
         audit_record(
             action="accounts.login.password",
             outcome=FAILURE,
@@ -393,11 +474,8 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
             client_address=client_address,
             details={"reason": reason},
         )
-        # Whose account it is, when the matricule is known: the owner is told of the attack.
-        owner = user or (User.objects.filter(username=key).first() if key else None)
-        new_account_lock, new_delay, new_address_lock = _login_failure(
-            user=owner, key=key, factor="password", client_address=client_address, address_scope=True
-        )
+        _failure_trace(user=owner, key=key, client_address=client_address, counted=counted)
+        new_account_lock, new_delay, new_address_lock = counted
         if new_account_lock or new_address_lock:
             until = max(d for d in (new_account_lock, new_address_lock) if d is not None)
             return _lock_outcome(until, account=until == new_account_lock)
@@ -542,6 +620,9 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
             details={"factor": "password+otp"},
         )
         return LoginOutcome(ok=True, user=user, device=device)
+    counted = _login_failure(
+        user=user, key=key, factor="otp", client_address=client_address, address_scope=False
+    )
     audit_record(
         action="accounts.login.code",
         outcome=FAILURE,
@@ -551,9 +632,8 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
         client_address=client_address,
         details={"reason": result.value},
     )
-    new_lock, new_delay, _ = _login_failure(
-        user=user, key=key, factor="otp", client_address=client_address, address_scope=False
-    )
+    _failure_trace(user=user, key=key, client_address=client_address, counted=counted)
+    new_lock, new_delay, _ = counted
     if new_lock is not None:
         return _lock_outcome(new_lock, account=True)
     if new_delay is not None:
@@ -569,29 +649,23 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
 def login_certificate(*, certificate_pem: str, client_address: str | None) -> LoginOutcome:
     """Login with a LuxTrust certificate bound at activation (verified again at each login).
 
-    Deliberately not refused by the account's lock or an address's delay on the account: those
-    count guesses of the password and of codes, which the certificate does not need, so an
-    attacker locking the password login never locks the professional out. Only the coarse limit
-    of the client address applies. A certificate login, like a full password and code login,
-    ends the account's run of consecutive failures (``account_success``)."""
-    address_lock = throttle_locked_until(LoginThrottle.Scope.ADDRESS, client_address)
-    if address_lock is not None:
-        return _locked_refusal(
-            "accounts.login.certificate", address_lock, client_address=client_address, actor_label="anonymous"
-        )
+    Deliberately refused by none of the failure counters — the account's lock, a network's
+    delay on the account, the network's own limit — and counted on none: they count guesses of
+    the password and of codes, and a certificate cannot be guessed (the TLS verification of its
+    private key is the factor), so an attacker locking the password login, or spraying
+    matricules from a shared NAT address, never locks the professional out. A refused
+    certificate is traced. A certificate login, like a full password and code login, ends the
+    account's run of consecutive failures (``account_success``) and makes the client's network
+    known for the account (``pair_success``)."""
     try:
         verified = certificates.certificate_verify(certificate_pem)
     except certificates.CertificateRefused as exc:
-        new_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address)
         audit_record(
             action="accounts.login.certificate",
             outcome=FAILURE,
             actor_label="anonymous",
             client_address=client_address,
             details={"reason": exc.reason},
-        )
-        audit_locks(
-            user=None, key="", account_lock=None, address_lock=new_lock, client_address=client_address
         )
         return LoginOutcome(ok=False, message=gettext(exc.message))
     bound = (
@@ -622,6 +696,9 @@ def login_certificate(*, certificate_pem: str, client_address: str | None) -> Lo
         return LoginOutcome(ok=False, message=message)
     user = bound.professional.user
     account_success(user.get_username())
+    # The professional works from this network: their password logins from it are exempt from
+    # its coarse limit, as after a full password and code login.
+    pair_success(LoginThrottle.Scope.PAIR, user.get_username(), client_address)
     User.objects.filter(pk=user.pk).update(last_login=_now())
     audit_record(
         action="accounts.login.certificate",

@@ -14,6 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from .keys import event_mac
 from .models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -45,7 +46,8 @@ def audit_record(
     """Appends one event to the chain and returns it.
 
     Locks the chain head row, so concurrent writers queue and the chain stays linear. Joins the
-    caller's transaction when there is one; otherwise runs in a transaction of its own.
+    caller's transaction when there is one; otherwise runs in a transaction of its own. Stores a
+    keyed MAC of the event's hash with it (``audit.keys``; one HMAC, the key read once a process).
     """
     if outcome not in AuditEvent.Outcome.values:
         raise ValueError(f"unknown audit outcome {outcome!r}")
@@ -89,6 +91,7 @@ def audit_record(
             canonical=canonical,
             prev_hash=head.hash,
             hash=digest,
+            mac=event_mac(digest),
         )
         AuditChainHead.objects.filter(pk=1).update(sequence=sequence, hash=digest)
     return event
