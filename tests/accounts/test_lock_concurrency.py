@@ -9,6 +9,7 @@ refused as delayed — none of the refused has its password looked at.
 """
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -122,3 +123,79 @@ def test_an_attempt_on_a_locked_account_or_delayed_address_is_refused_before_its
     assert outcome.delayed_until is not None and checked == []
     # Also makes this module runnable alone: pytest-django sets up the test database only when a
     # collected test is marked ``django_db``, and ``committed_db`` relies on that set-up.
+
+
+def test_regression_activation_failure_and_login_take_their_locks_in_one_order(
+    committed_db: None, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the reviewed branch an activation code failure locked the audit chain head (its trace)
+    then the account's row (the notice), a password login the other way round: PostgreSQL
+    answered the victim's right password with "deadlock detected". Now every service locks the
+    account's and the pair's rows first and the chain head last."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks under real concurrency: PostgreSQL only (SQLite serialises writers)")
+    from django.contrib.auth import authenticate
+
+    from esante.accounts import activation
+    from esante.accounts.login import password as password_step
+    from esante.accounts.models import ActivationWizard
+
+    make_active(matricule=MATRICULE, last_name="Schmit", first_name="Luc", email="luc.schmit@pharma.lu")
+    wizard = activation.wizard_start(terms_version="1", client_address="203.0.113.66")
+    ActivationWizard.objects.filter(pk=wizard.pk).update(step=ActivationWizard.Step.CODE)
+    for _ in range(2):  # the next wrong code is the pair's first delay: a notice is due
+        activation.wizard_code(
+            wizard=wizard, matricule=MATRICULE, code="WRONG", client_address="203.0.113.66"
+        )
+    checking, attacker_waiting = threading.Event(), threading.Event()
+
+    def slow_authenticate(**credentials: Any) -> Any:
+        # The victim's password check (argon2 in production) while the attacker's step runs.
+        checking.set()
+        attacker_waiting.wait(timeout=10)
+        time.sleep(1.5)  # beyond PostgreSQL's deadlock_timeout (1 s): a cycle would be found
+        return authenticate(**credentials)
+
+    monkeypatch.setattr(password_step, "authenticate", slow_authenticate)
+    results: dict[str, Any] = {}
+
+    def run(name: str, call: Any) -> None:
+        try:
+            results[name] = call()
+        except Exception as error:  # reported by the assertions below
+            results[name] = error
+        finally:
+            connections.close_all()
+
+    victim = threading.Thread(
+        target=run,
+        args=(
+            "victim",
+            lambda: login_password(
+                matricule=MATRICULE, password="Tisane-de-camomille-42", client_address="198.51.100.10"
+            ),
+        ),
+    )
+    victim.start()
+    assert checking.wait(timeout=10)
+    attacker = threading.Thread(
+        target=run,
+        args=(
+            "attacker",
+            lambda: activation.wizard_code(
+                wizard=wizard, matricule=MATRICULE, code="WRONG", client_address="203.0.113.66"
+            ),
+        ),
+    )
+    attacker.start()
+    time.sleep(0.3)  # the attacker is now queued behind the victim's locks
+    attacker_waiting.set()
+    victim.join(timeout=30)
+    attacker.join(timeout=30)
+    assert isinstance(results["victim"], LoginOutcome) and results["victim"].ok, results
+    assert "Réessayez après" in results["attacker"].message, results
+    # The notice went out after the attacker's commit, traced after its attempt.
+    notice = AuditEvent.objects.get(action="accounts.attack.notify")
+    attempt = AuditEvent.objects.filter(action="accounts.activation.code").order_by("-sequence").first()
+    assert notice.outcome == "success" and attempt is not None and notice.sequence > attempt.sequence
+    assert notice.details == {"factor": "activation_code", "trigger": "delay", "channel": "email"}

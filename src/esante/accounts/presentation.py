@@ -33,8 +33,7 @@ from esante.audit.services import audit_record
 
 from . import certificates
 from .codes import certificate_digest, certificate_secret_new
-from .models import ActivationWizard, CertificatePresentation, LoginThrottle
-from .throttling import address_failure, audit_locks
+from .models import ActivationWizard, CertificatePresentation
 
 Purpose = CertificatePresentation.Purpose
 
@@ -110,7 +109,8 @@ def _audit_refusal(presentation: CertificatePresentation, *, reason: str, client
             details=details,
         )
         return
-    new_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address)
+    # Counted on no failure counter: a certificate cannot be guessed (the TLS verification of its
+    # key is the factor), and a refused one must not delay the password logins of its network.
     audit_record(
         action=AuditAction.LOGIN_CERTIFICATE,
         outcome=AuditEvent.Outcome.FAILURE,
@@ -118,7 +118,6 @@ def _audit_refusal(presentation: CertificatePresentation, *, reason: str, client
         client_address=client_address,
         details=details,
     )
-    audit_locks(user=None, key="", account_lock=None, address_lock=new_lock, client_address=client_address)
 
 
 @transaction.atomic

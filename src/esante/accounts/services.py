@@ -34,6 +34,8 @@ from .models import (
     User,
 )
 from .throttling import (
+    KNOWN_NETWORK_DAYS,
+    account_hold,
     account_pairs_reset,
 )
 
@@ -178,12 +180,17 @@ def activation_letter_issue(
 
 @transaction.atomic
 def login_unlock(*, professional: Professional, actor_label: str) -> None:
-    """Lifts the lock on the professional's account and every address's delay on it before they
-    end (helpdesk)."""
-    LoginThrottle.objects.filter(scope=LoginThrottle.Scope.ACCOUNT, key=professional.matricule).update(
-        failures=0, locked_until=None
+    """Lifts the lock on the professional's account (its failures and its count of locks, so the
+    next lock is short again) and every network's delay on it, at login and at activation, before
+    they end (helpdesk). A network's own limit is lifted apart (``login_throttle_lift``)."""
+    key = professional.matricule
+    # The account's row first, then its pairs: the order every attempt takes them in.
+    account_hold(key)
+    LoginThrottle.objects.filter(scope=LoginThrottle.Scope.ACCOUNT, key=key).update(
+        failures=0, lock_count=0, locked_until=None
     )
-    delays = account_pairs_reset(LoginThrottle.Scope.PAIR, professional.matricule)
+    delays = account_pairs_reset(LoginThrottle.Scope.PAIR, key)
+    delays += account_pairs_reset(LoginThrottle.Scope.ACTIVATION_PAIR, key)
     audit_record(
         action=AuditAction.LOGIN_UNLOCK,
         actor_label=actor_label,
@@ -191,6 +198,50 @@ def login_unlock(*, professional: Professional, actor_label: str) -> None:
         object_id=professional.pk,
         details={"delays_lifted": delays},
     )
+
+
+@transaction.atomic
+def login_throttle_lift(*, throttle: LoginThrottle, actor_label: str) -> None:
+    """Lifts one counter before it ends (operator): a client network's limit (``address``,
+    ``activation``), or one pair's delay. Account locks are lifted with ``login_unlock``. Refuses
+    an account row (``ValidationError``)."""
+    if throttle.scope == LoginThrottle.Scope.ACCOUNT:
+        raise ValidationError("Un compte se débloque avec « Lever le blocage de connexion ».")
+    LoginThrottle.objects.filter(pk=throttle.pk).update(
+        failures=0, lock_count=0, locked_until=None, window_started_at=None
+    )
+    audit_record(
+        action=AuditAction.THROTTLE_LIFT,
+        actor_label=actor_label,
+        object_type=throttle.scope,
+        object_id=throttle.key,
+        details={
+            "failures": throttle.failures,
+            "locked_until": throttle.locked_until.isoformat() if throttle.locked_until else None,
+        },
+    )
+
+
+@transaction.atomic
+def login_throttles_purge(*, older_than_days: int = 30, actor_label: str = "system:cli") -> int:
+    """Deletes the counters nobody needs any more: not touched for ``older_than_days``, no lock
+    or delay running, no success of the pair within ``KNOWN_NETWORK_DAYS`` (a known network stays
+    known). Returns how many; traced (``accounts.throttle.purge``). An account's failures not
+    touched for that long start again from zero: a lock counts consecutive failures, not old ones."""
+    now = _now()
+    purged, _ = (
+        LoginThrottle.objects.filter(updated_at__lt=now - datetime.timedelta(days=older_than_days))
+        .exclude(locked_until__gt=now)
+        .exclude(succeeded_at__gte=now - datetime.timedelta(days=KNOWN_NETWORK_DAYS))
+        .delete()
+    )
+    audit_record(
+        action=AuditAction.THROTTLE_PURGE,
+        actor_label=actor_label,
+        object_type="login_throttle",
+        details={"deleted": purged, "older_than_days": older_than_days},
+    )
+    return purged
 
 
 @transaction.atomic

@@ -16,6 +16,7 @@ from ..models import (
 )
 from ..services import WRONG_ACTIVATION
 from ..throttling import (
+    account_hold,
     delay_message,
     lock_message,
     pair_delay_check,
@@ -29,6 +30,7 @@ from .wizard import (
     Step,
     StepOutcome,
     activation_failure,
+    activation_failure_trace,
     current_time,
     trace,
     wizard_locked,
@@ -66,28 +68,44 @@ def wizard_code(
 ) -> StepOutcome:
     """Step 2: matricule and activation code. One message for an unknown matricule and a wrong code.
 
-    Refused (traced) while the client address is blocked or must wait on this matricule. A
-    wrong code (or an unknown matricule: counted the same) counts on the (matricule, address)
-    pair (delays after three, growing), on the address (twenty per hour block it) and on the
-    professional's current letter (blocked only after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` from
-    every address); the professional is told by e-mail. The certificate of step 1 must name the
-    professional.
+    Refused (traced) while this network must wait on this matricule or is delayed as a whole
+    (unless it passed this step for this matricule before). A wrong code (or an unknown
+    matricule: counted the same) counts on the (matricule, network) pair (delays after three,
+    growing), on the network (beyond twenty an hour, growing delays) and on the professional's
+    current letter (blocked only after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` from every address);
+    the professional is told by e-mail. The certificate of step 1 must name the professional.
+    Locks the wizard, the account's counter row, the pair's, the letter, then the chain head.
     """
     wizard = wizard_locked(wizard, Step.CODE)
-    address_lock = throttle_locked_until(LoginThrottle.Scope.ACTIVATION, client_address)
-    if address_lock is not None:
-        trace(wizard, "code", outcome=REFUSED, client_address=client_address, reason="address_locked")
-        return StepOutcome(ok=False, message=lock_message(address_lock))
     now = current_time()
     key = compact(matricule)[:13]
+    if key:
+        account_hold(key)
     delayed = pair_delay_check(LoginThrottle.Scope.ACTIVATION_PAIR, key, client_address) if key else None
     if delayed is not None:
         trace(wizard, "code", outcome=REFUSED, client_address=client_address, reason="delayed", account=key)
         return StepOutcome(ok=False, message=delay_message(delayed))
+    address_lock = throttle_locked_until(
+        LoginThrottle.Scope.ACTIVATION,
+        client_address,
+        account=key,
+        pair_scope=LoginThrottle.Scope.ACTIVATION_PAIR,
+    )
+    if address_lock is not None:
+        trace(wizard, "code", outcome=REFUSED, client_address=client_address, reason="address_locked")
+        return StepOutcome(ok=False, message=lock_message(address_lock))
     professional = Professional.objects.select_related("user").filter(matricule=key).first() if key else None
     letter = _current_letter(professional)
     reason = _letter_refusal(letter, code, now)
     if reason:
+        counted = activation_failure(
+            wizard=wizard,
+            professional=professional,
+            letter=letter if reason == "wrong_code" else None,
+            account=key,
+            factor="activation_code",
+            client_address=client_address,
+        )
         trace(
             wizard,
             "code",
@@ -96,14 +114,14 @@ def wizard_code(
             reason=reason,
             letter=letter.pk if letter else None,
         )
-        delay, new_lock, _ = activation_failure(
-            wizard=wizard,
+        activation_failure_trace(
             professional=professional,
             letter=letter if reason == "wrong_code" else None,
             account=key,
-            factor="activation_code",
             client_address=client_address,
+            counted=counted,
         )
+        delay, new_lock, _ = counted
         if new_lock is not None:
             return StepOutcome(ok=False, message=lock_message(new_lock))
         if delay is not None:

@@ -29,6 +29,7 @@ from ..models import (
 )
 from ..services import WRONG_ACTIVATION, mobile_normalise, resend_message
 from ..throttling import (
+    account_hold,
     delay_message,
     lock_message,
     pair_delay_check,
@@ -41,6 +42,7 @@ from .wizard import (
     Step,
     StepOutcome,
     activation_failure,
+    activation_failure_trace,
     current_time,
     trace,
     wizard_locked,
@@ -136,22 +138,31 @@ def wizard_security_choose(
 def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_address: str | None) -> StepOutcome:
     """Step 4b: the code received proves the channel; the activation is then completed.
 
-    Refused (traced) while the address is blocked or must wait on this account. A wrong code counts on the
-    (account, address) pair, on the address and on the letter, as a wrong activation code does;
-    three wrong codes kill the code (a new one is sent with « Valider »).
+    Refused (traced) while this network must wait on this account or is delayed as a whole
+    (unless known for this account). A wrong code counts on the (account, network) pair, on the
+    network and on the letter, as a wrong activation code does; three wrong codes kill the code
+    (a new one is sent with « Valider »). Whoever gets here holds the activation code: the notice
+    says so (factor ``activation_otp``). Locks the wizard, the account's counter row, the pair's,
+    the letter, then the chain head.
     """
     wizard = wizard_locked(wizard, Step.SECURITY)
     professional = wizard.professional
     assert professional is not None  # noqa: S101 - set at step 2
     key = professional.matricule
-    address_lock = throttle_locked_until(LoginThrottle.Scope.ACTIVATION, client_address)
-    if address_lock is not None:
-        trace(wizard, "security", outcome=REFUSED, client_address=client_address, reason="address_locked")
-        return StepOutcome(ok=False, message=lock_message(address_lock))
+    account_hold(key)
     delayed = pair_delay_check(LoginThrottle.Scope.ACTIVATION_PAIR, key, client_address)
     if delayed is not None:
         trace(wizard, "security", outcome=REFUSED, client_address=client_address, reason="delayed")
         return StepOutcome(ok=False, message=delay_message(delayed))
+    address_lock = throttle_locked_until(
+        LoginThrottle.Scope.ACTIVATION,
+        client_address,
+        account=key,
+        pair_scope=LoginThrottle.Scope.ACTIVATION_PAIR,
+    )
+    if address_lock is not None:
+        trace(wizard, "security", outcome=REFUSED, client_address=client_address, reason="address_locked")
+        return StepOutcome(ok=False, message=lock_message(address_lock))
     now = current_time()
     if not wizard.code_digest or wizard.code_valid_until is None or now >= wizard.code_valid_until:
         trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="no_live_code")
@@ -166,20 +177,28 @@ def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_addres
         if wizard.code_failed_attempts >= settings.ESANTE_OTP_MAX_TRIES:
             wizard.code_digest, wizard.code_valid_until = "", None
         wizard.save()
-        trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="wrong_code")
         letter = (
             ActivationLetter.objects.select_for_update().filter(pk=wizard.letter_id).first()
             if wizard.letter_id is not None
             else None
         )
-        delay, new_lock, _ = activation_failure(
+        counted = activation_failure(
             wizard=wizard,
             professional=professional,
             letter=letter,
             account=key,
-            factor="otp",
+            factor="activation_otp",
             client_address=client_address,
         )
+        trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="wrong_code")
+        activation_failure_trace(
+            professional=professional,
+            letter=letter,
+            account=key,
+            client_address=client_address,
+            counted=counted,
+        )
+        delay, new_lock, _ = counted
         if new_lock is not None:
             return StepOutcome(ok=False, message=lock_message(new_lock))
         if delay is not None:

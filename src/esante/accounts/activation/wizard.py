@@ -135,10 +135,13 @@ def activation_failure(
     client_address: str | None,
 ) -> tuple[Delay | None, datetime.datetime | None, bool]:
     """Counts a failed activation step (wrong activation code at step 2, wrong one-time code at
-    step 4) on the (account, address) pair, on the address and, when there is one, on the letter
-    (blocked after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES``). Traces the delay, the locks and the
-    block; tells the professional at the pair's first delay and at the block. Returns (delay,
-    address lock, letter just blocked). The caller traces the attempt first."""
+    step 4) on the (account, network) pair, on the network and, when there is one, on the letter
+    (blocked after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES``); decides to tell the professional at
+    the pair's first delay and at the block (the mail goes after the commit). Returns (delay,
+    network delay, letter just blocked).
+
+    Writes no audit event: every row is locked before the chain head (the lock order of
+    ``throttling``); the caller traces the attempt, then ``activation_failure_trace``."""
     blocked = False
     if letter is not None:
         letter.failed_attempts += 1
@@ -146,6 +149,28 @@ def activation_failure(
         blocked = letter.failed_attempts == letter.max_failed_attempts
     delay = pair_failure(LoginThrottle.Scope.ACTIVATION_PAIR, account, client_address) if account else None
     address_lock = address_failure(LoginThrottle.Scope.ACTIVATION, client_address)
+    if professional is not None and (blocked or (delay is not None and delay.first)):
+        attack_notify(
+            account=account,
+            email=professional.email,
+            factor=factor,
+            actor=professional.user,
+            client_address=client_address,
+            letter_blocked=blocked,
+        )
+    return delay, address_lock, blocked
+
+
+def activation_failure_trace(
+    *,
+    professional: Professional | None,
+    letter: ActivationLetter | None,
+    account: str,
+    client_address: str | None,
+    counted: tuple[Delay | None, datetime.datetime | None, bool],
+) -> None:
+    """Traces the block, the delay and the network delay ``activation_failure`` imposed."""
+    delay, address_lock, blocked = counted
     if blocked:
         assert letter is not None  # noqa: S101 - blocked implies a letter
         audit_record(
@@ -166,13 +191,3 @@ def activation_failure(
         delay=delay,
         delay_action=AuditAction.ACTIVATION_DELAY,
     )
-    if professional is not None and (blocked or (delay is not None and delay.first)):
-        attack_notify(
-            account=account,
-            email=professional.email,
-            factor=factor,
-            actor=professional.user,
-            client_address=client_address,
-            letter_blocked=blocked,
-        )
-    return delay, address_lock, blocked

@@ -17,43 +17,32 @@ from ..models import (
 from ..services import FAILURE, REFUSED
 from ..throttling import (
     account_success,
-    address_failure,
-    audit_locks,
-    throttle_locked_until,
+    pair_success,
 )
-from .outcome import LoginOutcome, locked_refusal
+from .outcome import LoginOutcome
 
 
 @transaction.atomic
 def login_certificate(*, certificate_pem: str, client_address: str | None) -> LoginOutcome:
     """Login with a LuxTrust certificate bound at activation (verified again at each login).
 
-    Deliberately not refused by the account's lock or an address's delay on the account: those
-    count guesses of the password and of codes, which the certificate does not need, so an
-    attacker locking the password login never locks the professional out. Only the coarse limit
-    of the client address applies. A certificate login, like a full password and code login,
-    ends the account's run of consecutive failures (``account_success``)."""
-    address_lock = throttle_locked_until(LoginThrottle.Scope.ADDRESS, client_address)
-    if address_lock is not None:
-        return locked_refusal(
-            AuditAction.LOGIN_CERTIFICATE,
-            address_lock,
-            client_address=client_address,
-            actor_label="anonymous",
-        )
+    Deliberately refused by none of the failure counters — the account's lock, a network's
+    delay on the account, the network's own limit — and counted on none: they count guesses of
+    the password and of codes, and a certificate cannot be guessed (the TLS verification of its
+    private key is the factor), so an attacker locking the password login, or spraying
+    matricules from a shared NAT address, never locks the professional out. A refused
+    certificate is traced. A certificate login, like a full password and code login, ends the
+    account's run of consecutive failures (``account_success``) and makes the client's network
+    known for the account (``pair_success``)."""
     try:
         verified = certificates.certificate_verify(certificate_pem)
     except certificates.CertificateRefused as exc:
-        new_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address)
         audit_record(
             action=AuditAction.LOGIN_CERTIFICATE,
             outcome=FAILURE,
             actor_label="anonymous",
             client_address=client_address,
             details={"reason": exc.reason},
-        )
-        audit_locks(
-            user=None, key="", account_lock=None, address_lock=new_lock, client_address=client_address
         )
         return LoginOutcome(ok=False, message=gettext(exc.message))
     bound = (
@@ -84,6 +73,9 @@ def login_certificate(*, certificate_pem: str, client_address: str | None) -> Lo
         return LoginOutcome(ok=False, message=message)
     user = bound.professional.user
     account_success(user.get_username())
+    # The professional works from this network: their password logins from it are exempt from
+    # its coarse limit, as after a full password and code login.
+    pair_success(LoginThrottle.Scope.PAIR, user.get_username(), client_address)
     User.objects.filter(pk=user.pk).update(last_login=timezone.now())
     audit_record(
         action=AuditAction.LOGIN_CERTIFICATE,

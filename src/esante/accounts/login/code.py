@@ -32,7 +32,15 @@ from ..throttling import (
     pair_delay_check,
     pair_success,
 )
-from .outcome import LoginOutcome, delay_outcome, lock_outcome, locked_refusal, login_failure, professional_of
+from .outcome import (
+    LoginOutcome,
+    delay_outcome,
+    failure_trace,
+    lock_outcome,
+    locked_refusal,
+    login_failure,
+    professional_of,
+)
 
 
 def send_login_code(*, device: LoginDevice, user: Any, client_address: str | None) -> LoginOutcome:
@@ -146,6 +154,9 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
             details={"factor": "password+otp"},
         )
         return LoginOutcome(ok=True, user=user, device=device)
+    counted = login_failure(
+        user=user, key=key, factor="otp", client_address=client_address, address_scope=False
+    )
     audit_record(
         action=AuditAction.LOGIN_CODE,
         outcome=FAILURE,
@@ -155,9 +166,8 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
         client_address=client_address,
         details={"reason": result.value},
     )
-    new_lock, new_delay, _ = login_failure(
-        user=user, key=key, factor="otp", client_address=client_address, address_scope=False
-    )
+    failure_trace(user=user, key=key, client_address=client_address, counted=counted)
+    new_lock, new_delay, _ = counted
     if new_lock is not None:
         return lock_outcome(new_lock, account=True)
     if new_delay is not None:

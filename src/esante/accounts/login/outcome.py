@@ -1,5 +1,6 @@
 """What a login step decided (``LoginOutcome``), and what the steps share: tracing a refusal
-while locked or delayed, counting a failure on the pair, the address and the account."""
+while locked or delayed, counting a failure on the pair, the network and the account, and
+tracing what that count imposed."""
 
 import datetime
 from dataclasses import dataclass, field
@@ -97,20 +98,15 @@ def login_failure(
     *, user: Any, key: str, factor: str, client_address: str | None, address_scope: bool
 ) -> tuple[datetime.datetime | None, Delay | None, datetime.datetime | None]:
     """Counts a failed login step (wrong password or code) on the account, on the pair (account,
-    address) and, for the password, on the address. Returns (account lock, delay, address lock)
-    imposed by this failure. Tells the professional when it is the pair's first delay or it locks
-    the account; traces the locks and the notice (the caller traces the attempt first)."""
+    network) and, for the password, on the network. Returns (account lock, delay, network delay)
+    imposed by this failure. Decides to tell the professional when it is the pair's first delay
+    or it locks the account (the mail goes after the commit).
+
+    Writes no audit event: every counter row is locked before the chain head (the lock order of
+    ``throttling``); the caller traces the attempt, then ``failure_trace``."""
     account_lock = account_failure(key) if key else None
     delay = pair_failure(LoginThrottle.Scope.PAIR, key, client_address) if key else None
     address_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address) if address_scope else None
-    audit_locks(
-        user=user,
-        key=key,
-        account_lock=account_lock,
-        address_lock=address_lock,
-        client_address=client_address,
-        delay=delay,
-    )
     if user is not None and (account_lock is not None or (delay is not None and delay.first)):
         attack_notify(
             account=key,
@@ -121,3 +117,22 @@ def login_failure(
             locked_until=account_lock,
         )
     return account_lock, delay, address_lock
+
+
+def failure_trace(
+    *,
+    user: Any,
+    key: str,
+    client_address: str | None,
+    counted: tuple[datetime.datetime | None, Delay | None, datetime.datetime | None],
+) -> None:
+    """Traces the locks and the delay ``login_failure`` has just imposed."""
+    account_lock, delay, address_lock = counted
+    audit_locks(
+        user=user,
+        key=key,
+        account_lock=account_lock,
+        address_lock=address_lock,
+        client_address=client_address,
+        delay=delay,
+    )
