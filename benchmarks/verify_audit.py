@@ -23,6 +23,7 @@ django.setup()
 from esante.audit.models import AuditChainHead, AuditEvent
 from esante.audit.services import GENESIS_HASH, canonical_bytes
 from esante.audit.anchoring import audit_anchor
+from esante.audit.keys import event_mac
 from django.db import transaction
 
 count = int(sys.argv[1])
@@ -39,14 +40,14 @@ for seq in range(1, count + 1):
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     batch.append(AuditEvent(sequence=seq, created_at=at, actor_label="bench", action="record.open",
                             outcome="success", motif="Soins", details={"n": seq}, canonical=canonical,
-                            prev_hash=prev, hash=digest))
+                            prev_hash=prev, hash=digest, mac=event_mac(digest)))
     prev = digest
     if len(batch) == 20000 or seq == count:
         with transaction.atomic():
             AuditEvent.objects.bulk_create(batch)
         batch = []
 AuditChainHead.objects.filter(pk=1).update(sequence=count, hash=prev)
-audit_anchor()
+audit_anchor(initial=True)
 """
 
 

@@ -214,6 +214,29 @@ ESANTE_TRUSTED_PROXIES = env.list("ESANTE_TRUSTED_PROXIES", default=[])
 AUDIT_SIGNING_KEY_FILE = Path(
     env.str("ESANTE_AUDIT_KEY_FILE", default=str(DATA_DIR / "audit" / "signing-key.pem"))
 )
+# Its public half, written next to it when the key is created; all ``verify_audit`` needs (it
+# derives it from the private key when that is at hand) and never writes.
+AUDIT_PUBLIC_KEY_FILE = Path(
+    env.str(
+        "ESANTE_AUDIT_PUBLIC_KEY_FILE",
+        default=str(AUDIT_SIGNING_KEY_FILE.with_name(AUDIT_SIGNING_KEY_FILE.stem + ".pub.pem")),
+    )
+)
+# The key of each event's HMAC (written by ``audit_record``, checked by the signer and
+# ``verify_audit``): outside the database, so a forged event that chains correctly has no valid MAC.
+AUDIT_MAC_KEY_FILE = Path(
+    env.str("ESANTE_AUDIT_MAC_KEY_FILE", default=str(AUDIT_SIGNING_KEY_FILE.with_name("mac-key")))
+)
+# The signer's own record of what it signed and what the witness acknowledged, next to its key:
+# it refuses to sign when the heads file is behind it.
+AUDIT_SIGNER_STATE_FILE = Path(
+    env.str(
+        "ESANTE_AUDIT_SIGNER_STATE_FILE",
+        default=str(AUDIT_SIGNING_KEY_FILE.with_name("signer-state.json")),
+    )
+)
+# A first head over a trail longer than this needs ``esante anchor_audit --initial``.
+AUDIT_INITIAL_MAX_EVENTS = env.int("ESANTE_AUDIT_INITIAL_MAX_EVENTS", default=20)
 AUDIT_HEADS_FILE = Path(env.str("ESANTE_AUDIT_HEADS_FILE", default=str(DATA_DIR / "audit" / "heads.jsonl")))
 # Copies of the heads file written (and fsync'ed) with it, on other volumes: comma-separated paths.
 AUDIT_HEADS_COPY_FILES = [Path(p) for p in env.list("ESANTE_AUDIT_HEADS_COPY_FILE", default=[])]
@@ -256,7 +279,9 @@ ESANTE_ADMIN_REQUIRE_OTP = env.bool("ESANTE_ADMIN_REQUIRE_OTP", default=True)
 # that account (1 minute, doubling, capped). The account as a whole (every address) is locked only
 # after ESANTE_ACCOUNT_LOCK_AFTER_FAILURES consecutive failures (NIST SP 800-63B allows up to 100),
 # for ESANTE_ACCOUNT_LOCK_MINUTES, doubling at each further lock (at most a day); the certificate
-# login stays open. Each client address: ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR across all accounts.
+# login stays open. Each client network (IPv4 address, IPv6 /64): beyond
+# ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR failures across all accounts, growing delays (not for an
+# account that logged in from that network before).
 ESANTE_THROTTLE_FREE_FAILURES = env.int("ESANTE_THROTTLE_FREE_FAILURES", default=3)
 ESANTE_THROTTLE_DELAY_SECONDS = env.int("ESANTE_THROTTLE_DELAY_SECONDS", default=60)
 ESANTE_THROTTLE_MAX_DELAY_MINUTES = env.int("ESANTE_THROTTLE_MAX_DELAY_MINUTES", default=60)
@@ -301,6 +326,9 @@ EMAIL_HOST_USER = env.str("ESANTE_EMAIL_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("ESANTE_EMAIL_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("ESANTE_EMAIL_TLS", default=False)
 DEFAULT_FROM_EMAIL = env.str("ESANTE_EMAIL_FROM", default="eSanté <no-reply@esante.lu>")
+# Seconds the SMTP backend waits for the mail server (connect and each answer) before giving up:
+# a slow server must not hold a login (attack notices are sent after the commit, codes within it).
+EMAIL_TIMEOUT = env.int("ESANTE_EMAIL_TIMEOUT", default=10)
 ESANTE_SMS_BACKEND = env.str("ESANTE_SMS_BACKEND", default="esante.accounts.delivery.FileSmsBackend")
 ESANTE_SMS_GATEWAY_URL = env.str("ESANTE_SMS_GATEWAY_URL", default="")
 ESANTE_SMS_GATEWAY_TOKEN = env.str("ESANTE_SMS_GATEWAY_TOKEN", default="")
@@ -350,6 +378,9 @@ ESANTE_RECENT_RECORDS_DAYS = env.int("ESANTE_RECENT_RECORDS_DAYS", default=90)
 
 # --- documents ---------------------------------------------------------------------------------
 ESANTE_DOCUMENT_MAX_BYTES = env.int("ESANTE_DOCUMENT_MAX_BYTES", default=20 * 1024 * 1024)
+# A submitted PDF is inspected for active content within these bounds (documents/pdf.py).
+ESANTE_PDF_MAX_OBJECTS = env.int("ESANTE_PDF_MAX_OBJECTS", default=100_000)
+ESANTE_PDF_MAX_SECONDS = env.float("ESANTE_PDF_MAX_SECONDS", default=5.0)
 
 # --- dispensing
 # A prescription is first dispensed within this many months of its date; successive deliveries

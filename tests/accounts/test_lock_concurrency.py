@@ -9,14 +9,15 @@ refused as delayed — none of the refused has its password looked at.
 """
 
 import threading
+import time
 from typing import Any
 
 import pytest
 from django.contrib.auth.hashers import make_password
 from django.db import connection, connections
 
+from esante.accounts.login import LoginOutcome, login_password
 from esante.accounts.models import LoginThrottle, User
-from esante.accounts.services import LoginOutcome, login_password
 from esante.audit.models import AuditEvent
 
 from .conftest import make_active
@@ -105,7 +106,7 @@ def test_concurrent_wrong_passwords_from_one_address_evaluate_only_the_free_fail
 def test_an_attempt_on_a_locked_account_or_delayed_address_is_refused_before_its_password_is_checked(
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    from esante.accounts import services
+    from esante.accounts.login import password as password_step
 
     make_active(matricule=MATRICULE, last_name="Schmit", first_name="Luc", email="luc.schmit@pharma.lu")
     settings.ESANTE_ACCOUNT_LOCK_AFTER_FAILURES = 5
@@ -113,7 +114,7 @@ def test_an_attempt_on_a_locked_account_or_delayed_address_is_refused_before_its
         login_password(matricule=MATRICULE, password="wrong", client_address=address)
     account_row = LoginThrottle.objects.filter(scope="account", key=MATRICULE)
     checked: list[str] = []
-    monkeypatch.setattr(services, "authenticate", lambda **kwargs: checked.append("x"))
+    monkeypatch.setattr(password_step, "authenticate", lambda **kwargs: checked.append("x"))
     outcome = login_password(matricule=MATRICULE, password="wrong", client_address="192.0.2.9")
     assert outcome.locked_until is not None and checked == []
     # An address that must wait is refused before its password is checked too.
@@ -122,3 +123,79 @@ def test_an_attempt_on_a_locked_account_or_delayed_address_is_refused_before_its
     assert outcome.delayed_until is not None and checked == []
     # Also makes this module runnable alone: pytest-django sets up the test database only when a
     # collected test is marked ``django_db``, and ``committed_db`` relies on that set-up.
+
+
+def test_regression_activation_failure_and_login_take_their_locks_in_one_order(
+    committed_db: None, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the reviewed branch an activation code failure locked the audit chain head (its trace)
+    then the account's row (the notice), a password login the other way round: PostgreSQL
+    answered the victim's right password with "deadlock detected". Now every service locks the
+    account's and the pair's rows first and the chain head last."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks under real concurrency: PostgreSQL only (SQLite serialises writers)")
+    from django.contrib.auth import authenticate
+
+    from esante.accounts import activation
+    from esante.accounts.login import password as password_step
+    from esante.accounts.models import ActivationWizard
+
+    make_active(matricule=MATRICULE, last_name="Schmit", first_name="Luc", email="luc.schmit@pharma.lu")
+    wizard = activation.wizard_start(terms_version="1", client_address="203.0.113.66")
+    ActivationWizard.objects.filter(pk=wizard.pk).update(step=ActivationWizard.Step.CODE)
+    for _ in range(2):  # the next wrong code is the pair's first delay: a notice is due
+        activation.wizard_code(
+            wizard=wizard, matricule=MATRICULE, code="WRONG", client_address="203.0.113.66"
+        )
+    checking, attacker_waiting = threading.Event(), threading.Event()
+
+    def slow_authenticate(**credentials: Any) -> Any:
+        # The victim's password check (argon2 in production) while the attacker's step runs.
+        checking.set()
+        attacker_waiting.wait(timeout=10)
+        time.sleep(1.5)  # beyond PostgreSQL's deadlock_timeout (1 s): a cycle would be found
+        return authenticate(**credentials)
+
+    monkeypatch.setattr(password_step, "authenticate", slow_authenticate)
+    results: dict[str, Any] = {}
+
+    def run(name: str, call: Any) -> None:
+        try:
+            results[name] = call()
+        except Exception as error:  # reported by the assertions below
+            results[name] = error
+        finally:
+            connections.close_all()
+
+    victim = threading.Thread(
+        target=run,
+        args=(
+            "victim",
+            lambda: login_password(
+                matricule=MATRICULE, password="Tisane-de-camomille-42", client_address="198.51.100.10"
+            ),
+        ),
+    )
+    victim.start()
+    assert checking.wait(timeout=10)
+    attacker = threading.Thread(
+        target=run,
+        args=(
+            "attacker",
+            lambda: activation.wizard_code(
+                wizard=wizard, matricule=MATRICULE, code="WRONG", client_address="203.0.113.66"
+            ),
+        ),
+    )
+    attacker.start()
+    time.sleep(0.3)  # the attacker is now queued behind the victim's locks
+    attacker_waiting.set()
+    victim.join(timeout=30)
+    attacker.join(timeout=30)
+    assert isinstance(results["victim"], LoginOutcome) and results["victim"].ok, results
+    assert "Réessayez après" in results["attacker"].message, results
+    # The notice went out after the attacker's commit, traced after its attempt.
+    notice = AuditEvent.objects.get(action="accounts.attack.notify")
+    attempt = AuditEvent.objects.filter(action="accounts.activation.code").order_by("-sequence").first()
+    assert notice.outcome == "success" and attempt is not None and notice.sequence > attempt.sequence
+    assert notice.details == {"factor": "activation_code", "trigger": "delay", "channel": "email"}

@@ -10,6 +10,7 @@ from django.db import DatabaseError, connection, transaction
 from esante.audit import triggers
 from esante.audit.anchoring import audit_anchor, read_heads
 from esante.audit.catalogue import AuditAction, AuditOutcome
+from esante.audit.keys import event_mac
 from esante.audit.models import AuditEvent
 from esante.audit.services import GENESIS_HASH, audit_record
 from esante.audit.verification import verify_chain
@@ -19,6 +20,8 @@ from esante.audit.verification import verify_chain
 def fresh_heads_file() -> None:
     heads: Path = settings.AUDIT_HEADS_FILE
     heads.unlink(missing_ok=True)
+    state: Path = settings.AUDIT_SIGNER_STATE_FILE
+    state.unlink(missing_ok=True)
 
 
 def record(n: int) -> list[AuditEvent]:
@@ -114,10 +117,10 @@ def test_rehashed_chain_is_found_by_the_signed_head() -> None:
                 content["prev"] = prev
                 text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
                 digest = hashlib.sha256(text.encode()).hexdigest()
-                cur.execute(
-                    "UPDATE audit_auditevent SET canonical=%s, prev_hash=%s, hash=%s, details=%s "
+                cur.execute(  # with valid MACs: as one who also holds the MAC key could
+                    "UPDATE audit_auditevent SET canonical=%s, prev_hash=%s, hash=%s, details=%s, mac=%s "
                     "WHERE sequence=%s",
-                    [text, prev, digest, json.dumps(content["details"]), sequence],
+                    [text, prev, digest, json.dumps(content["details"]), event_mac(digest), sequence],
                 )
                 prev = digest
     finally:

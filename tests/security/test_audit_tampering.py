@@ -2,10 +2,12 @@
 sees it: each way of changing the trail behind the append-only triggers, and what
 ``esante verify_audit`` says about it.
 
-Exit statuses: 0 intact and fully signed, 1 broken, 3 intact up to the last signed head only.
-Tampering among signed events must read "BROKEN"; tampering after the last signed head can be
-consistent enough to pass every check the database allows, so it must at least never read
-"intact": those events are reported as unsigned (status 3).
+Exit statuses: 0 intact and fully signed, 1 broken, 3 intact up to the last signed head only,
+4 a copy of the heads file lags, 5 no key to verify with. Tampering among signed events must read
+"BROKEN". After the last signed head, every event carries a MAC keyed outside the database, so an
+event forged or rewritten with database access alone reads "BROKEN" too; one who also holds the
+MAC key can forge a consistent tail, which must at least never read "intact": those events are
+reported as unsigned (status 3).
 """
 
 import base64
@@ -26,17 +28,19 @@ from django.db import connection
 from esante.audit import triggers
 from esante.audit.anchoring import AnchorRefused, audit_anchor
 from esante.audit.catalogue import AuditAction
+from esante.audit.keys import event_mac
 from esante.audit.models import AuditChainHead, AuditEvent
 from esante.audit.services import audit_record, canonical_bytes
 from esante.patients.models import Patient
 from tests.access.factories import make_patient
 
-INTACT, BROKEN, UNSIGNED = 0, 1, 3
+INTACT, BROKEN, UNSIGNED, LAGGING = 0, 1, 3, 4
 
 
 @pytest.fixture(autouse=True)
 def fresh_heads_files(settings: Any, tmp_path: Path) -> None:
     settings.AUDIT_HEADS_FILE = tmp_path / "heads.jsonl"
+    settings.AUDIT_SIGNER_STATE_FILE = tmp_path / "signer-state.json"
     settings.AUDIT_HEADS_COPY_FILES = []
     settings.AUDIT_WITNESS_URL = ""
 
@@ -84,9 +88,12 @@ def forge(content: dict[str, Any]) -> tuple[str, str]:
     return text, hashlib.sha256(text.encode()).hexdigest()
 
 
-def rewrite(sequence: int, change: dict[str, Any], *, rehash_after: bool, move_head: bool) -> None:
+def rewrite(
+    sequence: int, change: dict[str, Any], *, rehash_after: bool, move_head: bool, with_mac_key: bool = False
+) -> None:
     """Rewrites event ``sequence`` with a correct hash of its new content; with ``rehash_after``,
-    re-links every later event too, so the whole chain is consistent again."""
+    re-links every later event too, so the whole chain is consistent again. ``with_mac_key``: the
+    attacker also holds the MAC key (off the database) and writes valid MACs."""
     rows = list(
         AuditEvent.objects.filter(sequence__gte=sequence)
         .order_by("sequence")
@@ -104,13 +111,16 @@ def rewrite(sequence: int, change: dict[str, Any], *, rehash_after: bool, move_h
             "WHERE sequence=%s",
             [text, prev, digest, json.dumps(content["details"]), content["motif"], seq],
         )
+        if with_mac_key:
+            tamper("UPDATE audit_auditevent SET mac=%s WHERE sequence=%s", [event_mac(digest), seq])
         prev = digest
     if move_head:
         AuditChainHead.objects.filter(pk=1).update(sequence=rows[-1][0], hash=prev)
 
 
-def insert_forged(sequence: int, prev: str) -> str:
-    """Inserts a well-formed event #sequence linked to ``prev``; returns its hash."""
+def insert_forged(sequence: int, prev: str, *, with_mac_key: bool = False) -> str:
+    """Inserts a well-formed event #sequence linked to ``prev``, without a MAC as one with database
+    access only would (``with_mac_key``: with a valid MAC); returns its hash."""
     at = datetime.datetime(2026, 1, 5, 10, 0, tzinfo=datetime.UTC)
     content = {
         "seq": sequence,
@@ -138,6 +148,7 @@ def insert_forged(sequence: int, prev: str) -> str:
         canonical=text,
         prev_hash=prev,
         hash=digest,
+        mac=event_mac(digest) if with_mac_key else None,
     )
     return digest
 
@@ -220,9 +231,13 @@ def test_changed_canonical_bytes_are_found() -> None:
 
 
 @pytest.mark.django_db
-def test_one_rehashed_event_breaks_the_link_of_the_next() -> None:
+def test_one_rehashed_event_has_no_valid_mac_and_breaks_the_link_of_the_next() -> None:
     signed_trail()
     rewrite(3, {"motif": "Urgence"}, rehash_after=False, move_head=False)
+    status, message = verify()
+    assert status == BROKEN
+    assert "BROKEN at event #3: its MAC does not match" in message
+    rewrite(3, {"motif": "Urgence"}, rehash_after=False, move_head=False, with_mac_key=True)
     status, message = verify()
     assert status == BROKEN
     assert "BROKEN at event #4: it does not link to the previous event's hash" in message
@@ -232,6 +247,10 @@ def test_one_rehashed_event_breaks_the_link_of_the_next() -> None:
 def test_a_consistently_rehashed_chain_differs_from_its_signed_head() -> None:
     signed_trail()
     rewrite(3, {"motif": "Urgence"}, rehash_after=True, move_head=True)
+    status, message = verify()
+    assert status == BROKEN and "BROKEN at event #3: its MAC does not match" in message
+    # Even with the MAC key, the rewritten chain no longer ends in the signed head.
+    rewrite(3, {"motif": "Urgence"}, rehash_after=True, move_head=True, with_mac_key=True)
     status, message = verify()
     assert status == BROKEN
     assert "BROKEN at event #6: it differs from the head signed at" in message
@@ -256,7 +275,7 @@ def test_an_event_inserted_in_the_middle_is_found() -> None:
     insert_forged(3, event_hash(2))
     status, message = verify()
     assert status == BROKEN
-    assert "BROKEN at event #4: it does not link to the previous event's hash" in message
+    assert "BROKEN at event #3: it has no MAC although earlier events have one" in message
 
 
 @pytest.mark.django_db
@@ -311,6 +330,10 @@ def test_a_rewritten_and_rehashed_unsigned_event_is_not_called_intact() -> None:
     trail_with_unsigned_tail()
     rewrite(6, {"motif": "Urgence"}, rehash_after=True, move_head=False)
     status, message = verify()
+    assert status == BROKEN and "BROKEN at event #6: its MAC does not match" in message
+    # One who also holds the MAC key: consistent, so at best unsigned.
+    rewrite(6, {"motif": "Urgence"}, rehash_after=True, move_head=False, with_mac_key=True)
+    status, message = verify()
     assert status == BROKEN and "BROKEN at event #6: it differs from the chain head row" in message
     AuditChainHead.objects.filter(pk=1).update(hash=event_hash(6))
     status, message = verify()
@@ -318,11 +341,34 @@ def test_a_rewritten_and_rehashed_unsigned_event_is_not_called_intact() -> None:
 
 
 @pytest.mark.django_db
-def test_a_forged_event_chaining_after_the_last_head_is_not_called_intact() -> None:
+def test_a_forged_event_chaining_after_the_last_head_is_broken_and_never_signed() -> None:
+    """Issue 10 review: the chain hash has no key, so a forged event that chains correctly was
+    signed. Without the MAC key it has no valid MAC: BROKEN, and the signer refuses it."""
     signed_trail()
     digest = insert_forged(7, event_hash(6))
     status, message = verify()
     assert status == BROKEN and "event #7 lies beyond the chain head #6" in message
+    AuditChainHead.objects.filter(pk=1).update(sequence=7, hash=digest)
+    status, message = verify()
+    assert (
+        status == BROKEN and "BROKEN at event #7: it has no MAC although earlier events have one" in message
+    )
+    with pytest.raises(AnchorRefused, match="not signing head #7: event #7: it has no MAC"):
+        audit_anchor()
+    assert heads_lines() == heads_lines()[:1]  # nothing signed
+    # A MAC made up without the key is no better.
+    tamper("UPDATE audit_auditevent SET mac = %s WHERE sequence = 7", ["0" * 64])
+    status, message = verify()
+    assert status == BROKEN and "BROKEN at event #7: its MAC does not match" in message
+    with pytest.raises(AnchorRefused, match="event #7: its MAC does not match"):
+        audit_anchor(initial=True)
+
+
+@pytest.mark.django_db
+def test_a_forged_event_with_the_mac_key_is_at_best_unsigned() -> None:
+    """The limit: one who holds the MAC key as well forges a consistent tail; never "intact"."""
+    signed_trail()
+    digest = insert_forged(7, event_hash(6), with_mac_key=True)
     AuditChainHead.objects.filter(pk=1).update(sequence=7, hash=digest)
     status, message = verify()
     assert status == UNSIGNED
@@ -335,7 +381,11 @@ def test_the_signer_refuses_to_sign_over_a_broken_tail() -> None:
     tamper("UPDATE audit_auditevent SET motif = 'x' WHERE sequence = 6")
     with pytest.raises(AnchorRefused, match=r"not signing head #6: event #6: its columns differ"):
         audit_anchor()
-    with pytest.raises(CommandError, match="not signing head #6"):
+    # The refusal is audited (after the tampered event: the chain stays broken at #6).
+    refusal = AuditEvent.objects.get(sequence=7)
+    assert (refusal.action, refusal.outcome) == ("audit.anchor_refused", "refused")
+    assert "event #6: its columns differ" in refusal.details["reason"]
+    with pytest.raises(CommandError, match=r"not signing head #7: event #6"):
         call_command("anchor_audit", stdout=io.StringIO())
     assert verify()[0] == BROKEN
 
@@ -355,20 +405,127 @@ def two_heads() -> None:
     assert len(heads_lines()) == 2
 
 
+def state_file() -> Path:
+    return Path(settings.AUDIT_SIGNER_STATE_FILE)
+
+
 @pytest.mark.django_db
-def test_removing_the_last_heads_line_leaves_an_unsigned_tail() -> None:
+def test_removing_the_last_heads_line_is_found_by_the_signers_state() -> None:
     two_heads()
     Path(settings.AUDIT_HEADS_FILE).write_text(heads_lines()[0])
+    status, message = verify()
+    assert status == BROKEN and "the heads file is behind the signer's state" in message
+    assert "head #6 was signed, the heads file's last head is #4" in message
+    # With the signer's state removed as well, only the copies and the witness would tell.
+    state_file().unlink()
     status, message = verify()
     assert status == UNSIGNED and "2 events after the last signed head #4" in message
 
 
 @pytest.mark.django_db
-def test_a_removed_heads_file_leaves_everything_unsigned() -> None:
+def test_a_removed_heads_file_is_found_by_the_signers_state() -> None:
     two_heads()
     Path(settings.AUDIT_HEADS_FILE).unlink()
     status, message = verify()
+    assert status == BROKEN and "head #6 was signed, the heads file's last head is #0" in message
+    state_file().unlink()
+    status, message = verify()
     assert status == UNSIGNED and "6 events after the start: no head is signed yet" in message
+
+
+def rewrite_first_event_with_mac_key() -> None:
+    """The review's scenario (with valid MACs, so that only the heads stand in the way): event #1
+    rewritten, the whole chain re-hashed and the head row moved."""
+    rewrite(1, {"motif": "rewritten"}, rehash_after=True, move_head=True, with_mac_key=True)
+
+
+@pytest.mark.parametrize("cut", ["empty", "last line"])
+@pytest.mark.django_db
+def test_the_signer_does_not_re_sign_a_rewritten_history_after_the_heads_file_is_cut(
+    cut: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10 review: rewrite #1, re-hash, empty the heads file (or cut its last line): verify
+    said "unsigned", and one audit_anchor() later "intact". The signer's state now refuses."""
+    two_heads()
+    rewrite_first_event_with_mac_key()
+    Path(settings.AUDIT_HEADS_FILE).write_text("" if cut == "empty" else heads_lines()[0])
+    for attempt in range(2):
+        with pytest.raises(AnchorRefused, match="the heads file is behind this signer's state"):
+            audit_anchor()
+        with pytest.raises(CommandError, match="behind this signer's state"):
+            call_command("anchor_audit", "--initial", stdout=io.StringIO())  # --initial does not help
+        refusals = [r for r in caplog.records if r.levelname == "ERROR" and "REFUSED" in r.getMessage()]
+        assert len(refusals) == 2 * (attempt + 1)  # every refusal logged, none de-duplicated
+    assert len(heads_lines()) == (0 if cut == "empty" else 1)  # nothing signed
+    audited = AuditEvent.objects.filter(action="audit.anchor_refused", outcome="refused")
+    assert audited.count() == 4
+    assert verify()[0] == BROKEN
+
+
+@pytest.mark.django_db
+def test_a_heads_file_behind_its_copy_is_not_signed_over(settings: Any, tmp_path: Path) -> None:
+    copy = tmp_path / "other-volume" / "heads.jsonl"
+    settings.AUDIT_HEADS_COPY_FILES = [copy]
+    two_heads()
+    rewrite_first_event_with_mac_key()
+    Path(settings.AUDIT_HEADS_FILE).write_text("")
+    state_file().unlink()  # the attacker on the data volume removes the signer's state too
+    with pytest.raises(
+        AnchorRefused, match=r"behind its copy .*other-volume/heads.jsonl \(which holds head #6"
+    ):
+        audit_anchor(initial=True)
+    assert heads_lines() == [] and len(copy.read_text().splitlines()) == 2
+
+
+@pytest.mark.django_db
+def test_a_first_head_over_a_long_trail_needs_initial(settings: Any) -> None:
+    settings.AUDIT_INITIAL_MAX_EVENTS = 5
+    record(5)
+    assert audit_anchor() is not None  # a tiny trail (a fresh install, the demo): signed
+    Path(settings.AUDIT_HEADS_FILE).unlink()
+    state_file().unlink()  # heads and state both gone: the signer has nothing to compare with
+    record(1)
+    with pytest.raises(AnchorRefused, match=r"first head over 6 events .* `esante anchor_audit --initial`"):
+        audit_anchor()
+    assert not Path(settings.AUDIT_HEADS_FILE).exists() or heads_lines() == []
+    out = io.StringIO()
+    call_command("anchor_audit", "--initial", stdout=out)
+    assert "anchored head #7" in out.getvalue()  # 6 events and the refusal's own event
+    assert verify()[0] == INTACT
+
+
+@pytest.mark.django_db
+def test_a_missing_state_file_with_heads_needs_initial() -> None:
+    two_heads()
+    state_file().unlink()
+    record(1)
+    with pytest.raises(
+        AnchorRefused, match="the signer's state file .* is missing while the heads file holds"
+    ):
+        audit_anchor()
+    head = audit_anchor(initial=True)
+    assert head is not None and head.sequence == 8 and state_file().exists()
+    record(1)
+    assert audit_anchor() is not None  # from now on the state agrees
+    assert verify()[0] == INTACT
+
+
+@pytest.mark.django_db
+def test_legacy_events_without_mac_are_counted_and_signed_only_with_initial() -> None:
+    """Events written before the MAC column existed (NULL): verify counts them as legacy; the
+    signer signs them only when told to; events written after them carry a MAC."""
+    record(3)
+    tamper("UPDATE audit_auditevent SET mac = NULL")
+    status, message = verify()
+    assert status == UNSIGNED and "3 of them legacy, unkeyed events" in message
+    with pytest.raises(AnchorRefused, match="event #1: it has no MAC .*--initial"):
+        audit_anchor()
+    assert audit_anchor(initial=True) is not None  # signs #4 (the refusal's own event, keyed) too
+    record(1)
+    assert audit_anchor() is not None
+    status, message = verify()
+    assert status == INTACT and "intact: 5 events" in message and "3 of them legacy, unkeyed" in message
+    assert AuditEvent.objects.filter(mac=None).count() == 3
 
 
 @pytest.mark.django_db
@@ -414,17 +571,32 @@ def test_the_copy_is_written_with_the_heads_file_and_must_agree(settings: Any, t
     assert copy.read_text() == Path(settings.AUDIT_HEADS_FILE).read_text()
     status, message = verify()
     assert status == INTACT and "against 1 copies of the heads file" in message
-    # The attacker on the database host hides the last head (and the events it covers):
+    # The attacker on the database host hides the last head (and the events it covers), and the
+    # signer's state too:
     Path(settings.AUDIT_HEADS_FILE).write_text(heads_lines()[0])
+    state_file().unlink()
     status, message = verify()
     assert status == BROKEN
     assert "the heads files disagree: head #6" in message and f"is in {copy} but not in" in message
-    # ... and lets the signer sign the same head again: the copy still holds the first signature.
-    audit_anchor()
-    assert len(heads_lines()) == 2 and len(copy.read_text().splitlines()) == 3
-    status, message = verify()
-    assert status == BROKEN
-    assert "the heads files disagree: head #6" in message and f"is in {copy} but not in" in message
+    # ... and asks the signer to sign the same head again: refused, the copy holds head #6.
+    with pytest.raises(AnchorRefused, match="behind its copy"):
+        audit_anchor(initial=True)
+    assert len(heads_lines()) == 1 and len(copy.read_text().splitlines()) == 2
+
+
+def _signed_line(sequence: int, digest: str, signed_at: str) -> str:
+    from esante.audit.keys import load_or_create_signing_key
+
+    signature = load_or_create_signing_key().sign(
+        f"esante-audit-head:{sequence}:{digest}:{signed_at}".encode()
+    )
+    record = {
+        "seq": sequence,
+        "hash": digest,
+        "signed_at": signed_at,
+        "sig": base64.b64encode(signature).decode(),
+    }
+    return json.dumps(record, sort_keys=True) + "\n"
 
 
 @pytest.mark.django_db
@@ -433,8 +605,22 @@ def test_verify_audit_checks_a_copy_given_on_the_command_line(tmp_path: Path) ->
     backup = tmp_path / "backup-heads.jsonl"
     shutil.copy(settings.AUDIT_HEADS_FILE, backup)
     assert verify("--heads", str(backup))[0] == INTACT
-    backup.write_text(heads_lines()[0])  # a copy that lost a head
+    # A copy that holds only the first heads lags (its volume was away): its own status and line.
+    backup.write_text(heads_lines()[0])
     status, message = verify("--heads", str(backup))
-    assert status == BROKEN and "head #6" in message and f"but not in {backup}" in message
+    assert status == LAGGING and "audit trail intact: 6 events" in message
+    assert (
+        f"heads file copy LAGGING: the copy {backup} holds the heads up to #4, the heads file up to #6"
+        in message
+    )
     status, message = verify("--heads", str(tmp_path / "missing.jsonl"))
-    assert status == BROKEN and "missing.jsonl does not exist" in message
+    assert status == LAGGING and "missing.jsonl does not exist" in message
+    # A copy with a head the heads file lacks, or another head at the same sequence: BROKEN.
+    first, second = heads_lines()
+    backup.write_text(first + second + _signed_line(7, "a" * 64, "2026-12-01T00:00:00+00:00"))
+    status, message = verify("--heads", str(backup))
+    assert status == BROKEN and f"head #7 (2026-12-01T00:00:00+00:00) is in {backup} but not in" in message
+    head6 = json.loads(second)
+    backup.write_text(first + _signed_line(6, head6["hash"], "2026-12-01T00:00:00+00:00"))
+    status, message = verify("--heads", str(backup))
+    assert status == BROKEN and "the heads files disagree: head #6" in message

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from django.test import Client
+from django.test import Client, TestCase
 from django.utils import timezone
 from freezegun import freeze_time
 
@@ -83,9 +83,19 @@ def victim(db: Any) -> Professional:
     return make_active(matricule=MATRICULE, last_name="Schmit", first_name="Luc", email=VICTIM_EMAIL)
 
 
+class Browser(Client):
+    """A browser at one address. What the platform does after a commit (the attack notice is
+    sent then) runs at the end of each request, as in production: a test's own transaction never
+    commits, so it would never run otherwise."""
+
+    def request(self, **request: Any) -> Any:
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            return super().request(**request)
+
+
 def client_from(address: str) -> Client:
     """A browser at ``address`` (every request it sends comes from there)."""
-    return Client(REMOTE_ADDR=address)
+    return Browser(REMOTE_ADDR=address)
 
 
 def mails(settings: Any) -> list[EmailMessage]:
@@ -500,6 +510,9 @@ def test_activation_one_time_code_brute_force_delays_the_attacker_and_spares_the
     assert ActivationLetter.objects.get().failed_attempts == 3  # counted towards the far block
     (notice,) = notices(settings)
     assert "avec le code à usage unique" in body(notice)
+    # Whoever got to step 4 holds the letter's code: the helpdesk must block it.
+    assert "détient le code d'activation de votre courrier" in " ".join(body(notice).split())
+    assert AuditEvent.objects.get(action="accounts.attack.notify").details["factor"] == "activation_otp"
 
 
 def test_activation_one_time_codes_count_towards_the_letter_block(letter: str, settings: Any) -> None:
@@ -514,3 +527,137 @@ def test_activation_one_time_codes_count_towards_the_letter_block(letter: str, s
     assert response.status_code == 200
     assert Professional.objects.get(matricule="19750315006").state == Professional.State.REGISTERED
     assert events("accounts.activation.complete") == [("refused", "letter_not_usable", ATTACKER)]
+
+
+# --- a shared address (a hospital's NAT) -------------------------------------------------------------
+
+HOSPITAL = "192.0.2.50"
+
+
+def spray(address: str, count: int) -> list[str]:
+    """Wrong passwords for random matricules from ``address``: a spray the pair counter never sees."""
+    return [page(password(client_from(address), "x", matricule=f"19700101{n:05d}")) for n in range(count)]
+
+
+def test_regression_a_spray_from_a_nat_address_does_not_lock_out_its_staff(
+    victim: Professional, settings: Any
+) -> None:
+    """On the reviewed branch twenty wrong passwords with random matricules from a hospital's NAT
+    address blocked it for the hour: the victim's right password from there was refused."""
+    with freeze_time(START) as clock:
+        log_in(client_from(HOSPITAL), settings)  # the victim works there: a known network
+        clock.tick(datetime.timedelta(minutes=1))
+        spray(HOSPITAL, 20)
+        log_in(client_from(HOSPITAL), settings)
+    assert events("accounts.address.lock") == [("refused", None, HOSPITAL)]
+    assert events("accounts.login.code")[-1] == ("success", None, HOSPITAL)
+
+
+def test_the_network_limit_is_a_growing_delay_for_accounts_never_used_from_there(
+    victim: Professional, settings: Any
+) -> None:
+    newcomer = make_active(matricule="19850602037", last_name="Weber", first_name="Tom", email="tom@weber.lu")
+    with freeze_time(START) as clock:
+        last = spray(HOSPITAL, 20)[-1]
+        assert "l&#x27;accès est bloqué. Réessayez après le 02/03/2026 à 10:01" in last  # a minute
+        before = [row for row in counters() if row[2] or row[3]]
+        refused = page(password(client_from(HOSPITAL), PASSWORD, matricule=newcomer.matricule))
+        assert "Réessayez après le 02/03/2026 à 10:01" in refused
+        assert [row for row in counters() if row[2] or row[3]] == before  # refused unevaluated
+        assert events("accounts.login.password")[-1] == ("refused", "address_delayed", HOSPITAL)
+        clock.tick(datetime.timedelta(seconds=61))
+        assert "Réessayez après le 02/03/2026 à 10:03" in spray(HOSPITAL, 1)[0]  # 2 minutes: doubled
+        clock.tick(datetime.timedelta(seconds=121))
+        log_in(client_from(HOSPITAL), settings)  # the victim, who never came from there either
+    assert [e[0] for e in events("accounts.address.lock")] == ["refused", "refused"]
+
+
+def test_certificate_login_is_never_refused_by_the_network_limit(
+    victim: Professional, pki: Pki, settings: Any
+) -> None:
+    from tests.accounts.conftest import present
+
+    cert = pki.issue(surname="Schmit", given_name="Luc")
+    verified = certificates.certificate_verify(pem(cert))
+    Certificate.objects.create(
+        professional=victim,
+        subject=verified.subject,
+        issuer=verified.issuer,
+        serial=verified.serial,
+        fingerprint_sha256=verified.fingerprint_sha256,
+        not_before=verified.not_before,
+        not_after=verified.not_after,
+        bound_at=verified.not_before,
+    )
+    spray(HOSPITAL, 25)
+    browser = client_from(HOSPITAL)
+    assert "Réessayez après" in page(password(browser, PASSWORD))
+    response = present(browser, cert, start_url="/professionnel/connexion/certificat/")
+    assert response.status_code == 302 and response["Location"] == "/edocuments/"
+    assert events("accounts.login.certificate") == [("success", None, HOSPITAL)]
+    # Known now: the password login from that network is no longer delayed for this account.
+    assert password(client_from(HOSPITAL), PASSWORD)["Location"] == CODE
+
+
+def test_refused_certificates_count_on_no_password_counter(db: Any, pki: Pki, settings: Any) -> None:
+    from tests.accounts.conftest import present
+
+    settings.ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR = 2
+    stranger = pki.issue(surname="Inconnu", given_name="Jean", self_signed=True)
+    browser = client_from(HOSPITAL)
+    for _ in range(3):
+        response = present(browser, stranger, start_url="/professionnel/connexion/certificat/")
+        assert "_auth_user_id" not in browser.session
+    assert [e[0] for e in events("accounts.login.certificate")] == ["failure"] * 3
+    assert counters() == [] and events("accounts.address.lock") == []
+    assert response.status_code == 302 and response["Location"] == LOGIN
+
+
+# --- what the notice advises, per factor ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("factor", "advice", "absent"),
+    [
+        ("password", "Sinon, vous n'avez rien à faire", "changez-le"),
+        ("activation_code", "Sinon, vous n'avez rien à faire", "changez-le"),
+        (
+            "otp",
+            "quelqu'un connaît votre mot de passe : changez-le sans attendre (« Mot de passe oublié ? » "
+            "sur la page de connexion, avec votre produit LuxTrust) et appelez le helpdesk au "
+            "(+352) 27 12 50 18 33.",
+            "rien à faire",
+        ),
+        (
+            "activation_otp",
+            "quelqu'un détient le code d'activation de votre courrier : appelez sans attendre le "
+            "helpdesk au (+352) 27 12 50 18 33, qui bloquera ce courrier",
+            "rien à faire",
+        ),
+    ],
+)
+def test_the_notice_advises_what_the_failed_factor_means(
+    settings: Any, factor: str, advice: str, absent: str
+) -> None:
+    from esante.accounts.delivery import attack_notice_deliver
+
+    attack_notice_deliver(address=VICTIM_EMAIL, factor=factor, at=START)
+    (notice,) = notices(settings)
+    text = " ".join(body(notice).split())
+    assert advice in text and absent not in text
+
+
+def test_regression_a_failed_login_code_tells_the_professional_to_change_the_password(
+    victim: Professional, settings: Any
+) -> None:
+    """On the reviewed branch the notice after wrong one-time codes said there was nothing to do,
+    while whoever typed them had passed the password."""
+    attacker = client_from(ATTACKER)
+    with freeze_time(START):
+        password(attacker, PASSWORD)
+        for code in ("000001", "000002", "000003"):
+            attacker.post(CODE, {"code": code})
+    (notice,) = notices(settings)
+    text = " ".join(body(notice).split())
+    assert "quelqu'un connaît votre mot de passe : changez-le sans attendre" in text
+    assert "(+352) 27 12 50 18 33" in text and "rien à faire" not in text

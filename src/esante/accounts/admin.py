@@ -27,8 +27,8 @@ from esante.core.http import client_address
 from esante.core.services import operator_action_record
 
 from .letters import activation_letter_pdf
-from .models import ActivationLetter, Certificate, Professional, User
-from .services import activation_letter_issue, login_unlock, professional_set_state
+from .models import ActivationLetter, Certificate, LoginThrottle, Professional, User
+from .services import activation_letter_issue, login_throttle_lift, login_unlock, professional_set_state
 
 
 class OperatorAdminSite(OTPAdminSite):
@@ -166,3 +166,44 @@ class ProfessionalAdmin(admin.ModelAdmin):
         )
         response["Content-Disposition"] = f'attachment; filename="activation-{professional.matricule}.pdf"'
         return response
+
+
+@admin.register(LoginThrottle)
+class LoginThrottleAdmin(admin.ModelAdmin):
+    """The failure counters, read-only; « Lever le blocage » lifts a client network's limit (or a
+    pair's delay) before it ends, audited. Accounts are unlocked from the professional's page."""
+
+    list_display = ("scope", "key", "failures", "locked_until", "succeeded_at", "updated_at")
+    list_filter = ("scope",)
+    search_fields = ("key",)
+    readonly_fields = (
+        "scope",
+        "key",
+        "failures",
+        "lock_count",
+        "locked_until",
+        "window_started_at",
+        "notified_at",
+        "succeeded_at",
+        "updated_at",
+    )
+    actions = ("lift",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Lever le blocage (adresse ou délai)")
+    def lift(self, request: HttpRequest, queryset: QuerySet[LoginThrottle]) -> None:
+        lifted = 0
+        for throttle in queryset:
+            try:
+                login_throttle_lift(throttle=throttle, actor_label=_operator(request))
+            except ValidationError as exc:
+                self.message_user(request, f"{throttle} : {' '.join(exc.messages)}", messages.ERROR)
+            else:
+                lifted += 1
+        if lifted:
+            self.message_user(request, f"Blocage levé ({lifted}).")

@@ -142,7 +142,34 @@ def code_deliver(*, channel: str, address: str, code: str) -> None:
 ATTACKED_FACTORS = {
     "password": "votre mot de passe",
     "otp": "le code à usage unique",
+    "activation_otp": "le code à usage unique",
     "activation_code": "votre code d'activation",
+}
+
+HELPDESK = "(+352) 27 12 50 18 33"
+
+# What to do if it was not them. Guessing the password or the activation code is what the
+# counters slow down: nothing to do. A wrong one-time code means the password (at login) or the
+# activation code (activation step 4) is already known to someone else.
+ADVICE = {
+    "password": (
+        "Si c'était vous, vous pouvez ignorer ce message. Sinon, vous n'avez rien à faire : "
+        "l'Agence eSanté ne vous demandera jamais votre mot de passe ni vos codes."
+    ),
+    "activation_code": (
+        "Si c'était vous, vous pouvez ignorer ce message. Sinon, vous n'avez rien à faire : "
+        "l'Agence eSanté ne vous demandera jamais votre code d'activation."
+    ),
+    "otp": (
+        "Si ce n'était pas vous, quelqu'un connaît votre mot de passe : changez-le sans attendre "
+        "(« Mot de passe oublié ? » sur la page de connexion, avec votre produit LuxTrust) et "
+        f"appelez le helpdesk au {HELPDESK}."
+    ),
+    "activation_otp": (
+        "Si ce n'était pas vous, quelqu'un détient le code d'activation de votre courrier : "
+        f"appelez sans attendre le helpdesk au {HELPDESK}, qui bloquera ce courrier et vous en "
+        "enverra un nouveau."
+    ),
 }
 
 
@@ -157,8 +184,11 @@ def attack_notice_deliver(
     """Tells a professional by e-mail that failed attempts are being made on their account.
 
     Carries nothing secret and nothing an eavesdropper could use: no matricule, no code, no
-    client address, only what happened, when, and what to do. ``at`` and ``locked_until`` are
-    aware datetimes, shown in Luxembourg time. Raises ``DeliveryError``.
+    client address, only what happened, when, and what to do — which depends on the factor
+    (``ADVICE``): a failed one-time code means the password, or at activation the activation
+    code, is known to someone else. ``at`` and ``locked_until`` are aware datetimes, shown in
+    Luxembourg time. Raises ``DeliveryError`` (an SMTP server slower than ``EMAIL_TIMEOUT``
+    included).
     """
     with translation.override("fr"):
         when = timezone.localtime(at)
@@ -190,9 +220,8 @@ def attack_notice_deliver(
             )
         lines += [
             "",
-            "Si c'était vous, vous pouvez ignorer ce message. Sinon, vous n'avez rien à faire : "
-            "l'Agence eSanté ne vous demandera jamais votre mot de passe ni vos codes.",
-            "Une question ? Contactez le helpdesk : (+352) 27 12 50 18 33, helpdesk@esante.lu.",
+            ADVICE[factor],
+            f"Une question ? Contactez le helpdesk : {HELPDESK}, helpdesk@esante.lu.",
         ]
         subject = "eSanté : tentatives de connexion infructueuses sur votre compte"
     try:

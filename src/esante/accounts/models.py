@@ -241,10 +241,12 @@ class LoginThrottle(models.Model):
     from that address resets it. Account (``scope=account``, key = matricule): the consecutive
     failures from every address; ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` (100) lock the password and
     code login for 15 minutes, doubling at each further lock; a success resets it; it also
-    remembers when the professional was last told of an attack (``notified_at``). Client address
-    (``scope=address``, and ``activation`` for activation codes): 20 failures within an hour block
-    the address until the hour is over. Nothing is permanent and the helpdesk can lift the login
-    counters (``login_unlock``).
+    remembers when the professional was last told of an attack (``notified_at``). Client network
+    (``scope=address``, and ``activation`` for activation codes; an IPv4 address or an IPv6 /64):
+    beyond 20 failures within an hour, each failure delays the network's next try on an account
+    it never logged in to (1 minute, doubling, capped at an hour). Nothing is permanent: the
+    helpdesk lifts an account's counters (``login_unlock``), an operator a network's
+    (``login_throttle_lift``), and ``esante purge_throttles`` removes the rows no longer needed.
     """
 
     class Scope(models.TextChoices):
@@ -261,6 +263,8 @@ class LoginThrottle(models.Model):
     locked_until = models.DateTimeField(null=True, blank=True)
     window_started_at = models.DateTimeField(null=True, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
+    # Pairs only: the last success of the account from that network (exempt from its coarse limit).
+    succeeded_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -11,7 +11,7 @@ The portal never asks the browser for a certificate. Three services carry the ro
    portal address with a token valid ``ESANTE_CERTIFICATE_TOKEN_SECONDS`` (one minute).
 3. ``certificate_token_consume`` (portal): uses the token once, in the session that opened the
    presentation; the caller then binds the certificate (``activation.wizard_certificate``) or
-   logs in (``services.login_certificate``), which verify it once more and write their own event.
+   logs in (``login.login_certificate``), which verify it once more and write their own event.
 
 Nonce and token are 256-bit random values stored as keyed digests; a refusal of the origin still
 gets a token, so the professional reads the reason on the portal.
@@ -33,8 +33,7 @@ from esante.audit.services import audit_record
 
 from . import certificates
 from .codes import certificate_digest, certificate_secret_new
-from .models import ActivationWizard, CertificatePresentation, LoginThrottle
-from .throttling import address_failure, audit_locks
+from .models import ActivationWizard, CertificatePresentation
 
 Purpose = CertificatePresentation.Purpose
 
@@ -110,7 +109,8 @@ def _audit_refusal(presentation: CertificatePresentation, *, reason: str, client
             details=details,
         )
         return
-    new_lock = address_failure(LoginThrottle.Scope.ADDRESS, client_address)
+    # Counted on no failure counter: a certificate cannot be guessed (the TLS verification of its
+    # key is the factor), and a refused one must not delay the password logins of its network.
     audit_record(
         action=AuditAction.LOGIN_CERTIFICATE,
         outcome=AuditEvent.Outcome.FAILURE,
@@ -118,7 +118,6 @@ def _audit_refusal(presentation: CertificatePresentation, *, reason: str, client
         client_address=client_address,
         details=details,
     )
-    audit_locks(user=None, key="", account_lock=None, address_lock=new_lock, client_address=client_address)
 
 
 @transaction.atomic

@@ -3,32 +3,49 @@
 
 Three counters, so that nobody can lock a professional out by typing their (guessable) matricule:
 
-- **account and client address** (``PAIR`` for the password and the login code, ``ACTIVATION_PAIR``
-  for the activation code and the activation's one-time code): ``ESANTE_THROTTLE_FREE_FAILURES``
-  (3) failures are free, then each failure makes that address wait before its next try on that
-  account: ``ESANTE_THROTTLE_DELAY_SECONDS`` (1 minute), doubling with every further failure, at
-  most ``ESANTE_THROTTLE_MAX_DELAY_MINUTES`` (an hour). An attacker slows down only their own
-  tries; the professional logging in from another address is not affected. A success from that
-  address resets it.
+- **account and client network** (``PAIR`` for the password and the login code,
+  ``ACTIVATION_PAIR`` for the activation code and the activation's one-time code):
+  ``ESANTE_THROTTLE_FREE_FAILURES`` (3) failures are free, then each failure makes that network
+  wait before its next try on that account: ``ESANTE_THROTTLE_DELAY_SECONDS`` (1 minute), doubling
+  with every further failure, at most ``ESANTE_THROTTLE_MAX_DELAY_MINUTES`` (an hour). An attacker
+  slows down only their own tries; the professional logging in from another address is not
+  affected. A success from that network resets it, and marks it known (``succeeded_at``).
 - **account** (``ACCOUNT``; for activation codes, the letter's ``failed_attempts``): the
   consecutive failures from every address. Only after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES``
   (100, the most NIST SP 800-63B allows) is the password and code login locked as a whole, for
   ``ESANTE_ACCOUNT_LOCK_MINUTES`` doubling at each further lock (at most a day), or the letter
-  blocked. The certificate login is never refused by these counters.
-- **client address** (``ADDRESS``, ``ACTIVATION``): a coarse rate limit, 20 failures an hour
-  across accounts; a plain read, not locked (locking would queue every login of a hospital's NAT
-  address behind one row).
+  blocked.
+- **client network** (``ADDRESS``, ``ACTIVATION``): a coarse limit on one network trying many
+  accounts (one guess each, which the pair counter never sees). ``ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR``
+  (20) failures within an hour are free; each further one delays the network's next try on an
+  account it has never logged in to: 1 minute, doubling, at most an hour. A growing delay rather
+  than a block until the hour is over, and never for an account already logged in to from that
+  network (its pair row has ``succeeded_at``): a hospital's NAT address is shared by its staff, and
+  an attacker behind it spraying random matricules must not lock the staff out. A plain read, not
+  locked (locking would queue every login of that NAT address behind one row).
 
-The professional is told by e-mail (``attack_notify``) the first time an address gets delayed on
+A "network" is the client's IPv4 address, or the /64 of an IPv6 address (``client_network``): one
+IPv6 subscriber gets a whole /64 and could otherwise rotate addresses to escape every delay;
+IPv4-mapped IPv6 addresses count as the IPv4 address.
+
+The certificate login is refused by none of these counters (``login_certificate``): the
+certificate cannot be guessed, the TLS verification of its key is the factor.
+
+The professional is told by e-mail (``attack_notify``) the first time a network gets delayed on
 their account and when the account is locked or the letter blocked, at most once every
-``ESANTE_ATTACK_NOTICE_MINUTES``.
+``ESANTE_ATTACK_NOTICE_MINUTES``. The decision (``notified_at``) is taken in the attempt's
+transaction; the mail is sent after its commit (``transaction.on_commit``), so no row lock and no
+lock on the audit chain is held while a mail server answers (``EMAIL_TIMEOUT`` bounds the wait);
+its delivery, or its failure, is traced in a transaction of its own afterwards.
 
 Callers run these inside their own transaction, which also writes the attempt's audit event:
-the counters and their trace commit or roll back together. The account's row is locked with
-``account_lock_check`` *before* the credentials are evaluated (then the pair's row, always in
-that order) and stays locked until the transaction ends: concurrent attempts on one account queue
-there, each sees the failures of those before it, so at most ``ESANTE_THROTTLE_FREE_FAILURES``
-wrong credentials from one address, and ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` from all, are
+the counters and their trace commit or roll back together. Lock order, the same in every
+service (else two attempts deadlock on PostgreSQL): the wizard row, the account's counter row
+(``account_lock_check`` / ``account_hold``, *before* the credentials are evaluated), the pair's
+row, the letter, the network's row, and the audit chain head last — every counter is written
+before the first ``audit_record`` of the attempt. Concurrent attempts on one account queue on the
+account row, each sees the failures of those before it, so at most ``ESANTE_THROTTLE_FREE_FAILURES``
+wrong credentials from one network, and ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` from all, are
 evaluated before the delay or the lock refuses the rest (tests/accounts/test_lock_concurrency.py).
 
 Why not django-axes (it was pinned, never wired, and is no longer a dependency): its model is one
@@ -46,10 +63,15 @@ own transaction, as every other action of the platform.
 """
 
 import datetime
+import functools
+import ipaddress
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
 from django.utils import formats, timezone
 from django.utils.translation import gettext, gettext_noop
 
@@ -62,6 +84,10 @@ from .models import LoginThrottle
 
 REFUSED = AuditEvent.Outcome.REFUSED
 Scope = LoginThrottle.Scope
+logger = logging.getLogger("esante.accounts.throttling")
+
+# An (account, network) pair that logged in within this time is exempt from the network's limit.
+KNOWN_NETWORK_DAYS = 90
 
 # Shown with an account lock on the password and code login.
 CERTIFICATE_STAYS_OPEN = gettext_noop(
@@ -113,20 +139,44 @@ def _row(scope: str, key: str) -> LoginThrottle:
     return LoginThrottle.objects.select_for_update().get(scope=scope, key=key)
 
 
-def pair_key(account: str, address: str | None) -> str | None:
-    """The key of an (account, client address) counter, or None without both."""
-    if not account or not address:
+def client_network(address: str | None) -> str | None:
+    """What the counters count a client address as: an IPv4 address itself, an IPv6 address's
+    /64 (``2001:db8::/64``: one subscriber's allocation), an IPv4-mapped IPv6 address as its IPv4
+    address. Anything else (not an IP address) as given, cut to 50 characters; None without one."""
+    if not address:
         return None
-    return f"{account[:13]}|{address[:50]}"
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return address[:50]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def pair_key(account: str, address: str | None) -> str | None:
+    """The key of an (account, client network) counter, or None without both."""
+    network = client_network(address)
+    if not account or not network:
+        return None
+    return f"{account[:13]}|{network}"
 
 
 # --- account ---------------------------------------------------------------------------------------
 
 
+def account_hold(key: str) -> LoginThrottle:
+    """Locks the account's counter row (creating it) until the end of the transaction: the first
+    row an attempt on this account locks, so that every service takes its locks in one order."""
+    return _row(Scope.ACCOUNT, key)
+
+
 def account_lock_check(key: str) -> datetime.datetime | None:
     """Locks the account's counter row (creating it) and returns the end of its lock, or None
     when it may try now. Call inside the attempt's transaction, before evaluating credentials."""
-    row = _row(Scope.ACCOUNT, key)
+    row = account_hold(key)
     if row.locked_until is not None and row.locked_until > _now():
         return row.locked_until
     return None
@@ -155,7 +205,7 @@ def account_success(key: str) -> None:
     )
 
 
-# --- account and client address ----------------------------------------------------------------
+# --- account and client network ----------------------------------------------------------------
 
 
 @dataclass
@@ -168,7 +218,7 @@ class Delay:
 
 
 def pair_delay_check(scope: str, account: str, address: str | None) -> datetime.datetime | None:
-    """Locks the (account, address) counter row and returns the end of its delay, or None when it
+    """Locks the (account, network) counter row and returns the end of its delay, or None when it
     may try now. Call after ``account_lock_check`` (same order everywhere: no deadlock)."""
     key = pair_key(account, address)
     if key is None:
@@ -179,8 +229,18 @@ def pair_delay_check(scope: str, account: str, address: str | None) -> datetime.
     return None
 
 
+def pair_known(scope: str, account: str, address: str | None) -> bool:
+    """Whether this account logged in (or passed this activation step) from this network within
+    ``KNOWN_NETWORK_DAYS``: such a pair is exempt from the network's coarse limit."""
+    key = pair_key(account, address)
+    if key is None:
+        return False
+    since = _now() - datetime.timedelta(days=KNOWN_NETWORK_DAYS)
+    return LoginThrottle.objects.filter(scope=scope, key=key, succeeded_at__gte=since).exists()
+
+
 def pair_failure(scope: str, account: str, address: str | None) -> Delay | None:
-    """Counts a failure of one address on one account; returns the delay it imposes, if any:
+    """Counts a failure of one network on one account; returns the delay it imposes, if any:
     none for the first ``ESANTE_THROTTLE_FREE_FAILURES - 1`` failures, then 1 minute, 2, 4, ...
     up to ``ESANTE_THROTTLE_MAX_DELAY_MINUTES``."""
     key = pair_key(account, address)
@@ -203,49 +263,68 @@ def pair_failure(scope: str, account: str, address: str | None) -> Delay | None:
 
 
 def pair_success(scope: str, account: str, address: str | None) -> None:
-    """A success from this address on this account: its failures start again from zero."""
+    """A success from this network on this account: its failures start again from zero, and the
+    network is known for this account (exempt from the network's coarse limit)."""
     key = pair_key(account, address)
-    if key is not None:
-        LoginThrottle.objects.filter(scope=scope, key=key).update(failures=0, lock_count=0, locked_until=None)
+    if key is None:
+        return
+    row = _row(scope, key)
+    row.failures, row.lock_count, row.locked_until, row.succeeded_at = 0, 0, None, _now()
+    row.save()
 
 
 def account_pairs_reset(scope: str, account: str) -> int:
-    """Lifts every address's delay on this account (helpdesk); returns how many there were."""
-    return LoginThrottle.objects.filter(scope=scope, key__startswith=f"{account[:13]}|").update(
-        failures=0, lock_count=0, locked_until=None
-    )
+    """Lifts every network's delay on this account (helpdesk); returns how many there were."""
+    return LoginThrottle.objects.filter(
+        Q(failures__gt=0) | Q(locked_until__isnull=False),
+        scope=scope,
+        key__startswith=f"{account[:13]}|",
+    ).update(failures=0, lock_count=0, locked_until=None)
 
 
-# --- client address ----------------------------------------------------------------------------------
+# --- client network ----------------------------------------------------------------------------------
 
 
-def throttle_locked_until(scope: str, key: str | None) -> datetime.datetime | None:
-    """The end of the lock on this client address, or None when it may try now.
+def throttle_locked_until(
+    scope: str, key: str | None, *, account: str = "", pair_scope: str = ""
+) -> datetime.datetime | None:
+    """The end of the delay on this client address's network, or None when it may try now: also
+    None when ``account`` logged in from that network before (``pair_known`` in ``pair_scope``).
 
     A plain read, not locked: the address limit is a coarse rate limit (locking would queue every
     login behind one hospital's NAT address). Accounts use ``account_lock_check``."""
-    if not key:
+    network = client_network(key)
+    if not network:
         return None
-    row = LoginThrottle.objects.filter(scope=scope, key=key).first()
-    if row is not None and row.locked_until is not None and row.locked_until > _now():
-        return row.locked_until
-    return None
+    row = LoginThrottle.objects.filter(scope=scope, key=network).first()
+    if row is None or row.locked_until is None or row.locked_until <= _now():
+        return None
+    if account and pair_scope and pair_known(pair_scope, account, key):
+        return None
+    return row.locked_until
 
 
 def address_failure(scope: str, address: str | None) -> datetime.datetime | None:
-    """Counts a failure from a client address; 20 within the hour block it to the hour's end."""
-    if not address:
+    """Counts a failure from a client network; returns the delay it imposes, if any: none for the
+    first ``ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR - 1`` within an hour, then 1 minute
+    (``ESANTE_THROTTLE_DELAY_SECONDS``), doubling with each further failure, at most
+    ``ESANTE_THROTTLE_MAX_DELAY_MINUTES``. The count starts again an hour after its first failure."""
+    network = client_network(address)
+    if not network:
         return None
-    row = _row(scope, address)
+    row = _row(scope, network)
     now = _now()
     if row.window_started_at is None or now - row.window_started_at >= datetime.timedelta(hours=1):
         row.window_started_at, row.failures = now, 0
     row.failures += 1
     locked = None
-    if row.failures >= settings.ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR and (
-        row.locked_until is None or row.locked_until <= now
-    ):
-        locked = row.locked_until = row.window_started_at + datetime.timedelta(hours=1)
+    beyond = row.failures - settings.ESANTE_ADDRESS_MAX_FAILURES_PER_HOUR
+    if beyond >= 0:
+        seconds = min(
+            settings.ESANTE_THROTTLE_DELAY_SECONDS * 2 ** min(beyond, 20),
+            settings.ESANTE_THROTTLE_MAX_DELAY_MINUTES * 60,
+        )
+        locked = row.locked_until = now + datetime.timedelta(seconds=seconds)
     row.save()
     return locked
 
@@ -293,7 +372,7 @@ def audit_locks(
             outcome=REFUSED,
             actor_label="anonymous",
             object_type=scope,
-            object_id=client_address or "",
+            object_id=client_network(client_address) or "",
             client_address=client_address,
             details={"until": address_lock.isoformat()},
         )
@@ -309,11 +388,17 @@ def attack_notify(
     locked_until: datetime.datetime | None = None,
     letter_blocked: bool = False,
 ) -> bool:
-    """Tells the professional by e-mail that their account is attacked (``factor``: "password",
-    "otp" or "activation_code"), unless they were told less than ``ESANTE_ATTACK_NOTICE_MINUTES``
-    ago: no flood, whatever the attacker does. Traced (``accounts.attack.notify``, success or
-    failure); a delivery failure does not change the attempt's outcome. Returns whether a mail
-    went out. Locks the account's counter row (call after ``pair_delay_check``)."""
+    """Decides to tell the professional by e-mail that their account is attacked (``factor``:
+    "password", "otp", "activation_otp" or "activation_code"), unless they were told less than
+    ``ESANTE_ATTACK_NOTICE_MINUTES`` ago: no flood, whatever the attacker does. Returns whether a
+    mail is to go out.
+
+    Only the decision is taken here, in the attempt's transaction: the account's counter row gets
+    ``notified_at`` (call it after ``pair_delay_check`` and before the attempt's first audit
+    event). The mail is sent once the transaction commits (``transaction.on_commit``; nothing is
+    sent for an attempt rolled back), and traced then in a transaction of its own
+    (``accounts.attack.notify``, success or failure; after a failure ``notified_at`` is put back,
+    so a later attempt tries again). A delivery failure does not change the attempt's outcome."""
     if not email or not account:
         return False
     row = _row(Scope.ACCOUNT, account)
@@ -321,33 +406,66 @@ def attack_notify(
     window = datetime.timedelta(minutes=settings.ESANTE_ATTACK_NOTICE_MINUTES)
     if row.notified_at is not None and now - row.notified_at < window:
         return False
-    trigger = "letter_blocked" if letter_blocked else "lock" if locked_until is not None else "delay"
-    details: dict[str, Any] = {"factor": factor, "trigger": trigger, "channel": "email"}
-    try:
-        attack_notice_deliver(
-            address=email, factor=factor, at=now, locked_until=locked_until, letter_blocked=letter_blocked
-        )
-    except DeliveryError as exc:
-        audit_record(
-            action=AuditAction.ATTACK_NOTIFY,
-            outcome=AuditEvent.Outcome.FAILURE,
-            actor=actor,
-            actor_label="" if actor else account,
-            object_type="account",
-            object_id=account,
-            client_address=client_address,
-            details=details | {"error": str(exc)[:200]},
-        )
-        return False
+    previous = row.notified_at
     row.notified_at = now
     row.save(update_fields=["notified_at", "updated_at"])
-    audit_record(
-        action=AuditAction.ATTACK_NOTIFY,
-        actor=actor,
-        actor_label="" if actor else account,
-        object_type="account",
-        object_id=account,
-        client_address=client_address,
-        details=details,
+    trigger = "letter_blocked" if letter_blocked else "lock" if locked_until is not None else "delay"
+    transaction.on_commit(
+        functools.partial(
+            _attack_notice_send,
+            account=account,
+            email=email,
+            factor=factor,
+            actor=actor,
+            client_address=client_address,
+            at=now,
+            previous=previous,
+            locked_until=locked_until,
+            letter_blocked=letter_blocked,
+            details={"factor": factor, "trigger": trigger, "channel": "email"},
+        ),
+        robust=True,  # whatever the mail server does, the attempt has its answer
     )
     return True
+
+
+def _attack_notice_send(
+    *,
+    account: str,
+    email: str,
+    factor: str,
+    actor: Any,
+    client_address: str | None,
+    at: datetime.datetime,
+    previous: datetime.datetime | None,
+    locked_until: datetime.datetime | None,
+    letter_blocked: bool,
+    details: dict[str, Any],
+) -> None:
+    """Sends the notice decided by ``attack_notify``, after the attempt's commit, and traces it."""
+    trace = {
+        "actor": actor,
+        "actor_label": "" if actor else account,
+        "object_type": "account",
+        "object_id": account,
+        "client_address": client_address,
+    }
+    try:
+        attack_notice_deliver(
+            address=email, factor=factor, at=at, locked_until=locked_until, letter_blocked=letter_blocked
+        )
+    except DeliveryError as exc:
+        logger.warning("attack notice to account %s not sent: %s", account, exc)
+        with transaction.atomic():
+            # Not told after all: the next delay or lock tries again (unless a newer notice went).
+            LoginThrottle.objects.filter(scope=Scope.ACCOUNT, key=account, notified_at=at).update(
+                notified_at=previous
+            )
+            audit_record(
+                action=AuditAction.ATTACK_NOTIFY,
+                outcome=AuditEvent.Outcome.FAILURE,
+                details=details | {"error": str(exc)[:200]},
+                **trace,
+            )
+        return
+    audit_record(action=AuditAction.ATTACK_NOTIFY, details=details, **trace)

@@ -22,7 +22,8 @@ from django_otp import login as otp_login
 
 from esante.core.http import client_address
 
-from . import activation, passwords, presentation, services
+from . import activation, passwords, presentation
+from . import login as login_steps
 from .forms import ActivationCodeForm, LoginForm, NewPasswordForm, OneTimeCodeForm, SecurityForm, TermsForm
 from .http import forwarded_certificate
 from .letters import terms_pdf
@@ -210,7 +211,7 @@ def login(request: HttpRequest) -> HttpResponse:
     """Guide pp.10-11: "Connexion" (certificate) or "Matricule, mot de passe et code"."""
     form = LoginForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        outcome = services.login_password(
+        outcome = login_steps.login_password(
             matricule=form.cleaned_data["matricule"],
             password=form.cleaned_data["password"],
             client_address=client_address(request),
@@ -275,14 +276,14 @@ def login_code(request: HttpRequest) -> HttpResponse:
         request.POST if request.method == "POST" and "resend" not in request.POST else None
     )
     if request.method == "POST" and "resend" in request.POST:
-        outcome = services.login_code_resend(user=user, client_address=address)
+        outcome = login_steps.login_code_resend(user=user, client_address=address)
         if outcome.ok:
             messages.success(request, gettext("Un nouveau code vous a été envoyé."))
         else:
             messages.error(request, outcome.message)
         return redirect("accounts:login_code")
     if request.method == "POST" and form.is_valid():
-        outcome = services.login_code(
+        outcome = login_steps.login_code(
             user=user, code=form.cleaned_data["code"].strip(), client_address=address
         )
         if outcome.ok:
@@ -374,7 +375,7 @@ def certificate_return(request: HttpRequest) -> HttpResponse:
     if not consumed.ok:
         messages.error(request, consumed.message)
         return redirect("accounts:login")
-    login_outcome = services.login_certificate(
+    login_outcome = login_steps.login_certificate(
         certificate_pem=consumed.certificate_pem, client_address=address
     )
     if not login_outcome.ok:
@@ -388,7 +389,7 @@ def certificate_return(request: HttpRequest) -> HttpResponse:
 @require_POST
 def logout(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        services.logout_record(user=request.user, client_address=client_address(request))
+        login_steps.logout_record(user=request.user, client_address=client_address(request))
     auth.logout(request)
     messages.success(request, gettext("Vous êtes déconnecté."))
     return redirect(reverse("accounts:login"))

@@ -11,7 +11,16 @@ Events written after the last signed head are vouched for by nothing but the dat
 (``anchor_loop``, run by ``esante serve`` and ``esante anchor_audit --every``) signs as soon as
 ``AUDIT_ANCHOR_EVERY_EVENTS`` events are waiting, and at most ``AUDIT_ANCHOR_INTERVAL`` seconds
 after a new event otherwise. Before signing it checks that the stretch since the last signed head
-still chains from it, so it never signs over a tampered tail.
+still chains from it and that each event in it carries a valid MAC (``audit.keys``), so it never
+signs over a tampered tail or a forged event.
+
+The signer keeps a small state file of its own next to its key (``AUDIT_SIGNER_STATE_FILE``): the
+last head it signed and the last head the witness acknowledged. It refuses to sign (``AnchorRefused``,
+logged and audited each time) when the heads file is behind that state, behind one of its copies,
+or behind what the witness acknowledged: whoever empties or cuts the heads file cannot get a
+rewritten history signed. A first head over a trail longer than ``AUDIT_INITIAL_MAX_EVENTS``
+events, with no state to compare with, needs ``esante anchor_audit --initial``; so do legacy
+events without a MAC (written before the MAC column existed).
 """
 
 import base64
@@ -26,18 +35,19 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from .catalogue import AuditAction
 from .chain import segment_problem
-from .models import AuditChainHead
-from .services import GENESIS_HASH
+from .keys import load_or_create_signing_key, mac_key
+from .models import AuditChainHead, AuditEvent
+from .services import GENESIS_HASH, audit_record
 
 logger = logging.getLogger("esante.audit")
 
@@ -70,21 +80,46 @@ def _message(sequence: int, digest: str, signed_at: str) -> bytes:
     return f"esante-audit-head:{sequence}:{digest}:{signed_at}".encode()
 
 
-def load_or_create_key(path: Path | None = None) -> Ed25519PrivateKey:
-    path = path or settings.AUDIT_SIGNING_KEY_FILE
+@dataclass(frozen=True)
+class SignerState:
+    """What this signer signed last and what the witness acknowledged last (its state file)."""
+
+    sequence: int = 0
+    hash: str = GENESIS_HASH
+    witness_sequence: int = 0
+    exists: bool = False
+
+
+def read_signer_state(path: Path | None = None) -> SignerState:
+    """The signer's state file; an empty state when there is none. Raises HeadsFileError when
+    it cannot be read."""
+    path = path or settings.AUDIT_SIGNER_STATE_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(loaded, Ed25519PrivateKey):
-        raise ValueError(f"{path} is not an Ed25519 private key")
-    return loaded
+        return SignerState()
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return SignerState(int(record["seq"]), str(record["hash"]), int(record.get("witness_seq", 0)), True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise HeadsFileError(f"the audit signer's state file {path} is unreadable: {exc}") from exc
+
+
+def _write_signer_state(state: SignerState) -> None:
+    """Replaces the state file atomically (written, fsync'ed, renamed into place)."""
+    path: Path = settings.AUDIT_SIGNER_STATE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    record = {"seq": state.sequence, "hash": state.hash, "witness_seq": state.witness_sequence}
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def heads_copy_files() -> list[Path]:
@@ -166,6 +201,28 @@ def _heads_lock() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def heads_read_lock() -> Iterator[None]:
+    """Shared lock for readers (``verify_audit``): no head is signed while the heads file, its
+    copies and the signer's state are read, so they are seen as of one moment. Where the lock
+    file cannot be opened (a read-only copy of the files on another host, where no signer runs),
+    reads without it."""
+    path: Path = settings.AUDIT_HEADS_FILE
+    try:
+        lock = path.with_name(path.name + ".lock").open("a")
+    except OSError:
+        lock = None
+    if lock is None:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _append(path: Path, line: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as fh:
@@ -191,66 +248,210 @@ def _push_to_witness(url: str, line: str) -> None:
         raise WitnessError(f"the witness {url} answered {status}")
 
 
+def heads_after(sequence: int, path: Path | None = None) -> list[str]:
+    """The lines of a heads file whose head follows #``sequence``, in order; read backwards from
+    the file's end (the file grows for ever, the missing lines are usually the last few)."""
+    path = path or settings.AUDIT_HEADS_FILE
+    if not path.exists():
+        return []
+    with path.open("rb") as fh:
+        position = fh.seek(0, os.SEEK_END)
+        data = b""
+        while position > 0:
+            step = min(65536, position)
+            position -= step
+            fh.seek(position)
+            data = fh.read(step) + data
+            complete = data.split(b"\n")[1:] if position > 0 else data.split(b"\n")
+            first = next((raw for raw in complete if raw.strip()), None)
+            if (
+                first is not None
+                and _parse(first.decode("utf-8", errors="replace"), 0)[0].sequence <= sequence
+            ):
+                break
+    lines = data.split(b"\n")[1:] if position > 0 else data.split(b"\n")
+    texts = [raw.decode("utf-8", errors="replace") for raw in lines if raw.strip()]
+    return [text + "\n" for text in texts if _parse(text, 0)[0].sequence > sequence]
+
+
 def _catch_up_copies(last: SignedHead) -> None:
     """Appends to each copy the heads it lacks at its end (a copy's volume was away when they
     were signed). Only appends lines that follow the copy's own last head: a copy that holds a
-    head the heads file lacks stays as it is, for ``verify_audit`` to report."""
-    primary: Path = settings.AUDIT_HEADS_FILE
+    head the heads file lacks stays as it is (the signer then refuses to sign, ``verify_audit``
+    reports it)."""
     for copy in heads_copy_files():
         try:
             copy_last = last_head(copy)
             if copy_last is not None and copy_last.sequence >= last.sequence:
                 continue
-            after = copy_last.sequence if copy_last is not None else 0
-            with primary.open(encoding="utf-8") as fh:
-                missing = [raw for raw in fh if raw.strip() and _parse(raw, 0)[0].sequence > after]
-            _append(copy, "".join(missing))
+            missing = heads_after(copy_last.sequence if copy_last is not None else 0)
+            if missing:
+                _append(copy, "".join(missing))
         except (OSError, HeadsFileError):  # still away, or unreadable: signing goes on
             logger.exception("audit heads copy %s: cannot catch up", copy)
 
 
-def audit_anchor() -> SignedHead | None:
-    """Signs the current head and appends it to the heads files; skips when nothing changed.
-
-    Raises AnchorRefused (nothing signed) when the events since the last signed head no longer
-    chain from it, and WitnessError when the head was written to the heads file but a copy
-    (``AUDIT_HEADS_COPY_FILES``) or the witness (``AUDIT_WITNESS_URL``) did not take it.
-    """
-    with _heads_lock():
-        previous = last_head()
-        if previous is not None:
-            _catch_up_copies(previous)
-        head = AuditChainHead.objects.get(pk=1)
-        if head.sequence == 0 and previous is None:
-            return None
-        if previous is not None and previous.sequence == head.sequence and previous.hash == head.hash:
-            return previous
-        after, after_hash = (previous.sequence, previous.hash) if previous else (0, GENESIS_HASH)
-        if head.sequence < after:
-            raise AnchorRefused(
-                f"the chain head #{head.sequence} is behind the last signed head #{after}: "
-                "events were removed"
+def _behind_problem(previous: SignedHead | None, state: SignerState) -> str:
+    """Why the heads file is behind what was already signed (the signer's state, a copy, the
+    witness's acknowledgement); "" when it is not."""
+    signed = previous.sequence if previous is not None else 0
+    where = f"its last head is #{signed}" if previous is not None else "it holds no head"
+    if state.sequence > signed or (
+        previous is not None and state.sequence == signed and state.exists and state.hash != previous.hash
+    ):
+        return (
+            f"the heads file is behind this signer's state ({settings.AUDIT_SIGNER_STATE_FILE}: head "
+            f"#{state.sequence} {state.hash} was signed, {where}): lines were removed or replaced"
+        )
+    if state.witness_sequence > signed:
+        return (
+            f"the heads file is behind the witness, which acknowledged head #{state.witness_sequence} "
+            f"({where}): lines were removed"
+        )
+    for copy in heads_copy_files():
+        try:
+            copy_last = last_head(copy)
+        except (OSError, HeadsFileError):
+            continue  # away or unreadable: verify_audit reports it
+        if copy_last is not None and (
+            copy_last.sequence > signed
+            or (previous is not None and copy_last.sequence == signed and copy_last.hash != previous.hash)
+        ):
+            return (
+                f"the heads file is behind its copy {copy} (which holds head #{copy_last.sequence}, "
+                f"{where}): lines were removed or replaced"
             )
-        problem = segment_problem(after=after, after_hash=after_hash, upto=head.sequence, upto_hash=head.hash)
-        if problem:
-            raise AnchorRefused(f"not signing head #{head.sequence}: {problem}")
-        key = load_or_create_key()
-        signed_at = datetime.datetime.now(datetime.UTC).isoformat()
-        signature = base64.b64encode(key.sign(_message(head.sequence, head.hash, signed_at))).decode()
-        record = {"seq": head.sequence, "hash": head.hash, "signed_at": signed_at, "sig": signature}
-        line = json.dumps(record, sort_keys=True) + "\n"
-        _append(settings.AUDIT_HEADS_FILE, line)
-        failed: list[str] = []
-        for copy in heads_copy_files():
-            try:
-                _append(copy, line)
-            except OSError as exc:
-                failed.append(f"{copy}: {exc}")
-    if settings.AUDIT_WITNESS_URL:
-        _push_to_witness(settings.AUDIT_WITNESS_URL, line)
-    if failed:
+    return ""
+
+
+def _sign_locked(initial: bool) -> tuple[SignedHead | None, list[str]]:
+    """Under the heads lock: checks, signs and writes the head; returns it and the copies that
+    did not take it."""
+    previous = last_head()
+    state = read_signer_state()
+    if previous is not None:
+        _catch_up_copies(previous)
+    behind = _behind_problem(previous, state)
+    if behind:
+        raise AnchorRefused(f"not signing: {behind}")
+    if previous is not None and not state.exists and not initial:
+        raise AnchorRefused(
+            f"not signing: the signer's state file {settings.AUDIT_SIGNER_STATE_FILE} is missing while "
+            f"the heads file holds heads (last #{previous.sequence}): it was removed, or this key's signer "
+            "never ran here; check the heads file against its copies, then `esante anchor_audit --initial`"
+        )
+    head = AuditChainHead.objects.get(pk=1)
+    if previous is not None and previous.sequence == head.sequence and previous.hash == head.hash:
+        if state.sequence < previous.sequence:
+            _write_signer_state(replace(state, sequence=previous.sequence, hash=previous.hash))
+        return previous, []
+    if head.sequence == 0 and previous is None:
+        return None, []
+    if (
+        previous is None
+        and not state.exists
+        and head.sequence > settings.AUDIT_INITIAL_MAX_EVENTS
+        and not initial
+    ):
+        raise AnchorRefused(
+            f"not signing a first head over {head.sequence} events already in the trail (more than "
+            f"ESANTE_AUDIT_INITIAL_MAX_EVENTS = {settings.AUDIT_INITIAL_MAX_EVENTS}) with no signed head "
+            "and no signer state to compare with: if the trail is the one you expect, sign it with "
+            "`esante anchor_audit --initial`"
+        )
+    after, after_hash = (previous.sequence, previous.hash) if previous else (0, GENESIS_HASH)
+    if head.sequence < after:
+        raise AnchorRefused(
+            f"the chain head #{head.sequence} is behind the last signed head #{after}: events were removed"
+        )
+    problem = segment_problem(
+        after=after,
+        after_hash=after_hash,
+        upto=head.sequence,
+        upto_hash=head.hash,
+        key=mac_key(),
+        allow_legacy=initial,
+    )
+    if problem:
+        raise AnchorRefused(f"not signing head #{head.sequence}: {problem}")
+    key = load_or_create_signing_key()
+    signed_at = datetime.datetime.now(datetime.UTC).isoformat()
+    signature = base64.b64encode(key.sign(_message(head.sequence, head.hash, signed_at))).decode()
+    record = {"seq": head.sequence, "hash": head.hash, "signed_at": signed_at, "sig": signature}
+    line = json.dumps(record, sort_keys=True) + "\n"
+    _append(settings.AUDIT_HEADS_FILE, line)
+    _write_signer_state(replace(state, sequence=head.sequence, hash=head.hash))
+    failed: list[str] = []
+    for copy in heads_copy_files():
+        try:
+            _append(copy, line)
+        except OSError as exc:
+            failed.append(f"{copy}: {exc}")
+    return SignedHead(head.sequence, head.hash, signed_at, 0, signature), failed
+
+
+def _catch_up_witness(url: str) -> None:
+    """POSTs to the witness, in order, every head it has not acknowledged (it was down when they
+    were signed), from the last acknowledged one kept in the signer's state. Raises WitnessError
+    at the first it does not take; what it took so far stays acknowledged."""
+    with _heads_lock():
+        state = read_signer_state()
+        missing = heads_after(state.witness_sequence)
+    acknowledged = state.witness_sequence
+    try:
+        for line in missing:
+            _push_to_witness(url, line)
+            acknowledged = _parse(line, 0)[0].sequence
+    finally:
+        if acknowledged > state.witness_sequence:
+            with _heads_lock():
+                current = read_signer_state()
+                if acknowledged > current.witness_sequence:
+                    _write_signer_state(replace(current, witness_sequence=acknowledged))
+
+
+def _record_refusal(reason: str) -> None:
+    """Every refusal: an error in the log (never de-duplicated) and, when the database takes it,
+    an audit event."""
+    logger.error("audit anchoring REFUSED: %s", reason)
+    try:
+        audit_record(
+            action=AuditAction.ANCHOR_REFUSED,
+            outcome=AuditEvent.Outcome.REFUSED,
+            actor_label="signataire",
+            details={"reason": reason[:1000]},
+        )
+    except Exception:
+        logger.exception("audit anchoring refusal could not be audited")
+
+
+def audit_anchor(*, initial: bool = False) -> SignedHead | None:
+    """Signs the current head and appends it to the heads files; skips when nothing changed.
+    Then catches the witness (``AUDIT_WITNESS_URL``) up with every head it has not acknowledged.
+
+    ``initial``: the operator vouches for the trail as it is (``esante anchor_audit --initial``):
+    a first head over a trail of more than ``AUDIT_INITIAL_MAX_EVENTS`` events, or with no signer
+    state, and legacy events without a MAC, may be signed. It never overrides the other refusals.
+
+    Raises AnchorRefused (nothing signed; logged and audited) when the heads file is behind the
+    signer's state, a copy or the witness, or when the events since the last signed head no
+    longer chain from it or lack a valid MAC; and WitnessError when the head was written to the
+    heads file but a copy (``AUDIT_HEADS_COPY_FILES``) or the witness did not take it.
+    """
+    try:
+        with _heads_lock():
+            head, failed = _sign_locked(initial)
+    except AnchorRefused as exc:
+        _record_refusal(str(exc))
+        raise
+    except HeadsFileError as exc:
+        _record_refusal(str(exc))
+        raise AnchorRefused(str(exc)) from exc
+    if settings.AUDIT_WITNESS_URL and head is not None:
+        _catch_up_witness(settings.AUDIT_WITNESS_URL)
+    if failed and head is not None:
         raise WitnessError(f"head #{head.sequence} signed, but not written to {'; '.join(failed)}")
-    return SignedHead(head.sequence, head.hash, signed_at, 0, signature)
+    return head
 
 
 def anchor_loop(
@@ -263,38 +464,52 @@ def anchor_loop(
 ) -> None:
     """Signs the head until ``stop`` is set: once ``every_events`` events wait, or ``interval``
     seconds after the last signature when anything new waits. Polls the head row (one cheap
-    query) every ``poll`` seconds; the appends themselves never wait for a signature."""
+    query) every ``poll`` seconds; the appends themselves never wait for a signature.
+
+    After a failure (a refusal, a copy or the witness that did not take the head), tries again
+    every ``interval`` seconds, new events or not (so the witness catches up once it is back),
+    and logs every failure."""
     try:
         signed = last_head()
     except HeadsFileError:  # audit_anchor reports it below
         signed = None
     signed_sequence = signed.sequence if signed else 0
     signed_clock = time.monotonic()
-    last_error = ""
+    retry_at = 0.0
+    failing = False
     try:
         while not stop.wait(min(poll, interval)):
             try:
+                now = time.monotonic()
+                if now < retry_at:
+                    continue
                 current = AuditChainHead.objects.values_list("sequence", flat=True).get(pk=1)
                 waiting = current != signed_sequence
-                if waiting and (
-                    current - signed_sequence >= every_events or time.monotonic() - signed_clock >= interval
-                ):
-                    try:
-                        head = audit_anchor()
-                    except WitnessError:  # written to the files: counts as signed
-                        written = last_head()
-                        signed_sequence = written.sequence if written else signed_sequence
-                        signed_clock = time.monotonic()
-                        raise
+                due = waiting and (
+                    current - signed_sequence >= every_events or now - signed_clock >= interval
+                )
+                if not (due or failing):
+                    continue
+                try:
+                    head = audit_anchor()
+                except WitnessError:  # written to the files: counts as signed
+                    written = last_head()
+                    signed_sequence = written.sequence if written else signed_sequence
                     signed_clock = time.monotonic()
-                    signed_sequence = head.sequence if head else 0
-                    if head is not None and on_signed is not None:
-                        on_signed(head)
-                last_error = ""
-            except Exception as exc:
-                if str(exc) != last_error:  # the same refusal once, not every second
-                    logger.exception("audit anchoring failed")
-                last_error = str(exc)
+                    raise
+                failing = False
+                signed_clock = time.monotonic()
+                if head is not None and head.sequence != signed_sequence and on_signed is not None:
+                    on_signed(head)
+                signed_sequence = head.sequence if head else 0
+            except AnchorRefused:  # audit_anchor logged and audited it
+                failing, retry_at = True, time.monotonic() + interval
+            except WitnessError as exc:
+                failing, retry_at = True, time.monotonic() + interval
+                logger.error("audit anchoring failed: %s", exc)
+            except Exception:
+                failing, retry_at = True, time.monotonic() + interval
+                logger.exception("audit anchoring failed")
             finally:
                 close_old_connections()
     finally:

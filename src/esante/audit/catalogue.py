@@ -421,6 +421,20 @@ class AuditAction(enum.StrEnum):
         "Account unlocked",
         False,
     )
+    THROTTLE_LIFT = (
+        "accounts.throttle.lift",
+        "Levée d'une limite de connexion d'un réseau",
+        "Aufhebung einer Anmeldebegrenzung eines Netzwerks",
+        "Network login limit lifted",
+        False,
+    )
+    THROTTLE_PURGE = (
+        "accounts.throttle.purge",
+        "Suppression des compteurs de connexion périmés",
+        "Löschung veralteter Anmeldezähler",
+        "Stale login counters deleted",
+        False,
+    )
     LOGOUT = (
         "accounts.logout",
         "Déconnexion",
@@ -482,6 +496,14 @@ class AuditAction(enum.StrEnum):
         "Certificat d'un compte de démonstration",
         "Zertifikat eines Demokontos",
         "Demo account certificate bound",
+        False,
+    )
+    # -- the audit trail itself ----------------------------------------------------------------
+    ANCHOR_REFUSED = (
+        "audit.anchor_refused",
+        "Signature du journal refusée",
+        "Signierung des Protokolls verweigert",
+        "Audit trail signing refused",
         False,
     )
     # -- software clients of the FHIR API ---------------------------------------------------

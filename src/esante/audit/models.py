@@ -10,7 +10,7 @@ class AuditEvent(models.Model):
     ``canonical`` holds the exact bytes (UTF-8 JSON) that were hashed; ``hash`` is
     SHA-256(canonical), and the canonical content includes the previous event's hash, so the
     events form one chain. The other columns repeat the canonical content for querying;
-    ``esante verify_audit`` checks that they agree with it.
+    ``esante verify_audit`` checks that they agree with it. ``mac`` is a keyed MAC of ``hash``.
     """
 
     Outcome = AuditOutcome
@@ -34,6 +34,10 @@ class AuditEvent(models.Model):
     canonical = models.TextField(editable=False)
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, editable=False)
+    # HMAC-SHA256(MAC key, hash), the key kept outside the database (``audit.keys``). NULL only
+    # for events written before the column existed ("legacy, unkeyed"): NULL, not "", so the column
+    # is added without rewriting the append-only table.
+    mac = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
 
     class Meta:
         verbose_name = "événement d'audit"

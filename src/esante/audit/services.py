@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .catalogue import AuditAction, AuditOutcome
+from .keys import event_mac
 from .models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -66,7 +67,8 @@ def audit_record(
     ``action`` and ``outcome`` are members of the closed catalogue (``esante.audit.catalogue``);
     anything else raises ``TypeError``. Locks the chain head row, so concurrent writers queue and
     the chain stays linear. Joins the caller's transaction when there is one; otherwise runs in a
-    transaction of its own.
+    transaction of its own. Stores a keyed MAC of the event's hash with it (``audit.keys``; one
+    HMAC, the key read once a process).
     """
     if not isinstance(action, AuditAction):
         raise TypeError(f"audit action {action!r} is not an AuditAction member")
@@ -115,6 +117,7 @@ def audit_record(
             canonical=canonical,
             prev_hash=head.hash,
             hash=digest,
+            mac=event_mac(digest),
         )
         AuditChainHead.objects.filter(pk=1).update(sequence=sequence, hash=digest)
     return event

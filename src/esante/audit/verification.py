@@ -1,20 +1,36 @@
 """Re-computing the chain and checking it against the signed heads (``esante verify_audit``).
 
-Three outcomes: the chain is broken (a changed, missing, re-hashed or added event, a forged or
-reordered heads file, heads files that disagree); the chain is intact and its last event is
-covered by a signed head; or the chain is intact *up to the last signed head* and the events
-after it are unsigned. Nothing but the database vouches for those: someone able to write to it
-could have changed, removed or added them consistently, so they are never called intact.
+Outcomes: the chain is broken (a changed, missing, re-hashed or added event, an event whose MAC
+does not match, a forged or reordered heads file, a copy holding a head the heads file lacks or a
+different one, a heads file behind the signer's own state); the chain is intact and its last
+event is covered by a signed head; the chain is intact *up to the last signed head* and the
+events after it are unsigned (nothing but the database vouches for those: someone able to write
+to it could have changed, removed or added them consistently, so they are never called intact);
+a copy of the heads file lags (holds only the first of the heads: its volume was away, the signer
+catches it up); or there is no key to verify with (nothing is created).
+
+Events without a MAC at the start of the trail were written before the MAC column existed: they
+are counted as "legacy, unkeyed" (their hash chain and signatures are checked, not their MAC).
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.conf import settings
 from django.db.models import Max
 
-from .anchoring import HeadsFileError, SignedHead, heads_copy_files, load_or_create_key, read_heads
-from .chain import COLUMNS, row_problem
+from .anchoring import (
+    HeadsFileError,
+    SignedHead,
+    heads_copy_files,
+    heads_read_lock,
+    read_heads,
+    read_signer_state,
+)
+from .chain import COLUMNS, mac_problem, row_problem
+from .keys import MissingKeyError, mac_key, verification_public_key
 from .models import AuditChainHead, AuditEvent
 from .services import GENESIS_HASH
 
@@ -28,11 +44,14 @@ class VerificationResult:
     last_sequence: int = 0
     last_signed: SignedHead | None = None
     warnings: list[str] = field(default_factory=list)
+    lagging: list[str] = field(default_factory=list)  # copies that hold only the first heads
+    legacy: int = 0  # events written before the MAC column existed
+    missing_key: str = ""  # no key to verify with: nothing could be vouched for
 
     @property
     def ok(self) -> bool:
         """No event was found changed, missing or added (unsigned events may remain)."""
-        return not self.problem
+        return not self.problem and not self.missing_key
 
     @property
     def signed_sequence(self) -> int:
@@ -48,40 +67,71 @@ class VerificationResult:
         return self.ok and self.unsigned == 0
 
 
-def _heads_disagreement(
-    first: list[SignedHead], first_path: Path, second: list[SignedHead], path: Path
-) -> str:
-    """The first signed head (lowest sequence) that one file holds and the other does not."""
+def _key(head: SignedHead) -> tuple[int, str, str, str]:
+    return (head.sequence, head.hash, head.signed_at, head.signature)
 
-    def keys(heads: list[SignedHead]) -> set[tuple[int, str, str, str]]:
-        return {(head.sequence, head.hash, head.signed_at, head.signature) for head in heads}
 
-    only_first, only_second = keys(first) - keys(second), keys(second) - keys(first)
-    if not only_first and not only_second:
-        return ""
-    missing = min(only_first | only_second)
-    holder, lacking = (first_path, path) if missing in only_first else (path, first_path)
-    return f"head #{missing[0]} ({missing[2]}) is in {holder} but not in {lacking}"
+def _compare_copy(primary: list[SignedHead], primary_path: Path, copy: list[SignedHead], path: Path) -> str:
+    """Compares a copy with the heads file up to the shorter of the two. "" when the copy holds
+    exactly the heads file's heads; "lags: ..." when it holds only its first heads (signed while
+    the copy's volume was away); any other answer is a disagreement."""
+    for index, (mine, theirs) in enumerate(zip(primary, copy, strict=False)):
+        if _key(mine) != _key(theirs):
+            first = min(_key(mine), _key(theirs))
+            holder, lacking = (primary_path, path) if first == _key(mine) else (path, primary_path)
+            return f"head #{first[0]} ({first[2]}) is in {holder} but not in {lacking} (line {index + 1})"
+    if len(copy) > len(primary):
+        extra = copy[len(primary)]
+        return f"head #{extra.sequence} ({extra.signed_at}) is in {path} but not in {primary_path}"
+    if len(copy) < len(primary):
+        last = f"#{copy[-1].sequence}" if copy else "none"
+        return (
+            f"lags: the copy {path} holds the heads up to {last}, the heads file up to "
+            f"#{primary[-1].sequence} (its volume was away; the signer appends the missing heads)"
+        )
+    return ""
 
 
 def _load_heads(result: VerificationResult, copies: list[Path]) -> list[SignedHead] | None:
-    """All signed heads, checked for signatures and for agreement between the heads files."""
-    from django.conf import settings
-
-    public_key = load_or_create_key().public_key()
+    """All signed heads, checked for signatures, for agreement between the heads files and with
+    the signer's state; read under the heads lock, so no head is signed meanwhile."""
     primary: Path = settings.AUDIT_HEADS_FILE
+    public_key: Ed25519PublicKey | None
     try:
-        heads = read_heads(public_key, primary)
-        for copy in copies:
-            if not copy.exists():
-                result.problem = f"the heads file copy {copy} does not exist"
-                return None
-            disagreement = _heads_disagreement(heads, primary, read_heads(public_key, copy), copy)
-            if disagreement:
-                result.problem = f"the heads files disagree: {disagreement}"
-                return None
+        public_key = verification_public_key()
+    except (MissingKeyError, ValueError) as exc:
+        public_key, missing = None, str(exc)
+    try:
+        with heads_read_lock():
+            heads = read_heads(public_key, primary)
+            copy_heads = {copy: read_heads(public_key, copy) for copy in copies if copy.exists()}
+            state = read_signer_state()
     except HeadsFileError as exc:
         result.problem = str(exc)
+        return None
+    if public_key is None and (heads or any(copy_heads.values())):
+        result.missing_key = missing
+        return None
+    for copy in copies:
+        if copy not in copy_heads:
+            if heads:
+                result.lagging.append(f"the heads file copy {copy} does not exist (its volume is away?)")
+            continue
+        difference = _compare_copy(heads, primary, copy_heads[copy], copy)
+        if difference.startswith("lags: "):
+            result.lagging.append(difference.removeprefix("lags: "))
+        elif difference:
+            result.problem = f"the heads files disagree: {difference}"
+            return None
+    last = heads[-1] if heads else None
+    signed = last.sequence if last is not None else 0
+    if state.sequence > signed or (
+        last is not None and state.sequence == signed and state.exists and state.hash != last.hash
+    ):
+        result.problem = (
+            f"the heads file is behind the signer's state ({settings.AUDIT_SIGNER_STATE_FILE}: head "
+            f"#{state.sequence} was signed, the heads file's last head is #{signed}): heads were removed"
+        )
         return None
     return heads
 
@@ -93,8 +143,8 @@ def verify_chain(
 ) -> VerificationResult:
     """Walks every event in order; stops at the first one that breaks the chain.
 
-    ``copies``: other heads files that must hold exactly the heads of ``AUDIT_HEADS_FILE``
-    (default ``AUDIT_HEADS_COPY_FILES``).
+    ``copies``: other heads files that must hold the heads of ``AUDIT_HEADS_FILE`` (default
+    ``AUDIT_HEADS_COPY_FILES``); one holding only its first heads is reported as lagging.
     """
     result = VerificationResult()
     heads = _load_heads(result, heads_copy_files() if copies is None else copies)
@@ -106,6 +156,8 @@ def verify_chain(
     chain_head = AuditChainHead.objects.get(pk=1)
     previous = GENESIS_HASH
     expected_sequence = 1
+    key: bytes | None = None
+    keyed = False
     rows = (
         AuditEvent.objects.filter(sequence__lte=chain_head.sequence)
         .order_by("sequence")
@@ -113,8 +165,16 @@ def verify_chain(
         .iterator(chunk_size=chunk_size)
     )
     for row in rows:
-        sequence, digest = row[0], row[2]
+        sequence, digest, mac = row[0], row[2], row[15]
+        if mac is not None and key is None:
+            try:
+                key = mac_key(create=False)
+            except (MissingKeyError, ValueError) as exc:
+                result.missing_key = f"{exc}: the events' MACs cannot be checked"
+                return result
         broken = row_problem(row, expected_sequence=expected_sequence, previous=previous)
+        if not broken:
+            broken = mac_problem(digest, mac, key=key or b"", after_keyed=keyed, allow_legacy=True)
         head = expected_heads.get(sequence)
         if not broken and head is not None:
             if head.hash != digest:
@@ -129,6 +189,9 @@ def verify_chain(
             result.broken_sequence = min(sequence, expected_sequence)
             result.problem = broken
             return result
+        if mac is None:
+            result.legacy += 1
+        keyed = keyed or mac is not None
         previous = digest
         expected_sequence += 1
         result.checked += 1

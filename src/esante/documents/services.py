@@ -87,7 +87,11 @@ def _sniff(content: bytes, declared: str | None) -> _Sniffed:
         declared_type = None
     if content.startswith(b"%PDF-"):
         try:
-            pdf.check(content)
+            pdf.check(
+                content,
+                max_objects=int(getattr(settings, "ESANTE_PDF_MAX_OBJECTS", pdf.DEFAULT_MAX_OBJECTS)),
+                max_seconds=float(getattr(settings, "ESANTE_PDF_MAX_SECONDS", pdf.DEFAULT_MAX_SECONDS)),
+            )
         except pdf.PdfRefused as exc:
             raise DocumentRefused(str(exc)) from None
         sniffed = _Sniffed(MediaType.PDF, None, "")

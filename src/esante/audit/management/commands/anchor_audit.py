@@ -12,12 +12,21 @@ class Command(BaseCommand):
         "Signs the audit chain's head and appends it to the heads file and its copies (and sends it to "
         "the witness). With --every SECONDS, keeps running: signs at most SECONDS after a new event, "
         "and as soon as ESANTE_AUDIT_ANCHOR_EVERY_EVENTS events wait. Refuses to sign when the events "
-        "since the last signed head no longer chain from it."
+        "since the last signed head no longer chain from it or lack a valid MAC, and when the heads "
+        "file is behind its copies, the witness or the signer's own state file."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--every", type=float, default=0, help="keep running, signing new events every N seconds"
+        )
+        parser.add_argument(
+            "--initial",
+            action="store_true",
+            help="sign a first head over a trail of more than ESANTE_AUDIT_INITIAL_MAX_EVENTS events, "
+            "or with the signer's state file missing, or over legacy events without a MAC (after an "
+            "upgrade): you vouch for the trail as it is; never overrides a heads file behind its copies "
+            "or the signer's state",
         )
 
     def _signed(self, head: SignedHead) -> None:
@@ -26,7 +35,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            head = audit_anchor()
+            head = audit_anchor(initial=options["initial"])
         except (AnchorRefused, WitnessError) as exc:
             raise CommandError(str(exc)) from exc
         if head is None:

@@ -11,6 +11,8 @@ from esante.audit.verification import verify_chain
 EXIT_INTACT = 0
 EXIT_BROKEN = 1
 EXIT_UNSIGNED_TAIL = 3
+EXIT_COPY_LAGGING = 4
+EXIT_NO_KEY = 5
 
 
 class Command(BaseCommand):
@@ -19,7 +21,11 @@ class Command(BaseCommand):
         f"{EXIT_INTACT} = intact and its last event covered by a signed head; "
         f"{EXIT_BROKEN} = broken (names the first broken event, or the heads files' problem); "
         f"{EXIT_UNSIGNED_TAIL} = intact up to the last signed head, but N events after it are unsigned "
-        "(nothing vouches for them: they may have been changed, removed or added)."
+        "(nothing vouches for them: they may have been changed, removed or added); "
+        f"{EXIT_COPY_LAGGING} = intact and signed, but a copy of the heads file lags (holds only the "
+        "first heads: its volume was away; the signer catches it up); "
+        f"{EXIT_NO_KEY} = no key to verify with (no public key, or no MAC key while events carry a MAC): "
+        "nothing verified, no key created."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -39,12 +45,20 @@ class Command(BaseCommand):
         with tqdm(total=total, unit="évén.", disable=options["verbosity"] == 0, file=self.stderr) as bar:
             result = verify_chain(progress=bar.update, copies=copies)
             bar.update(result.checked - bar.n)
+        if result.missing_key:
+            raise CommandError(f"audit trail NOT VERIFIED: {result.missing_key}", returncode=EXIT_NO_KEY)
         if not result.ok:
             where = f" at event #{result.broken_sequence}" if result.broken_sequence is not None else ""
             raise CommandError(
                 f"audit trail BROKEN{where}: {result.problem} ({result.checked} events verified before it)",
                 returncode=EXIT_BROKEN,
             )
+        lagging = "".join(f"\nheads file copy LAGGING: {line}" for line in result.lagging)
+        legacy = (
+            f"; {result.legacy} of them legacy, unkeyed events (written before the MAC column existed)"
+            if result.legacy
+            else ""
+        )
         if result.unsigned:
             signed = result.last_signed
             since = (
@@ -58,14 +72,18 @@ class Command(BaseCommand):
                 f"#{result.last_sequence}) are covered by no signature and cannot be vouched for "
                 "(changed, removed or added events there would go unseen). `esante serve` signs new "
                 "events within ESANTE_AUDIT_ANCHOR_SECONDS: run verify_audit again; if the tail stays "
-                "unsigned, find out why before signing it with `esante anchor_audit`.",
+                "unsigned, find out why before signing it with `esante anchor_audit`." + legacy + lagging,
                 returncode=EXIT_UNSIGNED_TAIL,
             )
         if not result.checked:
             self.stdout.write("audit trail empty: nothing to verify")
             return
-        self.stdout.write(
+        summary = (
             f"audit trail intact: {result.checked} events, all covered by the last signed head "
             f"#{result.signed_sequence}; {result.heads_checked} signed heads verified"
             + (f" against {len(copies)} copies of the heads file" if copies else "")
+            + legacy
         )
+        if result.lagging:
+            raise CommandError(summary + lagging, returncode=EXIT_COPY_LAGGING)
+        self.stdout.write(summary)

@@ -55,7 +55,9 @@ class Command(BaseCommand):
             summary = demo_load()
         except DemoRefused as exc:
             raise CommandError(str(exc)) from exc
-        audit_anchor()
+        # The demo has just written this trail itself (never in production): its first head may
+        # cover more than ESANTE_AUDIT_INITIAL_MAX_EVENTS events.
+        audit_anchor(initial=True)
         url = f"http://127.0.0.1:{options['port']}/"
         certificate_lines: list[str] = []
         origin: CertificateOrigin | None = None

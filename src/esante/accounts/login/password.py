@@ -1,0 +1,138 @@
+"""First factor: matricule and password."""
+
+from django.contrib.auth import authenticate
+from django.db import transaction
+from django.utils.translation import gettext
+
+from esante.audit.catalogue import AuditAction
+from esante.audit.services import audit_record
+from esante.patients.matricule import compact
+
+from ..models import (
+    LoginThrottle,
+    Professional,
+    User,
+)
+from ..otp import (
+    login_device_for,
+)
+from ..services import FAILURE, NO_DEVICE, REFUSED, SUSPENDED, WRONG_LOGIN
+from ..throttling import (
+    account_lock_check,
+    pair_delay_check,
+    throttle_locked_until,
+)
+from .code import send_login_code
+from .outcome import (
+    LoginOutcome,
+    delay_outcome,
+    failure_trace,
+    lock_outcome,
+    locked_refusal,
+    login_failure,
+    professional_of,
+)
+
+
+@transaction.atomic
+def login_password(*, matricule: str, password: str, client_address: str | None) -> LoginOutcome:
+    """First factor: matricule and password. On success sends a code to the verified channel.
+
+    Refused (and traced) when the account is locked, this network must wait before its next try
+    on this account, or the network is delayed (unless this account logged in from it before);
+    when the credentials are wrong (one message for unknown matricule and wrong password, and the
+    same counting), the account is not active, or the code cannot be sent. Wrong credentials count
+    on the account and network pair (delays after three), on the account (a lock only after
+    ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES``) and on the network (coarse rate limit); the
+    professional is told by e-mail (after the commit).
+
+    The account's counter row, then the pair's, stay locked from the checks to the end of the
+    transaction, so concurrent attempts on one account are evaluated one after the other and the
+    delay or lock stops them after the configured number (the row lock is held for one password
+    check). Every counter is written before the audit events, which come last.
+    """
+    key = compact(matricule)[:13]
+    account_lock = account_lock_check(key) if key else None
+    if account_lock is not None:
+        return locked_refusal(
+            AuditAction.LOGIN_PASSWORD,
+            account_lock,
+            client_address=client_address,
+            actor_label=key,
+            account=key,
+            account_locked=True,
+        )
+    delayed = pair_delay_check(LoginThrottle.Scope.PAIR, key, client_address) if key else None
+    if delayed is not None:
+        return locked_refusal(
+            AuditAction.LOGIN_PASSWORD,
+            delayed,
+            client_address=client_address,
+            actor_label=key,
+            account=key,
+            reason="delayed",
+        )
+    address_lock = throttle_locked_until(
+        LoginThrottle.Scope.ADDRESS, client_address, account=key, pair_scope=LoginThrottle.Scope.PAIR
+    )
+    if address_lock is not None:
+        return locked_refusal(
+            AuditAction.LOGIN_PASSWORD,
+            address_lock,
+            client_address=client_address,
+            actor_label=key,
+            account=key,
+            reason="address_delayed",
+        )
+    user = authenticate(username=key, password=password) if key else None
+    professional = professional_of(user) if user is not None else None
+    if user is None or (professional is not None and professional.state != Professional.State.ACTIVE):
+        reason = "bad_credentials" if user is None else "suspended"
+        # Whose account it is, when the matricule is known: the owner is told of the attack.
+        owner = user or (User.objects.filter(username=key).first() if key else None)
+        counted = login_failure(
+            user=owner, key=key, factor="password", client_address=client_address, address_scope=True
+        )
+        audit_record(
+            action=AuditAction.LOGIN_PASSWORD,
+            outcome=FAILURE,
+            actor=user,
+            actor_label="" if user else key,
+            object_type="account",
+            object_id=key,
+            client_address=client_address,
+            details={"reason": reason},
+        )
+        failure_trace(user=owner, key=key, client_address=client_address, counted=counted)
+        new_account_lock, new_delay, new_address_lock = counted
+        if new_account_lock or new_address_lock:
+            until = max(d for d in (new_account_lock, new_address_lock) if d is not None)
+            return lock_outcome(until, account=until == new_account_lock)
+        if new_delay is not None:
+            return delay_outcome(new_delay.until)
+        if reason == "suspended":
+            return LoginOutcome(ok=False, message=gettext(SUSPENDED))
+        return LoginOutcome(ok=False, message=gettext(WRONG_LOGIN))
+    device = login_device_for(user)
+    if device is None:
+        audit_record(
+            action=AuditAction.LOGIN_PASSWORD,
+            outcome=REFUSED,
+            actor=user,
+            object_type="account",
+            object_id=key,
+            client_address=client_address,
+            details={"reason": "no_device"},
+        )
+        return LoginOutcome(ok=False, message=gettext(NO_DEVICE))
+    sent = send_login_code(device=device, user=user, client_address=client_address)
+    audit_record(
+        action=AuditAction.LOGIN_PASSWORD,
+        actor=user,
+        object_type="account",
+        object_id=key,
+        client_address=client_address,
+    )
+    if not sent.ok:
+        return sent
+    return LoginOutcome(ok=True, user=user, device=device)
