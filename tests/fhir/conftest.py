@@ -19,6 +19,7 @@ from tests.access.factories import make_professional
 
 REDIRECT = "https://pharmacie.example.lu/callback"
 USER_SCOPES = [
+    "user/AuditEvent.rs",
     "user/Patient.rs",
     "user/DocumentReference.rs",
     "user/MedicationRequest.rs",

@@ -535,6 +535,13 @@ class AuditAction(enum.StrEnum):
         "Software authorisation revoked",
         False,
     )
+    AUDIT_READ = (
+        "audit.read",
+        "Consultation par un professionnel des traces de ses propres actions",
+        "Einsicht einer Fachperson in die Protokolle ihrer eigenen Handlungen",
+        "A professional read the trail of their own actions",
+        False,
+    )
     API_REQUEST = (
         "api.request",
         "Requête d'un logiciel sur l'API",

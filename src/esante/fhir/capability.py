@@ -50,6 +50,12 @@ RESOURCES: list[dict[str, Any]] = [
         ],
     },
     {"type": "MedicationDispense", "interaction": [{"code": "create"}], "conditionalCreate": False},
+    {
+        "type": "AuditEvent",
+        "profile": "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientRead",
+        "interaction": [{"code": "search-type"}],
+        "searchParam": [{"name": "date", "type": "date"}],
+    },
 ]
 
 

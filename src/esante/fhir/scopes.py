@@ -15,6 +15,7 @@ SUPPORTED_SCOPES = (
     "user/DocumentReference.rs",
     "user/MedicationRequest.rs",
     "user/MedicationDispense.cu",
+    "user/AuditEvent.rs",
     "system/DocumentReference.c",
     "system/Binary.c",
 )

@@ -28,6 +28,7 @@ SCOPE_LABELS = {
     "user/DocumentReference.rs": "Rechercher et lire les documents des dossiers auxquels vous avez accès",
     "user/MedicationRequest.rs": "Lire les prescriptions des dossiers auxquels vous avez accès",
     "user/MedicationDispense.cu": "Enregistrer des dispensations en votre nom",
+    "user/AuditEvent.rs": "Lire les traces de vos propres actions",
     "offline_access": "Rester connecté sans vous redemander votre accord (jetons renouvelables)",
 }
 

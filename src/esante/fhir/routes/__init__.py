@@ -2,6 +2,6 @@
 caller (``auth.caller``), asks the access gate, and maps the answer with one mapping module per
 resource. Every event written while it runs names the software (``audit_via``)."""
 
-from . import documents, medication, patient, submission
+from . import audit, documents, medication, patient, submission
 
-__all__ = ["documents", "medication", "patient", "submission"]
+__all__ = ["audit", "documents", "medication", "patient", "submission"]
