@@ -21,6 +21,7 @@ PARAMETERS = [
 ]  # fmt: skip
 VALUES = st.one_of(
     st.text(max_size=40),
+    st.just("\x00"),
     st.sampled_from(
         ["urn:oid:1.3.182.4.4|", "ge2026-01-01", "lt", "0", "-1", "99999999999", "female", "Patient/x"]
     ),
@@ -99,3 +100,29 @@ def test_path_segments(world: dict[str, Any], segment: str) -> None:
     ):
         _check(world["client"].get(template.format(quote(segment, safe=""))))
     _check(world["client"].get(f"/fhir/R4/Patient/{uuid.uuid4()}"))
+
+
+@pytest.mark.django_db
+def test_a_nul_character_is_bad_input_everywhere(world: dict[str, Any]) -> None:
+    """PostgreSQL stores no NUL: found by the fuzzer above (a 500 there), now a 400 before any view."""
+    from .conftest import events, outcome_code
+
+    before = len(events())
+    client = world["client"]
+    answers = [
+        client.get("/fhir/R4/Patient/%00"),
+        client.get("/fhir/R4/Patient", {"family": "Du\x00pont", "given": "A"}),
+        client.post(
+            "/fhir/R4/Patient/_search",
+            "family=a%00b&given=c",
+            content_type="application/x-www-form-urlencoded",
+        ),
+        client.post(
+            f"/fhir/R4/Patient/{world['patient']}/$declare-access",
+            '{"resourceType": "Parameters", "parameter": [{"name": "motif", "valueString": "a\\u0000"}]}',
+            content_type="application/fhir+json",
+        ),
+    ]
+    assert [a.status_code for a in answers] == [400] * 4
+    assert {outcome_code(a) for a in answers} == {"invalid-characters"}
+    assert len(events()) == before

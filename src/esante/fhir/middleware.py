@@ -19,6 +19,11 @@ def _in_api(request: HttpRequest) -> bool:
     return request.path.startswith(PREFIX) and not request.path.startswith(OAUTH_PREFIX)
 
 
+def _has_nul(request: HttpRequest) -> bool:
+    query = request.META.get("QUERY_STRING", "").lower()
+    return "\x00" in request.path or "%00" in query or "\x00" in query
+
+
 class FhirErrorMiddleware:
     """Under ``/fhir/``: an error response that is not FHIR (Django's 404 page, ninja's 405, a
     400 for a bad host) and an unexpected exception (500) answer an ``OperationOutcome``."""
@@ -27,6 +32,14 @@ class FhirErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _in_api(request) and _has_nul(request):
+            # No database stores a NUL character (PostgreSQL refuses it in text and JSON): such a
+            # request is bad input, refused before any view, search or audit event sees it.
+            return error_response(
+                FhirError(
+                    400, "invalid-characters", "La requête contient un caractère nul.", issue_type="invalid"
+                )
+            )
         response = self.get_response(request)
         if not _in_api(request) or response.status_code < 400:
             return response

@@ -33,8 +33,11 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
             "Le corps doit être en application/fhir+json.",
             issue_type="not-supported",
         )
+    raw = request.body
+    if b"\x00" in raw or b"\\u0000" in raw.lower():
+        raise invalid("invalid-characters", "Le corps contient un caractère nul.")
     try:
-        body = json.loads(request.body)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise invalid("invalid-json", "Le corps n'est pas du JSON valide.") from None
     if not isinstance(body, dict):
@@ -48,6 +51,8 @@ def search_body(request: HttpRequest) -> QueryDict:
     fhirpy), added to the query string's. Never from the URL alone: criteria stay out of logs."""
     params = request.GET.copy()
     if request.content_type == "application/x-www-form-urlencoded":
+        if "%00" in request.body.decode("latin-1").lower():
+            raise invalid("invalid-characters", "Le corps contient un caractère nul.")
         for key in request.POST:
             params.setlist(key, [*params.getlist(key), *request.POST.getlist(key)])
         return params
