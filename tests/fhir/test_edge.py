@@ -44,7 +44,8 @@ def test_smart_configuration() -> None:
     [
         ("get", "/fhir/R4/", 405, "method-not-allowed"),
         ("get", "/fhir/R4/Nothing/1", 404, "not-found"),
-        ("get", "/fhir/R4/%00%ff", 404, "not-found"),
+        ("get", "/fhir/R4/%00%ff", 400, "invalid-characters"),
+        ("get", "/fhir/R4/%ff%fe", 404, "not-found"),
         ("delete", "/fhir/R4/metadata", 405, "method-not-allowed"),
     ],
 )
