@@ -33,7 +33,9 @@ def test_missing_and_forbidden_records_raise_the_same_error_and_are_both_traced(
     assert [(e.action, e.outcome, e.client_address) for e in events] == [
         ("record.open", "refused", "192.0.2.7")
     ] * 3
-    assert [e.details["reason"] for e in events] == ["unknown", "no_grant", "unknown"]
+    assert [e.details for e in events] == [
+        {"reason": reason, "channel": "portal"} for reason in ("unknown", "no_grant", "unknown")
+    ]
     assert events[1].patient == patient
     assert not RecordOpening.objects.exists()
 

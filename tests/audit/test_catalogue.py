@@ -48,9 +48,31 @@ def _members_named_in_src() -> set[str]:
     }
 
 
+# The helpers that fold repeated events into one ``audit_record`` call: the action comes first,
+# positionally (``account_trace(AuditAction.LOGIN_CODE, key=...)``).
+TRACE_HELPERS = {"account_trace", "wizard_event", "_device_trace", "locked_refusal"}
+
+
+def _helper_calls() -> list[tuple[Path, ast.Call]]:
+    return [
+        (path, node)
+        for path, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (getattr(node.func, "id", None) or getattr(node.func, "attr", None)) in TRACE_HELPERS
+        and node.args
+    ]
+
+
 def test_every_audit_record_call_names_its_action_without_a_string() -> None:
     calls = _audit_record_calls()
-    assert len(calls) > 50
+    helpers = _helper_calls()
+    assert len(calls) > 40 and len(helpers) > 15
+    for path, call in helpers:
+        action = call.args[0]
+        assert not isinstance(action, ast.Constant | ast.JoinedStr | ast.BinOp), (
+            f"{path}:{call.lineno}: action given as a string, not a catalogue member"
+        )
     for path, call in calls:
         keywords = {keyword.arg: keyword.value for keyword in call.keywords}
         assert "action" in keywords, f"{path}:{call.lineno} audit_record without action="

@@ -195,7 +195,8 @@ def test_filters_and_new_documents_across_two_visits(peppa: Patient, record: dic
     start = last_sequence()
     partial = client.get(url + "?vue=documentaire&classeur=hospital", HTTP_HX_REQUEST="true")
     assert events_after(start) == [("record.view", "success")]  # a partial re-read is traced too
-    assert AuditEvent.objects.get(sequence=start + 1).details["filters"] == {"classeur": "hospital"}
+    viewed = AuditEvent.objects.get(sequence=start + 1)
+    assert viewed.details["filters"] == {"classeur": "hospital"} and viewed.details["channel"] == "portal"
     assert "<html" not in partial.content.decode() and "Lettre de sortie PDF" in partial.content.decode()
 
 

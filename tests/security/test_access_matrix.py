@@ -134,6 +134,8 @@ def _client(user: User) -> Client:
 
 
 def _no_patient_data(body: bytes, patient: Patient) -> None:
+    # The masked CSRF tokens are random letters and digits: "Pig" turns up in one now and then.
+    body = TOKEN.sub(b"", body)
     for value in (patient.birth_name, patient.first_names, patient.matricule, patient.dossier_number):
         assert value.encode() not in body, value
 

@@ -104,15 +104,36 @@ class RecordGate:
         details: dict[str, Any] | None = None,
     ) -> None:
         """Traces a refusal in a transaction of its own (the refused action wrote nothing)."""
-        audit_record(
-            action=action,
+        self.trace(
+            action,
             outcome=AuditOutcome.REFUSED,
-            actor=self.actor.user,
             patient=patient,
             object_type=object_type,
             object_id=object_id[:64],
-            client_address=self.client_address,
             details={**(details or {}), "reason": reason},
+        )
+
+    def trace(
+        self,
+        action: AuditAction,
+        *,
+        patient: Patient | None,
+        details: dict[str, Any],
+        outcome: AuditOutcome = AuditOutcome.SUCCESS,
+        object_type: str = "",
+        object_id: str = "",
+    ) -> None:
+        """The one way the gate writes an event: the actor, the client address and the channel
+        (``details["channel"]``) of this request."""
+        audit_record(
+            action=action,
+            outcome=outcome,
+            actor=self.actor.user,
+            patient=patient,
+            object_type=object_type,
+            object_id=object_id,
+            client_address=self.client_address,
+            details={**details, "channel": self.channel.value},
         )
 
     def not_found(self, action: AuditAction, error: RecordNotFound, object_id: object) -> RecordNotFound:
@@ -214,20 +235,14 @@ class RecordGate:
 
     def record_viewed(self, access: RecordAccess, *, view: str, filters: dict[str, str]) -> None:
         """Traces a re-read of an open record (a filter or tab change without reloading)."""
-        audit_record(
-            action=AuditAction.RECORD_VIEW,
-            actor=self.actor.user,
-            patient=access.patient,
-            client_address=self.client_address,
-            details={"view": view, "filters": filters},
+        self.trace(
+            AuditAction.RECORD_VIEW, patient=access.patient, details={"view": view, "filters": filters}
         )
 
     def record_searched(self, access: RecordAccess, *, words: str, results: int) -> None:
         """Traces a keyword search in the record ("Rechercher un document")."""
-        audit_record(
-            action=AuditAction.RECORD_SEARCH,
-            actor=self.actor.user,
+        self.trace(
+            AuditAction.RECORD_SEARCH,
             patient=access.patient,
-            client_address=self.client_address,
             details={"words": words[:200], "results": results},
         )

@@ -6,6 +6,7 @@ code may be requested only after ``ESANTE_OTP_RESEND_SECONDS``. Callers lock the
 (``select_for_update``) around ``otp_check`` so two concurrent tries cannot both use one code.
 """
 
+import dataclasses
 import datetime
 import enum
 from typing import Any, TypeAlias
@@ -52,25 +53,51 @@ def otp_issue(device: LoginDevice) -> str:
     return code
 
 
+@dataclasses.dataclass(frozen=True)
+class OtpVerdict:
+    """What one try does to a stored code: the result, the new failure count, and whether the
+    stored code is now dead (consumed on success, killed by the last wrong try)."""
+
+    result: OtpCheck
+    failures: int
+    spent: bool
+
+
+def otp_verify(
+    *, scope: str, digest: str | None, valid_until: datetime.datetime | None, failures: int, code: str
+) -> OtpVerdict:
+    """The one check of a one-time code, whatever holds it (a login device, the activation
+    wizard): live and unexpired, compared in constant time, dead after the last wrong try."""
+    if not digest or valid_until is None or timezone.now() >= valid_until:
+        return OtpVerdict(OtpCheck.EXPIRED, failures, spent=False)
+    if digests_match(digest, one_time_code_digest(scope, code)):
+        return OtpVerdict(OtpCheck.ACCEPTED, 0, spent=True)
+    failures += 1
+    return OtpVerdict(OtpCheck.WRONG, failures, spent=failures >= settings.ESANTE_OTP_MAX_TRIES)
+
+
 def otp_check(device: LoginDevice, code: str) -> OtpCheck:
     """Checks a code against the device's live code; consumes it on success, counts a failure."""
+    verdict = otp_verify(
+        scope=device_scope(device),
+        digest=device.token,
+        valid_until=device.valid_until,
+        failures=device.throttling_failure_count,
+        code=code,
+    )
+    if verdict.result is OtpCheck.EXPIRED:
+        return verdict.result
     now = timezone.now()
-    if not device.token or now >= device.valid_until:
-        return OtpCheck.EXPIRED
-    if digests_match(device.token, one_time_code_digest(device_scope(device), code)):
-        device.token = None
-        device.valid_until = now
-        device.throttling_failure_count = 0
+    device.throttling_failure_count = verdict.failures
+    if verdict.result is OtpCheck.ACCEPTED:
         device.last_used_at = now
-        device.save()
-        return OtpCheck.ACCEPTED
-    device.throttling_failure_count += 1
-    device.throttling_failure_timestamp = now
-    if device.throttling_failure_count >= settings.ESANTE_OTP_MAX_TRIES:
+    else:
+        device.throttling_failure_timestamp = now
+    if verdict.spent:
         device.token = None
         device.valid_until = now
     device.save()
-    return OtpCheck.WRONG
+    return verdict.result
 
 
 def login_device_for(user: Any) -> LoginDevice | None:

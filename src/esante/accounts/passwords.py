@@ -22,12 +22,13 @@ from django.utils.translation import gettext, gettext_noop
 
 from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
-from esante.audit.services import audit_record
 
 from .models import Certificate, Professional, User
-from .throttling import account_failure, account_lock_check, audit_locks, lock_message
+from .notices import audit_locks
+from .throttling import account_failure, account_lock_check, lock_message
+from .tracing import account_trace
 
-# How the session logged in, recorded in the session at login (``views._complete_login``).
+# How the session logged in, recorded in the session at login (``views.session._complete_login``).
 LOGIN_CERTIFICATE = "certificate"
 LOGIN_PASSWORD_OTP = "password+otp"  # noqa: S105 (the name of a login method, not a secret)
 
@@ -71,14 +72,8 @@ def password_change_by_certificate(
     key = user.get_username()
     lock = account_lock_check(key)  # the account's row stays locked until the end: one change at a time
     if lock is not None:
-        audit_record(
-            action=AuditAction.PASSWORD_CHANGE,
-            outcome=AuditEvent.Outcome.REFUSED,
-            actor=user,
-            object_type="account",
-            object_id=key,
-            client_address=client_address,
-            details={"reason": "locked"},
+        account_trace(
+            AuditAction.PASSWORD_CHANGE, key=key, user=user, client_address=client_address, reason="locked"
         )
         return PasswordOutcome(ok=False, message=lock_message(lock), locked_until=lock)
     fingerprint = (login or {}).get("fingerprint", "")
@@ -94,14 +89,13 @@ def password_change_by_certificate(
     if not bound:
         reason = "not_certificate_login" if not session_may_change_password(login) else "certificate_unbound"
         new_lock = account_failure(key)
-        audit_record(
-            action=AuditAction.PASSWORD_CHANGE,
-            outcome=AuditEvent.Outcome.REFUSED,
-            actor=user,
-            object_type="account",
-            object_id=key,
+        account_trace(
+            AuditAction.PASSWORD_CHANGE,
+            key=key,
+            user=user,
             client_address=client_address,
-            details={"reason": reason, "login": (login or {}).get("method", "")},
+            reason=reason,
+            details={"login": (login or {}).get("method", "")},
         )
         audit_locks(
             user=user, key=key, account_lock=new_lock, address_lock=None, client_address=client_address
@@ -116,12 +110,12 @@ def password_change_by_certificate(
         raise ValidationError({"password1": exc.messages}) from exc
     account.set_password(password)
     account.save(update_fields=["password"])
-    audit_record(
-        action=AuditAction.PASSWORD_CHANGE,
-        actor=account,
-        object_type="account",
-        object_id=key,
+    account_trace(
+        AuditAction.PASSWORD_CHANGE,
+        key=key,
+        user=account,
         client_address=client_address,
+        outcome=AuditEvent.Outcome.SUCCESS,
         details={"factor": LOGIN_CERTIFICATE, "certificate": fingerprint},
     )
     return PasswordOutcome(ok=True, user=account)

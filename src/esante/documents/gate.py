@@ -12,7 +12,6 @@ from django.db.models import QuerySet
 from esante.access.gate import RecordAccess, RecordGate
 from esante.access.models import AccessGrant
 from esante.audit.catalogue import AuditAction
-from esante.audit.services import audit_record
 from esante.patients.models import Patient
 
 from .models import Document
@@ -79,12 +78,10 @@ class DocumentGate(RecordGate):
 
     def document_read(self, document: Document, *, action: AuditAction = AuditAction.DOCUMENT_READ) -> None:
         """Traces one reading of a document the gate authorised."""
-        audit_record(
-            action=action,
-            actor=self.actor.user,
+        self.trace(
+            action,
             patient=document.patient,
             object_type="document",
             object_id=str(document.public_id),
-            client_address=self.client_address,
             details={"type": document.type_code, "confidentiality": document.confidentiality},
         )

@@ -6,7 +6,6 @@ from django.db import transaction
 from django.utils.translation import gettext
 
 from esante.audit.catalogue import AuditAction
-from esante.audit.services import audit_record
 
 from .. import certificates
 from ..models import (
@@ -14,7 +13,7 @@ from ..models import (
     Certificate,
     Professional,
 )
-from .wizard import REFUSED, Step, StepOutcome, trace, wizard_locked
+from .wizard import REFUSED, Step, StepOutcome, trace, wizard_event, wizard_locked
 
 
 @transaction.atomic
@@ -72,12 +71,11 @@ def certificate_names(
     wizard.certificate_pem = ""
     wizard.step = Step.CERTIFICATE
     wizard.save()
-    audit_record(
-        action=AuditAction.ACTIVATION_CERTIFICATE_MISMATCH,
-        outcome=REFUSED,
+    wizard_event(
+        wizard,
+        AuditAction.ACTIVATION_CERTIFICATE_MISMATCH,
         actor=professional.user,
-        object_type="activation",
-        object_id=wizard.pk,
+        outcome=REFUSED,
         client_address=client_address,
         details={"subject": verified.subject},
     )

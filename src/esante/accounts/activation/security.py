@@ -13,10 +13,9 @@ from django.utils.translation import gettext
 from django_otp.plugins.otp_email.models import EmailDevice
 
 from esante.audit.catalogue import AuditAction
-from esante.audit.services import audit_record
 
 from .. import certificates
-from ..codes import digests_match, one_time_code_digest, one_time_code_new
+from ..codes import one_time_code_digest, one_time_code_new
 from ..delivery import DeliveryError, code_deliver
 from ..models import (
     ActivationLetter,
@@ -27,6 +26,7 @@ from ..models import (
     SmsDevice,
     User,
 )
+from ..otp import OtpCheck, otp_verify
 from ..services import WRONG_ACTIVATION, mobile_normalise, resend_message
 from ..throttling import (
     account_hold,
@@ -45,6 +45,7 @@ from .wizard import (
     activation_failure_trace,
     current_time,
     trace,
+    wizard_event,
     wizard_locked,
 )
 
@@ -111,23 +112,21 @@ def wizard_security_choose(
     except DeliveryError as exc:
         wizard.code_digest, wizard.code_valid_until, wizard.code_sent_at = "", None, None
         wizard.save()
-        audit_record(
-            action=AuditAction.OTP_SEND,
-            outcome=FAILURE,
+        wizard_event(
+            wizard,
+            AuditAction.OTP_SEND,
             actor=professional.user,
-            object_type="activation",
-            object_id=wizard.pk,
+            outcome=FAILURE,
             client_address=client_address,
             details={"channel": channel, "error": str(exc)[:200]},
         )
         return StepOutcome(
             ok=False, message=gettext("Le code n'a pas pu être envoyé. Vérifiez le numéro ou l'adresse.")
         )
-    audit_record(
-        action=AuditAction.OTP_SEND,
+    wizard_event(
+        wizard,
+        AuditAction.OTP_SEND,
         actor=professional.user,
-        object_type="activation",
-        object_id=wizard.pk,
         client_address=client_address,
         details={"channel": channel},
     )
@@ -163,8 +162,14 @@ def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_addres
     if address_lock is not None:
         trace(wizard, "security", outcome=REFUSED, client_address=client_address, reason="address_locked")
         return StepOutcome(ok=False, message=lock_message(address_lock))
-    now = current_time()
-    if not wizard.code_digest or wizard.code_valid_until is None or now >= wizard.code_valid_until:
+    verdict = otp_verify(
+        scope=f"activation:{wizard.pk}",
+        digest=wizard.code_digest,
+        valid_until=wizard.code_valid_until,
+        failures=wizard.code_failed_attempts,
+        code=code,
+    )
+    if verdict.result is OtpCheck.EXPIRED:
         trace(wizard, "security", outcome=FAILURE, client_address=client_address, reason="no_live_code")
         return StepOutcome(
             ok=False,
@@ -172,9 +177,9 @@ def wizard_security_verify(*, wizard: ActivationWizard, code: str, client_addres
                 "Ce code n'est plus valable. Cliquez sur « Valider » pour en recevoir un nouveau."
             ),
         )
-    if not digests_match(wizard.code_digest, one_time_code_digest(f"activation:{wizard.pk}", code)):
-        wizard.code_failed_attempts += 1
-        if wizard.code_failed_attempts >= settings.ESANTE_OTP_MAX_TRIES:
+    if verdict.result is OtpCheck.WRONG:
+        wizard.code_failed_attempts = verdict.failures
+        if verdict.spent:
             wizard.code_digest, wizard.code_valid_until = "", None
         wizard.save()
         letter = (

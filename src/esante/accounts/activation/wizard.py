@@ -20,11 +20,10 @@ from ..models import (
     LoginThrottle,
     Professional,
 )
+from ..notices import attack_notify, audit_locks
 from ..throttling import (
     Delay,
     address_failure,
-    attack_notify,
-    audit_locks,
     pair_failure,
 )
 
@@ -66,13 +65,34 @@ def trace(
     **details: Any,
 ) -> None:
     professional = wizard.professional
-    audit_record(
+    wizard_event(
+        wizard,
         # One member per step: AuditAction.ACTIVATION_TERMS, _CERTIFICATE, _CODE, ... (a step
         # missing from the catalogue raises ValueError).
-        action=AuditAction.of(f"accounts.activation.{step}"),
-        outcome=outcome,
+        AuditAction.of(f"accounts.activation.{step}"),
         actor=professional.user if professional else None,
-        actor_label="" if professional else "anonymous",
+        outcome=outcome,
+        client_address=client_address,
+        details=details,
+    )
+
+
+def wizard_event(
+    wizard: ActivationWizard,
+    action: AuditAction,
+    *,
+    actor: Any,
+    details: dict[str, Any],
+    outcome: AuditOutcome = AuditOutcome.SUCCESS,
+    client_address: str | None = None,
+) -> None:
+    """The one way the activation traces an event about a wizard (a step, a code sent, a
+    certificate refused); ``actor`` is the professional's user once known, else "anonymous"."""
+    audit_record(
+        action=action,
+        outcome=outcome,
+        actor=actor,
+        actor_label="" if actor is not None else "anonymous",
         object_type="activation",
         object_id=wizard.pk,
         client_address=client_address,

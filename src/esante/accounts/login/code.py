@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from esante.audit.catalogue import AuditAction
+from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.services import audit_record
 
 from ..delivery import DeliveryError, code_deliver
@@ -32,6 +32,7 @@ from ..throttling import (
     pair_delay_check,
     pair_success,
 )
+from ..tracing import account_trace
 from .outcome import (
     LoginOutcome,
     delay_outcome,
@@ -43,30 +44,42 @@ from .outcome import (
 )
 
 
-def send_login_code(*, device: LoginDevice, user: Any, client_address: str | None) -> LoginOutcome:
-    channel, address = device_address(device)
-    code = otp_issue(device)
-    try:
-        code_deliver(channel=channel, address=address, code=code)
-    except DeliveryError as exc:
-        audit_record(
-            action=AuditAction.OTP_SEND,
-            outcome=FAILURE,
-            actor=user,
-            object_type="otp_device",
-            object_id=device.persistent_id,
-            client_address=client_address,
-            details={"channel": channel, "error": str(exc)[:200]},
-        )
-        return LoginOutcome(ok=False, message=gettext("Le code n'a pas pu être envoyé. Réessayez plus tard."))
+def _device_trace(
+    action: AuditAction,
+    *,
+    user: Any,
+    device: LoginDevice,
+    client_address: str | None,
+    details: dict[str, Any],
+    outcome: AuditOutcome = AuditOutcome.SUCCESS,
+) -> None:
+    """One event about the user's code device (a code sent, refused, checked)."""
     audit_record(
-        action=AuditAction.OTP_SEND,
+        action=action,
+        outcome=outcome,
         actor=user,
         object_type="otp_device",
         object_id=device.persistent_id,
         client_address=client_address,
-        details={"channel": channel},
+        details=details,
     )
+
+
+def send_login_code(*, device: LoginDevice, user: Any, client_address: str | None) -> LoginOutcome:
+    channel, address = device_address(device)
+    code = otp_issue(device)
+    trace = {"user": user, "device": device, "client_address": client_address}
+    try:
+        code_deliver(channel=channel, address=address, code=code)
+    except DeliveryError as exc:
+        _device_trace(
+            AuditAction.OTP_SEND,
+            **trace,
+            outcome=FAILURE,
+            details={"channel": channel, "error": str(exc)[:200]},
+        )
+        return LoginOutcome(ok=False, message=gettext("Le code n'a pas pu être envoyé. Réessayez plus tard."))
+    _device_trace(AuditAction.OTP_SEND, **trace, details={"channel": channel})
     return LoginOutcome(ok=True, user=user, device=device)
 
 
@@ -78,31 +91,22 @@ def login_code_resend(*, user: Any, client_address: str | None) -> LoginOutcome:
         return LoginOutcome(ok=False, message=gettext(NO_DEVICE))
     ready = resend_available_at(device)
     if ready is not None:
-        audit_record(
-            action=AuditAction.OTP_SEND,
-            outcome=REFUSED,
-            actor=user,
-            object_type="otp_device",
-            object_id=device.persistent_id,
+        _device_trace(
+            AuditAction.OTP_SEND,
+            user=user,
+            device=device,
             client_address=client_address,
+            outcome=REFUSED,
             details={"reason": "too_soon"},
         )
         return LoginOutcome(ok=False, message=resend_message(ready))
     return send_login_code(device=device, user=user, client_address=client_address)
 
 
-@transaction.atomic
-def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutcome:
-    """Second factor: the one-time code. Locks the account's counter row, then the pair's, then
-    the device row, while checking it: concurrent codes are evaluated one after the other.
-
-    A wrong code counts like a wrong password on the account and on the (account, address) pair
-    (delays after three, an account lock far later, the professional told by e-mail); three wrong
-    codes kill the code. A delay keeps the pending login (``delayed_until``); a lock ends it
-    (``locked_until``).
-    """
-    key = user.get_username()
-    # Locked before the device row, as in login_password: concurrent codes queue on the account.
+def _code_step_refusal(*, user: Any, key: str, client_address: str | None) -> LoginOutcome | LoginDevice:
+    """The checks before a code is read: the account locked, this network delayed on it, no
+    device or an account not active (each refusal traced). Returns the refusal, or the user's
+    device, locked for update (after the account's and the pair's counter rows)."""
     account_lock = account_lock_check(key)
     if account_lock is not None:
         return locked_refusal(
@@ -130,40 +134,26 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
         or not user.is_active
         or (professional and professional.state != Professional.State.ACTIVE)
     ):
-        audit_record(
-            action=AuditAction.LOGIN_CODE,
-            outcome=REFUSED,
-            actor=user,
-            object_type="account",
-            object_id=key,
-            client_address=client_address,
-            details={"reason": "inactive"},
+        account_trace(
+            AuditAction.LOGIN_CODE, key=key, user=user, client_address=client_address, reason="inactive"
         )
         return LoginOutcome(ok=False, message=gettext(SUSPENDED))
-    result = otp_check(device, code)
-    if result is OtpCheck.ACCEPTED:
-        account_success(key)
-        pair_success(LoginThrottle.Scope.PAIR, key, client_address)
-        User.objects.filter(pk=user.pk).update(last_login=timezone.now())
-        audit_record(
-            action=AuditAction.LOGIN_CODE,
-            actor=user,
-            object_type="otp_device",
-            object_id=device.persistent_id,
-            client_address=client_address,
-            details={"factor": "password+otp"},
-        )
-        return LoginOutcome(ok=True, user=user, device=device)
+    return device
+
+
+def _code_failure(
+    *, user: Any, key: str, device: LoginDevice, result: OtpCheck, client_address: str | None
+) -> LoginOutcome:
+    """A wrong or dead code: counted on the account and the pair, traced, then what it imposed."""
     counted = login_failure(
         user=user, key=key, factor="otp", client_address=client_address, address_scope=False
     )
-    audit_record(
-        action=AuditAction.LOGIN_CODE,
-        outcome=FAILURE,
-        actor=user,
-        object_type="otp_device",
-        object_id=device.persistent_id,
+    _device_trace(
+        AuditAction.LOGIN_CODE,
+        user=user,
+        device=device,
         client_address=client_address,
+        outcome=FAILURE,
         details={"reason": result.value},
     )
     failure_trace(user=user, key=key, client_address=client_address, counted=counted)
@@ -177,3 +167,34 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
             ok=False, message=gettext("Ce code n'est plus valable. Demandez un nouveau code.")
         )
     return LoginOutcome(ok=False, message=gettext("Le code saisi est incorrect."))
+
+
+@transaction.atomic
+def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutcome:
+    """Second factor: the one-time code. Locks the account's counter row, then the pair's, then
+    the device row, while checking it: concurrent codes are evaluated one after the other.
+
+    A wrong code counts like a wrong password on the account and on the (account, address) pair
+    (delays after three, an account lock far later, the professional told by e-mail); three wrong
+    codes kill the code. A delay keeps the pending login (``delayed_until``); a lock ends it
+    (``locked_until``).
+    """
+    key = user.get_username()
+    # Locked before the device row, as in login_password: concurrent codes queue on the account.
+    device = _code_step_refusal(user=user, key=key, client_address=client_address)
+    if isinstance(device, LoginOutcome):
+        return device
+    result = otp_check(device, code)
+    if result is not OtpCheck.ACCEPTED:
+        return _code_failure(user=user, key=key, device=device, result=result, client_address=client_address)
+    account_success(key)
+    pair_success(LoginThrottle.Scope.PAIR, key, client_address)
+    User.objects.filter(pk=user.pk).update(last_login=timezone.now())
+    _device_trace(
+        AuditAction.LOGIN_CODE,
+        user=user,
+        device=device,
+        client_address=client_address,
+        details={"factor": "password+otp"},
+    )
+    return LoginOutcome(ok=True, user=user, device=device)

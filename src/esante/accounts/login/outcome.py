@@ -7,27 +7,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from esante.audit.catalogue import AuditAction
-from esante.audit.services import audit_record
 
 from ..models import (
     LoginThrottle,
     Professional,
 )
+from ..notices import attack_notify, audit_locks
 from ..otp import (
     LoginDevice,
 )
-from ..services import REFUSED
 from ..throttling import (
     Delay,
     account_failure,
     account_lock_message,
     address_failure,
-    attack_notify,
-    audit_locks,
     delay_message,
     lock_message,
     pair_failure,
 )
+from ..tracing import account_trace
 
 
 @dataclass
@@ -60,7 +58,6 @@ def locked_refusal(
     *,
     client_address: str | None,
     actor: Any = None,
-    actor_label: str = "",
     account: str = "",
     reason: str = "locked",
     account_locked: bool = False,
@@ -68,16 +65,7 @@ def locked_refusal(
     """A login step refused without evaluating it: the account is locked (``reason="locked"``),
     the address is blocked, or this address must wait on this account (``"delayed"``). Traced,
     with the message saying when to retry."""
-    audit_record(
-        action=action,
-        outcome=REFUSED,
-        actor=actor,
-        actor_label=actor_label,
-        object_type="account" if account else "",
-        object_id=account,
-        client_address=client_address,
-        details={"reason": reason},
-    )
+    account_trace(action, key=account, user=actor, client_address=client_address, reason=reason)
     if reason == "delayed":
         return delay_outcome(until)
     return lock_outcome(until, account=account_locked)
