@@ -202,13 +202,11 @@ class RecordGate:
         """The patient's identity, read under a current grant (the API's ``Patient`` read), traced
         as ``patient.read``. ``RecordNotFound`` (traced) when missing or forbidden."""
         access = self.record(public_id, action=AuditAction.PATIENT_READ)
-        audit_record(
-            action=AuditAction.PATIENT_READ,
-            actor=self.actor.user,
+        self.trace(
+            AuditAction.PATIENT_READ,
             patient=access.patient,
             object_type="AccessGrant",
-            object_id=access.grant.pk,
-            client_address=self.client_address,
+            object_id=str(access.grant.pk),
             details={"mode": access.grant.mode},
         )
         return access

@@ -44,13 +44,11 @@ class DocumentGate(RecordGate):
     ) -> None:
         """Traces a search of the record's documents (the API's DocumentReference search), or of
         its prescriptions (``prescription.search``)."""
-        audit_record(
-            action=action,
-            actor=self.actor.user,
+        self.trace(
+            action,
             patient=access.patient,
             object_type="AccessGrant",
-            object_id=access.grant.pk,
-            client_address=self.client_address,
+            object_id=str(access.grant.pk),
             details={"filters": filters, "results": results},
         )
 
