@@ -102,4 +102,8 @@ def smart_configuration(request: HttpRequest) -> HttpResponse:
     return response
 
 
-from . import routes  # noqa: E402,F401  (registers the resource routes on ``api``)
+from .routes import audit, documents, medication, patient, submission  # noqa: E402
+
+# Each resource module has its own router, so the routes import nothing from here (no cycle).
+for _module in (patient, documents, medication, submission, audit):
+    api.add_router("", _module.router)

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from ninja import Router
 
 from esante.audit.catalogue import AuditAction
 from esante.audit.selectors import events_of_actor
@@ -9,14 +10,15 @@ from esante.audit.services import audit_record, audit_via
 from esante.core.http import client_address
 
 from .. import audit_event, patient
-from ..api import api
 from ..auth import caller
 from ..bundle import searchset
 from ..capability import base_url
 from ..outcome import fhir_response
 
+router = Router()
 
-@api.get("/AuditEvent")
+
+@router.get("/AuditEvent")
 def audit_event_search(request: HttpRequest) -> HttpResponse:
     """The events of the token's professional's own actions, newest first; the reading is traced."""
     who = caller(request, resource_type="AuditEvent", permission="s")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import HttpRequest, HttpResponse, QueryDict
+from ninja import Router
 
 from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_via
@@ -14,12 +15,13 @@ from esante.documents.models import Document, MediaType
 from esante.documents.views import CONTENT_CSP, PDF_CSP
 
 from .. import document_reference, patient
-from ..api import api
 from ..auth import ApiCaller, caller
 from ..bundle import searchset
 from ..capability import base_url
 from ..outcome import FhirError, fhir_response
 from .common import search_body
+
+router = Router()
 
 
 def document_gate(request: HttpRequest, who: ApiCaller) -> DocumentGate:
@@ -38,13 +40,13 @@ def document_patient(document_id: str) -> str:
     return str(found or uuid.uuid4())
 
 
-@api.get("/DocumentReference")
+@router.get("/DocumentReference")
 def document_reference_search(request: HttpRequest) -> HttpResponse:
     """ITI-67: a patient's documents the caller may read (confidentiality, hidden documents)."""
     return _document_search(request, lambda: request.GET)
 
 
-@api.post("/DocumentReference/_search")
+@router.post("/DocumentReference/_search")
 def document_reference_search_post(request: HttpRequest) -> HttpResponse:
     """ITI-67 by POST."""
     return _document_search(request, lambda: search_body(request))
@@ -82,7 +84,7 @@ def _document_search(request: HttpRequest, read_params: Callable[[], QueryDict])
         )
 
 
-@api.get("/DocumentReference/{document_id}")
+@router.get("/DocumentReference/{document_id}")
 def document_reference_read(request: HttpRequest, document_id: str) -> HttpResponse:
     """One DocumentReference, traced as a document read; 404 when missing or not visible."""
     who = caller(request, resource_type="DocumentReference", permission="r")
@@ -101,7 +103,7 @@ def _accepts(request: HttpRequest, media_type: str) -> bool:
     return bool(offered & {"*/*", f"{main}/*", media_type.lower()})
 
 
-@api.get("/DocumentReference/{document_id}/content")
+@router.get("/DocumentReference/{document_id}/content")
 def document_reference_content(request: HttpRequest, document_id: str) -> HttpResponse:
     """ITI-68: the document's bytes with their content type, under the portal's sandbox policy."""
     who = caller(request, resource_type="DocumentReference", permission="r")

@@ -4,6 +4,7 @@ import re
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from ninja import Router
 
 from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_via
@@ -13,7 +14,6 @@ from esante.dispensing.selectors import prescription_lines_of
 from esante.dispensing.services import prescription_mark_dispensed
 
 from .. import document_reference, medication_dispense, medication_request, patient
-from ..api import api
 from ..auth import caller
 from ..bundle import searchset
 from ..capability import base_url
@@ -21,8 +21,10 @@ from ..outcome import FhirError, fhir_response, invalid
 from .common import read_json
 from .documents import document_gate, document_patient
 
+router = Router()
 
-@api.get("/MedicationRequest")
+
+@router.get("/MedicationRequest")
 def medication_request_search(request: HttpRequest) -> HttpResponse:
     """The prescription lines of a patient's prescriptions the caller may read, with what
     remains to be delivered (search by ``patient``, ``status``, ``authoredon``)."""
@@ -75,7 +77,7 @@ def _if_match(request: HttpRequest) -> int | None:
     return int(match[1])
 
 
-@api.post("/MedicationDispense")
+@router.post("/MedicationDispense")
 def medication_dispense_create(request: HttpRequest) -> HttpResponse:
     """Records a full or partial delivery of one prescription line, with the portal's guarantees:
     never beyond what was prescribed, even under concurrency (409), a stale ``If-Match`` (412),

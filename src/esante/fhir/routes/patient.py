@@ -4,17 +4,19 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict
+from ninja import Router
 
 from esante.access import services as access_services
 from esante.audit.services import audit_via
 
 from .. import declare_access, patient
-from ..api import api
 from ..auth import caller
 from ..bundle import searchset
 from ..capability import base_url
 from ..outcome import FhirError, fhir_response
 from .common import found_by_search, read_json, record_gate, remember_found, search_body
+
+router = Router()
 
 
 def _patient_search(request: HttpRequest, read_params: Callable[[], QueryDict]) -> HttpResponse:
@@ -58,19 +60,19 @@ def _patient_search(request: HttpRequest, read_params: Callable[[], QueryDict]) 
         return fhir_response(bundle)
 
 
-@api.get("/Patient")
+@router.get("/Patient")
 def patient_search_get(request: HttpRequest) -> HttpResponse:
     """ITI-78 by GET (software should prefer POST ``_search``: no matricule in a URL)."""
     return _patient_search(request, lambda: request.GET)
 
 
-@api.post("/Patient/_search")
+@router.post("/Patient/_search")
 def patient_search_post(request: HttpRequest) -> HttpResponse:
     """ITI-78 by POST (form-encoded parameters in the body)."""
     return _patient_search(request, lambda: search_body(request))
 
 
-@api.get("/Patient/{patient_id}")
+@router.get("/Patient/{patient_id}")
 def patient_read(request: HttpRequest, patient_id: str) -> HttpResponse:
     """The patient's identity, under a current grant; 404 otherwise (same as missing)."""
     who = caller(request, resource_type="Patient", permission="r")
@@ -79,7 +81,7 @@ def patient_read(request: HttpRequest, patient_id: str) -> HttpResponse:
         return fhir_response(patient.to_resource(access.patient, base_url(request)))
 
 
-@api.post("/Patient/{patient_id}/$declare-access")
+@router.post("/Patient/{patient_id}/$declare-access")
 def patient_declare_access(request: HttpRequest, patient_id: str) -> HttpResponse:
     """Opens an access to the record, as the portal's dialog does, with its rules and audit."""
     who = caller(request, resource_type="Patient", permission="r")

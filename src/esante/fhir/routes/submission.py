@@ -1,18 +1,20 @@
 """ITI-65 Provide Document Bundle: eServices submit documents with a backend-services token."""
 
 from django.http import HttpRequest, HttpResponse
+from ninja import Router
 
 from esante.audit.services import audit_via
 from esante.documents.services import DocumentRefused, documents_provide
 
 from .. import provide_bundle
-from ..api import api
 from ..auth import caller
 from ..outcome import FhirError, fhir_response
 from .common import read_json
 
+router = Router()
 
-@api.post("/", url_name="transaction")
+
+@router.post("/", url_name="transaction")
 def transaction(request: HttpRequest) -> HttpResponse:
     """A transaction Bundle (List + DocumentReference + Binary), filed all or nothing through
     ``documents_provide``; the submitting software is the source, the author stays the
