@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import AdminSite
 from django.contrib.auth.admin import UserAdmin
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -49,7 +49,39 @@ class OperatorAdminSite(OTPAdminSite):
 # django-otp's documented way to protect the default site in place.
 admin.site.__class__ = OperatorAdminSite
 
-admin.site.register(User, UserAdmin)
+
+@admin.register(User)
+class OperatorUserAdmin(UserAdmin):
+    """User accounts, as operators see them. No password is ever set here: a professional's comes
+    from the activation (after the letter code and a one-time code), an operator sets their own
+    with ``esante changepassword``; an account is created by activation or ``esante
+    createsuperuser``, not here. Only a superuser changes rights (staff, superuser, groups,
+    permissions); every change is traced."""
+
+    rights_fields = ("is_staff", "is_superuser", "groups", "user_permissions")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        raise PermissionDenied
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        readonly = ("password", "last_login", "date_joined")
+        if not request.user.is_superuser:
+            readonly += self.rights_fields
+        return readonly
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        operator_action_record(
+            action=AuditAction.ACCOUNT_ADMIN_CHANGE,
+            operator=request.user,
+            object_type="user",
+            object_id=obj.pk,
+            client_address=client_address(request),
+            details={"fields": sorted(form.changed_data)},
+        )
 
 
 class CertificateInline(admin.TabularInline):
