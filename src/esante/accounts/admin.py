@@ -67,7 +67,7 @@ class OperatorUserAdmin(UserAdmin):
         raise PermissionDenied
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        readonly = ("password", "last_login", "date_joined")
+        readonly: tuple[str, ...] = ("password", "last_login", "date_joined")
         if not request.user.is_superuser:
             readonly += self.rights_fields
         return readonly
