@@ -2,6 +2,7 @@
 portal shows, no more (confidentiality, hidden documents), each reading traced with the software."""
 
 import datetime
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from esante.documents.models import Document
 from esante.documents.services import document_submit
-from tests.access.factories import make_grant, make_patient
+from tests.access.factories import make_grant, make_patient, make_professional
 from tests.dispensing.conftest import submit_prescription
 
 from .conftest import api, events, outcome_code, validate
@@ -101,7 +102,11 @@ def test_search_filters_and_paging(token: dict[str, Any], record: dict[str, Any]
         ({"patient": "x", "status": "draft"}, "invalid-status"),
         ({"patient": "x", "date": "demain"}, "invalid-date"),
         ({"patient": "x", "type": "urn:other|1"}, "unknown-code-system"),
-        ({"patient": "x", "author.family": "Weber"}, "unknown-parameter"),
+        ({"patient": "x", "author.given": "Weber"}, "unknown-parameter"),
+        ({"patient": "x", "author.family": " "}, "invalid-author"),
+        ({"patient": "x", "patient.identifier": "urn:oid:1.3.182.4.4|1904112012345"}, "patient-required"),
+        ({"patient.identifier": "urn:other|1904112012345"}, "unknown-identifier-system"),
+        ({"patient.identifier": "urn:oid:1.3.182.4.4|"}, "identifier-value-missing"),
     ],
 )
 def test_bad_parameters_are_400(
@@ -183,3 +188,66 @@ def test_scope_needed_for_documents(software: Any, pharmacist: Any, record: dict
     )
     assert response.status_code == 403
     assert not events("document.search")
+
+
+MATRICULE = "urn:oid:1.3.182.4.4"
+
+
+@pytest.mark.django_db
+def test_search_by_patient_identifier_by_get_and_by_post(
+    token: dict[str, Any], record: dict[str, Any]
+) -> None:
+    patient = record["patient"]
+    by_id = _search(token, patient=str(patient.public_id)).json()
+    by_get = _search(token, **{"patient.identifier": f"{MATRICULE}|{patient.matricule}"})
+    by_post = api(token["access_token"]).post(
+        "/fhir/R4/DocumentReference/_search",
+        urllib.parse.urlencode({"patient.identifier": f"{MATRICULE}|{patient.matricule}"}),
+        content_type="application/x-www-form-urlencoded",
+    )
+    for response in (by_get, by_post):
+        assert response.status_code == 200
+        body = validate(response.json())
+        assert body.total == 2
+        assert {e.resource.id for e in body.entry} == {e["resource"]["id"] for e in by_id["entry"]}
+    searches = events("document.search")
+    assert [(e.outcome, e.patient_id) for e in searches] == [("success", patient.pk)] * 3
+
+
+@pytest.mark.django_db
+def test_patient_identifier_of_a_stranger_or_nobody_is_404_like_missing(
+    token: dict[str, Any], record: dict[str, Any]
+) -> None:
+    stranger = make_patient(birth_name="Autre", birth_date=datetime.date(1950, 1, 2))
+    submit(stranger)
+    before = len(events())
+    responses = [
+        _search(token, **{"patient.identifier": f"{MATRICULE}|{stranger.matricule}"}),
+        _search(token, **{"patient.identifier": f"{MATRICULE}|1950010299999"}),
+        _search(token, **{"patient.identifier": f"{MATRICULE}|pas-un-matricule"}),
+    ]
+    assert {r.status_code for r in responses} == {404}
+    assert len({r.content for r in responses}) == 1
+    assert all(b"Texte du document" not in r.content for r in responses)
+    written = events()[before:]
+    assert [(e.action, e.outcome) for e in written] == [("document.search", "refused")] * 3
+    assert [e.patient_id for e in written] == [stranger.pk, None, None]
+
+
+@pytest.mark.django_db
+def test_search_by_author_family(token: dict[str, Any], record: dict[str, Any]) -> None:
+    patient = record["patient"]
+    doctor = make_professional("doctor", last_name="Weber-Muller", first_name="Anne")
+    letter = submit(patient, title="Courrier", author=doctor, author_name="Dr Anne Weber-Muller")
+    for family in ("weber", "Weber-Muller", "WEBER-M"):
+        body = _search(token, patient=str(patient.public_id), **{"author.family": family}).json()
+        assert [e["resource"]["id"] for e in body["entry"]] == [str(letter.public_id)], family
+    resource = validate(body["entry"][0]["resource"])
+    assert resource.contained[0].name[0].family == "Weber-Muller"
+    assert resource.author[0].reference == "#author"
+    exact = _search(token, patient=str(patient.public_id), **{"author.family:exact": "Weber"}).json()
+    assert exact["total"] == 0
+    exact = _search(token, patient=str(patient.public_id), **{"author.family:exact": "Weber-Muller"}).json()
+    assert exact["total"] == 1
+    assert _search(token, patient=str(patient.public_id), **{"author.family": "Schmit"}).json()["total"] == 0
+    assert events("document.search")[0].details["filters"]["author.family"] == "weber"

@@ -38,6 +38,8 @@ RESOURCES: list[dict[str, Any]] = [
             {"name": "date", "type": "date"},
             {"name": "type", "type": "token"},
             {"name": "category", "type": "token"},
+            {"name": "patient.identifier", "type": "token"},
+            {"name": "author.family", "type": "string"},
         ],
     },
     {

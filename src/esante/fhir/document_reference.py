@@ -15,11 +15,26 @@ from esante.documents.models import Document
 from esante.documents.types import DOCUMENT_TYPES, class_label
 
 from .outcome import invalid
+from .patient import matricule_of
 
 LOINC = "http://loinc.org"
 CLASS_SYSTEM = "urn:esante:document-class"
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
-SEARCH_PARAMETERS = {"patient", "status", "date", "type", "category", "_count", "_page", "_format"}
+SEARCH_PARAMETERS = {
+    "patient",
+    "patient.identifier",
+    "status",
+    "date",
+    "type",
+    "category",
+    "author.family",
+    "author.family:exact",
+    "_count",
+    "_page",
+    "_format",
+}
+#: The local id of the contained ``Practitioner`` naming a registered author.
+AUTHOR_ID = "author"
 _STATUSES = {value for value, _ in Document.Status.choices}
 
 
@@ -76,19 +91,40 @@ def to_resource(document: Document, base: str) -> dict[str, Any]:
     }
     if document.source_system:
         resource["context"]["sourcePatientInfo"] = {"reference": f"Patient/{document.patient.public_id}"}
+    if document.author is not None:
+        # A registered author is named in a contained Practitioner, which ``author.family`` searches.
+        resource["contained"] = [
+            {
+                "resourceType": "Practitioner",
+                "id": AUTHOR_ID,
+                "name": [{"family": document.author.last_name, "given": [document.author.first_name]}],
+            }
+        ]
+        resource["author"] = [
+            {"reference": f"#{AUTHOR_ID}", "display": document.author_name or str(document.author)}
+        ]
     if not resource["author"]:
         del resource["author"]
     return resource
 
 
 def patient_id(params: QueryDict) -> str:
-    """The patient a search is about (``patient=ID``, ``Patient/ID`` or an absolute URL): required."""
+    """The patient a search is about (``patient=ID``, ``Patient/ID`` or an absolute URL), or ``""``
+    when it is named by ``patient.identifier`` (see ``patient_matricule``). One of them is required."""
     values = params.getlist("patient")
-    if len(values) != 1 or not values[0].strip():
+    identifiers = params.getlist("patient.identifier")
+    if len(values) + len(identifiers) != 1 or not (values or identifiers)[0].strip():
         raise invalid(
-            "patient-required", "La recherche de documents exige un et un seul paramètre « patient »."
+            "patient-required",
+            "La recherche de documents exige un et un seul paramètre « patient » ou « patient.identifier ».",
         )
-    return values[0].strip().rstrip("/").rsplit("/", 1)[-1]
+    return values[0].strip().rstrip("/").rsplit("/", 1)[-1] if values else ""
+
+
+def patient_matricule(params: QueryDict) -> str:
+    """The matricule of ``patient.identifier=urn:oid:1.3.182.4.4|M`` (``""`` when absent)."""
+    identifiers = params.getlist("patient.identifier")
+    return matricule_of(identifiers[0].strip()) if identifiers else ""
 
 
 def _token(value: str, system: str) -> str:
@@ -149,4 +185,11 @@ def search(documents: QuerySet[Document], params: QueryDict) -> tuple[QuerySet[D
     if classes := [_token(c, CLASS_SYSTEM) for value in params.getlist("category") for c in value.split(",")]:
         documents = documents.filter(class_code__in=classes)
         traced["category"] = ",".join(classes)
-    return documents.select_related("patient").order_by("-clinical_at", "-pk"), traced
+    for name, lookup in (("author.family", "istartswith"), ("author.family:exact", "exact")):
+        families = [value.strip() for value in params.getlist(name)]
+        if any(not family for family in families):
+            raise invalid("invalid-author", "Le nom de l'auteur recherché est vide.")
+        for family in families:
+            documents = documents.filter(**{f"author__last_name__{lookup}": family})
+            traced[name] = family
+    return documents.select_related("patient", "author").order_by("-clinical_at", "-pk"), traced

@@ -55,7 +55,8 @@ def _single(params: QueryDict, name: str) -> str:
     return values[0].strip() if values else ""
 
 
-def _matricule(identifier: str) -> str:
+def matricule_of(identifier: str) -> str:
+    """The matricule of a ``urn:oid:1.3.182.4.4|M`` token (or a bare ``M``)."""
     system, bar, value = identifier.rpartition("|")
     if not bar:
         system, value = "", identifier
@@ -93,7 +94,7 @@ def search_criteria(params: QueryDict) -> PatientSearchCriteria:
             raise invalid("invalid-id", "L'identifiant « _id » n'est pas valide.") from None
     family = _single(params, "family") or _single(params, "family:exact")
     given = _single(params, "given") or _single(params, "given:exact")
-    matricule = _matricule(_single(params, "identifier")) if "identifier" in params else ""
+    matricule = matricule_of(_single(params, "identifier")) if "identifier" in params else ""
     try:
         return patient_search_criteria(
             matricule=matricule,

@@ -156,3 +156,13 @@ def patient_search(criteria: PatientSearchCriteria) -> QuerySet[Patient]:
         return parts[0]
     ids = parts[0].order_by().values("pk").union(parts[1].order_by().values("pk"))
     return Patient.objects.filter(pk__in=ids).order_by(*SEARCH_ORDER)
+
+
+def patient_public_id_by_matricule(matricule: str) -> uuid.UUID | None:
+    """The platform id of the patient with this matricule, or ``None``. The caller hands it to
+    the access gate, which decides (and traces) whether the record may be seen."""
+    try:
+        matricule = validate_patient_matricule(matricule)
+    except ValidationError:
+        return None
+    return Patient.objects.filter(matricule=matricule).values_list("public_id", flat=True).first()

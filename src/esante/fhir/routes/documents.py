@@ -13,6 +13,7 @@ from esante.audit.services import audit_via
 from esante.documents.gate import DocumentGate
 from esante.documents.models import Document, MediaType
 from esante.documents.views import CONTENT_CSP, PDF_CSP
+from esante.patients.selectors import patient_public_id_by_matricule
 
 from .. import document_reference, patient
 from ..auth import ApiCaller, caller
@@ -40,6 +41,12 @@ def document_patient(document_id: str) -> str:
     return str(found or uuid.uuid4())
 
 
+def named_patient(matricule: str) -> str:
+    """The patient id of a matricule, for the gate to decide on (a fresh random id, which the gate
+    traces as unknown, when no patient has it)."""
+    return str(patient_public_id_by_matricule(matricule) or uuid.uuid4())
+
+
 @router.get("/DocumentReference")
 def document_reference_search(request: HttpRequest) -> HttpResponse:
     """ITI-67: a patient's documents the caller may read (confidentiality, hidden documents)."""
@@ -56,7 +63,9 @@ def _document_search(request: HttpRequest, read_params: Callable[[], QueryDict])
     who = caller(request, resource_type="DocumentReference", permission="s")
     params = read_params()
     with audit_via(who.audit_details):
-        subject = document_reference.patient_id(params)
+        subject = document_reference.patient_id(params) or named_patient(
+            document_reference.patient_matricule(params)
+        )
         count, page = patient.page_parameters(
             params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
         )
