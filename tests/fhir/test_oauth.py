@@ -1,6 +1,7 @@
 """The authorization server: SMART standalone launch (code + PKCE S256), rotating refresh
 tokens, revocation, backend services (RFC 7523 assertions, IHE IUA secrets), the throttle."""
 
+import html
 import time
 import urllib.parse
 import uuid
@@ -311,3 +312,27 @@ def test_add_client_command_shows_the_secret_once(capsys: Any) -> None:
             "--redirect-uri",
             REDIRECT,
         )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("de", ["Software autorisieren", "Abgaben in Ihrem Namen erfassen", "Ablehnen"]),
+        ("en", ["Authorise software", "Record dispensations on your behalf", "Refuse"]),
+    ],
+)
+def test_consent_and_authorised_software_pages_speak_the_browsers_language(
+    software: SoftwareClient, pharmacist: Any, language: str, expected: list[str]
+) -> None:
+    browser = Client(HTTP_ACCEPT_LANGUAGE=language)
+    browser.force_login(pharmacist.user)
+    _, challenge = pkce()
+    url = f"{AUTHORIZE}?{urllib.parse.urlencode(authorize_query(software, challenge))}"
+    page = html.unescape(browser.get(url).content.decode())
+    for text in expected:
+        assert text in page
+    assert "Autoriser un logiciel" not in page
+    listing = html.unescape(browser.get("/edocuments/logiciels/").content.decode())
+    assert {"de": "Autorisierte Software", "en": "Authorised software"}[language] in listing
+    assert "Logiciels autorisés" not in listing

@@ -9,6 +9,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -24,12 +25,12 @@ from .oauth import server, token_refused
 
 #: What each scope lets the software do, as the consent page says it.
 SCOPE_LABELS = {
-    "user/Patient.rs": "Rechercher des patients et lire leur identité",
-    "user/DocumentReference.rs": "Rechercher et lire les documents des dossiers auxquels vous avez accès",
-    "user/MedicationRequest.rs": "Lire les prescriptions des dossiers auxquels vous avez accès",
-    "user/MedicationDispense.cu": "Enregistrer des dispensations en votre nom",
-    "user/AuditEvent.rs": "Lire les traces de vos propres actions",
-    "offline_access": "Rester connecté sans vous redemander votre accord (jetons renouvelables)",
+    "user/Patient.rs": _("Rechercher des patients et lire leur identité"),
+    "user/DocumentReference.rs": _("Rechercher et lire les documents des dossiers auxquels vous avez accès"),
+    "user/MedicationRequest.rs": _("Lire les prescriptions des dossiers auxquels vous avez accès"),
+    "user/MedicationDispense.cu": _("Enregistrer des dispensations en votre nom"),
+    "user/AuditEvent.rs": _("Lire les traces de vos propres actions"),
+    "offline_access": _("Rester connecté sans vous redemander votre accord (jetons renouvelables)"),
 }
 
 
