@@ -402,10 +402,14 @@ ESANTE_VERIFY_RATE_WINDOW_SECONDS = env.int("ESANTE_VERIFY_RATE_WINDOW_SECONDS",
 ESANTE_FHIR_TOKEN_SECONDS = env.int("ESANTE_FHIR_TOKEN_SECONDS", default=300)
 ESANTE_FHIR_REFRESH_SECONDS = env.int("ESANTE_FHIR_REFRESH_SECONDS", default=8 * 3600)
 ESANTE_FHIR_CODE_SECONDS = 60
-# Token requests per client address and window (Django's cache: configure a shared cache with
-# several workers).
+# Token requests per client network and window (counted in the database: every application
+# server counts the same).
 ESANTE_FHIR_TOKEN_RATE_LIMIT = env.int("ESANTE_FHIR_TOKEN_RATE_LIMIT", default=30)
 ESANTE_FHIR_TOKEN_RATE_WINDOW_SECONDS = env.int("ESANTE_FHIR_TOKEN_RATE_WINDOW_SECONDS", default=60)
+# Requests refused for want of a valid token, per client network and window: beyond, 429 and one
+# audit event per window (esante.fhir.throttling).
+ESANTE_FHIR_REFUSAL_RATE_LIMIT = env.int("ESANTE_FHIR_REFUSAL_RATE_LIMIT", default=30)
+ESANTE_FHIR_REFUSAL_RATE_WINDOW_SECONDS = env.int("ESANTE_FHIR_REFUSAL_RATE_WINDOW_SECONDS", default=60)
 ESANTE_FHIR_PAGE_SIZE = 20
 ESANTE_FHIR_MAX_PAGE_SIZE = 100
 AUTHLIB_OAUTH2_PROVIDER = {

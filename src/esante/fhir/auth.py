@@ -18,7 +18,8 @@ from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.services import audit_record
 from esante.core.http import client_address
 
-from .models import SoftwareClient, Token
+from . import throttling
+from .models import ApiThrottle, SoftwareClient, Token
 from .oauth import require_oauth
 from .outcome import FhirError
 from .scopes import scopes_allow
@@ -40,15 +41,7 @@ class ApiCaller:
         return {"channel": "api", "client": self.client.client_id, "client_name": self.client.name}
 
 
-def _refuse(
-    request: HttpRequest,
-    *,
-    status: int,
-    error: str,
-    diagnostics: str,
-    token: Token | None = None,
-    scope: str = "",
-) -> FhirError:
+def _trace_refusal(request: HttpRequest, *, reason: str, token: Token | None) -> None:
     audit_record(
         action=AuditAction.API_REQUEST,
         outcome=AuditOutcome.REFUSED,
@@ -59,10 +52,36 @@ def _refuse(
         details={
             "method": request.method or "",
             "path": request.path[:200],
-            "reason": error,
+            "reason": reason,
             **({"client": token.client.client_id} if token is not None else {}),
         },
     )
+
+
+def _refuse(
+    request: HttpRequest,
+    *,
+    status: int,
+    error: str,
+    diagnostics: str,
+    token: Token | None = None,
+    scope: str = "",
+) -> FhirError:
+    if token is None:
+        # No valid token: counted per client network; beyond the limit, 429, and one trace a
+        # window instead of one event per request (``throttling``).
+        hit = throttling.hit(ApiThrottle.Scope.REFUSAL, client_address(request))
+        if not hit.allowed:
+            if hit.trace:
+                _trace_refusal(request, reason="rate_limited", token=None)
+            return FhirError(
+                429,
+                "rate-limited",
+                "Trop de requêtes refusées depuis votre adresse : réessayez plus tard.",
+                issue_type="throttled",
+                headers={"Retry-After": str(hit.retry_after)},
+            )
+    _trace_refusal(request, reason=error, token=token)
     header = f'Bearer realm="{REALM}"'
     if error != "missing_token":
         header += f', error="{error}"'

@@ -229,3 +229,26 @@ class AssertionJti(models.Model):
 
     def __str__(self) -> str:
         return self.jti
+
+
+class ApiThrottle(models.Model):
+    """A per-client-network counter of the API's token requests (``scope=token``) or refused
+    requests (``scope=refusal``: no token, a bad one) within a fixed window, kept in the database
+    so that every application server counts the same (rules in ``esante.fhir.throttling``)."""
+
+    class Scope(models.TextChoices):
+        TOKEN = "token", "demandes de jeton"
+        REFUSAL = "refusal", "requêtes refusées"
+
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    key = models.CharField(max_length=64)
+    window_started_at = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+    #: Requests answered 429 in the window and not traced one by one (one event says how many).
+    suppressed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="fhir_throttle_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

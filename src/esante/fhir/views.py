@@ -6,7 +6,6 @@ import json
 from authlib.oauth2 import OAuth2Error
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext_lazy as _
@@ -19,8 +18,8 @@ from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.services import audit_record
 
-from . import services
-from .models import SoftwareAuthorisation
+from . import services, throttling
+from .models import ApiThrottle, SoftwareAuthorisation
 from .oauth import server, token_refused
 
 #: What each scope lets the software do, as the consent page says it.
@@ -35,23 +34,17 @@ SCOPE_LABELS = {
 
 
 def _throttled(request: HttpRequest) -> HttpResponse | None:
-    """At most ``ESANTE_FHIR_TOKEN_RATE_LIMIT`` token requests per client address and window."""
-    window = int(settings.ESANTE_FHIR_TOKEN_RATE_WINDOW_SECONDS)
-    key = f"fhir-token-rate:{client_address(request)}"
-    cache.add(key, 0, window)
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, window)
-        count = 1
-    if count <= int(settings.ESANTE_FHIR_TOKEN_RATE_LIMIT):
+    """At most ``ESANTE_FHIR_TOKEN_RATE_LIMIT`` token requests per client network and window."""
+    hit = throttling.hit(ApiThrottle.Scope.TOKEN, client_address(request))
+    if hit.allowed:
         return None
-    token_refused(request, reason="rate_limited", client_id=str(request.POST.get("client_id", "")))
+    if hit.trace:
+        token_refused(request, reason="rate_limited", client_id=str(request.POST.get("client_id", "")))
     response = JsonResponse(
         {"error": "invalid_request", "error_description": "Trop de demandes de jeton : réessayez plus tard."},
         status=429,
     )
-    response["Retry-After"] = str(window)
+    response["Retry-After"] = str(hit.retry_after)
     response["Cache-Control"] = "no-store"
     return response
 
