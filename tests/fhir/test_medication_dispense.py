@@ -1,8 +1,11 @@
 """MedicationDispense create: partial, then the rest, then 409; stale If-Match 412; refusals."""
 
+import datetime
+import uuid
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from esante.dispensing.models import Dispensation
 from esante.documents.models import Prescription
@@ -187,3 +190,90 @@ def test_simultaneous_api_dispensations_record_exactly_one(committed_db: None) -
     assert sorted(statuses).count(201) == 1, statuses
     assert set(statuses) - {201} <= {409, 412}, statuses
     assert Dispensation.objects.count() == 1
+
+
+# --- withdrawal: update to entered-in-error --------------------------------------------------------
+
+
+def _withdraw(
+    token: dict[str, Any], dispense_id: str, reason: str = "Erreur de saisie", **changes: Any
+) -> Any:
+    body: dict[str, Any] = {
+        "resourceType": "MedicationDispense",
+        "id": dispense_id,
+        "status": "entered-in-error",
+        "statusReasonCodeableConcept": {"text": reason},
+    }
+    body.update(changes)
+    return api(token["access_token"]).put(
+        f"/fhir/R4/MedicationDispense/{dispense_id}", body, content_type="application/fhir+json"
+    )
+
+
+@pytest.mark.django_db
+def test_withdrawal_by_update_to_entered_in_error(
+    token: dict[str, Any], rx: Prescription, software: Any
+) -> None:
+    first, _ = _requests(token, rx)
+    owed = first["extension"][0]["valueQuantity"]["value"]
+    created = _dispense(token, first, 1).json()
+    response = _withdraw(token, created["id"], reason="Erreur   de saisie")
+    assert response.status_code == 200, response.content
+    resource = validate(response.json())
+    assert resource.status == "entered-in-error"
+    assert resource.statusReasonCodeableConcept.text == "Erreur de saisie"
+    dispensation = Dispensation.objects.get()
+    assert dispensation.is_withdrawn and dispensation.withdrawal_reason == "Erreur de saisie"
+    after = {r["id"]: r for r in _requests(token, rx)}
+    assert after[first["id"]]["extension"][0]["valueQuantity"]["value"] == owed
+    [event] = events("dispensation.withdraw")
+    assert event.outcome == "success" and event.details["via"]["client"] == software.client_id
+    again = _withdraw(token, created["id"])
+    assert again.status_code == 409 and outcome_code(again) == "already-withdrawn"
+    assert [e.outcome for e in events("dispensation.withdraw")] == ["success", "refused"]
+
+
+@pytest.mark.django_db
+def test_withdrawal_refusals(software: Any, token: dict[str, Any], rx: Prescription) -> None:
+    first, _ = _requests(token, rx)
+    created = _dispense(token, first, 1).json()
+    before = len(events())
+    # Anything but a withdrawal is refused: a dispensation is never edited.
+    for body_changes, code in (
+        ({"status": "completed"}, "invalid-status"),
+        ({"statusReasonCodeableConcept": {"text": "  "}}, "reason-missing"),
+        ({"id": "autre"}, "id-mismatch"),
+        ({"resourceType": "MedicationRequest"}, "invalid-resource"),
+    ):
+        response = _withdraw(token, created["id"], **body_changes)
+        assert response.status_code == 400 and outcome_code(response) == code
+    assert len(events()) == before
+    # Another pharmacist with access: 403, and nothing withdrawn.
+    colleague = make_professional("pharmacist")
+    make_grant(colleague, rx.document.patient)
+    refused = _withdraw(user_token(software, colleague), created["id"])
+    assert refused.status_code == 403 and outcome_code(refused) == "not-author"
+    # A stranger, an unknown id, a bad id: the same 404.
+    stranger = user_token(software, make_professional("pharmacist"))
+    missing = [_withdraw(stranger, created["id"]), _withdraw(token, str(uuid.uuid4())), _withdraw(token, "x")]
+    assert {r.status_code for r in missing} == {404}
+    assert len({r.content for r in missing}) == 1
+    # Past the withdrawal window (24 hours after the delivery): 422.
+    Dispensation.objects.update(dispensed_at=timezone.now() - datetime.timedelta(hours=25))
+    late = _withdraw(token, created["id"])
+    assert late.status_code == 422 and outcome_code(late) == "window-closed"
+    assert not Dispensation.objects.get().is_withdrawn
+    assert [e.outcome for e in events("dispensation.withdraw")] == ["refused"] * 5
+
+
+@pytest.mark.django_db
+def test_withdrawal_needs_the_update_scope(
+    software: Any, pharmacist: Any, token: dict[str, Any], rx: Prescription
+) -> None:
+    first, _ = _requests(token, rx)
+    created = _dispense(token, first, 1).json()
+    narrow = user_token(software, pharmacist, scope="user/MedicationRequest.rs user/MedicationDispense.c")
+    response = _withdraw(narrow, created["id"])
+    assert response.status_code == 403 and outcome_code(response) == "insufficient-scope"
+    assert not Dispensation.objects.get().is_withdrawn
+    assert not events("dispensation.withdraw")

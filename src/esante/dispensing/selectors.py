@@ -143,3 +143,18 @@ def dispensation_of(prescription: Prescription, public_id: object) -> Dispensati
     except ValueError:
         return None
     return Dispensation.objects.filter(prescription=prescription, public_id=parsed).first()
+
+
+def dispensation_subject(public_id: object) -> tuple[str, str] | None:
+    """The patient and prescription document ids of a dispensation id (for the access gate to
+    decide on), or None when there is no such dispensation."""
+    try:
+        parsed = public_id if isinstance(public_id, uuid.UUID) else uuid.UUID(str(public_id))
+    except ValueError:
+        return None
+    found = (
+        Dispensation.objects.filter(public_id=parsed)
+        .values_list("prescription__document__patient__public_id", "prescription__document__public_id")
+        .first()
+    )
+    return (str(found[0]), str(found[1])) if found else None

@@ -51,7 +51,13 @@ RESOURCES: list[dict[str, Any]] = [
             {"name": "authoredon", "type": "date"},
         ],
     },
-    {"type": "MedicationDispense", "interaction": [{"code": "create"}], "conditionalCreate": False},
+    {
+        "type": "MedicationDispense",
+        "interaction": [{"code": "create"}, {"code": "update"}],
+        "conditionalCreate": False,
+        "updateCreate": False,
+        "documentation": "update: only the withdrawal (entered-in-error, statusReasonCodeableConcept.text).",
+    },
     {
         "type": "AuditEvent",
         "profile": "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientRead",

@@ -55,14 +55,41 @@ def from_resource(body: dict[str, Any]) -> DispenseRequest:
     return DispenseRequest(uuid.UUID(match["document"]), int(match["position"]), value)
 
 
+def withdrawal_reason(public_id: str, body: dict[str, Any]) -> str:
+    """The reason of an update to ``entered-in-error`` (the withdrawal of a dispensation recorded
+    by mistake): ``statusReasonCodeableConcept.text``. Any other update is refused."""
+    if body.get("resourceType") != "MedicationDispense":
+        raise invalid("invalid-resource", "Le corps doit être une ressource MedicationDispense.")
+    if body.get("id") != public_id:
+        raise invalid("id-mismatch", "L'id de la ressource doit être celui de l'adresse.")
+    if body.get("status") != "entered-in-error":
+        raise invalid(
+            "invalid-status",
+            "Une dispensation ne se modifie pas : seul son retrait "
+            "(statut « entered-in-error ») est possible.",
+        )
+    reason = body.get("statusReasonCodeableConcept")
+    text = reason.get("text") if isinstance(reason, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise invalid(
+            "reason-missing", "Le motif du retrait (statusReasonCodeableConcept.text) est obligatoire."
+        )
+    return text
+
+
 def to_resource(dispensation: Dispensation, line: PrescriptionLine, quantity: int) -> dict[str, Any]:
-    """The recorded dispensation of one line."""
+    """The recorded dispensation of one line (``entered-in-error`` once withdrawn, with its reason)."""
     document = dispensation.prescription.document
     coding = [{"system": MEDICINE_SYSTEM, "code": line.medication_code}] if line.medication_code else []
     return {
         "resourceType": "MedicationDispense",
         "id": str(dispensation.public_id),
-        "status": "completed",
+        "status": "entered-in-error" if dispensation.is_withdrawn else "completed",
+        **(
+            {"statusReasonCodeableConcept": {"text": dispensation.withdrawal_reason}}
+            if dispensation.is_withdrawn
+            else {}
+        ),
         "medicationCodeableConcept": {"coding": coding, "text": line.medication}
         if coding
         else {"text": line.medication},

@@ -1,6 +1,7 @@
 """MedicationRequest (the lines of a patient's prescriptions) and MedicationDispense create."""
 
 import re
+import uuid
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -10,8 +11,9 @@ from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_via
 from esante.dispensing.gate import DispensingGate
 from esante.dispensing.refusals import DispensationRefused
-from esante.dispensing.selectors import prescription_lines_of
+from esante.dispensing.selectors import dispensation_subject, prescription_lines_of
 from esante.dispensing.services import prescription_mark_dispensed
+from esante.dispensing.withdrawal import dispensation_withdraw
 
 from .. import document_reference, medication_dispense, medication_request, patient
 from ..auth import caller
@@ -107,16 +109,8 @@ def medication_dispense_create(request: HttpRequest) -> HttpResponse:
                 public_url=str(getattr(settings, "ESANTE_PUBLIC_URL", "") or request.build_absolute_uri("/")),
             )
         except DispensationRefused as refusal:
-            if refusal.status == 404:
-                raise FhirError(404, "not-found", refusal.message, issue_type="not-found") from None
-            status = _DISPENSE_STATUS.get(refusal.code, refusal.status)
-            if refusal.code == "stale_version" and based_on is not None:
-                status = 412
-            issue_type = {403: "forbidden", 409: "conflict", 412: "conflict", 422: "business-rule"}.get(
-                status, "invalid"
-            )
-            raise FhirError(
-                status, refusal.code.replace("_", "-"), refusal.message, issue_type=issue_type
+            raise _dispense_refused(
+                refusal, _DISPENSE_STATUS, stale_status=412 if based_on is not None else None
             ) from None
         resource = medication_dispense.to_resource(dispensation, line, asked.quantity)
         return fhir_response(
@@ -124,3 +118,56 @@ def medication_dispense_create(request: HttpRequest) -> HttpResponse:
             status=201,
             headers={"Location": f"{base_url(request)}/MedicationDispense/{dispensation.public_id}"},
         )
+
+
+def _dispense_refused(
+    refusal: DispensationRefused, statuses: dict[str, int], *, stale_status: int | None = None
+) -> FhirError:
+    """A dispensing service's refusal as the API says it (``statuses`` overrides its status)."""
+    if refusal.status == 404:
+        return FhirError(404, "not-found", refusal.message, issue_type="not-found")
+    status = statuses.get(refusal.code, refusal.status)
+    if refusal.code == "stale_version" and stale_status is not None:
+        status = stale_status
+    issue_type = {403: "forbidden", 409: "conflict", 412: "conflict", 422: "business-rule"}.get(
+        status, "invalid"
+    )
+    return FhirError(status, refusal.code.replace("_", "-"), refusal.message, issue_type=issue_type)
+
+
+#: Withdrawal refusals: the window closed is a business rule of time (422).
+_WITHDRAW_STATUS = {"window_closed": 422, "reason_missing": 400, "reason_too_long": 400}
+
+
+@router.put("/MedicationDispense/{dispense_id}")
+def medication_dispense_withdraw(request: HttpRequest, dispense_id: str) -> HttpResponse:
+    """Withdraws a dispensation recorded by mistake: an update to ``entered-in-error`` with the
+    reason in ``statusReasonCodeableConcept.text``, by the pharmacist who recorded it, within the
+    withdrawal window — the portal's rules (403, 409 already withdrawn, 422 window closed). Any
+    other change is refused: a dispensation is never edited."""
+    who = caller(request, resource_type="MedicationDispense", permission="u")
+    with audit_via(who.audit_details):
+        reason = medication_dispense.withdrawal_reason(dispense_id, read_json(request))
+        assert who.professional is not None  # noqa: S101
+        gate = DispensingGate.for_api(request, who.professional)
+        patient_id, document_id = dispensation_subject(dispense_id) or (str(uuid.uuid4()), str(uuid.uuid4()))
+        action = AuditAction.DISPENSATION_WITHDRAW
+        access = gate.prescription(patient_id, document_id, action=action)
+        dispensation = gate.dispensation(access, dispense_id, action=action)
+        try:
+            withdrawn = dispensation_withdraw(
+                dispensation=dispensation,
+                pharmacist=who.professional,
+                reason=reason,
+                client_address=gate.client_address,
+                public_url=str(getattr(settings, "ESANTE_PUBLIC_URL", "") or request.build_absolute_uri("/")),
+            )
+        except DispensationRefused as refusal:
+            raise _dispense_refused(refusal, _WITHDRAW_STATUS) from None
+        handed = withdrawn.lines.select_related("prescription_line").filter(quantity_delivered__gt=0).first()
+        if handed is None:  # a dispensation always hands over something; answer plainly if not
+            raise FhirError(404, "not-found", "Dispensation introuvable.", issue_type="not-found")
+        resource = medication_dispense.to_resource(
+            withdrawn, handed.prescription_line, handed.quantity_delivered
+        )
+        return fhir_response(resource)
