@@ -29,7 +29,7 @@ class ApiEndpoint:
     url: Callable[[Request], str]
     refusal_action: str
     method: str = "get"
-    body: str = ""
+    body: str | Callable[[Request], str] = ""
     content_type: str = ""
     #: States that are no refusal here: status and events of the answer.
     allowed: dict[str, tuple[int, list[tuple[str, str]]]] | None = None
@@ -44,6 +44,25 @@ def _declare_body() -> str:
         '{"resourceType": "Parameters", "parameter": [{"name": "motif", "valueString": "Soins"},'
         ' {"name": "conditionsAccepted", "valueBoolean": true}]}'
     )
+
+
+def _dispense_body(r: Request) -> str:
+    reference = f"MedicationRequest/{r.document.public_id}-1"
+    return (
+        '{"resourceType": "MedicationDispense", "status": "completed", "quantity": {"value": 1},'
+        f' "authorizingPrescription": [{{"reference": "{reference}"}}]}}'
+    )
+
+
+def _withdraw_body(r: Request) -> str:
+    return (
+        f'{{"resourceType": "MedicationDispense", "id": "{_dispensation(r)}", "status": "entered-in-error",'
+        ' "statusReasonCodeableConcept": {"text": "Erreur de saisie"}}'
+    )
+
+
+def _dispensation(r: Request) -> str:
+    return str(r.dispensation.public_id)  # type: ignore[union-attr]
 
 
 def _patient(r: Request) -> str:
@@ -64,6 +83,17 @@ ENDPOINTS = [
                 "document.search",
                 allowed={"document_hidden": (200, [("document.search", "success")]),
                          "wrong_profession": (200, [("document.search", "success")])}),
+    ApiEndpoint("prescription-search", lambda r: f"/fhir/R4/MedicationRequest?patient={_patient(r)}",
+                "prescription.search",
+                allowed={"document_hidden": (200, [("prescription.search", "success")]),
+                         "wrong_profession": (200, [("prescription.search", "success")])}),
+    ApiEndpoint("dispense", lambda r: "/fhir/R4/MedicationDispense", "prescription.dispense",
+                method="post", body=_dispense_body, content_type="application/fhir+json"),
+    ApiEndpoint("withdraw", lambda r: f"/fhir/R4/MedicationDispense/{_dispensation(r)}",
+                "dispensation.withdraw", method="put", body=_withdraw_body,
+                content_type="application/fhir+json",
+                # A pharmacist with access, withdrawing another's dispensation: not the author.
+                allowed={"wrong_profession": (403, [("dispensation.withdraw", "refused")])}),
     ApiEndpoint("document-read", lambda r: f"/fhir/R4/DocumentReference/{r.document.public_id}",
                 "document.read"),
     ApiEndpoint("document-content", lambda r: f"/fhir/R4/DocumentReference/{r.document.public_id}/content",
@@ -96,8 +126,10 @@ def test_api_refusal(endpoint: ApiEndpoint, state: Callable[[World, Any], Reques
     before = _written()
     start = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
     client = Client(headers=headers)
-    if endpoint.method == "post":
-        response = client.post(endpoint.url(asked), endpoint.body, content_type=endpoint.content_type)
+    if endpoint.method in ("post", "put"):
+        body = endpoint.body(asked) if callable(endpoint.body) else endpoint.body
+        send = client.post if endpoint.method == "post" else client.put
+        response = send(endpoint.url(asked), body, content_type=endpoint.content_type)
     else:
         response = client.get(endpoint.url(asked))
     body = response.content.decode(errors="replace")
@@ -110,6 +142,8 @@ def test_api_refusal(endpoint: ApiEndpoint, state: Callable[[World, Any], Reques
         status, events = allowed[name]
         assert response.status_code == status, body
         assert _events_after(start) == events
+        if status >= 400:  # a refusal of another kind: it wrote nothing but its own event either
+            assert _written() == before
         return
     if name == "anonymous":
         status, events, code = 401, [("api.request", "refused")], "missing-token"
