@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "esante.access",
     "esante.documents",
     "esante.dispensing",
+    "esante.espace",
     "esante.fhir",
     "esante.demo",
 ]

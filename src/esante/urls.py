@@ -6,6 +6,7 @@ from esante.fhir.api import api as fhir_api
 urlpatterns = [
     path("", include("esante.core.urls")),
     path("professionnel/", include("esante.accounts.urls")),
+    path("patient/", include("esante.espace.urls")),
     path("edocuments/", include("esante.access.urls")),
     path("edocuments/", include("esante.documents.urls")),
     path("edocuments/", include("esante.dispensing.urls")),

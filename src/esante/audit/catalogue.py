@@ -237,6 +237,105 @@ class AuditAction(enum.StrEnum):
         "Patient's administrative data updated",
         True,
     )
+    # -- the patient's own portal (« Espace patient ») ------------------------------------------
+    ESPACE_LETTER_ISSUE = (
+        "espace.letter.issue",
+        "Émission d'un courrier d'activation de l'espace patient",
+        "Ausstellung eines Aktivierungsschreibens für den Patientenbereich",
+        "Patient portal activation letter issued",
+        True,
+    )
+    ESPACE_ACTIVATION_CODE = (
+        "espace.activation.code",
+        "Activation de l'espace patient : code du courrier",
+        "Aktivierung des Patientenbereichs: Code des Schreibens",
+        "Patient portal activation: letter code",
+        True,
+    )
+    ESPACE_ACTIVATION_SECURITY = (
+        "espace.activation.security",
+        "Activation de l'espace patient : sécurisation du compte",
+        "Aktivierung des Patientenbereichs: Absicherung des Kontos",
+        "Patient portal activation: account secured",
+        True,
+    )
+    ESPACE_ACTIVATION_COMPLETE = (
+        "espace.activation.complete",
+        "Activation de l'espace patient terminée",
+        "Aktivierung des Patientenbereichs abgeschlossen",
+        "Patient portal activated",
+        True,
+    )
+    ESPACE_RECORD_VIEW = (
+        "espace.record.view",
+        "Consultation de son dossier par le patient",
+        "Einsicht des Patienten in seine Akte",
+        "The patient viewed their record",
+        True,
+    )
+    ESPACE_DOCUMENT_READ = (
+        "espace.document.read",
+        "Lecture d'un document par le patient",
+        "Lesen eines Dokuments durch den Patienten",
+        "The patient read a document",
+        True,
+    )
+    ESPACE_JOURNAL_READ = (
+        "espace.journal.read",
+        "Consultation du journal d'accès par le patient",
+        "Einsicht des Patienten in das Zugriffsprotokoll",
+        "The patient viewed the access journal",
+        True,
+    )
+    ESPACE_NOT_FOUND = (
+        "espace.not_found",
+        "Demande refusée dans l'espace patient (introuvable)",
+        "Abgelehnte Anfrage im Patientenbereich (nicht gefunden)",
+        "Patient portal request refused (not found)",
+        True,
+    )
+    ESPACE_PROFESSIONAL_SEARCH = (
+        "espace.professional.search",
+        "Recherche d'un professionnel par le patient",
+        "Suche einer Fachperson durch den Patienten",
+        "The patient searched for a professional",
+        True,
+    )
+    DOCUMENT_HIDE = (
+        "document.hide",
+        "Document masqué par le patient",
+        "Dokument vom Patienten verborgen",
+        "Document hidden by the patient",
+        True,
+    )
+    DOCUMENT_SHOW = (
+        "document.show",
+        "Document de nouveau visible",
+        "Dokument wieder sichtbar",
+        "Document visible again",
+        True,
+    )
+    RECORD_OPPOSE = (
+        "record.oppose",
+        "Fermeture du dossier par le patient (opposition)",
+        "Schließung der Akte durch den Patienten (Widerspruch)",
+        "Record closed by the patient (opposition)",
+        True,
+    )
+    RECORD_REOPEN = (
+        "record.reopen",
+        "Réouverture du dossier par le patient",
+        "Wiedereröffnung der Akte durch den Patienten",
+        "Record reopened by the patient",
+        True,
+    )
+    ESPACE_NOTIFICATIONS = (
+        "espace.notifications",
+        "Choix des notifications d'accès",
+        "Wahl der Zugriffsbenachrichtigungen",
+        "Access notifications chosen",
+        True,
+    )
     # -- operators (agency, helpdesk) ----------------------------------------------------------
     PATIENT_ADMIN_READ = (
         "patient.admin.read",

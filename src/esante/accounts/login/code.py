@@ -1,6 +1,7 @@
 """Second factor: the one-time code sent by SMS or e-mail, its resending and its check (the
 device row locked while the code is verified; single use, expiry, throttling)."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -13,7 +14,6 @@ from esante.audit.services import audit_record
 from ..delivery import DeliveryError, code_deliver
 from ..models import (
     LoginThrottle,
-    Professional,
     User,
 )
 from ..otp import (
@@ -40,7 +40,7 @@ from .outcome import (
     lock_outcome,
     locked_refusal,
     login_failure,
-    professional_of,
+    professional_active,
 )
 
 
@@ -103,7 +103,9 @@ def login_code_resend(*, user: Any, client_address: str | None) -> LoginOutcome:
     return send_login_code(device=device, user=user, client_address=client_address)
 
 
-def _code_step_refusal(*, user: Any, key: str, client_address: str | None) -> LoginOutcome | LoginDevice:
+def _code_step_refusal(
+    *, user: Any, key: str, client_address: str | None, account_active: Callable[[Any], bool]
+) -> LoginOutcome | LoginDevice:
     """The checks before a code is read: the account locked, this network delayed on it, no
     device or an account not active (each refusal traced). Returns the refusal, or the user's
     device, locked for update (after the account's and the pair's counter rows)."""
@@ -127,13 +129,8 @@ def _code_step_refusal(*, user: Any, key: str, client_address: str | None) -> Lo
             account=key,
             reason="delayed",
         )
-    professional = professional_of(user)
     device = login_device_for(user)
-    if (
-        device is None
-        or not user.is_active
-        or (professional and professional.state != Professional.State.ACTIVE)
-    ):
+    if device is None or not user.is_active or not account_active(user):
         account_trace(
             AuditAction.LOGIN_CODE, key=key, user=user, client_address=client_address, reason="inactive"
         )
@@ -170,7 +167,13 @@ def _code_failure(
 
 
 @transaction.atomic
-def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutcome:
+def login_code(
+    *,
+    user: Any,
+    code: str,
+    client_address: str | None,
+    account_active: Callable[[Any], bool] = professional_active,
+) -> LoginOutcome:
     """Second factor: the one-time code. Locks the account's counter row, then the pair's, then
     the device row, while checking it: concurrent codes are evaluated one after the other.
 
@@ -181,7 +184,9 @@ def login_code(*, user: Any, code: str, client_address: str | None) -> LoginOutc
     """
     key = user.get_username()
     # Locked before the device row, as in login_password: concurrent codes queue on the account.
-    device = _code_step_refusal(user=user, key=key, client_address=client_address)
+    device = _code_step_refusal(
+        user=user, key=key, client_address=client_address, account_active=account_active
+    )
     if isinstance(device, LoginOutcome):
         return device
     result = otp_check(device, code)

@@ -75,6 +75,13 @@ def professional_of(user: Any) -> Professional | None:
     return Professional.objects.filter(user=user).first()
 
 
+def professional_active(user: Any) -> bool:
+    """The professionals' pages' rule: a professional account must be active (an operator, who
+    has none, passes to the operators' own checks)."""
+    professional = professional_of(user)
+    return professional is None or professional.state == Professional.State.ACTIVE
+
+
 def notice_address(user: Any) -> str:
     """Where to tell the owner of ``user`` that the account is attacked: the professional e-mail
     of the register (an operator: the user's e-mail)."""

@@ -1,5 +1,6 @@
 """First factor: matricule and password."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import authenticate
@@ -11,7 +12,6 @@ from esante.patients.matricule import compact
 
 from ..models import (
     LoginThrottle,
-    Professional,
     User,
 )
 from ..otp import (
@@ -32,7 +32,7 @@ from .outcome import (
     lock_outcome,
     locked_refusal,
     login_failure,
-    professional_of,
+    professional_active,
 )
 
 
@@ -101,7 +101,14 @@ def _password_failure(*, user: Any, key: str, reason: str, client_address: str |
 
 
 @transaction.atomic
-def login_password(*, matricule: str, password: str, client_address: str | None) -> LoginOutcome:
+def login_password(
+    *,
+    matricule: str,
+    password: str,
+    client_address: str | None,
+    username_prefix: str = "",
+    account_active: Callable[[Any], bool] = professional_active,
+) -> LoginOutcome:
     """First factor: matricule and password. On success sends a code to the verified channel.
 
     Refused (and traced) when the account is locked, this network must wait before its next try
@@ -116,14 +123,17 @@ def login_password(*, matricule: str, password: str, client_address: str | None)
     transaction, so concurrent attempts on one account are evaluated one after the other and the
     delay or lock stops them after the configured number (the row lock is held for one password
     check). Every counter is written before the audit events, which come last.
+
+    ``username_prefix`` and ``account_active`` serve the patients' portal: its accounts are
+    ``patient:<matricule>`` and must be active patient accounts (``esante.espace``).
     """
-    key = compact(matricule)[:13]
+    typed = compact(matricule)[:13]
+    key = f"{username_prefix}{typed}" if typed else ""
     refused = _password_step_refusal(key=key, client_address=client_address)
     if refused is not None:
         return refused
     user = authenticate(username=key, password=password) if key else None
-    professional = professional_of(user) if user is not None else None
-    if user is None or (professional is not None and professional.state != Professional.State.ACTIVE):
+    if user is None or not account_active(user):
         reason = "bad_credentials" if user is None else "suspended"
         return _password_failure(user=user, key=key, reason=reason, client_address=client_address)
     device = login_device_for(user)

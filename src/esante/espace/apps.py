@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class EspaceConfig(AppConfig):
+    name = "esante.espace"
+    label = "espace"
+    verbose_name = "Espace patient"

@@ -1,0 +1,134 @@
+"""The patient's side of the platform: the patient's account, its activation letters and the
+server-side state of an activation.
+
+A patient's login is a ``accounts.User`` whose username is ``patient:<matricule>``: a patient who
+is also a professional has two accounts that never meet (the professional logs in with the bare
+matricule on the professionals' pages, the patient with the same matricule on the patients'
+pages, each page family asking for its own principal).
+"""
+
+import datetime
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+USERNAME_PREFIX = "patient:"
+
+
+def patient_username(matricule: str) -> str:
+    return f"{USERNAME_PREFIX}{matricule}"
+
+
+class PatientAccount(models.Model):
+    """A patient's account on the patient portal (« Espace patient »).
+
+    Created by ``esante issue_patient_activation`` (state ``registered``), activated by the patient
+    with the letter's code, a one-time code and a password (``active``), possibly suspended by the
+    agency. ``notify_channel`` is where access notifications go ("" = none).
+    """
+
+    class State(models.TextChoices):
+        REGISTERED = "registered", "Enregistré"
+        ACTIVE = "active", "Actif"
+        SUSPENDED = "suspended", "Suspendu"
+
+    class Channel(models.TextChoices):
+        NONE = "", _("Aucune notification")
+        EMAIL = "email", _("E-mail")
+        SMS = "sms", _("SMS")
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="patient_account"
+    )
+    patient = models.OneToOneField("patients.Patient", on_delete=models.PROTECT, related_name="account")
+    state = models.CharField("état", max_length=16, choices=State.choices, default=State.REGISTERED)
+    email = models.EmailField("e-mail", blank=True)
+    mobile = models.CharField("téléphone portable", max_length=32, blank=True)
+    notify_channel = models.CharField(
+        "notifications", max_length=8, choices=Channel.choices, default=Channel.NONE, blank=True
+    )
+    # The audit sequence up to which accesses were reported by the last digest.
+    digest_sequence = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField("activé le", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "compte patient"
+        verbose_name_plural = "comptes patients"
+
+    def __str__(self) -> str:
+        return f"compte patient {self.patient_id}"
+
+
+class PatientLetter(models.Model):
+    """A postal activation letter for a patient: the same rules as a professional's letter (code
+    kept only as a keyed digest, three months, used once, revoked by a new letter, blocked after
+    ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` wrong codes)."""
+
+    account = models.ForeignKey(PatientAccount, on_delete=models.PROTECT, related_name="letters")
+    code_digest = models.CharField(max_length=64, editable=False)
+    issued_at = models.DateTimeField("émis le")
+    expires_at = models.DateTimeField("expire le")
+    used_at = models.DateTimeField("utilisé le", null=True, blank=True)
+    revoked_at = models.DateTimeField("révoqué le", null=True, blank=True)
+    failed_attempts = models.PositiveSmallIntegerField("essais erronés", default=0)
+    issued_by = models.CharField("émis par", max_length=150, blank=True)
+
+    class Meta:
+        verbose_name = "courrier d'activation patient"
+        verbose_name_plural = "courriers d'activation patients"
+        indexes = [models.Index(fields=["account", "-issued_at"], name="espace_letter_account_idx")]
+
+    def __str__(self) -> str:
+        return f"courrier patient {self.pk}"
+
+    @property
+    def max_failed_attempts(self) -> int:
+        return int(settings.ESANTE_ACCOUNT_LOCK_AFTER_FAILURES)
+
+    def is_usable(self, at: datetime.datetime) -> bool:
+        return (
+            self.used_at is None
+            and self.revoked_at is None
+            and self.failed_attempts < self.max_failed_attempts
+            and at < self.expires_at
+        )
+
+
+class PatientActivation(models.Model):
+    """Server-side state of one patient activation (three steps: the letter's code; the password
+    and the channel; the one-time code sent to that channel). The browser holds only ``key``;
+    ``step`` is the one step accepted; nothing is written to the account before the last step."""
+
+    class Step(models.IntegerChoices):
+        CODE = 1, _("Code d'activation")
+        SECURITY = 2, _("Sécurisation de votre compte")
+        CONFIRMATION = 3, _("Confirmation")
+
+    key = models.CharField(max_length=64, unique=True, editable=False)
+    step = models.PositiveSmallIntegerField(choices=Step.choices, default=Step.CODE)
+    terms_version = models.CharField(max_length=16)
+    account = models.ForeignKey(
+        PatientAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    letter = models.ForeignKey(
+        PatientLetter, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    password_hash = models.CharField(max_length=256, blank=True)
+    channel = models.CharField(max_length=8, blank=True)
+    channel_address = models.CharField(max_length=254, blank=True)
+    code_digest = models.CharField(max_length=64, blank=True)
+    code_valid_until = models.DateTimeField(null=True, blank=True)
+    code_sent_at = models.DateTimeField(null=True, blank=True)
+    code_failed_attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "activation patient en cours"
+        verbose_name_plural = "activations patients en cours"
+
+    def __str__(self) -> str:
+        return f"activation patient {self.pk} (étape {self.step})"

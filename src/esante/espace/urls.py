@@ -1,0 +1,39 @@
+from django.urls import path
+
+from . import views
+
+app_name = "espace"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("activation/", views.activation, name="activation"),
+    path("activation/securisation/", views.activation_security, name="activation_security"),
+    path("activation/code/", views.activation_code, name="activation_code"),
+    path("connexion/", views.login, name="login"),
+    path("connexion/code/", views.login_code, name="login_code"),
+    path("deconnexion/", views.logout, name="logout"),
+    path("dossier/", views.record, name="record"),
+    path("dossier/document/<uuid:document_id>/", views.document, name="document"),
+    path("dossier/document/<uuid:document_id>/contenu", views.document_content, name="document_content"),
+    path(
+        "dossier/document/<uuid:document_id>/masquer/",
+        views.document_visibility,
+        {"hide": True},
+        name="document_hide",
+    ),
+    path(
+        "dossier/document/<uuid:document_id>/afficher/",
+        views.document_visibility,
+        {"hide": False},
+        name="document_show",
+    ),
+    path("journal/", views.journal, name="journal"),
+    path("journal/export.csv", views.journal_export, {"fmt": "csv"}, name="journal_csv"),
+    path("journal/export.pdf", views.journal_export, {"fmt": "pdf"}, name="journal_pdf"),
+    path("choix/", views.choices, name="choices"),
+    path("choix/bloquer/<int:professional_id>/", views.block, name="block"),
+    path("choix/debloquer/<int:block_id>/", views.unblock, name="unblock"),
+    path("choix/fermer/", views.opposition, {"opposed": True}, name="oppose"),
+    path("choix/rouvrir/", views.opposition, {"opposed": False}, name="reopen"),
+    path("choix/notifications/", views.notifications, name="notifications"),
+]
