@@ -1,0 +1,309 @@
+"""« Mon dossier », « Mon journal d'accès », « Mes choix »: what the patient sees, what each
+choice does to the professionals' access, and the refusals (404, nothing leaked, traced)."""
+
+import csv
+import html
+import datetime
+import io
+import uuid
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from esante.access.models import PatientBlock
+from esante.audit.catalogue import AuditAction
+from esante.audit.models import AuditEvent
+from esante.audit.services import audit_record
+from esante.dispensing.services import prescription_mark_dispensed
+from esante.espace.models import PatientAccount
+from esante.espace.selectors import JOURNAL_PAGE_SIZE
+from esante.patients.models import Patient
+from tests.access.factories import make_grant, make_patient, make_professional
+from tests.dispensing.conftest import submit_prescription
+
+from .conftest import active_account, events_after, last_sequence, logged_in_patient
+
+pytestmark = pytest.mark.django_db
+
+
+def text(response) -> str:  # type: ignore[no-untyped-def]
+    return html.unescape(response.content.decode())
+
+
+def _pharmacist_visit(patient: Patient):  # type: ignore[no-untyped-def]
+    """A pharmacist opens the record, reads the prescription and dispenses it (the guide's walk)."""
+    prescription = submit_prescription(patient)
+    pharmacist = make_professional("pharmacist", last_name="Schmit", organisation="Pharmacie du Globe")
+    browser = Client()
+    browser.force_login(pharmacist.user)
+    browser.post("/edocuments/recherche/", {"matricule": patient.matricule})
+    response = browser.post(
+        f"/edocuments/patient/{patient.public_id}/acces/",
+        {"mode": "care", "motif_choice": "dispensation", "accept_conditions": "on"},
+    )
+    assert response.status_code == 302, response.content
+    browser.get(f"/edocuments/patient/{patient.public_id}/")
+    browser.get(f"/edocuments/patient/{patient.public_id}/document/{prescription.document.public_id}/")
+    prescription_mark_dispensed(
+        prescription=prescription, pharmacist=pharmacist, kind="full", based_on_version=0
+    )
+    return pharmacist, prescription, browser
+
+
+def test_mon_dossier_shows_the_documents_and_the_prescription_state() -> None:
+    account = active_account()
+    pharmacist, prescription, _ = _pharmacist_visit(account.patient)
+    start = last_sequence()
+    page = text(logged_in_patient(account).get("/patient/dossier/"))
+    assert prescription.document.title in page
+    assert "Reste à délivrer" in page
+    assert "Pharmacie du Globe" in page
+    assert events_after(start) == [("espace.record.view", "success")]
+
+
+def test_the_patient_reads_their_own_document_even_hidden() -> None:
+    account = active_account()
+    prescription = submit_prescription(account.patient)
+    document = prescription.document
+    document.hidden_by_patient = True
+    document.save()
+    browser = logged_in_patient(account)
+    start = last_sequence()
+    assert browser.get(f"/patient/dossier/document/{document.public_id}/").status_code == 200
+    content = browser.get(f"/patient/dossier/document/{document.public_id}/contenu")
+    assert content.status_code == 200 and "sandbox" in content["Content-Security-Policy"]
+    assert events_after(start) == [("espace.document.read", "success")] * 2
+
+
+def test_another_patients_document_is_not_found_nothing_leaks_and_the_refusal_is_traced() -> None:
+    account = active_account()
+    other = make_patient(birth_name="Wolf", first_names="Zoé")
+    theirs = submit_prescription(other).document
+    browser = logged_in_patient(account)
+    for url in (
+        f"/patient/dossier/document/{theirs.public_id}/",
+        f"/patient/dossier/document/{theirs.public_id}/contenu",
+        f"/patient/dossier/document/{theirs.public_id}/masquer/",
+        f"/patient/dossier/document/{uuid.uuid4()}/",
+    ):
+        start = last_sequence()
+        response = browser.get(url)
+        assert response.status_code == 404, url
+        body = text(response)
+        assert theirs.title not in body and "Wolf" not in body and other.matricule not in body
+        assert events_after(start) == [("espace.not_found", "refused")], url
+    start = last_sequence()
+    assert browser.post(f"/patient/dossier/document/{theirs.public_id}/masquer/").status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.hidden_by_patient is False
+    assert events_after(start) == [("espace.not_found", "refused")]
+    refusal = AuditEvent.objects.filter(action="espace.not_found").last()
+    assert refusal is not None and refusal.patient_id == account.patient_id  # never the other patient
+
+
+def test_the_journal_shows_the_pharmacists_access_and_dispensation_in_plain_words() -> None:
+    account = active_account()
+    _pharmacist_visit(account.patient)
+    page = text(logged_in_patient(account).get("/patient/journal/"))
+    assert "SCHMIT Test" in page
+    assert "Pharmacien, Pharmacie du Globe" in page
+    assert AuditAction.PRESCRIPTION_DISPENSE.fr in page
+    assert AuditAction.RECORD_OPEN.fr in page
+    assert AuditAction.DOCUMENT_READ.fr in page
+    assert AuditAction.ACCESS_GRANT.fr in page and "Délivrance de médicaments" in page
+
+
+def test_the_journal_never_shows_another_patients_events() -> None:
+    account = active_account()
+    other = make_patient(birth_name="Wolf", first_names="Zoé")
+    _pharmacist_visit(other)
+    page = text(logged_in_patient(account).get("/patient/journal/"))
+    assert "SCHMIT" not in page
+    csv_body = b"".join(
+        logged_in_patient(account).get("/patient/journal/export.csv").streaming_content
+    ).decode()
+    assert "SCHMIT" not in csv_body
+
+
+def test_emergency_accesses_are_highlighted_and_the_motif_shown() -> None:
+    account = active_account()
+    doctor = make_professional("doctor", last_name="Urgentiste")
+    audit_record(
+        action=AuditAction.ACCESS_EMERGENCY,
+        actor=doctor.user,
+        patient=account.patient,
+        motif="Patient inconscient aux urgences",
+        details={"mode": "emergency"},
+    )
+    page = text(logged_in_patient(account).get("/patient/journal/"))
+    assert 'class="emergency"' in page
+    assert "Accès en urgence" in page
+    assert "Patient inconscient aux urgences" in page
+
+
+def test_the_journal_filters_by_kind_professional_and_period_and_pages() -> None:
+    account = active_account()
+    pharmacist, _, _ = _pharmacist_visit(account.patient)
+    doctor = make_professional("doctor", last_name="Medecin")
+    make_grant(doctor, account.patient)
+    audit_record(action=AuditAction.RECORD_OPEN, actor=doctor.user, patient=account.patient)
+    browser = logged_in_patient(account)
+    only_dispensations = text(browser.get("/patient/journal/", {"type": "dispensations"}))
+    assert AuditAction.PRESCRIPTION_DISPENSE.fr in only_dispensations
+    assert AuditAction.RECORD_OPEN.fr not in only_dispensations
+    only_doctor = text(browser.get("/patient/journal/", {"professionnel": doctor.matricule}))
+    assert "MEDECIN" in only_doctor and "SCHMIT" not in only_doctor.split("<table")[1]
+    tomorrow = (timezone.localdate() + datetime.timedelta(days=1)).isoformat()
+    future = text(browser.get("/patient/journal/", {"du": tomorrow}))
+    assert "Aucun événement pour ces critères" in future
+    # Paging: more than a page of events.
+    for _ in range(JOURNAL_PAGE_SIZE + 5):
+        audit_record(action=AuditAction.RECORD_VIEW, actor=doctor.user, patient=account.patient)
+    first = text(browser.get("/patient/journal/"))
+    assert "Accès plus anciens" in first
+    before = first.split("avant=")[1].split('"')[0]
+    second = browser.get("/patient/journal/", {"avant": before})
+    assert second.status_code == 200 and AuditAction.RECORD_OPEN.fr in text(second)
+
+
+def test_the_journal_exports_as_csv_and_pdf_and_each_export_is_traced() -> None:
+    account = active_account()
+    _pharmacist_visit(account.patient)
+    browser = logged_in_patient(account)
+    start = last_sequence()
+    response = browser.get("/patient/journal/export.csv")
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode()), delimiter=";"))
+    assert rows[0][:3] == ["N°", "Date", "Qui"]
+    assert any(row[2] == "SCHMIT Test" and row[5] == AuditAction.PRESCRIPTION_DISPENSE.fr for row in rows)
+    pdf = browser.get("/patient/journal/export.pdf")
+    assert pdf.content.startswith(b"%PDF")
+    assert events_after(start) == [("journal.export", "success")] * 2
+
+
+def test_blocking_a_professional_cuts_their_access_at_once_and_is_in_the_journal() -> None:
+    account = active_account()
+    pharmacist, prescription, pro_browser = _pharmacist_visit(account.patient)
+    record_url = f"/edocuments/patient/{account.patient.public_id}/"
+    assert pro_browser.get(record_url).status_code == 200
+    browser = logged_in_patient(account)
+    search = text(browser.get("/patient/choix/", {"nom": "Schm"}))
+    assert f"/patient/choix/bloquer/{pharmacist.pk}/" in search
+    confirm = text(browser.get(f"/patient/choix/bloquer/{pharmacist.pk}/"))
+    assert "ne pourra plus ouvrir votre dossier" in confirm
+    assert not PatientBlock.objects.exists()  # the confirmation page writes nothing
+    start = last_sequence()
+    assert browser.post(f"/patient/choix/bloquer/{pharmacist.pk}/").status_code == 302
+    assert events_after(start) == [("patient.block", "success")]
+    # The professional now gets the same 404 as for a stranger's record.
+    response = pro_browser.get(record_url)
+    assert response.status_code == 404
+    assert account.patient.birth_name not in text(response)
+    doc = pro_browser.get(f"{record_url}document/{prescription.document.public_id}/")
+    assert doc.status_code == 404
+    assert "Refus d'un professionnel par le patient" in text(browser.get("/patient/journal/"))
+    # Lifting it gives the access back.
+    block = PatientBlock.objects.get()
+    assert browser.post(f"/patient/choix/debloquer/{block.pk}/").status_code == 302
+    assert pro_browser.get(record_url).status_code == 200
+
+
+def test_a_patient_cannot_lift_another_patients_block() -> None:
+    account = active_account()
+    other = make_patient(birth_name="Wolf")
+    pro = make_professional()
+    block = PatientBlock.objects.create(patient=other, professional=pro)
+    start = last_sequence()
+    response = logged_in_patient(account).post(f"/patient/choix/debloquer/{block.pk}/")
+    assert response.status_code == 404
+    block.refresh_from_db()
+    assert block.lifted_at is None
+    assert events_after(start) == [("espace.not_found", "refused")]
+
+
+def test_hiding_a_document_hides_it_from_professionals_but_its_author() -> None:
+    account = active_account()
+    pharmacist, prescription, pro_browser = _pharmacist_visit(account.patient)
+    document = prescription.document
+    url = f"/edocuments/patient/{account.patient.public_id}/document/{document.public_id}/"
+    assert pro_browser.get(url).status_code == 200
+    browser = logged_in_patient(account)
+    assert "aucun professionnel ne verra ce document" in text(
+        browser.get(f"/patient/dossier/document/{document.public_id}/masquer/")
+    )
+    start = last_sequence()
+    browser.post(f"/patient/dossier/document/{document.public_id}/masquer/")
+    assert events_after(start) == [("document.hide", "success")]
+    assert pro_browser.get(url).status_code == 404
+    browser.post(f"/patient/dossier/document/{document.public_id}/afficher/")
+    assert pro_browser.get(url).status_code == 200
+
+
+def test_closing_the_record_shuts_out_every_professional_and_reopening_lets_them_back() -> None:
+    account = active_account()
+    _, _, pro_browser = _pharmacist_visit(account.patient)
+    record_url = f"/edocuments/patient/{account.patient.public_id}/"
+    browser = logged_in_patient(account)
+    assert "même en urgence" in text(browser.get("/patient/choix/fermer/"))
+    start = last_sequence()
+    browser.post("/patient/choix/fermer/")
+    assert events_after(start) == [("record.oppose", "success")]
+    assert Patient.objects.get(pk=account.patient_id).dossier_state == Patient.DossierState.OPPOSED
+    assert pro_browser.get(record_url).status_code == 404
+    # The patient still sees their record.
+    assert browser.get("/patient/dossier/").status_code == 200
+    browser.post("/patient/choix/rouvrir/")
+    assert pro_browser.get(record_url).status_code == 200
+
+
+def test_a_record_closed_by_the_agency_cannot_be_reopened_by_the_patient() -> None:
+    account = active_account()
+    Patient.objects.filter(pk=account.patient_id).update(dossier_state=Patient.DossierState.CLOSED)
+    start = last_sequence()
+    response = logged_in_patient(account).post("/patient/choix/rouvrir/", follow=True)
+    assert "fermé par l'Agence eSanté" in text(response)
+    assert Patient.objects.get(pk=account.patient_id).dossier_state == Patient.DossierState.CLOSED
+    assert events_after(start) == []
+
+
+def test_notifications_need_an_address_of_that_kind() -> None:
+    account = active_account()
+    browser = logged_in_patient(account)
+    start = last_sequence()
+    browser.post("/patient/choix/notifications/", {"channel": "email"})
+    assert PatientAccount.objects.get(pk=account.pk).notify_channel == "email"
+    assert events_after(start) == [("espace.notifications", "success")]
+    start = last_sequence()
+    response = browser.post("/patient/choix/notifications/", {"channel": "sms"}, follow=True)
+    assert "Aucun numéro de mobile" in text(response)
+    assert PatientAccount.objects.get(pk=account.pk).notify_channel == "email"
+    assert events_after(start) == []
+
+
+def test_every_choice_needs_the_csrf_token() -> None:
+    account = active_account()
+    pro = make_professional()
+    document = submit_prescription(account.patient).document
+    browser = logged_in_patient(account, enforce_csrf_checks=True)
+    start = last_sequence()
+    for url in (
+        f"/patient/choix/bloquer/{pro.pk}/",
+        f"/patient/dossier/document/{document.public_id}/masquer/",
+        "/patient/choix/fermer/",
+        "/patient/choix/notifications/",
+    ):
+        assert browser.post(url).status_code == 403, url
+    assert events_after(start) == []
+    assert not PatientBlock.objects.exists()
+
+
+@pytest.mark.parametrize("action", [a for a in AuditAction if a.concerns_patient])
+def test_the_journal_words_every_action_that_concerns_a_patient(action: AuditAction) -> None:
+    account = active_account()
+    pro = make_professional("doctor", last_name="Lecteur")
+    audit_record(action=action, actor=pro.user, patient=account.patient)
+    page = logged_in_patient(account).get("/patient/journal/", {"avant": str(last_sequence() + 1)})
+    body = text(page)
+    assert action.fr in body, action
+    assert "LECTEUR Test" in body
