@@ -276,6 +276,16 @@ class Platform:
             raise PlatformError(f"no activation code in the output of esante issue_activation:\n{output}")
         return match[1]
 
+    def issue_patient_activation(self, matricule: str) -> str:
+        """A fresh activation code for a patient's area (``esante issue_patient_activation``)."""
+        output = self.command("issue_patient_activation", "--matricule", matricule)
+        match = re.search(r"^activation code: (\S+)$", output, re.MULTILINE)
+        if match is None:
+            raise PlatformError(
+                f"no activation code in the output of esante issue_patient_activation:\n{output}"
+            )
+        return match[1]
+
     def start(self, *, timeout: float = 60) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")

@@ -9,6 +9,8 @@ from django.db import transaction
 from esante.accounts.demo import DemoProfessional, demo_professionals_load
 from esante.core.models import DemoDataSet
 from esante.documents.demo import demo_documents_load
+from esante.espace.accounts import patient_letter_issue
+from esante.espace.models import PatientAccount
 from esante.patients.models import Patient
 from esante.patients.services import patients_import_batch
 
@@ -25,6 +27,8 @@ class DemoSummary:
     already_loaded: bool
     professionals: list[DemoProfessional]
     documents_created: int = 0
+    # Peppa's patient area: a fresh activation code while it is not activated, else "".
+    patient_activation_code: str = ""
 
 
 def demo_check_allowed() -> None:
@@ -57,8 +61,20 @@ def demo_load(*, synthetic: int = 5000) -> DemoSummary:
     professionals = demo_professionals_load()
     documents = demo_documents_load()
     return DemoSummary(
+        patient_activation_code=demo_patient_letter(),
         patients_created=total,
         already_loaded=not created,
         professionals=professionals,
         documents_created=documents,
     )
+
+
+def demo_patient_letter() -> str:
+    """A new activation letter for Peppa's patient area at each start while it is not activated
+    (the new letter revokes the previous one); "" once activated."""
+    peppa = Patient.objects.get(matricule=PEPPA["matricule"])
+    account = PatientAccount.objects.filter(patient=peppa).first()
+    if account is not None and account.state != PatientAccount.State.REGISTERED:
+        return ""
+    _, code = patient_letter_issue(patient=peppa, actor_label="system:demo")
+    return code

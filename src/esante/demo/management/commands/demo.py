@@ -88,6 +88,12 @@ class Command(BaseCommand):
                     f"  portail : {url}",
                     "  patient du guide : PIG Peppa, matricule 1904112000166",
                     "  pour commencer : « Je suis un professionnel » puis « J'active mon compte ».",
+                    "  espace patient de PIG Peppa, matricule 1904112000166 : "
+                    + (
+                        f"à activer, code d'activation {summary.patient_activation_code}"
+                        if summary.patient_activation_code
+                        else "activé"
+                    ),
                     "",
                     "Professionnels de démonstration (codes à usage unique : affichés ici et écrits dans "
                     f"{settings.OUTBOX_DIR}) :",
