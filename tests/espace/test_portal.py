@@ -2,8 +2,8 @@
 choice does to the professionals' access, and the refusals (404, nothing leaked, traced)."""
 
 import csv
-import html
 import datetime
+import html
 import io
 import uuid
 

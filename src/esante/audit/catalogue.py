@@ -301,6 +301,13 @@ class AuditAction(enum.StrEnum):
         "The patient searched for a professional",
         True,
     )
+    ESPACE_NOTIFY = (
+        "espace.notify",
+        "Notification d'accès envoyée au patient",
+        "Zugriffsbenachrichtigung an den Patienten gesendet",
+        "Access notification sent to the patient",
+        True,
+    )
     DOCUMENT_HIDE = (
         "document.hide",
         "Document masqué par le patient",

@@ -12,6 +12,7 @@ from esante.access.models import PatientBlock
 from esante.access.services import patient_block_create, patient_block_lift
 from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction, AuditOutcome
+from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 from esante.documents.models import Document
 from esante.patients.models import Patient
@@ -131,7 +132,17 @@ def notifications_set(*, account: PatientAccount, channel: str, client_address: 
         raise ValidationError(gettext("Aucune adresse e-mail n'est enregistrée pour votre compte."))
     if channel == PatientAccount.Channel.SMS and not account.mobile:
         raise ValidationError(gettext("Aucun numéro de mobile n'est enregistré pour votre compte."))
-    PatientAccount.objects.filter(pk=account.pk).update(notify_channel=channel)
+    updates: dict[str, Any] = {"notify_channel": channel}
+    if channel and not account.notify_channel:
+        # The first digest reports the accesses after this choice, not the whole history.
+        newest = (
+            AuditEvent.objects.filter(patient_id=account.patient_id)
+            .order_by("-sequence")
+            .values_list("sequence", flat=True)
+            .first()
+        )
+        updates["digest_sequence"] = newest or 0
+    PatientAccount.objects.filter(pk=account.pk).update(**updates)
     account.notify_channel = channel
     patient_trace(account, AuditAction.ESPACE_NOTIFICATIONS, client_address=client_address, notify=channel)
     return account
