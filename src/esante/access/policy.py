@@ -154,6 +154,12 @@ def record_refusal_reason(*, professional_state: str, dossier_state: str, blocke
     return None
 
 
+def patient_may_set_opposition(dossier_state: str) -> bool:
+    """The patient closes (opposition) or reopens their own record; a record the agency closed
+    is not theirs to reopen, nor to oppose."""
+    return dossier_state != Patient.DossierState.CLOSED
+
+
 def record_read_refusal_reason(
     *, professional_state: str, dossier_state: str, blocked: bool, has_current_grant: bool
 ) -> str | None:

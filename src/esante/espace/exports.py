@@ -44,8 +44,9 @@ def journal_csv(patient: Patient, *, account_user_id: int, filters: JournalFilte
         ]
     )
     events = journal_events(patient, filters).select_related("actor__professional")
+    actors: dict[object, tuple[str, str]] = {}
     for event in events.iterator(chunk_size=2000):
-        line = journal_line(event, account_user_id=account_user_id, titles={})
+        line = journal_line(event, account_user_id=account_user_id, titles={}, actors=actors)
         yield writer.writerow(
             [
                 _cell(event.sequence),

@@ -214,7 +214,20 @@ def journal_events(patient: Patient, filters: JournalFilters) -> QuerySet[AuditE
     return events.order_by("-sequence")
 
 
-def _who(event: AuditEvent, account_user_id: int) -> tuple[str, str]:
+def _who(
+    event: AuditEvent, account_user_id: int, cache: dict[object, tuple[str, str]] | None = None
+) -> tuple[str, str]:
+    """Who acted, in the patient's words (computed once per actor and page)."""
+    key = event.actor_id if event.actor_id is not None else f"label:{event.actor_label}"
+    if cache is not None and key in cache:
+        return cache[key]
+    who = _who_uncached(event, account_user_id)
+    if cache is not None:
+        cache[key] = who
+    return who
+
+
+def _who_uncached(event: AuditEvent, account_user_id: int) -> tuple[str, str]:
     if event.actor_id is not None and event.actor_id == account_user_id:
         return gettext("Vous"), ""
     professional = getattr(event.actor, "professional", None) if event.actor_id else None
@@ -231,13 +244,19 @@ def _who(event: AuditEvent, account_user_id: int) -> tuple[str, str]:
     return gettext("Personne non identifiée"), ""
 
 
-def journal_line(event: AuditEvent, *, account_user_id: int, titles: dict[str, str]) -> JournalLine:
+def journal_line(
+    event: AuditEvent,
+    *,
+    account_user_id: int,
+    titles: dict[str, str],
+    actors: dict[object, tuple[str, str]] | None = None,
+) -> JournalLine:
     """One event in plain words, from the catalogue's labels in the active language."""
     try:
         what = AuditAction.of(event.action).label()
     except ValueError:
         what = event.action
-    who, who_detail = _who(event, account_user_id)
+    who, who_detail = _who(event, account_user_id, actors)
     details = event.details or {}
     via = details.get("via") or {}
     return JournalLine(
@@ -256,7 +275,12 @@ def journal_line(event: AuditEvent, *, account_user_id: int, titles: dict[str, s
 
 
 def journal_page(
-    account_patient: Patient, *, account_user_id: int, filters: JournalFilters, before: int | None
+    account_patient: Patient,
+    *,
+    account_user_id: int,
+    filters: JournalFilters,
+    before: int | None,
+    professionals: list[Professional] | None = None,
 ) -> JournalPage:
     """One page of the journal (``JOURNAL_PAGE_SIZE`` lines, older than sequence ``before``),
     in a constant number of queries: the events with their actors, the documents they name, the
@@ -274,12 +298,13 @@ def journal_page(
             patient=account_patient, public_id__in=[_uuid(i) for i in ids if _uuid(i)]
         ).values_list("public_id", "title")
     }
-    lines = [journal_line(row, account_user_id=account_user_id, titles=titles) for row in rows]
+    actors: dict[object, tuple[str, str]] = {}
+    lines = [journal_line(row, account_user_id=account_user_id, titles=titles, actors=actors) for row in rows]
     return JournalPage(
         lines=lines,
         next_before=rows[-1].sequence if more and rows else None,
         filters=filters,
-        professionals=journal_professionals(account_patient),
+        professionals=professionals if professionals is not None else journal_professionals(account_patient),
     )
 
 

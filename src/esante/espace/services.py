@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext
 
+from esante.access import policy
 from esante.access.models import PatientBlock
 from esante.access.services import patient_block_create, patient_block_lift
 from esante.accounts.models import Professional
@@ -102,7 +103,7 @@ def record_opposition_set(*, account: PatientAccount, opposed: bool, client_addr
     """Closes the record to every professional (opposition), or reopens it. A record the agency
     closed (``closed``) is not the patient's to reopen: ``ValidationError``."""
     patient = Patient.objects.select_for_update().get(pk=account.patient_id)
-    if patient.dossier_state == Patient.DossierState.CLOSED:
+    if not policy.patient_may_set_opposition(patient.dossier_state):
         raise ValidationError(
             gettext("Votre dossier a été fermé par l'Agence eSanté : contactez le helpdesk.")
         )

@@ -340,21 +340,27 @@ def document_visibility(
 # --- « Mon journal d'accès » ------------------------------------------------------------------
 
 
-def _journal_filters(request: HttpRequest, account: PatientAccount) -> tuple[JournalFilterForm, Any]:
+def _journal_filters(
+    request: HttpRequest, account: PatientAccount
+) -> tuple[JournalFilterForm, Any, list[Professional]]:
     professionals = selectors.journal_professionals(account.patient)
     form = JournalFilterForm(request.GET or None, professionals=professionals)
-    return form, form.filters() if request.GET else selectors.JournalFilters()
+    return form, form.filters() if request.GET else selectors.JournalFilters(), professionals
 
 
 @never_cache
 @require_GET
 @patient_required
 def journal(request: HttpRequest, account: PatientAccount) -> HttpResponse:
-    form, filters = _journal_filters(request, account)
+    form, filters, professionals = _journal_filters(request, account)
     before_raw = request.GET.get("avant", "")
     before = int(before_raw) if before_raw.isdigit() else None
     page = selectors.journal_page(
-        account.patient, account_user_id=account.user_id, filters=filters, before=before
+        account.patient,
+        account_user_id=account.user_id,
+        filters=filters,
+        before=before,
+        professionals=professionals,
     )
     services.patient_trace(
         account,
@@ -376,7 +382,7 @@ def journal(request: HttpRequest, account: PatientAccount) -> HttpResponse:
 def journal_export(
     request: HttpRequest, account: PatientAccount, fmt: str
 ) -> HttpResponse | StreamingHttpResponse:
-    _, filters = _journal_filters(request, account)
+    _, filters, _ = _journal_filters(request, account)
     response: HttpResponse | StreamingHttpResponse
     services.patient_trace(
         account,
