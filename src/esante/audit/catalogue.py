@@ -301,6 +301,20 @@ class AuditAction(enum.StrEnum):
         "The patient searched for a professional",
         True,
     )
+    ESPACE_REPRESENTATIVE_ADD = (
+        "espace.representative.add",
+        "Enregistrement d'un représentant légal",
+        "Registrierung eines gesetzlichen Vertreters",
+        "Legal representative registered",
+        True,
+    )
+    ESPACE_ACT_FOR = (
+        "espace.act_for",
+        "Un représentant légal agit pour le patient",
+        "Ein gesetzlicher Vertreter handelt für den Patienten",
+        "A legal representative acts for the patient",
+        True,
+    )
     ESPACE_NOTIFY = (
         "espace.notify",
         "Notification d'accès envoyée au patient",

@@ -1,6 +1,7 @@
 """The patient principal: pages of the patients' portal ask for an active patient account, and
 every refusal of a patient-scoped object is the same 404 page (traced)."""
 
+import copy
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -9,8 +10,12 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 
-from .models import PatientAccount
+from .models import PatientAccount, Representation
+
+#: The session key holding the public id of the patient a representative acts for.
+ACTING_FOR_KEY = "espace_acting_for"
 
 PatientView = Callable[..., HttpResponse | StreamingHttpResponse]
 
@@ -43,9 +48,40 @@ def patient_required(view: PatientView) -> Callable[..., HttpResponse | Streamin
         account = active_patient_account(request.user)
         if account is None:
             return render(request, "espace/forbidden.html", status=403)
-        return view(request, account, *args, **kwargs)
+        return view(request, acting_account(request, account), *args, **kwargs)
 
     return wrapped
+
+
+def current_representations(account: PatientAccount) -> list[Representation]:
+    now = timezone.now()
+    return [
+        r
+        for r in Representation.objects.filter(representative=account, revoked_at__isnull=True)
+        .select_related("patient")
+        .order_by("patient__birth_name")
+        if r.is_current(now)
+    ]
+
+
+def acting_account(request: HttpRequest, account: PatientAccount) -> PatientAccount:
+    """The account the request acts with: the holder's own, or — when the holder chose to act
+    for a patient they currently represent — a copy whose ``patient`` is the represented patient
+    and whose ``acting_for`` says under which representation. A representation that ended takes
+    effect at once: the session falls back to the holder's own record."""
+    represented = current_representations(account)
+    account.represented = represented
+    chosen = request.session.get(ACTING_FOR_KEY)
+    if not chosen:
+        return account
+    representation = next((r for r in represented if str(r.patient.public_id) == chosen), None)
+    if representation is None:
+        request.session.pop(ACTING_FOR_KEY, None)
+        return account
+    acting = copy.copy(account)
+    acting.patient = representation.patient
+    acting.acting_for = representation
+    return acting
 
 
 def not_found_page(request: HttpRequest) -> HttpResponse:

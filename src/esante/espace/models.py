@@ -57,6 +57,11 @@ class PatientAccount(models.Model):
         verbose_name = "compte patient"
         verbose_name_plural = "comptes patients"
 
+    # Set on the request's copy of the account when its holder acts for a represented patient
+    # (``http.patient_required``): ``patient`` is then the represented patient. Never saved.
+    acting_for: "Representation | None" = None
+    represented: "list[Representation]" = []  # noqa: RUF012 - replaced per request, never mutated
+
     def __str__(self) -> str:
         return f"compte patient {self.patient_id}"
 
@@ -132,3 +137,42 @@ class PatientActivation(models.Model):
 
     def __str__(self) -> str:
         return f"activation patient {self.pk} (étape {self.step})"
+
+
+class Representation(models.Model):
+    """A parent of a minor or a legal guardian, registered by the agency
+    (``esante add_representative``), acts for the represented patient with their own patient
+    account. Never deleted: a representation ends (``ends_at``) or is revoked."""
+
+    class Kind(models.TextChoices):
+        PARENT = "parent", _("Parent")
+        GUARDIAN = "guardian", _("Tuteur légal")
+
+    representative = models.ForeignKey(
+        PatientAccount, on_delete=models.PROTECT, related_name="representations"
+    )
+    patient = models.ForeignKey("patients.Patient", on_delete=models.PROTECT, related_name="representatives")
+    kind = models.CharField("qualité", max_length=16, choices=Kind.choices)
+    starts_at = models.DateTimeField("depuis le")
+    ends_at = models.DateTimeField("jusqu'au", null=True, blank=True)
+    revoked_at = models.DateTimeField("révoquée le", null=True, blank=True)
+    registered_by = models.CharField("enregistrée par", max_length=150)
+
+    class Meta:
+        verbose_name = "représentation"
+        verbose_name_plural = "représentations"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["representative", "patient"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="espace_one_current_representation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.representative_id} représente {self.patient_id}"
+
+    def is_current(self, at: datetime.datetime) -> bool:
+        return (
+            self.revoked_at is None and self.starts_at <= at and (self.ends_at is None or at < self.ends_at)
+        )

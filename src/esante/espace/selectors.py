@@ -231,6 +231,9 @@ def _who_uncached(event: AuditEvent, account_user_id: int) -> tuple[str, str]:
     if event.actor_id is not None and event.actor_id == account_user_id:
         return gettext("Vous"), ""
     professional = getattr(event.actor, "professional", None) if event.actor_id else None
+    representative = getattr(event.actor, "patient_account", None) if event.actor_id else None
+    if professional is None and representative is not None:
+        return representative.patient.display_name, gettext("représentant légal")
     if professional is not None:
         detail = professional.get_profession_display()
         if professional.organisation:
@@ -288,7 +291,11 @@ def journal_page(
     events = journal_events(account_patient, filters)
     if before is not None:
         events = events.filter(sequence__lt=before)
-    rows = list(events.select_related("actor__professional")[: JOURNAL_PAGE_SIZE + 1])
+    rows = list(
+        events.select_related("actor__professional", "actor__patient_account__patient")[
+            : JOURNAL_PAGE_SIZE + 1
+        ]
+    )
     more = len(rows) > JOURNAL_PAGE_SIZE
     rows = rows[:JOURNAL_PAGE_SIZE]
     ids = {row.object_id for row in rows if row.object_type == "document" and row.object_id}

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext
 
 from esante.access import policy
@@ -18,7 +19,7 @@ from esante.audit.services import audit_record
 from esante.documents.models import Document
 from esante.patients.models import Patient
 
-from .models import PatientAccount
+from .models import PatientAccount, Representation
 
 
 def patient_trace(
@@ -31,7 +32,11 @@ def patient_trace(
     object_id: str = "",
     **details: Any,
 ) -> None:
-    """The one way the patients' portal writes an event: the patient acts on their own record."""
+    """The one way the patients' portal writes an event: the patient acts on their own record,
+    or a representative on the represented patient's (the event's actor is the representative,
+    its patient the represented, its details say under which representation)."""
+    if account.acting_for is not None:
+        details = {**details, "representation": account.acting_for.pk, "kind": account.acting_for.kind}
     audit_record(
         action=action,
         outcome=outcome,
@@ -67,7 +72,10 @@ def professional_block(
     """The patient refuses the professional any access, at once (portal and API: the access
     selectors read blocks on every request)."""
     return patient_block_create(
-        patient=account.patient, professional=professional, actor=account.user, reason="patient"
+        patient=account.patient,
+        professional=professional,
+        actor=account.user,
+        reason="patient" if account.acting_for is None else f"representative:{account.acting_for.kind}",
     )
 
 
@@ -147,3 +155,53 @@ def notifications_set(*, account: PatientAccount, channel: str, client_address: 
     account.notify_channel = channel
     patient_trace(account, AuditAction.ESPACE_NOTIFICATIONS, client_address=client_address, notify=channel)
     return account
+
+
+@transaction.atomic
+def representative_add(
+    *, representative: PatientAccount, patient: Patient, kind: str, ends_at: Any, actor_label: str
+) -> Representation:
+    """Registers a parent or a legal guardian (their own patient account) for a patient."""
+    if kind not in Representation.Kind.values:
+        raise ValidationError(gettext("Qualité inconnue : parent ou tuteur légal (guardian)."))
+    if representative.patient_id == patient.pk:
+        raise ValidationError(gettext("Un patient ne se représente pas lui-même."))
+    if representative.state == PatientAccount.State.SUSPENDED:
+        raise ValidationError(gettext("Le compte du représentant est suspendu."))
+    if Representation.objects.filter(
+        representative=representative, patient=patient, revoked_at__isnull=True
+    ).exists():
+        raise ValidationError(gettext("Ce représentant est déjà enregistré pour ce patient."))
+    representation = Representation.objects.create(
+        representative=representative,
+        patient=patient,
+        kind=kind,
+        starts_at=timezone.now(),
+        ends_at=ends_at,
+        registered_by=actor_label,
+    )
+    audit_record(
+        action=AuditAction.ESPACE_REPRESENTATIVE_ADD,
+        actor_label=actor_label,
+        patient=patient,
+        object_type="representation",
+        object_id=representation.pk,
+        details={"kind": kind, "representative_account": representative.pk},
+    )
+    return representation
+
+
+@transaction.atomic
+def acting_for_choose(
+    *, account: PatientAccount, representation: Representation, client_address: str | None
+) -> None:
+    """Traces that the representative now acts for the represented patient."""
+    audit_record(
+        action=AuditAction.ESPACE_ACT_FOR,
+        actor=account.user,
+        patient=representation.patient,
+        object_type="representation",
+        object_id=representation.pk,
+        client_address=client_address,
+        details={"kind": representation.kind, "channel": "patient"},
+    )

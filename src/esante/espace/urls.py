@@ -36,4 +36,5 @@ urlpatterns = [
     path("choix/fermer/", views.opposition, {"opposed": True}, name="oppose"),
     path("choix/rouvrir/", views.opposition, {"opposed": False}, name="reopen"),
     path("choix/notifications/", views.notifications, name="notifications"),
+    path("agir-pour/", views.acting_for, name="acting_for"),
 ]

@@ -30,7 +30,7 @@ from esante.documents.models import MediaType
 from . import accounts as activation_steps
 from . import exports, selectors, services
 from .forms import JournalFilterForm, NotificationsForm, PatientCodeForm, ProfessionalSearchForm
-from .http import is_active_patient, not_found_page, patient_required
+from .http import ACTING_FOR_KEY, is_active_patient, not_found_page, patient_required
 from .models import USERNAME_PREFIX, PatientAccount, PatientActivation
 
 ACTIVATION_KEY = "espace_activation"
@@ -502,7 +502,31 @@ def opposition(request: HttpRequest, account: PatientAccount, opposed: bool) -> 
 
 @require_POST
 @patient_required
+def acting_for(request: HttpRequest, account: PatientAccount) -> HttpResponse:
+    """« Agir pour »: a representative switches between their own record and a represented one."""
+    chosen = request.POST.get("patient", "")
+    if chosen in ("", "moi"):
+        request.session.pop(ACTING_FOR_KEY, None)
+        return redirect("espace:record")
+    representation = next((r for r in account.represented if str(r.patient.public_id) == chosen), None)
+    if representation is None:
+        services.patient_not_found(
+            account, what="representation", object_id=chosen, client_address=client_address(request)
+        )
+        return not_found_page(request)
+    services.acting_for_choose(
+        account=account, representation=representation, client_address=client_address(request)
+    )
+    request.session[ACTING_FOR_KEY] = chosen
+    return redirect("espace:record")
+
+
+@require_POST
+@patient_required
 def notifications(request: HttpRequest, account: PatientAccount) -> HttpResponse:
+    if account.acting_for is not None:
+        messages.error(request, gettext("Les notifications se choisissent pour votre propre dossier."))
+        return redirect("espace:choices")
     form = NotificationsForm(request.POST)
     if form.is_valid():
         try:
