@@ -79,7 +79,7 @@ def test_the_patient_reads_their_own_document_even_hidden() -> None:
 def test_another_patients_document_is_not_found_nothing_leaks_and_the_refusal_is_traced() -> None:
     account = active_account()
     other = make_patient(birth_name="Wolf", first_names="Zoé")
-    theirs = submit_prescription(other).document
+    theirs = submit_prescription(other, document_id="RX-2").document
     browser = logged_in_patient(account)
     for url in (
         f"/patient/dossier/document/{theirs.public_id}/",

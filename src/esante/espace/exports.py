@@ -43,7 +43,9 @@ def journal_csv(patient: Patient, *, account_user_id: int, filters: JournalFilte
             gettext("Document"),
         ]
     )
-    events = journal_events(patient, filters).select_related("actor__professional", "actor__patient_account__patient")
+    events = journal_events(patient, filters).select_related(
+        "actor__professional", "actor__patient_account__patient"
+    )
     actors: dict[object, tuple[str, str]] = {}
     for event in events.iterator(chunk_size=2000):
         line = journal_line(event, account_user_id=account_user_id, titles={}, actors=actors)
@@ -67,7 +69,11 @@ def journal_pdf(patient: Patient, *, account_user_id: int, filters: JournalFilte
     from weasyprint import HTML  # imported lazily: loading WeasyPrint costs about a second
     from weasyprint.urls import URLFetcher
 
-    events = list(journal_events(patient, filters).select_related("actor__professional", "actor__patient_account__patient")[: PDF_MAX_LINES + 1])
+    events = list(
+        journal_events(patient, filters).select_related(
+            "actor__professional", "actor__patient_account__patient"
+        )[: PDF_MAX_LINES + 1]
+    )
     truncated = len(events) > PDF_MAX_LINES
     lines = [journal_line(e, account_user_id=account_user_id, titles={}) for e in events[:PDF_MAX_LINES]]
     html = render_to_string(

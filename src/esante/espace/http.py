@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
-from .models import PatientAccount, Representation
+from .models import USERNAME_PREFIX, PatientAccount, Representation
 
 #: The session key holding the public id of the patient a representative acts for.
 ACTING_FOR_KEY = "espace_acting_for"
@@ -28,6 +28,11 @@ def active_patient_account(user: Any) -> PatientAccount | None:
     if account is None or account.state != PatientAccount.State.ACTIVE:
         return None
     return account
+
+
+def is_patient_user(user: Any) -> bool:
+    """Whether ``user`` is a patients' portal login (whatever its state)."""
+    return str(user.get_username()).startswith(USERNAME_PREFIX)
 
 
 def is_active_patient(user: Any) -> bool:

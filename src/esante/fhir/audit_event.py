@@ -31,7 +31,10 @@ def _verb(action: str) -> str:
     return "E"
 
 
-def to_resource(event: AuditEvent) -> dict[str, Any]:
+def to_resource(event: AuditEvent, *, who: str = "", network: bool = True) -> dict[str, Any]:
+    """The event as an AuditEvent (IHE BALP shape). For a patient reading their own journal,
+    ``who`` names the actor in the journal's words and ``network=False`` leaves out the
+    actor's client address."""
     try:
         label = AuditAction.of(event.action).label("fr")
     except ValueError:
@@ -41,9 +44,13 @@ def to_resource(event: AuditEvent) -> dict[str, Any]:
         {
             "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
                                  "code": "IRCP"}]},
-            "who": {"display": event.actor_label or "—"},
+            "who": {"display": who or event.actor_label or "—"},
             "requestor": True,
-            **({"network": {"address": event.client_address, "type": "2"}} if event.client_address else {}),
+            **(
+                {"network": {"address": event.client_address, "type": "2"}}
+                if event.client_address and network
+                else {}
+            ),
         }
     ]  # fmt: skip
     if via.get("client"):

@@ -8,6 +8,7 @@ professional. A refusal is traced (``api.request``, refused) and raised as a ``F
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import MissingAuthorizationError
@@ -17,6 +18,7 @@ from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.services import audit_record
 from esante.core.http import client_address
+from esante.espace.http import active_patient_account, is_patient_user
 
 from . import throttling
 from .models import ApiThrottle, SoftwareClient, Token
@@ -34,6 +36,8 @@ class ApiCaller:
     token: Token
     client: SoftwareClient
     professional: Professional | None
+    # A ``patient`` token: the active patient account it acts for (its own record only).
+    patient_account: Any = None
 
     @property
     def audit_details(self) -> dict[str, str]:
@@ -97,11 +101,20 @@ def _refuse(
     )
 
 
-def caller(request: HttpRequest, *, resource_type: str, permission: str, context: str = "user") -> ApiCaller:
+def caller(
+    request: HttpRequest,
+    *,
+    resource_type: str,
+    permission: str,
+    context: str = "user",
+    patient_allowed: bool = False,
+) -> ApiCaller:
     """The checked caller of a request needing ``context/resource_type.permission``.
 
     401 without a token or with an invalid, expired or revoked one; 403 when its scopes do not
-    cover the request or its professional is no longer active.
+    cover the request or its professional is no longer active. With ``patient_allowed``, a token
+    a patient consented to is checked in the ``patient`` context instead, for an active patient
+    account (``esante.espace``).
     """
     try:
         token: Token = require_oauth.acquire_token(request)
@@ -119,6 +132,19 @@ def caller(request: HttpRequest, *, resource_type: str, permission: str, context
             error="invalid_token",
             diagnostics="Jeton d'accès invalide, expiré ou révoqué.",
         ) from None
+    patient_account = None
+    if patient_allowed and context == "user" and token.user is not None and is_patient_user(token.user):
+        context = "patient"
+        patient_account = active_patient_account(token.user)
+        if patient_account is None:
+            raise _refuse(
+                request,
+                status=403,
+                error="insufficient_scope",
+                diagnostics="Le compte patient pour lequel agit ce jeton n'est pas actif.",
+                token=token,
+                scope=f"patient/{resource_type}.{permission}",
+            )
     needed = f"{context}/{resource_type}.{permission}"
     if not scopes_allow(token.scope, context=context, resource_type=resource_type, permission=permission):
         raise _refuse(
@@ -141,4 +167,6 @@ def caller(request: HttpRequest, *, resource_type: str, permission: str, context
                 token=token,
                 scope=needed,
             )
-    return ApiCaller(token=token, client=token.client, professional=professional)
+    return ApiCaller(
+        token=token, client=token.client, professional=professional, patient_account=patient_account
+    )

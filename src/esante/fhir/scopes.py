@@ -1,9 +1,10 @@
 """SMART scopes: which scope lets a token do what.
 
-A scope names a context (``user``: acting for the professional who consented; ``system``: the
-software itself), a resource type (or ``*``) and permissions (SMART v2 letters ``cruds``; the v1
-suffixes ``read`` and ``write`` are read as ``rs`` and ``cud``). A request needs one scope of the
-token with the request's context, resource type and permission letter.
+A scope names a context (``user``: acting for the professional who consented; ``patient``:
+acting for the patient who consented, on their own record only; ``system``: the software
+itself), a resource type (or ``*``) and permissions (SMART v2 letters ``cruds``; the v1 suffixes
+``read`` and ``write`` are read as ``rs`` and ``cud``). A request needs one scope of the token
+with the request's context, resource type and permission letter.
 """
 
 import re
@@ -16,6 +17,8 @@ SUPPORTED_SCOPES = (
     "user/MedicationRequest.rs",
     "user/MedicationDispense.cu",
     "user/AuditEvent.rs",
+    "patient/AuditEvent.rs",
+    "patient/DocumentReference.rs",
     "system/DocumentReference.c",
     "system/Binary.c",
 )
@@ -58,3 +61,8 @@ def scopes_allow(scope_string: str, *, context: str, resource_type: str, permiss
         ):
             return True
     return False
+
+
+def scope_contexts(scope_string: str) -> set[str]:
+    """The contexts (``user``, ``patient``, ``system``) of the resource scopes in ``scope_string``."""
+    return {scope.context for text in scope_string.split() if (scope := parse_scope(text)) is not None}

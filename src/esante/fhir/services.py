@@ -20,8 +20,8 @@ def _check_scopes(kind: str, scopes: list[str]) -> None:
     unknown = [s for s in scopes if s not in SUPPORTED_SCOPES]
     if unknown:
         raise ValidationError(f"Scopes inconnus : {', '.join(unknown)}.")
-    context = "user/" if kind == SoftwareClient.Kind.INTERACTIVE else "system/"
-    wrong = [s for s in scopes if not s.startswith(context)]
+    contexts = ("user/", "patient/") if kind == SoftwareClient.Kind.INTERACTIVE else ("system/",)
+    wrong = [s for s in scopes if not s.startswith(contexts)]
     if wrong:
         raise ValidationError(f"Scopes incompatibles avec ce type de client : {', '.join(wrong)}.")
     if not scopes:

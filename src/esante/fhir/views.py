@@ -17,10 +17,12 @@ from esante.access.http import active_professional, client_address, professional
 from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.services import audit_record
+from esante.espace.http import active_patient_account
 
 from . import services, throttling
 from .models import ApiThrottle, SoftwareAuthorisation
 from .oauth import server, token_refused
+from .scopes import scope_contexts
 
 #: What each scope lets the software do, as the consent page says it.
 SCOPE_LABELS = {
@@ -29,6 +31,8 @@ SCOPE_LABELS = {
     "user/MedicationRequest.rs": _("Lire les prescriptions des dossiers auxquels vous avez accès"),
     "user/MedicationDispense.cu": _("Enregistrer des dispensations en votre nom"),
     "user/AuditEvent.rs": _("Lire les traces de vos propres actions"),
+    "patient/AuditEvent.rs": _("Lire votre journal d'accès"),
+    "patient/DocumentReference.rs": _("Rechercher et lire les documents de votre dossier"),
     "offline_access": _("Rester connecté sans vous redemander votre accord (jetons renouvelables)"),
 }
 
@@ -57,8 +61,16 @@ def authorize(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
     professional = active_professional(request)
-    if professional is None:
+    patient_account = None if professional is not None else active_patient_account(request.user)
+    if professional is None and patient_account is None:
         return render(request, "access/forbidden.html", status=403)
+    # A patient consents to patient/ scopes only; a professional never to them.
+    contexts = scope_contexts(request.GET.get("scope", ""))
+    if (patient_account is not None and contexts != {"patient"}) or (
+        professional is not None and "patient" in contexts
+    ):
+        forbidden = "espace/forbidden.html" if patient_account is not None else "access/forbidden.html"
+        return render(request, forbidden, status=403)
     try:
         grant = server.get_consent_grant(request, end_user=request.user)
     except OAuth2Error as error:

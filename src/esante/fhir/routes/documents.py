@@ -8,11 +8,15 @@ from django.core.files.storage import default_storage
 from django.http import HttpRequest, HttpResponse, QueryDict
 from ninja import Router
 
+from esante.access.selectors import RecordNotFound
 from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_via
+from esante.core.http import client_address
 from esante.documents.gate import DocumentGate
 from esante.documents.models import Document, MediaType
 from esante.documents.views import CONTENT_CSP, PDF_CSP
+from esante.espace.selectors import own_document, own_documents
+from esante.espace.services import patient_not_found, patient_trace
 from esante.patients.selectors import patient_public_id_by_matricule
 
 from .. import document_reference, patient
@@ -60,8 +64,10 @@ def document_reference_search_post(request: HttpRequest) -> HttpResponse:
 
 
 def _document_search(request: HttpRequest, read_params: Callable[[], QueryDict]) -> HttpResponse:
-    who = caller(request, resource_type="DocumentReference", permission="s")
+    who = caller(request, resource_type="DocumentReference", permission="s", patient_allowed=True)
     params = read_params()
+    if who.patient_account is not None:
+        return _own_documents_search(request, who, params)
     with audit_via(who.audit_details):
         subject = document_reference.patient_id(params) or named_patient(
             document_reference.patient_matricule(params)
@@ -93,10 +99,80 @@ def _document_search(request: HttpRequest, read_params: Callable[[], QueryDict])
         )
 
 
+def _own_documents_search(request: HttpRequest, who: ApiCaller, params: QueryDict) -> HttpResponse:
+    """A patient's token: the documents of their own record (hidden ones included). The search
+    names the patient as any MHD search does; naming anybody else finds nothing (404, traced)."""
+    account = who.patient_account
+    with audit_via(who.audit_details):
+        subject = document_reference.patient_id(params) or named_patient(
+            document_reference.patient_matricule(params)
+        )
+        if subject != str(account.patient.public_id):
+            patient_not_found(
+                account, what="patient", object_id=subject, client_address=client_address(request)
+            )
+            raise RecordNotFound("not_found")
+        count, page = patient.page_parameters(
+            params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
+        )
+        documents, traced = document_reference.search(own_documents(account.patient), params)
+        total = documents.count()
+        offset = (page - 1) * count
+        rows = list(documents[offset : offset + count]) if offset < total else []
+        patient_trace(
+            account,
+            AuditAction.ESPACE_RECORD_VIEW,
+            client_address=client_address(request),
+            filters=traced,
+            results=total,
+        )
+        base = base_url(request)
+        link_params = [
+            (k, v) for k in params if k not in ("_count", "_page", "_format") for v in params.getlist(k)
+        ]
+        return fhir_response(
+            searchset(
+                base=base,
+                resource_type="DocumentReference",
+                resources=[document_reference.to_resource(row, base) for row in rows],
+                total=total,
+                link_params=link_params,
+                page=page,
+                count=count,
+            )
+        )
+
+
+def _own_document(request: HttpRequest, who: ApiCaller, document_id: str) -> Document:
+    account = who.patient_account
+    try:
+        parsed = uuid.UUID(document_id)
+    except ValueError:
+        parsed = None
+    found = own_document(account.patient, parsed) if parsed is not None else None
+    if found is None:
+        patient_not_found(
+            account, what="document", object_id=document_id, client_address=client_address(request)
+        )
+        raise RecordNotFound("not_found")
+    return found
+
+
 @router.get("/DocumentReference/{document_id}")
 def document_reference_read(request: HttpRequest, document_id: str) -> HttpResponse:
     """One DocumentReference, traced as a document read; 404 when missing or not visible."""
-    who = caller(request, resource_type="DocumentReference", permission="r")
+    who = caller(request, resource_type="DocumentReference", permission="r", patient_allowed=True)
+    if who.patient_account is not None:
+        with audit_via(who.audit_details):
+            document = _own_document(request, who, document_id)
+            patient_trace(
+                who.patient_account,
+                AuditAction.ESPACE_DOCUMENT_READ,
+                client_address=client_address(request),
+                object_type="document",
+                object_id=str(document.public_id),
+            )
+            return fhir_response(document_reference.to_resource(document, base_url(request)))
     with audit_via(who.audit_details):
         access = document_gate(request, who).read_document(document_patient(document_id), document_id)
         return fhir_response(document_reference.to_resource(access.document, base_url(request)))
@@ -115,23 +191,43 @@ def _accepts(request: HttpRequest, media_type: str) -> bool:
 @router.get("/DocumentReference/{document_id}/content")
 def document_reference_content(request: HttpRequest, document_id: str) -> HttpResponse:
     """ITI-68: the document's bytes with their content type, under the portal's sandbox policy."""
-    who = caller(request, resource_type="DocumentReference", permission="r")
+    who = caller(request, resource_type="DocumentReference", permission="r", patient_allowed=True)
     with audit_via(who.audit_details):
+        if who.patient_account is not None:
+            document = _own_document(request, who, document_id)
+            _acceptable(request, document)
+            patient_trace(
+                who.patient_account,
+                AuditAction.ESPACE_DOCUMENT_READ,
+                client_address=client_address(request),
+                object_type="document",
+                object_id=str(document.public_id),
+                content=True,
+            )
+            return _content_response(document)
         gate = document_gate(request, who)
         access = gate.document(
             document_patient(document_id), document_id, action=AuditAction.DOCUMENT_CONTENT
         )
         document = access.document
-        if not _accepts(request, document.media_type):
-            # ITI-68: the bytes exist only in their own type; nothing was read, nothing traced.
-            message = f"Ce document n'existe qu'au format {document.media_type}."
-            raise FhirError(406, "not-acceptable", message, issue_type="not-supported")
+        _acceptable(request, document)
         gate.document_read(document, action=AuditAction.DOCUMENT_CONTENT)
-        with default_storage.open(document.content.name, "rb") as fh:
-            data = fh.read()
-        response = HttpResponse(data, content_type=document.media_type)
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Content-Security-Policy"] = PDF_CSP if document.media_type == MediaType.PDF else CONTENT_CSP
-        response["Content-Disposition"] = "attachment"
-        response["Cache-Control"] = "no-store"
-        return response
+        return _content_response(document)
+
+
+def _acceptable(request: HttpRequest, document: Document) -> None:
+    if not _accepts(request, document.media_type):
+        # ITI-68: the bytes exist only in their own type; nothing was read, nothing traced.
+        message = f"Ce document n'existe qu'au format {document.media_type}."
+        raise FhirError(406, "not-acceptable", message, issue_type="not-supported")
+
+
+def _content_response(document: Document) -> HttpResponse:
+    with default_storage.open(document.content.name, "rb") as fh:
+        data = fh.read()
+    response = HttpResponse(data, content_type=document.media_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = PDF_CSP if document.media_type == MediaType.PDF else CONTENT_CSP
+    response["Content-Disposition"] = "attachment"
+    response["Cache-Control"] = "no-store"
+    return response
