@@ -164,7 +164,9 @@ def activation_for_key(key: str | None) -> PatientActivation | None:
 
 def _locked(activation: PatientActivation, step: int) -> PatientActivation:
     locked = (
-        PatientActivation.objects.select_for_update().select_related("account__patient").get(pk=activation.pk)
+        PatientActivation.objects.select_for_update(of=("self",))
+        .select_related("account__patient")
+        .get(pk=activation.pk)
     )
     if locked.completed_at is not None or locked.expires_at <= timezone.now() or locked.step != step:
         raise ActivationStepError(f"patient activation {locked.pk} is at step {locked.step}, not {step}")
