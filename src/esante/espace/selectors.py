@@ -19,6 +19,8 @@ from esante.dispensing.models import Dispensation
 from esante.documents.models import Document, Prescription
 from esante.patients.models import Patient
 
+from .models import PatientAccount
+
 JOURNAL_PAGE_SIZE = 50
 
 #: The journal's « Type » filter: each kind is a set of stored action values.
@@ -230,21 +232,59 @@ def _who(
 def _who_uncached(event: AuditEvent, account_user_id: int) -> tuple[str, str]:
     if event.actor_id is not None and event.actor_id == account_user_id:
         return gettext("Vous"), ""
-    professional = getattr(event.actor, "professional", None) if event.actor_id else None
-    representative = getattr(event.actor, "patient_account", None) if event.actor_id else None
-    if professional is None and representative is not None:
-        return representative.patient.display_name, gettext("représentant légal")
+    if event.actor_id is not None:
+        professional = Professional.objects.filter(user_id=event.actor_id).first()
+        representative = (
+            None
+            if professional is not None
+            else PatientAccount.objects.select_related("patient").filter(user_id=event.actor_id).first()
+        )
+        return _person_words(professional, representative) or (gettext("Agence eSanté"), gettext("opérateur"))
+    return _label_words(event.actor_label or "")
+
+
+def _person_words(
+    professional: Professional | None, representative: "PatientAccount | None"
+) -> tuple[str, str] | None:
     if professional is not None:
         detail = professional.get_profession_display()
         if professional.organisation:
             detail = f"{detail}, {professional.organisation}"
         return f"{professional.last_name.upper()} {professional.first_name}", detail
-    label = event.actor_label or ""
-    if event.actor_id is not None or label.startswith(("operator", "system:operator")):
+    if representative is not None:
+        return representative.patient.display_name, gettext("représentant légal")
+    return None
+
+
+def _label_words(label: str) -> tuple[str, str]:
+    if label.startswith(("operator", "system:operator")):
         return gettext("Agence eSanté"), gettext("opérateur")
     if label.startswith("system"):
         return gettext("Plateforme eSanté"), ""
     return gettext("Personne non identifiée"), ""
+
+
+def actors_words(rows: list[AuditEvent], account_user_id: int) -> dict[object, tuple[str, str]]:
+    """Who acted in ``rows``, in the patient's words, keyed as ``_who`` keys its cache: two
+    queries (the professionals, the representatives) whatever the number of rows."""
+    ids = {row.actor_id for row in rows if row.actor_id is not None and row.actor_id != account_user_id}
+    professionals = {p.user_id: p for p in Professional.objects.filter(user_id__in=ids)} if ids else {}
+    others = ids - set(professionals)
+    representatives = (
+        {a.user_id: a for a in PatientAccount.objects.select_related("patient").filter(user_id__in=others)}
+        if others
+        else {}
+    )
+    words: dict[object, tuple[str, str]] = {account_user_id: (gettext("Vous"), "")}
+    for user_id in ids:
+        words[user_id] = _person_words(professionals.get(user_id), representatives.get(user_id)) or (
+            gettext("Agence eSanté"),
+            gettext("opérateur"),
+        )
+    for row in rows:
+        if row.actor_id is None:
+            words.setdefault(f"label:{row.actor_label}", _label_words(row.actor_label or ""))
+    return words
 
 
 def journal_line(
@@ -292,9 +332,7 @@ def journal_page(
     if before is not None:
         events = events.filter(sequence__lt=before)
     rows = list(
-        events.select_related("actor__professional", "actor__patient_account__patient")[
-            : JOURNAL_PAGE_SIZE + 1
-        ]
+        events.defer("canonical", "prev_hash", "hash", "mac", "client_address")[: JOURNAL_PAGE_SIZE + 1]
     )
     more = len(rows) > JOURNAL_PAGE_SIZE
     rows = rows[:JOURNAL_PAGE_SIZE]
@@ -305,7 +343,7 @@ def journal_page(
             patient=account_patient, public_id__in=[_uuid(i) for i in ids if _uuid(i)]
         ).values_list("public_id", "title")
     }
-    actors: dict[object, tuple[str, str]] = {}
+    actors = actors_words(rows, account_user_id)
     lines = [journal_line(row, account_user_id=account_user_id, titles=titles, actors=actors) for row in rows]
     return JournalPage(
         lines=lines,

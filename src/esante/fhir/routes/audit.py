@@ -10,7 +10,7 @@ from esante.audit.catalogue import AuditAction
 from esante.audit.selectors import events_of_actor
 from esante.audit.services import audit_record, audit_via
 from esante.core.http import client_address
-from esante.espace.selectors import JournalFilters, journal_events, journal_line
+from esante.espace.selectors import JournalFilters, actors_words, journal_events, journal_line
 from esante.espace.services import patient_trace
 
 from .. import audit_event, patient
@@ -70,9 +70,7 @@ def _patient_journal(request: HttpRequest, who: ApiCaller, params: Any) -> HttpR
             params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
         )
         events = audit_event.search(
-            journal_events(account.patient, JournalFilters()).select_related(
-                "patient", "actor__professional", "actor__patient_account__patient"
-            ),
+            journal_events(account.patient, JournalFilters()).select_related("patient"),
             params,
         )
         total = events.count()
@@ -85,7 +83,7 @@ def _patient_journal(request: HttpRequest, who: ApiCaller, params: Any) -> HttpR
             results=total,
             page=page,
         )
-        actors: dict[object, tuple[str, str]] = {}
+        actors = actors_words(rows, account.user_id)
         resources = [
             audit_event.to_resource(
                 row,
