@@ -315,6 +315,13 @@ class AuditAction(enum.StrEnum):
         "A legal representative acts for the patient",
         True,
     )
+    ESPACE_CERTIFICATE_BIND = (
+        "espace.certificate.bind",
+        "Association d'un certificat à l'espace patient",
+        "Verknüpfung eines Zertifikats mit dem Patientenbereich",
+        "Certificate bound to the patient area",
+        True,
+    )
     ESPACE_NOTIFY = (
         "espace.notify",
         "Notification d'accès envoyée au patient",

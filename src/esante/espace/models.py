@@ -176,3 +176,23 @@ class Representation(models.Model):
         return (
             self.revoked_at is None and self.starts_at <= at and (self.ends_at is None or at < self.ends_at)
         )
+
+
+class PatientCertificate(models.Model):
+    """A LuxTrust product or an eID card bound to a patient account (« Mes choix », after a
+    password and code login); it then logs the patient in by itself, verified at each login."""
+
+    account = models.ForeignKey(PatientAccount, on_delete=models.PROTECT, related_name="certificates")
+    subject = models.CharField("sujet", max_length=500)
+    issuer = models.CharField("émetteur", max_length=500)
+    serial = models.CharField("numéro de série", max_length=64)
+    fingerprint_sha256 = models.CharField("empreinte SHA-256", max_length=64, unique=True)
+    not_after = models.DateTimeField("valide jusqu'au")
+    bound_at = models.DateTimeField("associé le")
+
+    class Meta:
+        verbose_name = "certificat d'un patient"
+        verbose_name_plural = "certificats des patients"
+
+    def __str__(self) -> str:
+        return self.subject

@@ -9,8 +9,9 @@ from django.conf import settings
 from django.contrib import auth, messages
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
@@ -19,8 +20,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_otp import login as otp_login
 
 from esante.accounts import login as login_steps
+from esante.accounts import presentation
 from esante.accounts.forms import LoginForm, OneTimeCodeForm, SecurityForm
-from esante.accounts.models import Professional, User
+from esante.accounts.models import CertificatePresentation, Professional, User
 from esante.accounts.otp import login_device_channel
 from esante.audit.catalogue import AuditAction
 from esante.core.http import client_address
@@ -29,9 +31,10 @@ from esante.documents.models import MediaType
 
 from . import accounts as activation_steps
 from . import exports, selectors, services
+from .certificates import patient_certificate_bind, patient_login_certificate
 from .forms import JournalFilterForm, NotificationsForm, PatientCodeForm, ProfessionalSearchForm
-from .http import ACTING_FOR_KEY, is_active_patient, not_found_page, patient_required
-from .models import USERNAME_PREFIX, PatientAccount, PatientActivation
+from .http import ACTING_FOR_KEY, active_patient_account, is_active_patient, not_found_page, patient_required
+from .models import USERNAME_PREFIX, PatientAccount, PatientActivation, PatientCertificate
 
 ACTIVATION_KEY = "espace_activation"
 PENDING_LOGIN_KEY = "espace_login_pending"
@@ -206,6 +209,85 @@ def login_code(request: HttpRequest) -> HttpResponse:
         form.add_error("code", outcome.message)
     by_sms = login_device_channel(user) == "sms"
     return render(request, "espace/login_code.html", {"form": form, "by_sms": by_sms})
+
+
+# --- certificate (LuxTrust product or eID card), on the professionals' certificate origin -----
+
+CERTIFICATE_KEY = "espace_certificate_presentation"
+
+
+def _certificate_start(request: HttpRequest, intent: str, back: str) -> HttpResponse:
+    try:
+        started, origin_url = presentation.certificate_presentation_start(
+            purpose=CertificatePresentation.Purpose.LOGIN,
+            wizard=None,
+            return_url=request.build_absolute_uri(reverse("espace:certificate_return")),
+        )
+    except presentation.OriginNotConfigured:
+        messages.error(
+            request, gettext("La connexion par certificat n'est pas disponible sur cette plateforme.")
+        )
+        return redirect(back)
+    request.session[CERTIFICATE_KEY] = {"presentation": started.pk, "intent": intent}
+    return HttpResponseRedirect(origin_url)
+
+
+@never_cache
+@require_POST
+def login_certificate(request: HttpRequest) -> HttpResponse:
+    """« Connexion » with a bound LuxTrust product or eID card."""
+    return _certificate_start(request, "login", "espace:login")
+
+
+@never_cache
+@require_POST
+@patient_required
+def certificate_bind(request: HttpRequest, account: PatientAccount) -> HttpResponse:
+    """« Associer mon certificat »: from a password and code session, for the holder's own account."""
+    if account.acting_for is not None:
+        messages.error(request, gettext("Un certificat s'associe à votre propre espace."))
+        return redirect("espace:choices")
+    return _certificate_start(request, "bind", "espace:choices")
+
+
+@never_cache
+@require_GET
+def certificate_return(request: HttpRequest) -> HttpResponse:
+    started = request.session.pop(CERTIFICATE_KEY, None) or {}
+    address = client_address(request)
+    consumed = presentation.certificate_token_consume(
+        token=request.GET.get("jeton", ""),
+        presentation_id=started.get("presentation"),
+        client_address=address,
+    )
+    if started.get("intent") == "bind":
+        account = active_patient_account(request.user)
+        if account is None:
+            return redirect("espace:login")
+        message = (
+            consumed.message
+            if not consumed.ok
+            else patient_certificate_bind(
+                account=account, certificate_pem=consumed.certificate_pem, client_address=address
+            )
+        )
+        if message:
+            messages.error(request, message)
+        else:
+            messages.success(
+                request, gettext("Votre certificat est associé : il vous connecte désormais seul.")
+            )
+        return redirect("espace:choices")
+    if not consumed.ok:
+        messages.error(request, consumed.message)
+        return redirect("espace:login")
+    outcome = patient_login_certificate(certificate_pem=consumed.certificate_pem, client_address=address)
+    if not outcome.ok:
+        messages.error(request, outcome.message)
+        return redirect("espace:login")
+    request.session.pop(PENDING_LOGIN_KEY, None)
+    auth.login(request, outcome.user, backend="django.contrib.auth.backends.ModelBackend")
+    return redirect("espace:record")
 
 
 @require_POST
@@ -434,6 +516,7 @@ def choices(request: HttpRequest, account: PatientAccount) -> HttpResponse:
             "blocks": selectors.active_blocks(account.patient),
             "documents": selectors.own_documents(account.patient),
             "notifications": NotificationsForm(initial={"channel": account.notify_channel}),
+            "certificates": PatientCertificate.objects.filter(account=account).order_by("bound_at"),
         },
     )
 
