@@ -11,6 +11,7 @@ from esante.espace import accounts
 from esante.espace.models import PatientAccount
 from esante.patients.models import Patient
 from tests.access.factories import make_patient
+from tests.accounts.conftest import pki  # noqa: F401 - the throw-away certificate authority fixture
 
 PASSWORD = "Tisane-de-camomille-42"
 

@@ -9,7 +9,7 @@ from django.test import Client
 from esante.audit.models import AuditEvent
 from esante.espace.models import PatientAccount, PatientCertificate
 from tests.access.factories import make_patient
-from tests.accounts.conftest import ORIGIN, Pki, at_origin, pki  # noqa: F401 - pki is a fixture
+from tests.accounts.conftest import ORIGIN, Pki, at_origin
 
 from .conftest import active_account, events_after, last_sequence, logged_in_patient
 
