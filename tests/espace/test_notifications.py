@@ -15,7 +15,7 @@ from django.core import mail
 from django.core.management import call_command
 
 from esante.access.services import access_grant_emergency
-from esante.audit.catalogue import AuditAction
+from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 from esante.espace.models import PatientAccount
@@ -103,6 +103,14 @@ def test_the_daily_digest_counts_new_accesses_by_email_with_nothing_clinical(
     audit_record(action=AuditAction.RECORD_OPEN, actor=doctor.user, patient=account.patient)
     audit_record(action=AuditAction.DOCUMENT_READ, actor=doctor.user, patient=account.patient)
     audit_record(action=AuditAction.ESPACE_RECORD_VIEW, actor=account.user, patient=account.patient)
+    # Neither a new document filed nor a refused attempt is an access.
+    audit_record(action=AuditAction.DOCUMENT_SUBMIT, actor_label="system:import", patient=account.patient)
+    audit_record(
+        action=AuditAction.RECORD_OPEN,
+        outcome=AuditOutcome.REFUSED,
+        actor=doctor.user,
+        patient=account.patient,
+    )
     assert "résumés envoyés : 1, échecs : 0" in _digests()
     ((to, message),) = smtp.received
     assert to == [account.email]

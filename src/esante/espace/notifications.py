@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.utils import formats, timezone, translation
 
 from esante.accounts.delivery import DeliveryError, sms_backend
@@ -30,8 +30,13 @@ from .selectors import JOURNAL_KINDS
 
 logger = logging.getLogger("esante.espace.notifications")
 
-#: What a digest counts: a professional's (or software's) access to the record and its documents.
-DIGEST_ACTIONS = JOURNAL_KINDS["acces"] + JOURNAL_KINDS["documents"] + JOURNAL_KINDS["dispensations"]
+#: What a digest counts: a professional's (or software's) access to the record and its documents
+#: — not the filing of a new document, which is no access.
+DIGEST_ACTIONS = tuple(
+    action
+    for action in JOURNAL_KINDS["acces"] + JOURNAL_KINDS["documents"] + JOURNAL_KINDS["dispensations"]
+    if action != "document.submit"
+)
 
 
 def journal_url() -> str:
@@ -62,11 +67,19 @@ def _trace(account: PatientAccount, *, outcome: AuditOutcome, **details: object)
         )
 
 
+def _new_accesses(account: PatientAccount) -> "QuerySet[AuditEvent]":
+    """Successful accesses by anybody but the patient since the last digest."""
+    return AuditEvent.objects.filter(
+        patient_id=account.patient_id,
+        sequence__gt=account.digest_sequence,
+        action__in=DIGEST_ACTIONS,
+        outcome=AuditOutcome.SUCCESS,
+    ).exclude(actor_id=account.user_id)
+
+
 def new_access_events(account: PatientAccount) -> tuple[int, int | None]:
     """(number of accesses by others since the last digest, the newest sequence among them)."""
-    events = AuditEvent.objects.filter(
-        patient_id=account.patient_id, sequence__gt=account.digest_sequence, action__in=DIGEST_ACTIONS
-    ).exclude(actor_id=account.user_id)
+    events = _new_accesses(account)
     summary = events.aggregate(newest=Max("sequence"))
     newest = summary["newest"]
     return (events.count() if newest is not None else 0), newest
@@ -97,13 +110,7 @@ def access_digest_send(account: PatientAccount) -> bool | None:
         return None
     with translation.override("fr"):
         since = timezone.localtime(
-            AuditEvent.objects.filter(
-                patient_id=account.patient_id, sequence__gt=account.digest_sequence, action__in=DIGEST_ACTIONS
-            )
-            .exclude(actor_id=account.user_id)
-            .order_by("sequence")
-            .values_list("created_at", flat=True)
-            .first()
+            _new_accesses(account).order_by("sequence").values_list("created_at", flat=True).first()
             or timezone.now()
         )
         text = (
