@@ -57,21 +57,13 @@ class Professional(models.Model):
         return f"{self.last_name.upper()} {self.first_name} ({self.get_profession_display()})"
 
 
-class ActivationLetter(models.Model):
-    """A postal activation letter carrying a one-time activation code.
+class Letter(models.Model):
+    """What every postal activation letter is (a professional's here, a patient's in
+    ``esante.espace``): a one-time activation code, never stored — only its HMAC-SHA256 under the
+    platform's secret key (``codes.activation_code_digest``), compared in constant time; valid
+    three months; used once; revoked when a new letter is issued for the same account; blocked
+    after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` wrong codes (from any address)."""
 
-    The code itself is never stored: only its HMAC-SHA256 under the platform's secret key
-    (``codes.activation_code_digest``), compared in constant time. A letter is valid three months,
-    is used once (at the last step of the activation), and is revoked when a new letter is issued
-    for the same professional. Wrong codes (activation steps 2 and 4, from any address) count on
-    the letter: after ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` (100) it is blocked and the helpdesk
-    must issue a new one. Long before that, each client address is slowed down on its own
-    (``throttling``), so an attacker cannot block a professional's letter with a few tries.
-    """
-
-    professional = models.ForeignKey(
-        Professional, on_delete=models.PROTECT, related_name="activation_letters"
-    )
     code_digest = models.CharField(max_length=64, editable=False)
     issued_at = models.DateTimeField("émis le")
     expires_at = models.DateTimeField("expire le")
@@ -81,12 +73,7 @@ class ActivationLetter(models.Model):
     issued_by = models.CharField("émis par", max_length=150, blank=True)
 
     class Meta:
-        verbose_name = "courrier d'activation"
-        verbose_name_plural = "courriers d'activation"
-        indexes = [models.Index(fields=["professional", "-issued_at"], name="accounts_letter_prof_idx")]
-
-    def __str__(self) -> str:
-        return f"courrier {self.pk} ({self.professional.matricule})"
+        abstract = True
 
     @property
     def max_failed_attempts(self) -> int:
@@ -99,6 +86,28 @@ class ActivationLetter(models.Model):
             and self.failed_attempts < self.max_failed_attempts
             and at < self.expires_at
         )
+
+
+class ActivationLetter(Letter):
+    """A professional's postal activation letter (``Letter``).
+
+    Wrong codes (activation steps 2 and 4, from any address) count on the letter: after
+    ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` (100) it is blocked and the helpdesk must issue a new
+    one. Long before that, each client address is slowed down on its own (``throttling``), so an
+    attacker cannot block a professional's letter with a few tries.
+    """
+
+    professional = models.ForeignKey(
+        Professional, on_delete=models.PROTECT, related_name="activation_letters"
+    )
+
+    class Meta:
+        verbose_name = "courrier d'activation"
+        verbose_name_plural = "courriers d'activation"
+        indexes = [models.Index(fields=["professional", "-issued_at"], name="accounts_letter_prof_idx")]
+
+    def __str__(self) -> str:
+        return f"courrier {self.pk} ({self.professional.matricule})"
 
 
 class Certificate(models.Model):

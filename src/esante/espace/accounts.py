@@ -17,14 +17,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
-from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 from django_otp.plugins.otp_email.models import EmailDevice
 
+from esante.accounts.activation.security import security_choice_check
 from esante.accounts.codes import (
     activation_code_digest,
     activation_code_new,
@@ -36,7 +35,7 @@ from esante.accounts.delivery import DeliveryError, code_deliver
 from esante.accounts.models import LoginThrottle, SmsDevice, User
 from esante.accounts.notices import attack_notify, audit_locks
 from esante.accounts.otp import OtpCheck, otp_verify
-from esante.accounts.services import WRONG_ACTIVATION, mobile_normalise, resend_message
+from esante.accounts.services import WRONG_ACTIVATION, resend_message
 from esante.accounts.throttling import (
     account_hold,
     address_failure,
@@ -324,26 +323,7 @@ def activation_security(
     activation = _locked(activation, Step.SECURITY)
     account = activation.account
     assert account is not None  # noqa: S101 - set at step 1
-    errors: dict[str, list[str]] = {}
-    try:
-        validate_password(password, user=account.user)
-    except ValidationError as exc:
-        errors["password1"] = exc.messages
-    try:
-        if channel == "sms":
-            address = mobile_normalise(address)
-        elif channel == "email":
-            validate_email(address)
-        else:
-            errors["channel"] = [gettext("Choisissez « Mobile » ou « E-mail ».")]
-    except ValidationError:
-        errors["address"] = [
-            gettext("Le numéro de mobile n'est pas valide.")
-            if channel == "sms"
-            else gettext("L'adresse e-mail n'est pas valide.")
-        ]
-    if errors:
-        raise ValidationError(errors)
+    address = security_choice_check(password=password, channel=channel, address=address, user=account.user)
     now = timezone.now()
     resend = datetime.timedelta(seconds=settings.ESANTE_OTP_RESEND_SECONDS)
     if activation.code_sent_at and now - activation.code_sent_at < resend:

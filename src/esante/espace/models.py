@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from esante.accounts.models import Letter
+
 USERNAME_PREFIX = "patient:"
 
 
@@ -66,19 +68,10 @@ class PatientAccount(models.Model):
         return f"compte patient {self.patient_id}"
 
 
-class PatientLetter(models.Model):
-    """A postal activation letter for a patient: the same rules as a professional's letter (code
-    kept only as a keyed digest, three months, used once, revoked by a new letter, blocked after
-    ``ESANTE_ACCOUNT_LOCK_AFTER_FAILURES`` wrong codes)."""
+class PatientLetter(Letter):
+    """A patient's postal activation letter: the same rules as a professional's (``Letter``)."""
 
     account = models.ForeignKey(PatientAccount, on_delete=models.PROTECT, related_name="letters")
-    code_digest = models.CharField(max_length=64, editable=False)
-    issued_at = models.DateTimeField("émis le")
-    expires_at = models.DateTimeField("expire le")
-    used_at = models.DateTimeField("utilisé le", null=True, blank=True)
-    revoked_at = models.DateTimeField("révoqué le", null=True, blank=True)
-    failed_attempts = models.PositiveSmallIntegerField("essais erronés", default=0)
-    issued_by = models.CharField("émis par", max_length=150, blank=True)
 
     class Meta:
         verbose_name = "courrier d'activation patient"
@@ -87,18 +80,6 @@ class PatientLetter(models.Model):
 
     def __str__(self) -> str:
         return f"courrier patient {self.pk}"
-
-    @property
-    def max_failed_attempts(self) -> int:
-        return int(settings.ESANTE_ACCOUNT_LOCK_AFTER_FAILURES)
-
-    def is_usable(self, at: datetime.datetime) -> bool:
-        return (
-            self.used_at is None
-            and self.revoked_at is None
-            and self.failed_attempts < self.max_failed_attempts
-            and at < self.expires_at
-        )
 
 
 class PatientActivation(models.Model):

@@ -208,7 +208,8 @@ def login_code(request: HttpRequest) -> HttpResponse:
             return redirect("espace:login")
         form.add_error("code", outcome.message)
     by_sms = login_device_channel(user) == "sms"
-    return render(request, "espace/login_code.html", {"form": form, "by_sms": by_sms})
+    # The professionals' code page: the same factor, the same words.
+    return render(request, "accounts/login_code.html", {"form": form, "by_sms": by_sms})
 
 
 # --- certificate (LuxTrust product or eID card), on the professionals' certificate origin -----

@@ -2,6 +2,7 @@
 and its verification; then the activation itself, with the letter consumed."""
 
 import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
@@ -60,22 +61,13 @@ def wizard_information(*, wizard: ActivationWizard, client_address: str | None) 
     return StepOutcome(ok=True)
 
 
-@transaction.atomic
-def wizard_security_choose(
-    *, wizard: ActivationWizard, password: str, channel: str, address: str, client_address: str | None
-) -> StepOutcome:
-    """Step 4a: password (Django's validators) and channel; sends a code to check the channel.
-
-    Raises ``ValidationError`` (keyed by form field) for a weak password or an invalid
-    number/address. A new code is
-    sent at most once per ``ESANTE_OTP_RESEND_SECONDS``.
-    """
-    wizard = wizard_locked(wizard, Step.SECURITY)
-    professional = wizard.professional
-    assert professional is not None  # noqa: S101 - set at step 2
+def security_choice_check(*, password: str, channel: str, address: str, user: Any) -> str:
+    """The password (Django's validators, against ``user``) and where the codes will go; returns
+    the address normalised, or raises ``ValidationError`` keyed by the form's fields (shared by
+    the professionals' step 4 and the patients' activation)."""
     errors: dict[str, list[str]] = {}
     try:
-        validate_password(password, user=professional.user)
+        validate_password(password, user=user)
     except ValidationError as exc:
         errors["password1"] = exc.messages
     try:
@@ -93,6 +85,25 @@ def wizard_security_choose(
         ]
     if errors:
         raise ValidationError(errors)
+    return address
+
+
+@transaction.atomic
+def wizard_security_choose(
+    *, wizard: ActivationWizard, password: str, channel: str, address: str, client_address: str | None
+) -> StepOutcome:
+    """Step 4a: password (Django's validators) and channel; sends a code to check the channel.
+
+    Raises ``ValidationError`` (keyed by form field) for a weak password or an invalid
+    number/address. A new code is
+    sent at most once per ``ESANTE_OTP_RESEND_SECONDS``.
+    """
+    wizard = wizard_locked(wizard, Step.SECURITY)
+    professional = wizard.professional
+    assert professional is not None  # noqa: S101 - set at step 2
+    address = security_choice_check(
+        password=password, channel=channel, address=address, user=professional.user
+    )
     now = current_time()
     if wizard.code_sent_at and now - wizard.code_sent_at < datetime.timedelta(
         seconds=settings.ESANTE_OTP_RESEND_SECONDS

@@ -2,9 +2,11 @@
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, QueryDict
 from ninja import Router
 
@@ -72,31 +74,49 @@ def _document_search(request: HttpRequest, read_params: Callable[[], QueryDict])
         subject = document_reference.patient_id(params) or named_patient(
             document_reference.patient_matricule(params)
         )
-        count, page = patient.page_parameters(
-            params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
-        )
         gate = document_gate(request, who)
         access = gate.record(subject, action=AuditAction.DOCUMENT_SEARCH)
         documents, traced = document_reference.search(gate.documents(access), params)
-        total = documents.count()
-        offset = (page - 1) * count
-        rows = list(documents[offset : offset + count]) if offset < total else []
-        gate.documents_searched(access, filters=traced, results=total)
-        base = base_url(request)
-        link_params = [
-            (k, v) for k in params if k not in ("_count", "_page", "_format") for v in params.getlist(k)
-        ]
-        return fhir_response(
-            searchset(
-                base=base,
-                resource_type="DocumentReference",
-                resources=[document_reference.to_resource(row, base) for row in rows],
-                total=total,
-                link_params=link_params,
-                page=page,
-                count=count,
-            )
+        page = _documents_page(documents, params)
+        gate.documents_searched(access, filters=traced, results=page.total)
+        return _documents_bundle(request, params, page)
+
+
+@dataclass(frozen=True)
+class _Page:
+    rows: list[Document]
+    total: int
+    page: int
+    count: int
+
+
+def _documents_page(documents: QuerySet[Document], params: QueryDict) -> _Page:
+    """The page ``_count`` / ``_page`` ask for, and the total."""
+    count, page = patient.page_parameters(
+        params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
+    )
+    total = documents.count()
+    offset = (page - 1) * count
+    rows = list(documents[offset : offset + count]) if offset < total else []
+    return _Page(rows=rows, total=total, page=page, count=count)
+
+
+def _documents_bundle(request: HttpRequest, params: QueryDict, page: _Page) -> HttpResponse:
+    base = base_url(request)
+    link_params = [
+        (k, v) for k in params if k not in ("_count", "_page", "_format") for v in params.getlist(k)
+    ]
+    return fhir_response(
+        searchset(
+            base=base,
+            resource_type="DocumentReference",
+            resources=[document_reference.to_resource(row, base) for row in page.rows],
+            total=page.total,
+            link_params=link_params,
+            page=page.page,
+            count=page.count,
         )
+    )
 
 
 def _own_documents_search(request: HttpRequest, who: ApiCaller, params: QueryDict) -> HttpResponse:
@@ -112,35 +132,16 @@ def _own_documents_search(request: HttpRequest, who: ApiCaller, params: QueryDic
                 account, what="patient", object_id=subject, client_address=client_address(request)
             )
             raise RecordNotFound("not_found")
-        count, page = patient.page_parameters(
-            params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
-        )
         documents, traced = document_reference.search(own_documents(account.patient), params)
-        total = documents.count()
-        offset = (page - 1) * count
-        rows = list(documents[offset : offset + count]) if offset < total else []
+        page = _documents_page(documents, params)
         patient_trace(
             account,
             AuditAction.ESPACE_RECORD_VIEW,
             client_address=client_address(request),
             filters=traced,
-            results=total,
+            results=page.total,
         )
-        base = base_url(request)
-        link_params = [
-            (k, v) for k in params if k not in ("_count", "_page", "_format") for v in params.getlist(k)
-        ]
-        return fhir_response(
-            searchset(
-                base=base,
-                resource_type="DocumentReference",
-                resources=[document_reference.to_resource(row, base) for row in rows],
-                total=total,
-                link_params=link_params,
-                page=page,
-                count=count,
-            )
-        )
+        return _documents_bundle(request, params, page)
 
 
 def _own_document(request: HttpRequest, who: ApiCaller, document_id: str) -> Document:
