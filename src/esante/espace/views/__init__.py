@@ -1,0 +1,42 @@
+"""The patients' portal (« Espace patient »): one module per part of the portal."""
+
+from .choices import acting_for, block, choices, notifications, opposition, unblock
+from .journal import journal, journal_export
+from .record import document, document_content, document_visibility, record
+from .signin import (
+    activation,
+    activation_code,
+    activation_security,
+    certificate_bind,
+    certificate_return,
+    home,
+    login,
+    login_certificate,
+    login_code,
+    logout,
+)
+
+__all__ = [
+    "acting_for",
+    "activation",
+    "activation_code",
+    "activation_security",
+    "block",
+    "certificate_bind",
+    "certificate_return",
+    "choices",
+    "document",
+    "document_content",
+    "document_visibility",
+    "home",
+    "journal",
+    "journal_export",
+    "login",
+    "login_certificate",
+    "login_code",
+    "logout",
+    "notifications",
+    "opposition",
+    "record",
+    "unblock",
+]
