@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -24,7 +25,14 @@ def active_patient_account(user: Any) -> PatientAccount | None:
     """The user's patient account when it is active, else None (a professional, an operator)."""
     if not getattr(user, "is_authenticated", False):
         return None
-    account = PatientAccount.objects.select_related("patient", "user").filter(user=user).first()
+    account = (
+        PatientAccount.objects.select_related("patient", "user")
+        .annotate(
+            represents=Exists(Representation.objects.filter(representative=OuterRef("pk"), revoked_at=None))
+        )
+        .filter(user=user)
+        .first()
+    )
     if account is None or account.state != PatientAccount.State.ACTIVE:
         return None
     return account
@@ -74,7 +82,8 @@ def acting_account(request: HttpRequest, account: PatientAccount) -> PatientAcco
     for a patient they currently represent — a copy whose ``patient`` is the represented patient
     and whose ``acting_for`` says under which representation. A representation that ended takes
     effect at once: the session falls back to the holder's own record."""
-    represented = current_representations(account)
+    # One query for the account and whether it represents anybody; the representations only then.
+    represented = current_representations(account) if getattr(account, "represents", True) else []
     account.represented = represented
     chosen = request.session.get(ACTING_FOR_KEY)
     if not chosen:

@@ -11,7 +11,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from esante.access.models import PatientBlock
+from esante.access.models import AccessGrant, PatientBlock
 from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.models import AuditEvent
@@ -268,13 +268,12 @@ def actors_words(rows: list[AuditEvent], account_user_id: int) -> dict[object, t
     """Who acted in ``rows``, in the patient's words, keyed as ``_who`` keys its cache: two
     queries (the professionals, the representatives) whatever the number of rows."""
     ids = {row.actor_id for row in rows if row.actor_id is not None and row.actor_id != account_user_id}
-    professionals = {p.user_id: p for p in Professional.objects.filter(user_id__in=ids)} if ids else {}
+    # Both asked whatever the page holds: a constant number of queries a page.
+    professionals = {p.user_id: p for p in Professional.objects.filter(user_id__in=ids)}
     others = ids - set(professionals)
-    representatives = (
-        {a.user_id: a for a in PatientAccount.objects.select_related("patient").filter(user_id__in=others)}
-        if others
-        else {}
-    )
+    representatives = {
+        a.user_id: a for a in PatientAccount.objects.select_related("patient").filter(user_id__in=others)
+    }
     words: dict[object, tuple[str, str]] = {account_user_id: (gettext("Vous"), "")}
     for user_id in ids:
         words[user_id] = _person_words(professionals.get(user_id), representatives.get(user_id)) or (
@@ -337,10 +336,12 @@ def journal_page(
     more = len(rows) > JOURNAL_PAGE_SIZE
     rows = rows[:JOURNAL_PAGE_SIZE]
     ids = {row.object_id for row in rows if row.object_type == "document" and row.object_id}
+    # Asked even when the page names no document: the page's query count does not depend on it.
+    public_ids = [parsed for parsed in map(_uuid, ids) if parsed is not None]
     titles = {
         str(public_id): title
         for public_id, title in Document.objects.filter(
-            patient=account_patient, public_id__in=[_uuid(i) for i in ids if _uuid(i)]
+            patient=account_patient, public_id__in=public_ids
         ).values_list("public_id", "title")
     }
     actors = actors_words(rows, account_user_id)
@@ -356,10 +357,10 @@ def journal_page(
 def journal_professionals(patient: Patient) -> list[Professional]:
     """The professionals who ever had an access to the record (the filter's choices): read from
     the grants, a narrow table, rather than by scanning the whole journal."""
+    granted = AccessGrant.objects.filter(patient=patient).values("professional_id")
+    blocked = PatientBlock.objects.filter(patient=patient).values("professional_id")
     return list(
-        Professional.objects.filter(Q(access_grants__patient=patient) | Q(blocks__patient=patient))
-        .distinct()
-        .order_by("last_name", "first_name")
+        Professional.objects.filter(Q(pk__in=granted) | Q(pk__in=blocked)).order_by("last_name", "first_name")
     )
 
 

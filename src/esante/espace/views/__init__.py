@@ -1,8 +1,8 @@
 """The patients' portal (« Espace patient »): one module per part of the portal."""
 
-from .choices import acting_for, block, choices, notifications, opposition, unblock
-from .journal import journal, journal_export
-from .record import document, document_content, document_visibility, record
+from .mes_choix import acting_for, block, choices, notifications, opposition, unblock
+from .mon_dossier import document, document_content, document_visibility, record
+from .mon_journal import journal, journal_export
 from .signin import (
     activation,
     activation_code,
