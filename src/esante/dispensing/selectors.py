@@ -84,6 +84,11 @@ def prescription_dispensations(
     )
 
 
+def copy_is_current(dispensation: Dispensation) -> bool:
+    """Whether the dispensation has a current certified copy (uses prefetched copies if any)."""
+    return any(copy.superseded_at is None for copy in dispensation.certified_copies.all())
+
+
 def first_active_dispensation_at(prescription: Prescription) -> datetime.datetime | None:
     """When the first delivery still standing (not withdrawn) took place, if any."""
     return (

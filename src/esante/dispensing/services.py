@@ -10,8 +10,8 @@ dispensations: of two simultaneous attempts one is recorded, the other refused.
 Each successful write runs in one transaction whose last statement is its audit event. A refusal
 raises ``DispensationRefused`` after its transaction rolled back and records its own refused
 audit event in a transaction of its own. The eDispensation CDA and the certified copy's PDF are
-produced after the commit (``certification.dispensation_follow_up``), never while the
-prescription is locked.
+produced after the commit, by a job of the queue (``jobs.dispensation_complete``, queued on
+commit), never while the prescription is locked and never while the pharmacist waits.
 """
 
 import logging
@@ -32,7 +32,8 @@ from esante.documents.models import Prescription
 from esante.documents.selectors import access_document
 
 from . import rules
-from .certification import dispensation_follow_up, supersede_current_copies
+from .certification import supersede_current_copies
+from .jobs import dispensation_complete_after_commit
 from .models import CertifiedCopy, Dispensation, DispensationLine
 from .refusals import DispensationRefused, refusal_record, refuse, when
 from .selectors import (
@@ -304,9 +305,10 @@ def prescription_mark_dispensed(
     its validity (3 months from its date for the first delivery, 6 months from the first delivery
     for the next ones) and quantities within what remains owed.
 
-    Raises ``DispensationRefused`` (and traces the refusal) otherwise. After the commit, unless
-    ``follow_up`` is false, files the eDispensation CDA and issues the certified copy (call it
-    outside any transaction: the PDF must not be rendered while the prescription is locked).
+    Raises ``DispensationRefused`` (and traces the refusal) otherwise. Unless ``follow_up`` is
+    false, queues the job that files the eDispensation CDA and issues the certified copy, once
+    the caller's transaction (if any) commits: the copy is ready a moment later (the portal says
+    it is being prepared), and the sweep completes it if the job is lost.
     """
     object_id = str(prescription.document.public_id)
     details: dict[str, Any] = {"kind": kind, "based_on_version": based_on_version}
@@ -341,7 +343,5 @@ def prescription_mark_dispensed(
         )
         raise
     if follow_up:
-        dispensation_follow_up(
-            dispensation=dispensation, client_address=client_address, public_url=public_url
-        )
+        dispensation_complete_after_commit(dispensation, client_address=client_address, public_url=public_url)
     return dispensation
