@@ -73,24 +73,28 @@ queue = JobQueue(settings.ESANTE_QUEUE_NAME, results=False, utc=True)
 queue.use_settings()
 
 
-def job(**options: Any) -> Callable[[F], TaskWrapper]:
-    """Registers a job: ``options`` are Huey's task options (``retries``, ``retry_delay``...).
+def _fresh_connections(function: F) -> Callable[..., Any]:
+    """In a consumer each run starts and ends with fresh database connections, as Django's
+    request cycle does (a connection left broken by the previous job is not reused)."""
 
-    In a consumer each run starts and ends with fresh database connections, as Django's request
-    cycle does (a connection left broken by the previous job is not reused)."""
-
-    def decorator(function: F) -> TaskWrapper:
-        @functools.wraps(function)
-        def run(*args: Any, **kwargs: Any) -> Any:
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if not queue.immediate:
+            close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
             if not queue.immediate:
                 close_old_connections()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                if not queue.immediate:
-                    close_old_connections()
 
-        return queue.task(**options)(run)
+    return run
+
+
+def job(**options: Any) -> Callable[[F], TaskWrapper]:
+    """Registers a job: ``options`` are Huey's task options (``retries``, ``retry_delay``...)."""
+
+    def decorator(function: F) -> TaskWrapper:
+        return queue.task(**options)(_fresh_connections(function))
 
     return decorator
 
@@ -99,15 +103,7 @@ def periodic_job(schedule: Callable[..., bool], **options: Any) -> Callable[[F],
     """Registers a job the consumer runs by itself on ``schedule`` (a ``huey.crontab``)."""
 
     def decorator(function: F) -> TaskWrapper:
-        @functools.wraps(function)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            close_old_connections()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                close_old_connections()
-
-        return queue.periodic_task(schedule, **options)(run)
+        return queue.periodic_task(schedule, **options)(_fresh_connections(function))
 
     return decorator
 
