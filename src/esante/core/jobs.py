@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connections, transaction
 from django.utils.module_loading import autodiscover_modules
 from huey import Huey
 from huey.api import TaskWrapper
@@ -71,6 +71,13 @@ class JobQueue(Huey):  # type: ignore[misc]
 
 queue = JobQueue(settings.ESANTE_QUEUE_NAME, results=False, utc=True)
 queue.use_settings()
+
+
+@queue.on_shutdown()
+def _close_connections() -> None:
+    """Each worker of a stopping consumer closes its own database connections (persistent ones
+    included): nothing is left holding the database."""
+    connections.close_all()
 
 
 def _fresh_connections(function: F) -> Callable[..., Any]:

@@ -36,12 +36,7 @@ from .certification import supersede_current_copies
 from .jobs import dispensation_complete_after_commit
 from .models import CertifiedCopy, Dispensation, DispensationLine
 from .refusals import DispensationRefused, refusal_record, refuse, when
-from .selectors import (
-    LineState,
-    first_active_dispensation_at,
-    last_active_dispensation,
-    prescription_line_states,
-)
+from .selectors import LineState, last_active_dispensation, prescription_line_states_and_first
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +97,8 @@ def _dispense_in_transaction(
     patient, _grant = dispensing_authorise(pharmacist, prescription)
     locked = Prescription.objects.select_for_update().select_related("document").get(pk=prescription.pk)
     now = timezone.now()
-    _check_dispensable(locked, based_on_version=based_on_version, now=now, patient=patient)
-    states = prescription_line_states(locked)
+    states, first_at = prescription_line_states_and_first(locked)
+    _check_dispensable(locked, based_on_version=based_on_version, now=now, patient=patient, first_at=first_at)
     delivered = _delivered_quantities(kind, lines, states, patient=patient)
     return _dispensation_record(
         locked,
@@ -119,9 +114,12 @@ def _dispense_in_transaction(
     )
 
 
-def _check_dispensable(locked: Prescription, *, based_on_version: int, now: Any, patient: Any) -> None:
+def _check_dispensable(
+    locked: Prescription, *, based_on_version: int, now: Any, patient: Any, first_at: Any
+) -> None:
     """Refuses a prescription already dispensed, changed since the attempt's version, past its
-    validity (first delivery) or past its series (the next ones). ``locked`` is under lock."""
+    validity (first delivery) or past its series (the next ones, ``first_at`` being the first
+    standing delivery's time). ``locked`` is under lock."""
     if locked.dispensation_state == Prescription.DispensationState.DISPENSED:
         last = last_active_dispensation(locked)
         message = (
@@ -152,7 +150,6 @@ def _check_dispensable(locked: Prescription, *, based_on_version: int, now: Any,
             )
         )
         raise refuse("stale_version", message, patient=patient)
-    first_at = first_active_dispensation_at(locked)
     if first_at is None:
         valid_until = rules.prescription_valid_until(locked.prescribed_at)
         if now > valid_until:
