@@ -23,6 +23,14 @@ class Command(BaseCommand):
             "--worker-type", choices=["thread", "process"], default="thread", help="default: thread"
         )
         parser.add_argument("--no-periodic", action="store_true", help="do not run the periodic sweep")
+        parser.add_argument(
+            "--max-delay",
+            type=float,
+            default=0.5,
+            metavar="SECONDS",
+            help="longest wait between two looks at an empty SQLite queue (default 0.5: a copy is "
+            "ready soon after its commit; Redis wakes the workers at once)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if jobs.queue.immediate:
@@ -37,6 +45,7 @@ class Command(BaseCommand):
             workers=options["workers"],
             worker_type=options["worker_type"],
             periodic=not options["no_periodic"],
+            max_delay=options["max_delay"],
             check_worker_health=True,
         )
         consumer.run()
