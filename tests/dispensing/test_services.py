@@ -205,3 +205,54 @@ def test_line_states_and_the_first_standing_delivery_come_in_one_query(
     states, first_at = prescription_line_states_and_first(prescription)
     assert [(s.delivered, s.remaining) for s in states] == [(0, 3), (1, 1)]
     assert first_at == second.dispensed_at == first_active_dispensation_at(prescription)
+
+
+@pytest.mark.django_db
+def test_the_access_the_gate_checked_is_reused_and_must_be_this_pharmacists_current_one(
+    peppa: Patient, prescription: Prescription, pharmacist: Professional
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from esante.access.models import AccessGrant
+
+    grant = AccessGrant.objects.get(professional=pharmacist)
+    other = pharmacist_with_access(peppa)
+    others_grant = AccessGrant.objects.get(professional=other)
+    own_documents = make_grant(pharmacist, peppa, mode=AccessGrant.Mode.OWN_DOCUMENTS)
+    revoked = make_grant(pharmacist, peppa, revoked_at=timezone.now())
+    for wrong in (others_grant, own_documents, revoked):
+        before, start = snapshot(prescription), last_sequence()
+        with pytest.raises(DispensationRefused) as refused:
+            prescription_mark_dispensed(
+                prescription=prescription,
+                pharmacist=pharmacist,
+                kind="full",
+                based_on_version=0,
+                follow_up=False,
+                checked_access=(peppa, wrong),
+            )
+        assert (refused.value.code, refused.value.status) == ("no_access", 404), wrong.mode
+        assert snapshot(prescription) == before
+        assert events_after(start) == [("prescription.dispense", "refused")]
+    with CaptureQueriesContext(connection) as reused:
+        prescription_mark_dispensed(
+            prescription=prescription,
+            pharmacist=pharmacist,
+            kind="partial",
+            lines=_lines(prescription, [1, 0]),
+            based_on_version=0,
+            follow_up=False,
+            checked_access=(peppa, grant),
+        )
+    with CaptureQueriesContext(connection) as asked:
+        prescription_mark_dispensed(
+            prescription=prescription,
+            pharmacist=pharmacist,
+            kind="partial",
+            lines=_lines(prescription, [1, 0]),
+            based_on_version=1,
+            follow_up=False,
+        )
+    assert len(reused) < len(asked)
+    assert Dispensation.objects.filter(prescription=prescription).count() == 2

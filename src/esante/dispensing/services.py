@@ -59,6 +59,29 @@ def dispensing_authorise(pharmacist: Professional, prescription: Prescription) -
     return patient, grant
 
 
+def dispensing_authorised_by_gate(
+    pharmacist: Professional, prescription: Prescription, checked: tuple[Any, AccessGrant]
+) -> tuple[Any, AccessGrant]:
+    """The access the gate checked a moment ago for this request (``checked`` = its patient and
+    grant), reused instead of asking again: it must be this pharmacist's grant on this
+    prescription's patient, still current, in a mode that allows dispensing; refused otherwise.
+
+    The gate's check and ``dispensing_authorise`` are the same reads, neither locking the grant:
+    a revocation committed after either is seen by the next request alike."""
+    patient, grant = checked
+    document = prescription.document
+    if (
+        grant.professional_id != pharmacist.pk
+        or grant.patient_id != document.patient_id
+        or getattr(patient, "pk", None) != document.patient_id
+        or grant.revoked_at is not None
+        or grant.expires_at <= timezone.now()
+        or not policy.access_allows_dispensing(grant.mode)
+    ):
+        raise refuse("no_access", patient=document.patient)
+    return patient, grant
+
+
 def _who(dispensation: Dispensation) -> str:
     return f"{dispensation.pharmacist_name} ({dispensation.pharmacy})"
 
@@ -92,9 +115,13 @@ def _dispense_in_transaction(
     based_on_version: int,
     pharmacy: str,
     client_address: str | None,
+    checked_access: tuple[Any, AccessGrant] | None = None,
 ) -> Dispensation:
     """Authorise, lock, check, then record: the dispensation's one transaction."""
-    patient, _grant = dispensing_authorise(pharmacist, prescription)
+    if checked_access is not None:
+        patient, _grant = dispensing_authorised_by_gate(pharmacist, prescription, checked_access)
+    else:
+        patient, _grant = dispensing_authorise(pharmacist, prescription)
     locked = Prescription.objects.select_for_update().select_related("document").get(pk=prescription.pk)
     now = timezone.now()
     states, first_at = prescription_line_states_and_first(locked)
@@ -291,6 +318,7 @@ def prescription_mark_dispensed(
     client_address: str | None = None,
     public_url: str = "",
     follow_up: bool = True,
+    checked_access: tuple[Any, AccessGrant] | None = None,
 ) -> Dispensation:
     """Records what a pharmacist handed over against a prescription ("Marquer comme dispensé").
 
@@ -306,6 +334,9 @@ def prescription_mark_dispensed(
     false, queues the job that files the eDispensation CDA and issues the certified copy, once
     the caller's transaction (if any) commits: the copy is ready a moment later (the portal says
     it is being prepared), and the sweep completes it if the job is lost.
+
+    ``checked_access`` (patient, grant): what the access gate checked for this request, reused
+    instead of reading the record's access again (``dispensing_authorised_by_gate``).
     """
     object_id = str(prescription.document.public_id)
     details: dict[str, Any] = {"kind": kind, "based_on_version": based_on_version}
@@ -321,6 +352,7 @@ def prescription_mark_dispensed(
                 based_on_version=based_on_version,
                 pharmacy=pharmacy,
                 client_address=client_address,
+                checked_access=checked_access,
             )
         except IntegrityError:
             # (prescription, based_on_version) taken by a concurrent attempt the lock did not order.

@@ -98,6 +98,7 @@ def dispense(
             lines=form.delivered() if data else {},
             client_address=client_address(request),
             public_url=_public_url(request),
+            checked_access=(patient, grant),
         )
     except services.DispensationRefused as refusal:
         if refusal.status == 404:
