@@ -6,8 +6,9 @@ database (the scripts make their own): once without ``--database`` (SQLite) and,
 takes ``--database`` and PostgreSQL answers, once more on ``--postgres`` (a database that is
 dropped and created again). By default the sizes are reduced so that the whole run takes minutes;
 ``--full`` runs the scripts' own sizes (the issue's: 1.2 million patients, 1 million audit events).
-Each line a script prints becomes a row of the table; a script that fails gives a row saying so,
-and the run exits 1.
+Each line a script prints becomes a row of the table (operation, figure: the line cut at its
+first run of two spaces, else at its first ": "); a script that fails gives a row saying so, and
+the run exits 1.
 
     python benchmarks/run.py
     python benchmarks/run.py --full --only search_patients --only verify_audit
@@ -37,6 +38,16 @@ QUICK: dict[str, list[str]] = {
     "verify_audit": ["--events", "20000"],
 }
 BACKEND_PREFIX = re.compile(r"^(SQLite|PostgreSQL)\b[:\s]*")
+
+
+def split(line: str) -> tuple[str, str]:
+    """A printed line as (operation, figure): cut at the first run of 2+ spaces, else at ": "."""
+    line = BACKEND_PREFIX.sub("", line.strip())
+    parts = re.split(r"\s{2,}", line, maxsplit=1)
+    if len(parts) == 1 and ": " in line:
+        parts = line.split(": ", 1)
+    operation, figure = (parts[0], parts[1]) if len(parts) == 2 else (line, "")
+    return operation.strip(), " ".join(figure.split())
 
 
 def scripts() -> list[Path]:
@@ -79,7 +90,7 @@ def main() -> int:
     databases = [("SQLite", "")]
     if not args.no_postgres and postgres_answers():
         databases.append(("PostgreSQL", args.postgres))
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, str]] = []
     failed = False
     for script in selected:
         takes_database = '"--database"' in script.read_text()
@@ -91,18 +102,19 @@ def main() -> int:
             seconds = f"{time.monotonic() - started:.0f} s"
             shown = label if takes_database else "-"
             for line in lines:
-                rows.append((script.stem, shown, " ".join(BACKEND_PREFIX.sub("", line).split()), seconds))
+                rows.append((script.stem, shown, *split(line), seconds))
             if error:
                 failed = True
-                rows.append((script.stem, shown, error, seconds))
+                rows.append((script.stem, shown, error, "", seconds))
 
     print(f"Machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"Sizes: {'full (the scripts own)' if args.full else 'reduced (benchmarks/run.py QUICK)'}")
     print()
-    print("| benchmark | database | result | run time |")
-    print("|---|---|---|---|")
-    for benchmark, database, result, seconds in rows:
-        print(f"| {benchmark} | {database} | {result.replace('|', '/')} | {seconds} |")
+    print("| benchmark | database | operation | figure | run time |")
+    print("|---|---|---|---|---|")
+    for benchmark, database, operation, figure, seconds in rows:
+        cells = (benchmark, database, operation, figure, seconds)
+        print("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
     return 1 if failed else 0
 
 
