@@ -37,6 +37,8 @@ QUICK: dict[str, list[str]] = {
     "search_patients": ["--patients", "50000", "--searches", "100"],
     "verify_audit": ["--events", "20000"],
 }
+#: Further runs of a script when Redis answers on 127.0.0.1:6379 (the job queue's production storage).
+WITH_REDIS: dict[str, list[str]] = {"dispensation": ["--queue", "redis"]}
 BACKEND_PREFIX = re.compile(r"^(SQLite|PostgreSQL)\b[:\s]*")
 
 
@@ -58,6 +60,13 @@ def postgres_answers() -> bool:
     if shutil.which("pg_isready") is None:
         return False
     return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"], check=False).returncode == 0
+
+
+def redis_answers() -> bool:
+    if shutil.which("redis-cli") is None:
+        return False
+    result = subprocess.run(["redis-cli", "-h", "127.0.0.1", "ping"], capture_output=True, check=False)
+    return result.returncode == 0 and b"PONG" in result.stdout
 
 
 def run_one(script: Path, database: str, extra: list[str], timeout: float) -> tuple[list[str], str]:
@@ -90,12 +99,15 @@ def main() -> int:
     databases = [("SQLite", "")]
     if not args.no_postgres and postgres_answers():
         databases.append(("PostgreSQL", args.postgres))
+    redis = redis_answers()
     rows: list[tuple[str, str, str, str, str]] = []
     failed = False
     for script in selected:
         takes_database = '"--database"' in script.read_text()
-        for label, url in databases if takes_database else [("SQLite", "")]:
-            extra = [] if args.full else QUICK.get(script.stem, [])
+        variants = [[]] + ([WITH_REDIS[script.stem]] if redis and script.stem in WITH_REDIS else [])
+        runs = [(db, v) for v in variants for db in (databases if takes_database else [("SQLite", "")])]
+        for (label, url), variant in runs:
+            extra = ([] if args.full else QUICK.get(script.stem, [])) + variant
             print(f"== {script.stem} on {label} {' '.join(extra)}", file=sys.stderr, flush=True)
             started = time.monotonic()
             lines, error = run_one(script, url, extra, args.timeout)
