@@ -4,8 +4,9 @@ A pharmacist's token (stored as the authorization server stores it), a patient w
 documents and an access, then through Django's test client (the full middleware stack, no
 network): Patient search by identifier (POST _search), DocumentReference search (first page of
 20 of the 1,000), MedicationDispense create (one line of a fresh prescription each time), each
-against ``GET Patient/{id}`` (token check, gate, one audit event). A dispensation renders its
-certified copy (PDF) in the request, as on the portal. Reports p50 / p95, the ratio
+against ``GET Patient/{id}`` (token check, gate, one audit event). A dispensation queues its
+certified copy (PDF) for the job queue, as on the portal (no consumer runs here: see
+``dispensation.py`` for the copy itself). Reports p50 / p95, the ratio
 to the baseline (goal: at most 1.5x) and the SQL query counts (goal: constant).
 
     python benchmarks/fhir_api.py

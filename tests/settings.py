@@ -22,3 +22,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # The test suite sets a secret key but is not a production deployment.
 PRODUCTION = False
+
+# Jobs run at once, in the caller, once its transaction commits: tests drive the queue
+# deterministically (``django_capture_on_commit_callbacks``); tests/core/test_jobs.py runs real
+# consumers on the SQLite and Redis storages.
+ESANTE_QUEUE = "immediate"

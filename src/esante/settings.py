@@ -178,6 +178,23 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
+# --- job queue (Huey): what follows a commit, off the request (certified copies, eDispensation) --
+# sqlite: a file in the data dir, no other service (the embedded default); redis: production,
+# several app servers (ESANTE_REDIS_URL); immediate: each job runs at once in the caller, as if
+# there were no queue (tests, and the synchronous baseline of the benchmarks).
+ESANTE_REDIS_URL = env.str("ESANTE_REDIS_URL", default="")
+ESANTE_QUEUE = env.str("ESANTE_QUEUE", default="redis" if ESANTE_REDIS_URL else "sqlite")
+if ESANTE_QUEUE not in ("sqlite", "redis", "immediate"):
+    raise ImproperlyConfigured(f"ESANTE_QUEUE must be sqlite, redis or immediate, not {ESANTE_QUEUE!r}")
+if ESANTE_QUEUE == "redis" and not ESANTE_REDIS_URL:
+    raise ImproperlyConfigured("ESANTE_QUEUE=redis needs ESANTE_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+ESANTE_QUEUE_FILE = Path(env.str("ESANTE_QUEUE_FILE", default=str(DATA_DIR / "jobs.sqlite3")))
+ESANTE_QUEUE_NAME = env.str("ESANTE_QUEUE_NAME", default="esante")
+ESANTE_QUEUE_WORKERS = env.int("ESANTE_QUEUE_WORKERS", default=2)
+# The sweep (esante dispensation_follow_up, and every 5 minutes in the consumer) completes the
+# dispensations left without their copy for longer than this: their job was lost.
+ESANTE_FOLLOW_UP_GRACE_SECONDS = env.int("ESANTE_FOLLOW_UP_GRACE_SECONDS", default=120)
+
 # --- security headers and cookies -------------------------------------------------------------
 # On by default in production: secure __Host- cookies, HSTS, the proxy's X-Forwarded-Proto and the
 # redirect to HTTPS. ESANTE_HTTPS=0 turns them off deliberately, e.g. for a production-configured
@@ -257,6 +274,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["scrub"]}},
     "loggers": {
         "esante.request": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # The job queue's consumer: its failures (a job's traceback), not a line per job.
+        "huey": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "esante": {"handlers": ["console"], "level": env.str("ESANTE_LOG_LEVEL", default="INFO")},
         # Django's own request logger repeats the full path of failing requests; ours is enough.
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},

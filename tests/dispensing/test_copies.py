@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django.core.files.storage import default_storage
-from django.test import Client, override_settings
+from django.test import Client, TestCase, override_settings
 from pypdf import PdfReader
 
 from esante.accounts.models import Professional
@@ -42,14 +42,15 @@ def _partial(
     lines = dict(
         zip(prescription.lines.order_by("position").values_list("pk", flat=True), quantities, strict=True)
     )
-    return prescription_mark_dispensed(
-        prescription=prescription,
-        pharmacist=pharmacist,
-        kind="partial",
-        lines=lines,
-        based_on_version=version,
-        public_url="https://edocuments.example.lu",
-    )
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the follow-up job runs at the commit
+        return prescription_mark_dispensed(
+            prescription=prescription,
+            pharmacist=pharmacist,
+            kind="partial",
+            lines=lines,
+            based_on_version=version,
+            public_url="https://edocuments.example.lu",
+        )
 
 
 @pytest.mark.django_db

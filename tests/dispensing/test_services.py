@@ -1,6 +1,7 @@
 """The service itself: validity windows, the grid's rules, refusals that write only their event."""
 
 import datetime
+from typing import Any
 
 import pytest
 from django.test import override_settings
@@ -10,6 +11,7 @@ from freezegun import freeze_time
 from esante.accounts.models import Professional
 from esante.dispensing import rules
 from esante.dispensing.models import Dispensation
+from esante.dispensing.selectors import first_active_dispensation_at, prescription_line_states_and_first
 from esante.dispensing.services import DispensationRefused, prescription_mark_dispensed
 from esante.dispensing.withdrawal import dispensation_withdraw
 from esante.documents import cda
@@ -170,3 +172,87 @@ def test_demo_prescriptions_of_peppa_are_dispensable() -> None:
             prescription=prescription, pharmacist=pharmacist, kind="full", based_on_version=0, follow_up=False
         )
     assert set(Prescription.objects.values_list("dispensation_state", flat=True)) == {"dispensed"}
+
+
+@pytest.mark.django_db
+def test_line_states_and_the_first_standing_delivery_come_in_one_query(
+    peppa: Patient, prescription: Prescription, pharmacist: Professional, django_assert_num_queries: Any
+) -> None:
+    with django_assert_num_queries(1):
+        states, first_at = prescription_line_states_and_first(prescription)
+    assert [(s.prescribed, s.delivered) for s in states] == [(3, 0), (2, 0)] and first_at is None
+    first = prescription_mark_dispensed(
+        prescription=prescription,
+        pharmacist=pharmacist,
+        kind="partial",
+        lines=_lines(prescription, [1, 0]),
+        based_on_version=0,
+        follow_up=False,
+    )
+    with freeze_time(timezone.now() + datetime.timedelta(hours=1)):
+        second = prescription_mark_dispensed(
+            prescription=prescription,
+            pharmacist=pharmacist,
+            kind="partial",
+            lines=_lines(prescription, [0, 1]),
+            based_on_version=1,
+            follow_up=False,
+        )
+    with django_assert_num_queries(1):
+        states, first_at = prescription_line_states_and_first(prescription)
+    assert [(s.delivered, s.remaining) for s in states] == [(1, 2), (1, 1)] and first_at == first.dispensed_at
+    dispensation_withdraw(dispensation=first, pharmacist=pharmacist, reason="Erreur")
+    states, first_at = prescription_line_states_and_first(prescription)
+    assert [(s.delivered, s.remaining) for s in states] == [(0, 3), (1, 1)]
+    assert first_at == second.dispensed_at == first_active_dispensation_at(prescription)
+
+
+@pytest.mark.django_db
+def test_the_access_the_gate_checked_is_reused_and_must_be_this_pharmacists_current_one(
+    peppa: Patient, prescription: Prescription, pharmacist: Professional
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from esante.access.models import AccessGrant
+
+    grant = AccessGrant.objects.get(professional=pharmacist)
+    other = pharmacist_with_access(peppa)
+    others_grant = AccessGrant.objects.get(professional=other)
+    own_documents = make_grant(pharmacist, peppa, mode=AccessGrant.Mode.OWN_DOCUMENTS)
+    revoked = make_grant(pharmacist, peppa, revoked_at=timezone.now())
+    for wrong in (others_grant, own_documents, revoked):
+        before, start = snapshot(prescription), last_sequence()
+        with pytest.raises(DispensationRefused) as refused:
+            prescription_mark_dispensed(
+                prescription=prescription,
+                pharmacist=pharmacist,
+                kind="full",
+                based_on_version=0,
+                follow_up=False,
+                checked_access=(peppa, wrong),
+            )
+        assert (refused.value.code, refused.value.status) == ("no_access", 404), wrong.mode
+        assert snapshot(prescription) == before
+        assert events_after(start) == [("prescription.dispense", "refused")]
+    with CaptureQueriesContext(connection) as reused:
+        prescription_mark_dispensed(
+            prescription=prescription,
+            pharmacist=pharmacist,
+            kind="partial",
+            lines=_lines(prescription, [1, 0]),
+            based_on_version=0,
+            follow_up=False,
+            checked_access=(peppa, grant),
+        )
+    with CaptureQueriesContext(connection) as asked:
+        prescription_mark_dispensed(
+            prescription=prescription,
+            pharmacist=pharmacist,
+            kind="partial",
+            lines=_lines(prescription, [1, 0]),
+            based_on_version=1,
+            follow_up=False,
+        )
+    assert len(reused) < len(asked)
+    assert Dispensation.objects.filter(prescription=prescription).count() == 2

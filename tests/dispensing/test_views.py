@@ -5,6 +5,7 @@ import datetime
 from typing import Any
 
 import pytest
+from django.test import TestCase
 from django.utils import timezone
 
 from esante.access.models import AccessGrant
@@ -70,8 +71,26 @@ def test_viewer_offers_the_guide_dialog_to_a_pharmacist(
 @pytest.mark.django_db
 def test_full_dispensation(prescription: Prescription, pharmacist: Professional) -> None:
     start = last_sequence()
-    response = logged_in(pharmacist).post(urls(prescription)["dispense"], full_post())
+    client = logged_in(pharmacist)
+    # The pharmacist's answer comes before the job: the copy is being prepared.
+    with TestCase.captureOnCommitCallbacks() as jobs:
+        response = client.post(urls(prescription)["dispense"], full_post())
     assert response.status_code == 303 and response["Location"] == urls(prescription)["viewer"]
+    assert len(jobs) == 1 and not CertifiedCopy.objects.exists()
+    viewer = text(client.get(urls(prescription)["viewer"]))
+    assert "Prescription marquée comme dispensée entièrement. Copie certifiée en préparation…" in viewer
+    assert "Copie certifiée en préparation…" in viewer and "Copie certifiée conforme (PDF)" not in viewer
+    state_url = (
+        urls(prescription)["dispense"] + f"{Dispensation.objects.get().public_id}/copie-certifiee/etat/"
+    )
+    assert f'hx-get="{state_url}"' in viewer
+    pending = text(client.get(state_url))
+    assert "Copie certifiée en préparation…" in pending and 'hx-trigger="load delay:2s"' in pending
+    for run in jobs:
+        run()
+    ready = text(client.get(state_url))
+    assert "Copie certifiée conforme (PDF)" in ready and "hx-get" not in ready
+    assert ready.count("copie-certifiee.pdf") == 1
     prescription.refresh_from_db()
     assert (prescription.dispensation_state, prescription.state_version) == ("dispensed", 1)
     dispensation = Dispensation.objects.get()
@@ -84,7 +103,7 @@ def test_full_dispensation(prescription: Prescription, pharmacist: Professional)
         (3, 0),
         (2, 0),
     ]
-    assert events_after(start) == SUCCESS
+    assert [event for event in events_after(start) if event[0] != "document.read"] == SUCCESS
     # Filed as an eDispensation document in the record, under its own type.
     assert dispensation.document is not None
     assert (dispensation.document.type_code, dispensation.document.source_system) == ("60593-1", "eDocuments")
@@ -102,7 +121,10 @@ def test_partial_dispensation_then_the_remainder_by_another_pharmacist(
     peppa: Patient, prescription: Prescription, pharmacist: Professional
 ) -> None:
     start = last_sequence()
-    response = logged_in(pharmacist).post(urls(prescription)["dispense"], partial_post(prescription, [1, 2]))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = logged_in(pharmacist).post(
+            urls(prescription)["dispense"], partial_post(prescription, [1, 2])
+        )
     assert response.status_code == 303
     prescription.refresh_from_db()
     assert (prescription.dispensation_state, prescription.state_version) == ("partial", 1)
@@ -125,7 +147,8 @@ def test_partial_dispensation_then_the_remainder_by_another_pharmacist(
     assert "<td><strong>2</strong>" in viewer  # amoxicilline: 2 still owed
     assert 'name="state_version" value="1"' in viewer
     start = last_sequence()
-    response = logged_in(other).post(urls(prescription)["dispense"], full_post(version=1))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = logged_in(other).post(urls(prescription)["dispense"], full_post(version=1))
     assert response.status_code == 303
     prescription.refresh_from_db()
     assert (prescription.dispensation_state, prescription.state_version) == ("dispensed", 2)
@@ -266,17 +289,25 @@ def test_withdrawal_within_the_window(
     peppa: Patient, prescription: Prescription, pharmacist: Professional
 ) -> None:
     client = logged_in(pharmacist)
-    assert client.post(urls(prescription)["dispense"], partial_post(prescription, [1, 0])).status_code == 303
-    assert (
-        client.post(urls(prescription)["dispense"], partial_post(prescription, [1, 1], 1)).status_code == 303
-    )
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post(urls(prescription)["dispense"], partial_post(prescription, [1, 0]))
+    assert response.status_code == 303
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post(urls(prescription)["dispense"], partial_post(prescription, [1, 1], 1))
+    assert response.status_code == 303
     first, second = Dispensation.objects.order_by("id")
     old_copy = CertifiedCopy.objects.get(dispensation=second)
     assert "Retirer cette dispensation" in text(client.get(urls(prescription)["viewer"]))
     start = last_sequence()
     url = urls(prescription)["dispense"] + f"{second.public_id}/retrait/"
-    response = client.post(url, {"reason": "Erreur de saisie : mauvais patient"})
+    with TestCase.captureOnCommitCallbacks() as jobs:
+        response = client.post(url, {"reason": "Erreur de saisie : mauvais patient"})
     assert response.status_code == 303
+    # Until its job runs, the delivery still standing shows its copy being prepared again.
+    assert not CertifiedCopy.objects.filter(superseded_at__isnull=True).exists()
+    assert "Copie certifiée en préparation…" in text(client.get(urls(prescription)["viewer"]))
+    for run in jobs:
+        run()
     second.refresh_from_db()
     assert (
         second.withdrawn_at is not None and second.withdrawal_reason == "Erreur de saisie : mauvais patient"
@@ -289,14 +320,19 @@ def test_withdrawal_within_the_window(
     assert old_copy.superseded_because == "withdrawal"
     # A new current copy carries the grid of the delivery still standing.
     assert CertifiedCopy.objects.get(superseded_at__isnull=True).dispensation == first
-    assert events_after(start) == [("dispensation.withdraw", "success"), ("dispensation.certify", "success")]
+    assert [event for event in events_after(start) if event[0] != "document.read"] == [
+        ("dispensation.withdraw", "success"),
+        ("dispensation.certify", "success"),
+    ]
     viewer = text(client.get(urls(prescription)["viewer"]))
     assert "Retirée le" in viewer and "Erreur de saisie" in viewer
 
     # Withdrawing the last standing delivery reopens the prescription.
     start = last_sequence()
     url = urls(prescription)["dispense"] + f"{first.public_id}/retrait/"
-    assert client.post(url, {"reason": "Annulation"}).status_code == 303
+    with TestCase.captureOnCommitCallbacks(execute=True) as jobs:
+        assert client.post(url, {"reason": "Annulation"}).status_code == 303
+    assert jobs == []  # no delivery standing: no copy to prepare
     prescription.refresh_from_db()
     assert (prescription.dispensation_state, prescription.state_version) == ("open", 4)
     assert not CertifiedCopy.objects.filter(superseded_at__isnull=True).exists()

@@ -436,8 +436,12 @@ _VERIFICATION_URL = re.compile(r"(https?://\S+/verifier/[A-Z2-7]{26}/)")
 
 
 def certified_copy_download(journey: Journey, *, index: int = -1) -> CertifiedCopyPdf:
-    """ "Copie certifiée conforme (PDF)" in the viewer's dispensations, downloaded and read with pypdf."""
+    """ "Copie certifiée conforme (PDF)" in the viewer's dispensations, downloaded and read with pypdf.
+
+    The copy is made by the job queue's consumer that ``esante serve`` runs: until it is ready the
+    viewer says « Copie certifiée en préparation… » and asks again every 2 s (htmx)."""
     page = journey.page
+    expect(page.get_by_text("Copie certifiée en préparation…", exact=True)).to_have_count(0, timeout=60_000)
     links = page.get_by_role("link", name=re.compile(r"^Copie certifiée conforme \(PDF\)"))
     link = links.nth(index) if index >= 0 else links.last
     with page.expect_download() as download_info:

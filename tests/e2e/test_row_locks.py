@@ -43,8 +43,9 @@ Portal, ``access``, ``dispensing``:
 
 - ``access:search`` (professional row, ``_search_in_transaction``) → test_record, test_no_access.
 - ``access:dialog`` (patient row, ``_grant_in_transaction``) → test_record, test_dispensing.
-- ``dispensing:dispense`` (prescription row; after the commit, ``certified_copy_issue``: the
-  prescription row again) → test_dispensing, T4; refused under the lock (a stale form) → T4.
+- ``dispensing:dispense`` (prescription row; after the commit, in the job queue's consumer,
+  ``certified_copy_issue``: the prescription row again) → test_dispensing, T4; refused under the
+  lock (a stale form) → T4.
 - ``dispensing:withdraw`` (prescription and dispensation rows, ``_withdraw_in_transaction``) → T4;
   refused under the locks (already withdrawn) → T4.
 

@@ -5,9 +5,10 @@ import uuid
 from typing import Any
 
 import pytest
+from django.test import TestCase
 from django.utils import timezone
 
-from esante.dispensing.models import Dispensation
+from esante.dispensing.models import CertifiedCopy, Dispensation
 from esante.documents.models import Prescription
 from tests.access.factories import make_grant, make_patient, make_professional
 from tests.dispensing.conftest import submit_prescription
@@ -67,6 +68,22 @@ def test_partial_then_the_rest_then_409(token: dict[str, Any], rx: Prescription,
     assert Dispensation.objects.count() == 3
     outcomes = [(e.outcome, e.details.get("via", {}).get("client")) for e in events("prescription.dispense")]
     assert outcomes == [("success", software.client_id)] * 3 + [("refused", software.client_id)]
+
+
+@pytest.mark.django_db
+def test_create_answers_before_the_certified_copy_is_made(token: dict[str, Any], rx: Prescription) -> None:
+    first, _ = _requests(token, rx)
+    with TestCase.captureOnCommitCallbacks() as jobs:
+        response = _dispense(token, first, 1)
+    assert response.status_code == 201, response.content
+    # Answered with the dispensation recorded; its copy and eDispensation document are a job's work.
+    dispensation = Dispensation.objects.get()
+    assert len(jobs) == 1 and not CertifiedCopy.objects.exists() and dispensation.document_id is None
+    for run in jobs:
+        run()
+    dispensation.refresh_from_db()
+    assert CertifiedCopy.objects.get().dispensation == dispensation and dispensation.document_id is not None
+    assert [event.outcome for event in events("dispensation.certify")] == ["success"]
 
 
 @pytest.mark.django_db

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, TestCase
 from django.utils import timezone
 
 from esante.access.models import AccessGrant, PatientBlock, RecordOpening
@@ -47,6 +47,7 @@ def test_the_matrix_covers_every_patient_scoped_route() -> None:
         "dispensing:dispense",
         "dispensing:withdraw",
         "dispensing:copy",
+        "dispensing:copy_state",
     } <= names
 
 
@@ -102,9 +103,10 @@ def record(db: None) -> dict[str, Any]:
     prescription = submit_prescription(patient)
     pharmacist = make_professional("pharmacist")
     make_grant(pharmacist, patient)
-    dispensation = prescription_mark_dispensed(
-        prescription=prescription, pharmacist=pharmacist, kind="full", based_on_version=0
-    )
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        dispensation = prescription_mark_dispensed(
+            prescription=prescription, pharmacist=pharmacist, kind="full", based_on_version=0
+        )
     assert CertifiedCopy.objects.filter(dispensation=dispensation).exists()
     return {
         "patient": patient,

@@ -111,15 +111,43 @@ def origin_stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def jobs_start() -> subprocess.Popen[bytes]:
+    """Starts the job queue's consumer (``esante run_jobs``) in a child process that dies with us."""
+    command = [sys.executable, "-m", "esante.cli", "run_jobs"]
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "esante.settings")
+    return subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)  # noqa: S603, PLW1509
+
+
+def jobs_stop(process: subprocess.Popen[bytes], *, timeout: float = 20.0) -> None:
+    """SIGINT: the consumer lets its running jobs finish (at most ``timeout`` seconds)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def run(
-    *, host: str, port: int, workers: int, threads: int, certificate_origin: CertificateOrigin | None = None
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    certificate_origin: CertificateOrigin | None = None,
+    jobs: bool = True,
 ) -> None:
     """Runs gunicorn in the foreground; signs the audit head while it runs (``anchor_loop``) and once
     more when it stops.
 
     With ``certificate_origin``, also serves the certificate origin for as long as the portal runs.
+    With ``jobs`` (and a queue that is not ``immediate``), also runs the job queue's consumer
+    (``esante run_jobs``) in a child process: the certified copies need no other service.
     """
     origin_process = origin_start(certificate_origin) if certificate_origin is not None else None
+    jobs_process = jobs_start() if jobs and settings.ESANTE_QUEUE != "immediate" else None
     stop = threading.Event()
     threading.Thread(target=_sign_audit_heads, args=(stop,), daemon=True, name="audit-anchor").start()
     try:
@@ -136,6 +164,8 @@ def run(
         stop.set()
         if origin_process is not None:
             origin_stop(origin_process)
+        if jobs_process is not None:
+            jobs_stop(jobs_process)
         try:
             audit_anchor()
         except Exception:

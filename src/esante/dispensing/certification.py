@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from esante.accounts.models import Professional
@@ -176,31 +177,80 @@ def certified_copy_issue(
 
 
 def dispensation_follow_up(
-    *, dispensation: Dispensation, client_address: str | None = None, public_url: str = ""
+    *,
+    dispensation: Dispensation,
+    actor: Professional | None = None,
+    client_address: str | None = None,
+    public_url: str = "",
 ) -> IssuedCopy | None:
-    """What follows a committed dispensation: its eDispensation document and its certified copy.
+    """What follows a committed dispensation (or withdrawal): the eDispensation document of a
+    standing delivery, and the certified copy when it is the latest standing delivery of its
+    prescription and has no current copy. Idempotent: run again, it does only what is missing.
 
-    Runs outside the dispensation's transaction. A failure is logged, not raised: the delivery is
-    recorded and ``esante dispensation_follow_up`` completes what is missing.
+    Runs outside any transaction, in a job of the queue (``jobs.dispensation_complete``) or in the
+    sweep. A failure is logged, not raised: the delivery is recorded and the sweep
+    (``esante dispensation_follow_up``) completes what is missing. ``actor`` (by default the
+    dispensation's pharmacist) is who the copy's audit event names.
     """
     issued = None
-    try:
-        dispensation_file_document(dispensation=dispensation)
-    except Exception:
-        logger.exception("eDispensation document of %s not filed", dispensation.public_id)
+    if dispensation.withdrawn_at is None:
+        try:
+            dispensation_file_document(dispensation=dispensation)
+        except Exception:
+            logger.exception("eDispensation document of %s not filed", dispensation.public_id)
     try:
         latest = last_active_dispensation(dispensation.prescription)
         # Only the latest standing delivery gets a copy: it carries the whole grid.
-        if latest is not None and latest.pk == dispensation.pk and not dispensation.certified_copies.exists():
+        if (
+            latest is not None
+            and latest.pk == dispensation.pk
+            and not dispensation.certified_copies.filter(superseded_at__isnull=True).exists()
+        ):
             issued = certified_copy_issue(
                 dispensation=dispensation,
-                actor=dispensation.pharmacist,
+                actor=actor or dispensation.pharmacist,
                 client_address=client_address,
                 public_url=public_url,
             )
     except Exception:
         logger.exception("certified copy of %s not issued", dispensation.public_id)
     return issued
+
+
+def dispensations_unfinished(*, older_than: datetime.timedelta | None = None) -> QuerySet[Dispensation]:
+    """Standing dispensations whose follow-up is missing: no eDispensation document, or the latest
+    delivery of its prescription without a current certified copy. ``older_than`` leaves out the
+    recent ones, whose job may still be waiting in the queue."""
+    same_prescription = Dispensation.objects.filter(
+        prescription=OuterRef("prescription"), withdrawn_at__isnull=True
+    )
+    later = same_prescription.filter(
+        Q(dispensed_at__gt=OuterRef("dispensed_at"))
+        | Q(dispensed_at=OuterRef("dispensed_at"), id__gt=OuterRef("id"))
+    )
+    current_copy = CertifiedCopy.objects.filter(dispensation=OuterRef("pk"), superseded_at__isnull=True)
+    pending = Dispensation.objects.filter(withdrawn_at__isnull=True).filter(
+        Q(document__isnull=True) | (~Exists(later) & ~Exists(current_copy))
+    )
+    if older_than is not None:
+        # A withdrawal re-issues the copy of an older delivery: the withdrawal's time counts too.
+        cutoff = timezone.now() - older_than
+        pending = pending.filter(dispensed_at__lte=cutoff).exclude(
+            Exists(
+                Dispensation.objects.filter(prescription=OuterRef("prescription"), withdrawn_at__gt=cutoff)
+            )
+        )
+    return pending.select_related("prescription__document__patient", "pharmacist").order_by("id")
+
+
+def dispensations_complete(*, older_than: datetime.timedelta | None = None) -> int:
+    """The sweep: completes every unfinished dispensation (see ``dispensations_unfinished``);
+    returns how many it went through."""
+    done = 0
+    for dispensation in dispensations_unfinished(older_than=older_than).iterator(chunk_size=100):
+        dispensation_follow_up(dispensation=dispensation)
+        done += 1
+    return done
 
 
 def certified_copy_download_record(

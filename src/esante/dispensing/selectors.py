@@ -10,7 +10,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from django.db.models import Prefetch, Q, QuerySet, Sum
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from esante.access.models import AccessGrant
@@ -53,6 +53,34 @@ def prescription_line_states(prescription: Prescription) -> list[LineState]:
     ]
 
 
+def prescription_line_states_and_first(
+    prescription: Prescription,
+) -> tuple[list[LineState], datetime.datetime | None]:
+    """``prescription_line_states`` and ``first_active_dispensation_at`` in one query: each line
+    carries the time of the prescription's first standing delivery (a subquery)."""
+    active = Q(dispensed__dispensation__withdrawn_at__isnull=True)
+    first = (
+        Dispensation.objects.filter(prescription=OuterRef("prescription"), withdrawn_at__isnull=True)
+        .order_by("dispensed_at")
+        .values("dispensed_at")[:1]
+    )
+    lines = list(
+        PrescriptionLine.objects.filter(prescription=prescription)
+        .annotate(
+            delivered_so_far=Coalesce(Sum("dispensed__quantity_delivered", filter=active), 0),
+            first_delivery_at=Subquery(first),
+        )
+        .order_by("position")
+    )
+    if not lines:  # nothing to carry the subquery: ask on its own
+        return [], first_active_dispensation_at(prescription)
+    states = [
+        LineState(line=line, prescribed=line.quantity, delivered=line.delivered_so_far)  # type: ignore[attr-defined]
+        for line in lines
+    ]
+    return states, lines[0].first_delivery_at  # type: ignore[attr-defined]
+
+
 def prescription_lines_of(documents: QuerySet[Document]) -> QuerySet[PrescriptionLine]:
     """The lines of the prescriptions among ``documents`` (already filtered by access), each
     with ``delivered_so_far`` (withdrawals excluded), newest prescription first: one query."""
@@ -82,6 +110,11 @@ def prescription_dispensations(
         )
         .order_by("dispensed_at", "id")
     )
+
+
+def copy_is_current(dispensation: Dispensation) -> bool:
+    """Whether the dispensation has a current certified copy (uses prefetched copies if any)."""
+    return any(copy.superseded_at is None for copy in dispensation.certified_copies.all())
 
 
 def first_active_dispensation_at(prescription: Prescription) -> datetime.datetime | None:

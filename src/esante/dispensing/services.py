@@ -10,8 +10,8 @@ dispensations: of two simultaneous attempts one is recorded, the other refused.
 Each successful write runs in one transaction whose last statement is its audit event. A refusal
 raises ``DispensationRefused`` after its transaction rolled back and records its own refused
 audit event in a transaction of its own. The eDispensation CDA and the certified copy's PDF are
-produced after the commit (``certification.dispensation_follow_up``), never while the
-prescription is locked.
+produced after the commit, by a job of the queue (``jobs.dispensation_complete``, queued on
+commit), never while the prescription is locked and never while the pharmacist waits.
 """
 
 import logging
@@ -32,15 +32,11 @@ from esante.documents.models import Prescription
 from esante.documents.selectors import access_document
 
 from . import rules
-from .certification import dispensation_follow_up, supersede_current_copies
+from .certification import supersede_current_copies
+from .jobs import dispensation_complete_after_commit
 from .models import CertifiedCopy, Dispensation, DispensationLine
 from .refusals import DispensationRefused, refusal_record, refuse, when
-from .selectors import (
-    LineState,
-    first_active_dispensation_at,
-    last_active_dispensation,
-    prescription_line_states,
-)
+from .selectors import LineState, last_active_dispensation, prescription_line_states_and_first
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +56,29 @@ def dispensing_authorise(pharmacist: Professional, prescription: Prescription) -
         raise refuse("no_access", patient=error.patient) from None
     if not policy.access_allows_dispensing(grant.mode):
         raise refuse("no_access", patient=patient)
+    return patient, grant
+
+
+def dispensing_authorised_by_gate(
+    pharmacist: Professional, prescription: Prescription, checked: tuple[Any, AccessGrant]
+) -> tuple[Any, AccessGrant]:
+    """The access the gate checked a moment ago for this request (``checked`` = its patient and
+    grant), reused instead of asking again: it must be this pharmacist's grant on this
+    prescription's patient, still current, in a mode that allows dispensing; refused otherwise.
+
+    The gate's check and ``dispensing_authorise`` are the same reads, neither locking the grant:
+    a revocation committed after either is seen by the next request alike."""
+    patient, grant = checked
+    document = prescription.document
+    if (
+        grant.professional_id != pharmacist.pk
+        or grant.patient_id != document.patient_id
+        or getattr(patient, "pk", None) != document.patient_id
+        or grant.revoked_at is not None
+        or grant.expires_at <= timezone.now()
+        or not policy.access_allows_dispensing(grant.mode)
+    ):
+        raise refuse("no_access", patient=document.patient)
     return patient, grant
 
 
@@ -96,13 +115,17 @@ def _dispense_in_transaction(
     based_on_version: int,
     pharmacy: str,
     client_address: str | None,
+    checked_access: tuple[Any, AccessGrant] | None = None,
 ) -> Dispensation:
     """Authorise, lock, check, then record: the dispensation's one transaction."""
-    patient, _grant = dispensing_authorise(pharmacist, prescription)
+    if checked_access is not None:
+        patient, _grant = dispensing_authorised_by_gate(pharmacist, prescription, checked_access)
+    else:
+        patient, _grant = dispensing_authorise(pharmacist, prescription)
     locked = Prescription.objects.select_for_update().select_related("document").get(pk=prescription.pk)
     now = timezone.now()
-    _check_dispensable(locked, based_on_version=based_on_version, now=now, patient=patient)
-    states = prescription_line_states(locked)
+    states, first_at = prescription_line_states_and_first(locked)
+    _check_dispensable(locked, based_on_version=based_on_version, now=now, patient=patient, first_at=first_at)
     delivered = _delivered_quantities(kind, lines, states, patient=patient)
     return _dispensation_record(
         locked,
@@ -118,9 +141,12 @@ def _dispense_in_transaction(
     )
 
 
-def _check_dispensable(locked: Prescription, *, based_on_version: int, now: Any, patient: Any) -> None:
+def _check_dispensable(
+    locked: Prescription, *, based_on_version: int, now: Any, patient: Any, first_at: Any
+) -> None:
     """Refuses a prescription already dispensed, changed since the attempt's version, past its
-    validity (first delivery) or past its series (the next ones). ``locked`` is under lock."""
+    validity (first delivery) or past its series (the next ones, ``first_at`` being the first
+    standing delivery's time). ``locked`` is under lock."""
     if locked.dispensation_state == Prescription.DispensationState.DISPENSED:
         last = last_active_dispensation(locked)
         message = (
@@ -151,7 +177,6 @@ def _check_dispensable(locked: Prescription, *, based_on_version: int, now: Any,
             )
         )
         raise refuse("stale_version", message, patient=patient)
-    first_at = first_active_dispensation_at(locked)
     if first_at is None:
         valid_until = rules.prescription_valid_until(locked.prescribed_at)
         if now > valid_until:
@@ -293,6 +318,7 @@ def prescription_mark_dispensed(
     client_address: str | None = None,
     public_url: str = "",
     follow_up: bool = True,
+    checked_access: tuple[Any, AccessGrant] | None = None,
 ) -> Dispensation:
     """Records what a pharmacist handed over against a prescription ("Marquer comme dispensé").
 
@@ -304,9 +330,13 @@ def prescription_mark_dispensed(
     its validity (3 months from its date for the first delivery, 6 months from the first delivery
     for the next ones) and quantities within what remains owed.
 
-    Raises ``DispensationRefused`` (and traces the refusal) otherwise. After the commit, unless
-    ``follow_up`` is false, files the eDispensation CDA and issues the certified copy (call it
-    outside any transaction: the PDF must not be rendered while the prescription is locked).
+    Raises ``DispensationRefused`` (and traces the refusal) otherwise. Unless ``follow_up`` is
+    false, queues the job that files the eDispensation CDA and issues the certified copy, once
+    the caller's transaction (if any) commits: the copy is ready a moment later (the portal says
+    it is being prepared), and the sweep completes it if the job is lost.
+
+    ``checked_access`` (patient, grant): what the access gate checked for this request, reused
+    instead of reading the record's access again (``dispensing_authorised_by_gate``).
     """
     object_id = str(prescription.document.public_id)
     details: dict[str, Any] = {"kind": kind, "based_on_version": based_on_version}
@@ -322,6 +352,7 @@ def prescription_mark_dispensed(
                 based_on_version=based_on_version,
                 pharmacy=pharmacy,
                 client_address=client_address,
+                checked_access=checked_access,
             )
         except IntegrityError:
             # (prescription, based_on_version) taken by a concurrent attempt the lock did not order.
@@ -341,7 +372,5 @@ def prescription_mark_dispensed(
         )
         raise
     if follow_up:
-        dispensation_follow_up(
-            dispensation=dispensation, client_address=client_address, public_url=public_url
-        )
+        dispensation_complete_after_commit(dispensation, client_address=client_address, public_url=public_url)
     return dispensation

@@ -25,7 +25,13 @@ from . import certification, services, withdrawal
 from .forms import DispenseForm, WithdrawForm
 from .gate import DispensingGate
 from .models import CertifiedCopy
-from .selectors import certified_copy_by_code, normalise_code, prescription_line_states
+from .selectors import (
+    certified_copy_by_code,
+    copy_is_current,
+    last_active_dispensation,
+    normalise_code,
+    prescription_line_states,
+)
 
 
 def _public_url(request: HttpRequest) -> str:
@@ -92,6 +98,7 @@ def dispense(
             lines=form.delivered() if data else {},
             client_address=client_address(request),
             public_url=_public_url(request),
+            checked_access=(patient, grant),
         )
     except services.DispensationRefused as refusal:
         if refusal.status == 404:
@@ -124,6 +131,10 @@ def dispense(
     )
     if dispensation.certified_copy is not None:
         text += " " + gettext("La copie certifiée conforme est prête à être imprimée.")
+    else:
+        text += " " + gettext(
+            "Copie certifiée en préparation… Elle apparaît ci-dessous dès qu'elle est prête."
+        )
     messages.success(request, text)
     return HttpResponseRedirect(_viewer_url(public_id, document_id), status=303)
 
@@ -209,6 +220,38 @@ def certified_copy(
     response["Content-Security-Policy"] = PDF_CSP
     response["Cache-Control"] = "no-store"
     return response
+
+
+@never_cache
+@require_GET
+@professional_required
+def certified_copy_state(
+    request: HttpRequest,
+    professional: Professional,
+    public_id: uuid.UUID,
+    document_id: uuid.UUID,
+    dispensation_id: uuid.UUID,
+) -> HttpResponse:
+    """The viewer's « Copie certifiée en préparation… », asked again (htmx) until the link to the
+    copy replaces it. Says only whether the copy is ready: a refusal is traced, an answer is not
+    (the viewer's page traced the read)."""
+    gate = DispensingGate.for_portal(request, professional)
+    try:
+        access = gate.prescription(public_id, document_id, action=AuditAction.DOCUMENT_READ)
+        dispensation = gate.dispensation(access, dispensation_id, action=AuditAction.DOCUMENT_READ)
+    except RecordNotFound:
+        return not_found_page(request)
+    copies = list(dispensation.certified_copies.order_by("-created_at", "-id"))
+    latest = last_active_dispensation(access.prescription)
+    pending = latest is not None and latest.pk == dispensation.pk and not copy_is_current(dispensation)
+    context = {
+        "patient": access.patient,
+        "document": access.document,
+        "dispensation": dispensation,
+        "copy": copies[0] if copies else None,
+        "pending": pending,
+    }
+    return render(request, "dispensing/_copy_state.html", context)
 
 
 @never_cache

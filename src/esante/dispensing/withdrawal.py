@@ -5,8 +5,6 @@ Same transaction discipline as ``services``: the prescription and the dispensati
 the audit event is the last statement, a refusal is traced in a transaction of its own.
 """
 
-import logging
-
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
@@ -18,13 +16,12 @@ from esante.documents.models import Prescription
 from esante.documents.services import document_mark_entered_in_error
 
 from . import rules
-from .certification import certified_copy_issue, supersede_current_copies
+from .certification import supersede_current_copies
+from .jobs import dispensation_complete_after_commit
 from .models import CertifiedCopy, Dispensation
 from .refusals import REASON_MAX_LENGTH, DispensationRefused, refusal_record, refuse, when
 from .selectors import last_active_dispensation, prescription_line_states
 from .services import dispensing_authorise, state_after, state_write
-
-logger = logging.getLogger(__name__)
 
 
 def withdrawal_refusal(dispensation: Dispensation, pharmacist: Professional) -> str | None:
@@ -114,7 +111,7 @@ def dispensation_withdraw(
     Only the pharmacist who recorded it, within ``ESANTE_DISPENSATION_WITHDRAW_HOURS`` (default
     24) of the delivery, with a reason. The prescription's state is recomputed from the
     deliveries still standing and its ``state_version`` moves on; the current certified copy is
-    superseded and, when deliveries remain, a new one is issued after the commit; the
+    superseded and, when deliveries remain, a new one is issued by a job queued on commit; the
     eDispensation document is marked entered-in-error. Raises ``DispensationRefused`` (and traces
     the refusal) otherwise.
     """
@@ -135,10 +132,8 @@ def dispensation_withdraw(
         raise
     latest = last_active_dispensation(withdrawn.prescription)
     if latest is not None:
-        try:
-            certified_copy_issue(
-                dispensation=latest, actor=pharmacist, client_address=client_address, public_url=public_url
-            )
-        except Exception:  # the withdrawal stands; ``esante dispensation_follow_up`` re-issues the copy
-            logger.exception("certified copy after withdrawal of %s failed", withdrawn.public_id)
+        # The new current copy, by the queue once committed; the sweep re-issues it if the job is lost.
+        dispensation_complete_after_commit(
+            latest, actor=pharmacist, client_address=client_address, public_url=public_url
+        )
     return withdrawn

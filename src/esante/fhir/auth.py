@@ -23,7 +23,7 @@ from esante.espace.http import active_patient_account, is_patient_user
 from . import throttling
 from .models import ApiThrottle, SoftwareClient, Token
 from .oauth import require_oauth
-from .outcome import FhirError
+from .outcome import FhirError, rate_limited
 from .scopes import scopes_allow
 
 REALM = "esante-fhir"
@@ -78,12 +78,8 @@ def _refuse(
         if not hit.allowed:
             if hit.trace:
                 _trace_refusal(request, reason="rate_limited", token=None)
-            return FhirError(
-                429,
-                "rate-limited",
-                "Trop de requêtes refusées depuis votre adresse : réessayez plus tard.",
-                issue_type="throttled",
-                headers={"Retry-After": str(hit.retry_after)},
+            return rate_limited(
+                "Trop de requêtes refusées depuis votre adresse : réessayez plus tard.", hit.retry_after
             )
     _trace_refusal(request, reason=error, token=token)
     header = f'Bearer realm="{REALM}"'

@@ -47,6 +47,13 @@ def not_found(
     return FhirError(404, "not-found", diagnostics, issue_type="not-found")
 
 
+def rate_limited(diagnostics: str, retry_after: int | str) -> FhirError:
+    """429: too many requests; ``retry_after`` seconds go in the ``Retry-After`` header."""
+    return FhirError(
+        429, "rate-limited", diagnostics, issue_type="throttled", headers={"Retry-After": str(retry_after)}
+    )
+
+
 def operation_outcome(
     *, code: str, diagnostics: str, issue_type: str, severity: str = "error"
 ) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """``{% dispensation_panel %}``: the dispensing part of the document viewer (guide p.15–16).
 
-Shows what remains owed, the dispensations with their certified copies, and — for a pharmacist
-holding a current care or emergency access (the gate's answer, from the access policy) —
-"Marquer comme dispensé" and the withdrawal of their own recent dispensations. Reads only; the
+Shows what remains owed, the dispensations with their certified copies (« Copie certifiée en
+préparation… » while the queue prepares the latest one, replaced by its link when ready), and —
+for a pharmacist holding a current care or emergency access (the gate's answer, from the access
+policy) — "Marquer comme dispensé" and the withdrawal of their own recent dispensations. Reads only; the
 viewer already authorised the document.
 """
 
@@ -17,7 +18,7 @@ from esante.access.http import active_professional
 from .. import rules
 from ..forms import DispenseForm
 from ..gate import DispensingGate
-from ..selectors import prescription_dispensations, prescription_line_states
+from ..selectors import copy_is_current, prescription_dispensations, prescription_line_states
 
 register = template.Library()
 
@@ -34,10 +35,14 @@ def dispensation_panel(context: template.Context) -> dict[str, Any]:
     dispensations = prescription_dispensations(prescription)
     now = timezone.now()
     may_act = professional is not None and DispensingGate(actor=professional).may_dispense(grant)
+    standing = [dispensation for dispensation in dispensations if dispensation.withdrawn_at is None]
+    latest = standing[-1] if standing else None
     rows = [
         {
             "dispensation": dispensation,
             "copy": next(iter(dispensation.certified_copies.all()), None),
+            # The latest standing delivery without a current copy: its job is preparing one.
+            "pending": dispensation is latest and not copy_is_current(dispensation),
             "may_withdraw": may_act
             and professional is not None
             and dispensation.pharmacist_id == professional.pk

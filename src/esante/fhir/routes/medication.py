@@ -107,6 +107,7 @@ def medication_dispense_create(request: HttpRequest) -> HttpResponse:
                 lines={line.pk: asked.quantity},
                 client_address=gate.client_address,
                 public_url=str(getattr(settings, "ESANTE_PUBLIC_URL", "") or request.build_absolute_uri("/")),
+                checked_access=(access.patient, access.grant),
             )
         except DispensationRefused as refusal:
             raise _dispense_refused(

@@ -13,7 +13,7 @@ from .. import declare_access, patient
 from ..auth import caller
 from ..bundle import searchset
 from ..capability import base_url
-from ..outcome import FhirError, fhir_response
+from ..outcome import fhir_response, rate_limited
 from .common import found_by_search, read_json, record_gate, remember_found, search_body
 
 router = Router()
@@ -30,12 +30,9 @@ def _patient_search(request: HttpRequest, read_params: Callable[[], QueryDict]) 
         try:
             result = record_gate(request, who).search(criteria=criteria, page=page, page_size=count)
         except access_services.SearchRateLimited:
-            raise FhirError(
-                429,
-                "rate-limited",
+            raise rate_limited(
                 "Trop de recherches de patients en peu de temps : patientez avant de recommencer.",
-                issue_type="throttled",
-                headers={"Retry-After": str(settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS)},
+                settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS,
             ) from None
         rows = result.rows if result.page == page else []
         remember_found(who.token, [str(row.public_id) for row in rows])

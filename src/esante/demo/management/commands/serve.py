@@ -16,6 +16,11 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=2)
         parser.add_argument("--threads", type=int, default=4)
         parser.add_argument(
+            "--no-jobs",
+            action="store_true",
+            help="do not run the job queue's consumer here (run `esante run_jobs` elsewhere)",
+        )
+        parser.add_argument(
             "--certificate-port",
             type=int,
             default=settings.ESANTE_CERTIFICATE_PORT,
@@ -40,4 +45,5 @@ class Command(BaseCommand):
             workers=options["workers"],
             threads=options["threads"],
             certificate_origin=origin,
+            jobs=not options["no_jobs"],
         )

@@ -1,24 +1,29 @@
 """``esante dispensation_follow_up``: completes dispensations whose eDispensation document or
-certified copy was not produced after the commit (a crash, a storage outage)."""
+certified copy was not produced after the commit (a lost job, a crash, a storage outage). The
+consumer of the job queue runs the same sweep every 5 minutes."""
 
+import datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
-from esante.dispensing.models import Dispensation
-from esante.dispensing.services import dispensation_follow_up
+from esante.dispensing.certification import dispensations_complete
 
 
 class Command(BaseCommand):
     help = "Files missing eDispensation documents and issues missing certified copies."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--older-than",
+            type=int,
+            default=0,
+            metavar="SECONDS",
+            help="leave out dispensations (and withdrawals) more recent than this: their job may "
+            "still be waiting in the queue (default 0: all)",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
-        pending = (
-            Dispensation.objects.filter(withdrawn_at__isnull=True, document__isnull=True)
-            | Dispensation.objects.filter(withdrawn_at__isnull=True, certified_copies__isnull=True)
-        ).distinct()
-        done = 0
-        for dispensation in pending.select_related("prescription__document__patient", "pharmacist"):
-            dispensation_follow_up(dispensation=dispensation)
-            done += 1
+        older = options["older_than"]
+        done = dispensations_complete(older_than=datetime.timedelta(seconds=older) if older else None)
         self.stdout.write(f"dispensations completed: {done}")
