@@ -307,3 +307,31 @@ def test_the_journal_words_every_action_that_concerns_a_patient(action: AuditAct
     body = text(page)
     assert action.fr in body, action
     assert "LECTEUR Test" in body
+
+
+def test_the_patient_downloads_the_certified_copy_of_a_dispensation(
+    django_capture_on_commit_callbacks,
+) -> None:  # type: ignore[no-untyped-def]
+    account = active_account()
+    prescription = submit_prescription(account.patient)
+    pharmacist = make_professional("pharmacist", organisation="Pharmacie du Globe")
+    make_grant(pharmacist, account.patient)
+    with django_capture_on_commit_callbacks(execute=True):
+        dispensation = prescription_mark_dispensed(
+            prescription=prescription, pharmacist=pharmacist, kind="full", based_on_version=0
+        )
+    url = f"/patient/dossier/dispensation/{dispensation.public_id}/copie-certifiee.pdf"
+    browser = logged_in_patient(account)
+    assert url in text(browser.get("/patient/dossier/"))
+    start = last_sequence()
+    response = browser.get(url)
+    assert response.status_code == 200 and response.content.startswith(b"%PDF")
+    assert "sandbox" in response["Content-Security-Policy"]
+    assert events_after(start) == [("espace.document.read", "success")]
+    # Another patient: 404, traced in their own journal, nothing of the copy.
+    other = active_account(make_patient(birth_name="Wolf"), email="w@example.lu")
+    start = last_sequence()
+    refused = logged_in_patient(other).get(url)
+    assert refused.status_code == 404 and b"%PDF" not in refused.content
+    assert events_after(start) == [("espace.not_found", "refused")]
+    assert AuditEvent.objects.get(sequence__gt=start).patient_id == other.patient_id

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, TestCase
 
 from esante.access.models import PatientBlock
 from esante.audit.models import AuditEvent
+from esante.dispensing.models import CertifiedCopy, Dispensation
+from esante.dispensing.services import prescription_mark_dispensed
 from esante.documents.models import Document
 from esante.espace.models import PatientAccount, Representation
 from esante.patients.models import Patient
@@ -34,6 +36,7 @@ class World:
     document: Document
     block: PatientBlock
     other: PatientAccount
+    dispensation: Dispensation
 
 
 def make_world() -> World:
@@ -43,7 +46,14 @@ def make_world() -> World:
         patient=owner.patient, professional=make_professional(), reason="patient"
     )
     other = active_account(make_patient(birth_name="Wolf", first_names="Wanda"), email="w@example.lu")
-    return World(owner, document, block, other)
+    pharmacist = make_professional("pharmacist")
+    make_grant(pharmacist, owner.patient)
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the certified copy, as the queue makes it
+        dispensation = prescription_mark_dispensed(
+            prescription=document.prescription, pharmacist=pharmacist, kind="full", based_on_version=0
+        )
+    assert CertifiedCopy.objects.filter(dispensation=dispensation).exists()
+    return World(owner, document, block, other, dispensation)
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,9 @@ def test_refusal(endpoint: Endpoint, state: Callable[[World], tuple[Client, int]
     assert SECRET_NAME not in text and SECRET_NAME.upper() not in text
     assert world.owner.patient.matricule not in text
     assert str(world.document.public_id) not in text
+    assert str(world.dispensation.public_id) not in text
+    if not own_record:
+        assert not body.startswith(b"%PDF")  # no certified copy, no journal PDF
     assert _written(world) == before
     events = list(AuditEvent.objects.filter(sequence__gt=start).order_by("sequence"))
     if own_record:

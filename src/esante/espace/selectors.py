@@ -15,7 +15,7 @@ from esante.access.models import AccessGrant, PatientBlock
 from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.models import AuditEvent
-from esante.dispensing.models import Dispensation
+from esante.dispensing.models import CertifiedCopy, Dispensation
 from esante.documents.models import Document, Prescription
 from esante.patients.models import Patient
 
@@ -78,6 +78,19 @@ def journal_kind_label(kind: str) -> str:
 def own_document(patient: Patient, document_id: uuid.UUID) -> Document | None:
     """One of the patient's own documents (hidden ones included: they are the patient's)."""
     return Document.objects.filter(patient=patient, public_id=document_id).first()
+
+
+def own_certified_copy(patient: Patient, dispensation_id: uuid.UUID) -> CertifiedCopy | None:
+    """The current certified copy of one of the patient's own dispensations, or None."""
+    return (
+        CertifiedCopy.objects.filter(
+            dispensation__public_id=dispensation_id,
+            dispensation__prescription__document__patient=patient,
+            superseded_at__isnull=True,
+        )
+        .order_by("-created_at")
+        .first()
+    )
 
 
 def own_documents(patient: Patient) -> QuerySet[Document]:

@@ -30,6 +30,11 @@ urlpatterns = [
         {"hide": False},
         name="document_show",
     ),
+    path(
+        "dossier/dispensation/<uuid:dispensation_id>/copie-certifiee.pdf",
+        views.certified_copy,
+        name="certified_copy",
+    ),
     path("journal/", views.journal, name="journal"),
     path("journal/export.csv", views.journal_export, {"fmt": "csv"}, name="journal_csv"),
     path("journal/export.pdf", views.journal_export, {"fmt": "pdf"}, name="journal_pdf"),

@@ -1,7 +1,7 @@
 """The patients' portal (« Espace patient »): one module per part of the portal."""
 
 from .mes_choix import acting_for, block, choices, notifications, opposition, unblock
-from .mon_dossier import document, document_content, document_visibility, record
+from .mon_dossier import certified_copy, document, document_content, document_visibility, record
 from .mon_journal import journal, journal_export
 from .signin import (
     activation,
@@ -24,6 +24,7 @@ __all__ = [
     "block",
     "certificate_bind",
     "certificate_return",
+    "certified_copy",
     "choices",
     "document",
     "document_content",

@@ -139,3 +139,37 @@ def document_visibility(
     return render(
         request, "espace/confirm_document.html", {"tab": "choices", "document": found, "hide": hide}
     )
+
+
+@never_cache
+@require_GET
+@xframe_options_sameorigin
+@patient_required
+def certified_copy(request: HttpRequest, account: PatientAccount, dispensation_id: uuid.UUID) -> HttpResponse:
+    """The current certified copy of one of the patient's dispensations, as the pharmacist prints it."""
+    from esante.documents.views import PDF_CSP
+
+    copy = selectors.own_certified_copy(account.patient, dispensation_id)
+    if copy is None:
+        services.patient_not_found(
+            account,
+            what="certified_copy",
+            object_id=str(dispensation_id),
+            client_address=client_address(request),
+        )
+        return not_found_page(request)
+    services.patient_trace(
+        account,
+        AuditAction.ESPACE_DOCUMENT_READ,
+        client_address=client_address(request),
+        object_type="CertifiedCopy",
+        object_id=str(copy.public_id),
+    )
+    with default_storage.open(copy.pdf.name, "rb") as fh:
+        data = fh.read()
+    response = HttpResponse(data, content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="copie-certifiee-{copy.created_at:%Y%m%d-%H%M}.pdf"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = PDF_CSP
+    response["Cache-Control"] = "no-store"
+    return response
