@@ -7,15 +7,11 @@ Then the same program must refuse another key, a forked checkpoint and a tampere
 import os
 import shutil
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
-from django.core.wsgi import get_wsgi_application
 from django.db import transaction
 
 from esante.audit.catalogue import AuditAction
@@ -64,22 +60,6 @@ def tlogcheck(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert built.returncode == 0, built.stderr
     return binary
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
-@pytest.fixture
-def journal_url(committed_db: None) -> Iterator[str]:
-    """The platform served over real HTTP, on the committed test database."""
-    server: WSGIServer = make_server("127.0.0.1", 0, get_wsgi_application(), handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/journal"
-    server.shutdown()
-    server.server_close()
 
 
 def record(n: int) -> None:
