@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -240,3 +241,45 @@ def test_a_sequencer_killed_mid_batch_loses_and_duplicates_nothing(committed_db:
     assert set(LogLeaf.objects.values_list("event_id", flat=True)) == set(
         AuditEvent.objects.values_list("id", flat=True)
     )
+
+
+def test_concurrent_sequencers_put_each_event_once(committed_db: None) -> None:
+    import threading
+
+    from django.db import connections
+
+    record(1500)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sequence_pending(limit=100)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    assert assert_log_consistent() == 1500
+    sizes = list(LogCheckpoint.objects.values_list("size", flat=True))
+    assert sizes == sorted(set(sizes)) and sizes[-1] == 1500
+
+
+@pytest.mark.django_db
+def test_without_the_mac_key_nothing_is_sequenced(settings: Any, tmp_path: Path) -> None:
+    from esante.audit.keys import forget_mac_keys
+
+    record(2)
+    settings.AUDIT_MAC_KEY_FILE = tmp_path / "absent-mac-key"
+    forget_mac_keys()
+    try:
+        with pytest.raises(SequencerRefused, match="MACs cannot be checked"):
+            sequence_batch()
+    finally:
+        forget_mac_keys()
+    assert not LogLeaf.objects.exists() and not (tmp_path / "absent-mac-key").exists()

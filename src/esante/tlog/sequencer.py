@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
 from esante.audit.chain import COLUMNS, mac_problem, row_problem
-from esante.audit.keys import load_or_create_signing_key, mac_key
+from esante.audit.keys import MissingKeyError, load_or_create_signing_key, mac_key
 from esante.audit.models import AuditEvent
 
 from . import leaf, merkle, note, tiles
@@ -60,7 +60,10 @@ def _checked_rows(state: LogState, limit: int) -> list[tuple[int, str, bool]]:
     checked: list[tuple[int, str, bool]] = []
     for row in rows:
         if row[15] is not None and key is None:
-            key = mac_key()
+            try:
+                key = mac_key(create=False)
+            except (MissingKeyError, ValueError) as exc:
+                raise SequencerRefused(f"not sequencing: {exc}: the events' MACs cannot be checked") from exc
         problem = row_problem(row, expected_sequence=expected, previous=previous) or mac_problem(
             row[2], row[15], key=key or b"", after_keyed=keyed, allow_legacy=True
         )
