@@ -21,7 +21,7 @@ from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 from esante.tlog import merkle, note
 from esante.tlog.models import LogCheckpoint, LogLeaf, LogState, LogTile
-from esante.tlog.selectors import inclusion_for_event, latest_checkpoint, leaf_opening
+from esante.tlog.selectors import inclusion_for_event, inclusions_for_events, latest_checkpoint, leaf_opening
 from esante.tlog.sequencer import SequencerRefused, sequence_batch, sequence_pending
 
 ESANTE = str(Path(sys.executable).with_name("esante"))
@@ -118,6 +118,9 @@ def test_inclusion_for_event_once_a_checkpoint_covers_it() -> None:
     sequence_batch()
     assert inclusion_for_event(first.pk) == (0, 3)
     assert inclusion_for_event(third.pk) == (2, 3)
+    (fourth,) = record(1)
+    ids = [first.pk, second.pk, third.pk, fourth.pk]
+    assert inclusions_for_events(ids) == {first.pk: (0, 3), second.pk: (1, 3), third.pk: (2, 3)}
 
 
 def _tamper(sql: str, params: list[object]) -> None:

@@ -28,6 +28,14 @@ def inclusion_for_event(event_id: int) -> tuple[int, int] | None:
     return (index, size) if size > index else None
 
 
+def inclusions_for_events(event_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """``inclusion_for_event`` for a page of events at once (two queries): {event id: (leaf
+    index, checkpoint size)} for those a signed checkpoint covers; the others are absent."""
+    size = published_size()
+    leaves = LogLeaf.objects.filter(event_id__in=event_ids, index__lt=size).values_list("event_id", "index")
+    return {event_id: (index, size) for event_id, index in leaves}
+
+
 @dataclass(frozen=True)
 class LeafOpening:
     """What opens an event's public commitment: shown only in the patient's own journal."""
