@@ -81,6 +81,10 @@ def test_tiles_at_their_c2sp_paths(log: list[int], client: Client) -> None:
         "/journal/tile/1/000",
         "/journal/tile/0/003.p/1",
         "/journal/tile/0/2",  # not 3 digits
+        "/journal/tile/0/x001",  # the last group has no x
+        "/journal/tile/0/001/000",  # groups but the last need an x
+        "/journal/tile/99/000",
+        "/journal/tile/0/x999/x999/x999/x999/x999/999",  # beyond any 64-bit tree
         "/journal/tile/0/x000/x000/x000/x000/x000/x000/001",  # too many groups
         "/journal/tile/0/000.p/256",
         "/journal/tile/0/000.p/0",

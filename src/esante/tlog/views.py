@@ -43,12 +43,21 @@ def verifier_key(request: HttpRequest) -> HttpResponse:
     return _text(note.verifier_key(settings.TLOG_ORIGIN, verification_public_key()) + "\n", FRESH)
 
 
-def _width(width: str | None) -> int:
+def _width(width: int | None) -> int:
     if width is None:
         return tiles.TILE_WIDTH
-    value = int(width)
-    if not 1 <= value < tiles.TILE_WIDTH or str(value) != width:
+    if not 1 <= width < tiles.TILE_WIDTH:
         raise Http404("bad partial tile width")
+    return width
+
+
+def _index(index: str) -> int:
+    try:
+        value = tiles.parse_index(index)
+    except ValueError:
+        raise Http404("malformed tile index") from None
+    if value >= 1 << 54:  # beyond any tree a 64-bit size can hold
+        raise Http404("no such tile")
     return value
 
 
@@ -59,21 +68,21 @@ def _binary(data: bytes, width: int) -> HttpResponse:
 
 
 @require_safe
-def tile(request: HttpRequest, level: str, index: str, width: str | None = None) -> HttpResponse:
+def tile(request: HttpRequest, level: int, index: str, width: int | None = None) -> HttpResponse:
     """``tile/<L>/<N>[.p/<W>]``: the first W hashes (256 for a full tile) of tile L/N."""
     count = _width(width)
-    data = tile_bytes(int(level), tiles.parse_index(index), count)
+    data = tile_bytes(level, _index(index), count) if level < 64 else None
     if data is None:
         raise Http404("no such tile")
     return _binary(data, count)
 
 
 @require_safe
-def entries(request: HttpRequest, index: str, width: str | None = None) -> HttpResponse:
+def entries(request: HttpRequest, index: str, width: int | None = None) -> HttpResponse:
     """``tile/entries/<N>[.p/<W>]``: the entries (commitments) of leaves 256N ... 256N + W - 1,
     each prefixed with its length as a big-endian uint16."""
     count = _width(width)
-    first = tiles.parse_index(index) * tiles.TILE_WIDTH
+    first = _index(index) * tiles.TILE_WIDTH
     if first + count > published_size():
         raise Http404("no such entry bundle")
     commitments = LogLeaf.objects.filter(index__gte=first, index__lt=first + count).order_by("index")
