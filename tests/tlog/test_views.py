@@ -48,6 +48,14 @@ def test_no_checkpoint_yet_is_a_404(db: Any, client: Client) -> None:
     assert client.get("/journal/tile/0/000.p/1").status_code == 404
 
 
+def test_no_key_yet_is_a_404(db: Any, client: Client, settings: Any, tmp_path: Any) -> None:
+    settings.AUDIT_SIGNING_KEY_FILE = tmp_path / "none.pem"
+    settings.AUDIT_PUBLIC_KEY_FILE = tmp_path / "none.pub.pem"
+    response = client.get("/journal/key")
+    assert response.status_code == 404
+    assert not (tmp_path / "none.pem").exists()  # reading the key never creates one
+
+
 def test_the_latest_checkpoint_is_served_signed(log: list[int], client: Client) -> None:
     response = client.get("/journal/checkpoint")
     assert response.status_code == 200

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 
-from esante.audit.keys import verification_public_key
+from esante.audit.keys import MissingKeyError, verification_public_key
 
 from . import note, tiles
 from .models import LogLeaf
@@ -40,7 +40,11 @@ def checkpoint(request: HttpRequest) -> HttpResponse:
 def verifier_key(request: HttpRequest) -> HttpResponse:
     """The checkpoints' verifier key (``name+keyid+key``); a verifier should hold its own copy,
     obtained out of band, and compare."""
-    return _text(note.verifier_key(settings.TLOG_ORIGIN, verification_public_key()) + "\n", FRESH)
+    try:
+        public = verification_public_key()
+    except (MissingKeyError, ValueError):
+        raise Http404("no signing key yet") from None
+    return _text(note.verifier_key(settings.TLOG_ORIGIN, public) + "\n", FRESH)
 
 
 def _width(width: int | None) -> int:
