@@ -8,7 +8,7 @@ import esante
 SRC = Path(esante.__file__).parent
 
 #: Bottom first. An app may import the apps before it in this list, never those after it.
-LAYERS = ["audit", "core", "patients", "accounts", "access", "documents", "dispensing", "fhir", "demo"]
+LAYERS = ["audit", "tlog", "core", "patients", "accounts", "access", "documents", "dispensing", "fhir", "demo"]
 
 
 def _imported_apps(path: Path) -> set[str]:
