@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "esante.accounts",
     "esante.patients",
     "esante.audit",
+    "esante.tlog",
     "esante.access",
     "esante.documents",
     "esante.dispensing",
@@ -264,6 +265,13 @@ AUDIT_WITNESS_URL = env.str("ESANTE_AUDIT_WITNESS_URL", default="")
 # and as soon as this many are waiting: events after the last signed head are unsigned.
 AUDIT_ANCHOR_INTERVAL = env.float("ESANTE_AUDIT_ANCHOR_SECONDS", default=5.0)
 AUDIT_ANCHOR_EVERY_EVENTS = env.int("ESANTE_AUDIT_ANCHOR_EVERY_EVENTS", default=100)
+
+# --- public transparency log (esante.tlog) ----------------------------------------------------
+# The log's origin: the first line of every checkpoint and the name of its signing key.
+TLOG_ORIGIN = env.str("ESANTE_TLOG_ORIGIN", default="esante.lu/edocuments")
+# Events put into the log per transaction, and how often ``esante serve`` sequences new ones.
+TLOG_BATCH_SIZE = env.int("ESANTE_TLOG_BATCH_SIZE", default=2000)
+TLOG_SEQUENCE_INTERVAL = env.float("ESANTE_TLOG_SEQUENCE_SECONDS", default=2.0)
 
 # --- logging: one line per request, never a body, a query string, a code or a password ---------
 LOGGING = {

@@ -16,6 +16,8 @@ urlpatterns = [
     path("fhir/", include("esante.fhir.urls")),
     path("edocuments/", include(("esante.fhir.portal_urls", "fhir"), namespace="fhir-portal")),
     path("verifier/", include("esante.dispensing.public_urls")),
+    # The public transparency log of the audit trail (C2SP checkpoint, tiles; proofs).
+    path("journal/", include("esante.tlog.urls")),
     # The header's language switch posts to set_language (/i18n/setlang/).
     path("i18n/", include("django.conf.urls.i18n")),
     path("operateurs/", admin.site.urls),

@@ -10,6 +10,7 @@ SRC = Path(esante.__file__).parent
 #: Bottom first. An app may import the apps before it in this list, never those after it.
 LAYERS = [
     "audit",
+    "tlog",
     "core",
     "patients",
     "accounts",

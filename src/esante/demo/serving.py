@@ -20,6 +20,7 @@ from gunicorn.app.base import BaseApplication
 
 from esante.accounts.tls_origin import CertificateOrigin
 from esante.audit.anchoring import anchor_loop, audit_anchor
+from esante.tlog.sequencer import sequence_loop, sequence_pending
 
 logger = logging.getLogger("esante.serve")
 
@@ -150,6 +151,14 @@ def run(
     jobs_process = jobs_start() if jobs and settings.ESANTE_QUEUE != "immediate" else None
     stop = threading.Event()
     threading.Thread(target=_sign_audit_heads, args=(stop,), daemon=True, name="audit-anchor").start()
+    # The public log's sequencer, also in the master process only (``esante.tlog.sequencer``).
+    threading.Thread(
+        target=sequence_loop,
+        args=(stop,),
+        kwargs={"interval": settings.TLOG_SEQUENCE_INTERVAL},
+        daemon=True,
+        name="tlog-sequencer",
+    ).start()
     try:
         _Gunicorn(
             {
@@ -170,5 +179,9 @@ def run(
             audit_anchor()
         except Exception:
             logger.exception("audit anchoring failed")
+        try:
+            sequence_pending()
+        except Exception:
+            logger.exception("public log sequencing failed")
         finally:
             close_old_connections()

@@ -1,0 +1,159 @@
+"""C2SP signed notes with Ed25519 and C2SP tlog-checkpoint bodies; no Django, no database (the
+standalone verifier uses it as it is).
+
+A checkpoint body is three lines: the log's origin, the tree size in decimal, the root hash in
+base64. A signed note is that text, an empty line, then one line per signature:
+``— <key name> <base64(key ID || signature)>``. For Ed25519 the key ID is the first 4 bytes of
+SHA-256(key name || 0x0A || 0x01 || public key) and the signature is over the text's bytes.
+The key name is the log's origin. A verifier key is written as Go's ``sumdb/note`` reads it:
+``<name>+<key ID in hex>+<base64(0x01 || public key)>``.
+
+The platform signs checkpoints with its audit signing key, which also signs the heads file's
+lines; those messages start with ``esante-audit-head:``, which no checkpoint's origin line can
+be, so a signature made for one can never pass for the other.
+"""
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+ALG_ED25519 = 0x01
+SIGNATURE_PREFIX = "\u2014 "  # em dash, space
+
+
+class NoteError(Exception):
+    """A note or checkpoint that is malformed or whose signature does not verify."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    origin: str
+    size: int
+    root: bytes
+    text: str  # the signed body
+    note: str = ""  # the whole signed note, when parsed from one
+
+
+def _raw(public: Ed25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _check_name(name: str) -> None:
+    if not name or any(c.isspace() or c == "+" for c in name):
+        raise NoteError(f"key name {name!r} is empty or holds a space or a '+'")
+
+
+def key_id(name: str, public: Ed25519PublicKey) -> bytes:
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([ALG_ED25519]) + _raw(public)).digest()[:4]
+
+
+def verifier_key(name: str, public: Ed25519PublicKey) -> str:
+    """The public key as a note verifier key (``name+hex key ID+base64(0x01 || key)``)."""
+    _check_name(name)
+    encoded = base64.b64encode(bytes([ALG_ED25519]) + _raw(public)).decode()
+    return f"{name}+{key_id(name, public).hex()}+{encoded}"
+
+
+@dataclass(frozen=True)
+class Verifier:
+    name: str
+    key_id: bytes
+    public: Ed25519PublicKey
+
+
+def parse_verifier_key(vkey: str) -> Verifier:
+    parts = vkey.strip().split("+", 2)
+    if len(parts) != 3:
+        raise NoteError("a verifier key reads name+keyid+key")
+    name, hex_id, encoded = parts
+    _check_name(name)
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+        wanted_id = bytes.fromhex(hex_id)
+    except (ValueError, binascii.Error) as exc:
+        raise NoteError(f"unreadable verifier key: {exc}") from exc
+    if len(raw) != 33 or raw[0] != ALG_ED25519:
+        raise NoteError("the verifier key is not an Ed25519 key")
+    public = Ed25519PublicKey.from_public_bytes(raw[1:])
+    if key_id(name, public) != wanted_id:
+        raise NoteError("the verifier key's ID does not match its name and key")
+    return Verifier(name, wanted_id, public)
+
+
+def sign_note(text: str, name: str, private: Ed25519PrivateKey) -> str:
+    """``text`` (ending in a newline) signed as a note under the key name ``name``."""
+    _check_name(name)
+    if not text.endswith("\n") or "\n\n" in text:
+        raise NoteError("a note's text ends with a newline and holds no empty line")
+    signature = private.sign(text.encode("utf-8"))
+    stamp = base64.b64encode(key_id(name, private.public_key()) + signature).decode()
+    return f"{text}\n{SIGNATURE_PREFIX}{name} {stamp}\n"
+
+
+def open_note(note: str, verifier: Verifier) -> str:
+    """The text of ``note`` once ``verifier``'s signature on it verifies; other signers' lines
+    are ignored. Raises NoteError when the note is malformed, lacks that key's signature, or a
+    signature by that key does not verify."""
+    split = note.rfind("\n\n")
+    if split < 0 or not note.endswith("\n"):
+        raise NoteError("malformed note: no signature block")
+    text, block = note[: split + 1], note[split + 2 :]
+    if any(ord(c) < 0x20 and c != "\n" for c in text):
+        raise NoteError("malformed note: control characters in its text")
+    verified = False
+    for line in block.splitlines():
+        if not line.startswith(SIGNATURE_PREFIX):
+            raise NoteError("malformed note: a signature line does not start with an em dash")
+        try:
+            name, stamp = line[len(SIGNATURE_PREFIX) :].split(" ")
+            raw = base64.b64decode(stamp, validate=True)
+        except (ValueError, binascii.Error) as exc:
+            raise NoteError(f"malformed signature line: {exc}") from exc
+        if name != verifier.name or raw[:4] != verifier.key_id:
+            continue
+        try:
+            verifier.public.verify(raw[4:], text.encode("utf-8"))
+        except InvalidSignature:
+            raise NoteError(f"the signature of {name} does not verify") from None
+        verified = True
+    if not verified:
+        raise NoteError(f"the note carries no signature by {verifier.name}")
+    return text
+
+
+def checkpoint_text(origin: str, size: int, root: bytes) -> str:
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+def parse_checkpoint(text: str, note: str = "") -> Checkpoint:
+    """A checkpoint body (extension lines after the third are allowed and ignored)."""
+    lines = text.split("\n")
+    if len(lines) < 4 or lines[-1] != "":
+        raise NoteError("a checkpoint has an origin, a size and a root hash, each on its line")
+    origin, size_text, root_text = lines[:3]
+    if not origin or not size_text.isdigit() or str(int(size_text)) != size_text:
+        raise NoteError("malformed checkpoint origin or size")
+    try:
+        root = base64.b64decode(root_text, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise NoteError(f"malformed checkpoint root hash: {exc}") from exc
+    if len(root) != 32:
+        raise NoteError("the checkpoint's root hash is not 32 bytes")
+    return Checkpoint(origin, int(size_text), root, text, note)
+
+
+def open_checkpoint(note: str, verifier: Verifier, origin: str | None = None) -> Checkpoint:
+    """A signed checkpoint, verified; with ``origin``, also checks it is that log's."""
+    checkpoint = parse_checkpoint(open_note(note, verifier), note)
+    if origin is not None and checkpoint.origin != origin:
+        raise NoteError(f"the checkpoint is for log {checkpoint.origin!r}, not {origin!r}")
+    return checkpoint
+
+
+def sign_checkpoint(origin: str, size: int, root: bytes, private: Ed25519PrivateKey) -> str:
+    return sign_note(checkpoint_text(origin, size, root), origin, private)
