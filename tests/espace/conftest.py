@@ -12,6 +12,7 @@ from esante.espace.models import PatientAccount
 from esante.patients.models import Patient
 from tests.access.factories import make_patient
 from tests.accounts.conftest import pki  # noqa: F401 - the throw-away certificate authority fixture
+from tests.tlog.conftest import journal_url  # noqa: F401 - the platform over real HTTP
 
 PASSWORD = "Tisane-de-camomille-42"
 

@@ -18,6 +18,7 @@ from esante.audit.models import AuditEvent
 from esante.dispensing.models import CertifiedCopy, Dispensation
 from esante.documents.models import Document, Prescription
 from esante.patients.models import Patient
+from esante.tlog.selectors import inclusions_for_events
 
 from .models import PatientAccount
 
@@ -197,6 +198,8 @@ class JournalLine:
     emergency: bool
     software: str
     subject: str
+    # (leaf index, size of the signed checkpoint covering it) once the event is in the public log.
+    logged: tuple[int, int] | None = None
 
 
 @dataclass
@@ -358,13 +361,21 @@ def journal_page(
         ).values_list("public_id", "title")
     }
     actors = actors_words(rows, account_user_id)
+    logged = inclusions_for_events([row.pk for row in rows])
     lines = [journal_line(row, account_user_id=account_user_id, titles=titles, actors=actors) for row in rows]
+    for line in lines:
+        line.logged = logged.get(line.event.pk)
     return JournalPage(
         lines=lines,
         next_before=rows[-1].sequence if more and rows else None,
         filters=filters,
         professionals=professionals if professionals is not None else journal_professionals(account_patient),
     )
+
+
+def own_event(patient: Patient, sequence: int) -> AuditEvent | None:
+    """One event of the patient's own journal, by its number, or None."""
+    return AuditEvent.objects.filter(patient=patient, sequence=sequence).first()
 
 
 def journal_professionals(patient: Patient) -> list[Professional]:

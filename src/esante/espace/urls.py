@@ -36,6 +36,8 @@ urlpatterns = [
         name="certified_copy",
     ),
     path("journal/", views.journal, name="journal"),
+    path("journal/entree/<int:sequence>/", views.journal_entry, name="journal_entry"),
+    path("journal/entree/<int:sequence>/evenement.json", views.journal_entry_text, name="journal_entry_text"),
     path("journal/export.csv", views.journal_export, {"fmt": "csv"}, name="journal_csv"),
     path("journal/export.pdf", views.journal_export, {"fmt": "pdf"}, name="journal_pdf"),
     path("choix/", views.choices, name="choices"),

@@ -2,6 +2,7 @@
 than everything else on the page (``benchmarks/patient_journal.py``)."""
 
 from django import template
+from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -21,7 +22,14 @@ def _who(line: JournalLine, via: str) -> SafeString:
     return SafeString("".join(parts))
 
 
-def _what(line: JournalLine, emergency: str) -> SafeString:
+def _logged(line: JournalLine, words: str) -> SafeString:
+    if line.logged is None:
+        return SafeString("")
+    url = reverse("espace:journal_entry", kwargs={"sequence": line.event.sequence})
+    return format_html('<br><small><a href="{}">{}</a></small>', url, words % {"size": line.logged[1]})
+
+
+def _what(line: JournalLine, emergency: str, logged: str) -> SafeString:
     parts = []
     if line.emergency:
         parts.append(format_html('<strong class="badge">{}</strong> ', emergency))
@@ -30,12 +38,14 @@ def _what(line: JournalLine, emergency: str) -> SafeString:
         parts.append(format_html(" : {}", line.subject))
     if line.refused:
         parts.append(format_html(" <em>({})</em>", line.outcome))
+    parts.append(_logged(line, logged))
     return SafeString("".join(parts))
 
 
 @register.simple_tag
 def journal_rows(lines: list[JournalLine]) -> SafeString:
     via, emergency = gettext("via le logiciel"), gettext("Accès en urgence")
+    logged = gettext("vérifié dans le journal public, point de contrôle %(size)s")
     return format_html_join(
         "\n",
         "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -44,7 +54,7 @@ def journal_rows(lines: list[JournalLine]) -> SafeString:
                 SafeString(' class="emergency"') if line.emergency else "",
                 formats.date_format(timezone.localtime(line.when), "SHORT_DATETIME_FORMAT"),
                 _who(line, via),
-                _what(line, emergency),
+                _what(line, emergency, logged),
                 line.motif,
             )
             for line in lines

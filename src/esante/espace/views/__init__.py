@@ -2,7 +2,7 @@
 
 from .mes_choix import acting_for, block, choices, notifications, opposition, unblock
 from .mon_dossier import certified_copy, document, document_content, document_visibility, record
-from .mon_journal import journal, journal_export
+from .mon_journal import journal, journal_entry, journal_entry_text, journal_export
 from .signin import (
     activation,
     activation_code,
@@ -31,6 +31,8 @@ __all__ = [
     "document_visibility",
     "home",
     "journal",
+    "journal_entry",
+    "journal_entry_text",
     "journal_export",
     "login",
     "login_certificate",

@@ -4,16 +4,18 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction
 from esante.core.http import client_address
+from esante.tlog.selectors import inclusion_for_event, leaf_opening
 
 from .. import exports, selectors, services
 from ..forms import JournalFilterForm
-from ..http import patient_required
+from ..http import not_found_page, patient_required
 from ..models import PatientAccount
 
 # --- « Mon journal d'accès » ------------------------------------------------------------------
@@ -80,5 +82,58 @@ def journal_export(
             content_type="text/csv; charset=utf-8",
         )
         response["Content-Disposition"] = 'attachment; filename="journal-acces.csv"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@never_cache
+@require_GET
+@patient_required
+def journal_entry(request: HttpRequest, account: PatientAccount, sequence: int) -> HttpResponse:
+    """One line of the journal and what lets anybody check it against the public log: its place
+    in the log, its salt (which only this journal reveals) and the event's exact text."""
+    event = selectors.own_event(account.patient, sequence)
+    if event is None:
+        services.patient_not_found(
+            account, what="audit_event", object_id=str(sequence), client_address=client_address(request)
+        )
+        return not_found_page(request)
+    services.patient_trace(
+        account,
+        AuditAction.ESPACE_JOURNAL_READ,
+        client_address=client_address(request),
+        object_type="audit_event",
+        object_id=str(sequence),
+    )
+    opening = leaf_opening(event.pk)
+    logged = inclusion_for_event(event.pk)
+    line = selectors.journal_line(event, account_user_id=account.user_id, titles={})
+    public = request.build_absolute_uri(reverse("tlog:checkpoint")).rsplit("/", 1)[0]
+    context = {
+        "tab": "journal",
+        "account": account,
+        "line": line,
+        "event": event,
+        "opening": opening,
+        "logged": logged,
+        "public_url": public,
+        "key_url": request.build_absolute_uri(reverse("tlog:key")),
+    }
+    return render(request, "espace/journal_entry.html", context)
+
+
+@never_cache
+@require_GET
+@patient_required
+def journal_entry_text(request: HttpRequest, account: PatientAccount, sequence: int) -> HttpResponse:
+    """The event's canonical text, byte for byte as it was hashed (for the standalone verifier)."""
+    event = selectors.own_event(account.patient, sequence)
+    if event is None:
+        services.patient_not_found(
+            account, what="audit_event", object_id=str(sequence), client_address=client_address(request)
+        )
+        return not_found_page(request)
+    response = HttpResponse(event.canonical.encode("utf-8"), content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="evenement-{sequence}.json"'
     response["Cache-Control"] = "no-store"
     return response
