@@ -93,6 +93,23 @@ def test_peppa_sees_who_opened_her_record_refuses_a_doctor_and_hides_a_document(
     expect(journal).to_contain_text("Ouverture du dossier")
     expect(journal).to_contain_text("Délivrance de médicaments")
     patient.step("mon-journal")
+    # The server's sequencer puts the events in the public log within seconds: the lines say so,
+    # and a line's page gives what the standalone verifier needs.
+    logged = page.get_by_role(
+        "link", name=re.compile(r"^vérifié dans le journal public, point de contrôle \d+$")
+    )
+    for _ in range(20):
+        if logged.count():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    expect(logged.first).to_be_visible()
+    logged.first.click()
+    expect(page.get_by_role("heading", name="Vérifier une ligne du journal")).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(r"python -m esante\.tlog\.verify .* --salt [0-9a-f]{64}"))
+    ).to_be_visible()
+    patient.step("verifier-une-ligne")
 
     weber = cast["Marc Weber"]
     try:
