@@ -106,6 +106,16 @@ def full_backup(source: Site, root: Path) -> Path:
     directory = root / "backup-with-keys"
     output = source.ok("backup", "--to", str(directory), "--include-signing-key")
     assert "with the audit's secret keys" in output
+    traced = source.ok(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from esante.audit.models import AuditEvent as E; "
+        "print([(e.actor_label, e.details['secret_keys'], e.details['documents']) "
+        "for e in E.objects.filter(action='platform.backup')])",
+    )
+    documents = manifest(directory)["documents"]
+    assert traced.strip() == f"[('system:cli', True, {documents})]"
     return directory
 
 
@@ -193,6 +203,7 @@ def test_a_backup_without_secret_keys_needs_the_mac_key_put_back(
     source: Site, root: Path, target: Site
 ) -> None:
     directory = root / "backup-without-keys"
+    source.ok("anchor_audit")  # the earlier backup's own event, signed
     source.ok("backup", "--to", str(directory))
     names = {entry["path"] for entry in manifest(directory)["files"]}  # type: ignore[attr-defined]
     assert "audit/public-key.pem" in names

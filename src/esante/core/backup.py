@@ -35,7 +35,9 @@ from typing import Any, cast
 from django.conf import settings
 from django.db import connection, connections
 
+from esante.audit.catalogue import AuditAction
 from esante.audit.heads import heads_copy_files, heads_read_lock, last_head
+from esante.audit.services import audit_record
 
 FORMAT = "esante-backup/1"
 MANIFEST = "manifest.json"
@@ -162,9 +164,14 @@ def _dump_database(engine: str, directory: Path) -> Path:
 
 
 def backup_create(
-    *, directory: Path, include_secret_keys: bool = False, progress: Progress | None = None
+    *,
+    directory: Path,
+    actor_label: str,
+    include_secret_keys: bool = False,
+    progress: Progress | None = None,
 ) -> BackupSummary:
-    """Writes a backup of the platform into ``directory`` (missing or empty; made mode 0700).
+    """Writes a backup of the platform into ``directory`` (missing or empty; made mode 0700),
+    then traces it (``platform.backup``, by ``actor_label``).
 
     ``progress`` receives the bytes copied as they are. Raises BackupError (the directory then
     holds no manifest: it is no backup) when the directory is not empty, the database engine or
@@ -225,6 +232,18 @@ def backup_create(
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
+    # Traced once made (so the event is not in the copy itself): who holds the copy holds every record.
+    audit_record(
+        action=AuditAction.BACKUP_CREATE,
+        actor_label=actor_label,
+        details={
+            "directory": str(directory.resolve())[:500],
+            "engine": engine,
+            "documents": documents,
+            "signed_sequence": manifest["audit_signed_sequence"],
+            "secret_keys": include_secret_keys,
+        },
+    )
     return BackupSummary(
         directory=directory,
         engine=engine,

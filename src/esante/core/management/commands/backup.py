@@ -37,6 +37,7 @@ class Command(BaseCommand):
             ) as bar:
                 summary = backup_create(
                     directory=options["to"],
+                    actor_label="system:cli",
                     include_secret_keys=options["include_signing_key"],
                     progress=bar.update,
                 )
