@@ -285,3 +285,13 @@ def test_the_metrics_directory_is_prometheus_multiprocess_mode(settings: Any) ->
 
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(settings.ESANTE_METRICS_DIR)
     assert values.ValueClass is not values.MutexValue
+
+
+@pytest.mark.django_db
+def test_operations_endpoints_answer_plain_http_in_production(local: Client, settings: Any) -> None:
+    # The load balancer and Prometheus ask the app server directly, without TLS.
+    settings.SECURE_SSL_REDIRECT = True
+    assert local.get("/").status_code == 301
+    assert local.get("/readyz").status_code == 200
+    assert local.get("/healthz").status_code == 200
+    assert local.get("/metrics").status_code == 200
