@@ -5,6 +5,7 @@ stops with a clear message, and so does a production start-up that would write o
 clear to files.
 """
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -91,6 +92,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "esante.core.metrics.RequestMetricsMiddleware",
     "esante.core.middleware.RequestLogMiddleware",
     "esante.core.middleware.ContentSecurityPolicyMiddleware",
     "esante.fhir.middleware.FhirErrorMiddleware",
@@ -226,6 +228,21 @@ if HTTPS:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 
 ESANTE_TRUSTED_PROXIES = env.list("ESANTE_TRUSTED_PROXIES", default=[])
+
+# --- operations: /metrics, /healthz, /readyz ----------------------------------------------------
+# The load balancer and Prometheus reach the app servers directly over plain HTTP: no redirect.
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)$"]
+# /metrics answers only clients in these networks (the monitoring network); 404 to anyone else.
+ESANTE_METRICS_ALLOWED = env.list("ESANTE_METRICS_ALLOWED", default=["127.0.0.1/32", "::1/128"])
+try:
+    METRICS_ALLOWED_NETWORKS = [ipaddress.ip_network(n, strict=False) for n in ESANTE_METRICS_ALLOWED]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"ESANTE_METRICS_ALLOWED holds a value that is not a network: {exc}") from exc
+# Each gunicorn worker writes its counters to files there (prometheus_client's multiprocess mode,
+# chosen from the environment before the library is first imported); /metrics adds them up.
+ESANTE_METRICS_DIR = Path(env.str("ESANTE_METRICS_DIR", default=str(DATA_DIR / "metrics")))
+ESANTE_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(ESANTE_METRICS_DIR)
 
 # --- audit trail anchoring --------------------------------------------------------------------
 # The signing key must live outside the database (and in production outside the data volume

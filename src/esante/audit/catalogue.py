@@ -633,6 +633,14 @@ class AuditAction(enum.StrEnum):
         "Audit trail signing refused",
         False,
     )
+    # -- the platform's operations ---------------------------------------------------------------
+    BACKUP_CREATE = (
+        "platform.backup",
+        "Sauvegarde de la plateforme (base de données, documents, journal d'audit)",
+        "Sicherung der Plattform (Datenbank, Dokumente, Protokoll)",
+        "Platform backed up (database, documents, audit trail)",
+        False,
+    )
     # -- software clients of the FHIR API ---------------------------------------------------
     API_CLIENT_REGISTER = (
         "api.client.register",

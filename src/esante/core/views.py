@@ -1,8 +1,11 @@
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from .health import readiness
+from .metrics import metrics_allowed, metrics_page
 
 
 @require_GET
@@ -20,7 +23,7 @@ def professional_home(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> HttpResponse:
-    """Liveness and readiness: 200 when the database answers, 503 otherwise."""
+    """Liveness: 200 when the database answers, 503 otherwise (readiness: ``readyz``)."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -28,3 +31,28 @@ def healthz(request: HttpRequest) -> HttpResponse:
     except Exception:  # any database failure means "not ready"
         return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> HttpResponse:
+    """Readiness for the load balancer: 200 when the database answers, the migrations are applied
+    and the audit trail can be signed; 503 with the first reason otherwise (``core.health``)."""
+    checks = readiness()
+    problems = [problem for problem in checks.values() if problem and problem != "skipped"]
+    body: dict[str, object] = {"status": "unavailable" if problems else "ok"}
+    body["checks"] = {name: problem or "ok" for name, problem in checks.items()}
+    if problems:
+        body["reason"] = problems[0]
+    return JsonResponse(body, status=503 if problems else 200)
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for the monitoring network only (``ESANTE_METRICS_ALLOWED``); anyone
+    else gets the platform's ordinary 404."""
+    if not metrics_allowed(request):
+        raise Http404
+    content, content_type = metrics_page()
+    return HttpResponse(content, content_type=content_type)

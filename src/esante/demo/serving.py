@@ -20,6 +20,7 @@ from gunicorn.app.base import BaseApplication
 
 from esante.accounts.tls_origin import CertificateOrigin
 from esante.audit.anchoring import anchor_loop, audit_anchor
+from esante.core.metrics import metrics_dir_clean
 from esante.tlog.sequencer import sequence_loop, sequence_pending
 
 logger = logging.getLogger("esante.serve")
@@ -147,6 +148,9 @@ def run(
     With ``jobs`` (and a queue that is not ``immediate``), also runs the job queue's consumer
     (``esante run_jobs``) in a child process: the certified copies need no other service.
     """
+    # The counters of the workers of an earlier run are not added to this run's (Prometheus sees a
+    # restart as a counter reset).
+    metrics_dir_clean()
     origin_process = origin_start(certificate_origin) if certificate_origin is not None else None
     jobs_process = jobs_start() if jobs and settings.ESANTE_QUEUE != "immediate" else None
     stop = threading.Event()
