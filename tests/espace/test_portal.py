@@ -167,6 +167,55 @@ def test_the_journal_filters_by_kind_professional_and_period_and_pages() -> None
     assert second.status_code == 200 and AuditAction.RECORD_OPEN.fr in text(second)
 
 
+def test_the_journal_filter_bar_keeps_what_was_asked_and_says_what_was_refused() -> None:
+    account = active_account()
+    pharmacist, _, _ = _pharmacist_visit(account.patient)
+    browser = logged_in_patient(account)
+    unfiltered = text(browser.get("/patient/journal/"))
+    for field in ('<input type="date" name="du" id="id_du" value="">', '<select name="professionnel"'):
+        assert field in unfiltered
+    # Every professional who had an access is a choice, named as the register names them.
+    assert f'<option value="{pharmacist.matricule}">SCHMIT' in unfiltered
+    asked = text(
+        browser.get("/patient/journal/", {"type": "dispensations", "professionnel": pharmacist.matricule})
+    )
+    assert '<option value="dispensations" selected>Prescriptions et délivrances</option>' in asked
+    assert f'<option value="{pharmacist.matricule}" selected>' in asked
+    # A date that is not one: the form's own message above the field, and no filter applied.
+    refused = text(browser.get("/patient/journal/", {"du": "31/02/2026"}))
+    assert "Saisissez une date valide." in refused.split('id="id_du"')[0]
+    assert 'value="31/02/2026"' in refused
+    assert AuditAction.PRESCRIPTION_DISPENSE.fr in refused
+
+
+def test_the_journal_page_costs_the_same_queries_whatever_the_number_of_events() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    account = active_account()
+    _pharmacist_visit(account.patient)
+    browser = logged_in_patient(account)
+    browser.get("/patient/journal/")
+    with CaptureQueriesContext(connection) as few:
+        assert browser.get("/patient/journal/").status_code == 200
+    # Many more events, by many more professionals, each naming a document.
+    for n in range(JOURNAL_PAGE_SIZE):
+        doctor = make_professional("doctor", last_name=f"Medecin{n}")
+        make_grant(doctor, account.patient)
+        audit_record(
+            action=AuditAction.DOCUMENT_READ,
+            actor=doctor.user,
+            patient=account.patient,
+            object_type="document",
+            object_id=str(uuid.uuid4()),
+        )
+    with CaptureQueriesContext(connection) as many:
+        page = text(browser.get("/patient/journal/"))
+    assert "MEDECIN49" in page
+    # At most the two lookups a page may need beyond the first (documents named, other actors).
+    assert len(many) <= len(few) + 2, [q["sql"][:120] for q in many.captured_queries]
+
+
 def test_the_journal_exports_as_csv_and_pdf_and_each_export_is_traced() -> None:
     account = active_account()
     _pharmacist_visit(account.patient)

@@ -4,15 +4,16 @@ is simply not found (deny by default)."""
 
 import datetime
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import get_language, gettext
 
 from esante.access.models import AccessGrant, PatientBlock
-from esante.accounts.models import Professional
+from esante.accounts.models import Profession, Professional
 from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.models import AuditEvent
 from esante.dispensing.models import CertifiedCopy, Dispensation
@@ -67,13 +68,18 @@ JOURNAL_KINDS: dict[str, tuple[str, ...]] = {
 
 
 def journal_kind_label(kind: str) -> str:
+    return journal_kind_labels()[kind]
+
+
+def journal_kind_labels() -> dict[str, str]:
+    """The « Type » filter's kinds and their names in the active language."""
     return {
         "acces": gettext("Accès au dossier"),
         "documents": gettext("Documents"),
         "dispensations": gettext("Prescriptions et délivrances"),
         "choix": gettext("Mes choix"),
         "agence": gettext("Agence eSanté"),
-    }[kind]
+    }
 
 
 def own_document(patient: Patient, document_id: uuid.UUID) -> Document | None:
@@ -259,11 +265,25 @@ def _who_uncached(event: AuditEvent, account_user_id: int) -> tuple[str, str]:
     return _label_words(event.actor_label or "")
 
 
+def profession_labels() -> dict[str, str]:
+    """The professions' names in the active language, looked up once for a page (a model's
+    ``get_profession_display`` costs more than the rest of a journal line)."""
+    return {value: str(label) for value, label in Profession.choices}
+
+
+def professional_label(professional: Professional, labels: dict[str, str]) -> str:
+    """``str(professional)``, with the professions' names from ``labels``."""
+    profession = labels.get(professional.profession, professional.profession)
+    return f"{professional.last_name.upper()} {professional.first_name} ({profession})"
+
+
 def _person_words(
-    professional: Professional | None, representative: "PatientAccount | None"
+    professional: Professional | None,
+    representative: "PatientAccount | None",
+    labels: dict[str, str] | None = None,
 ) -> tuple[str, str] | None:
     if professional is not None:
-        detail = professional.get_profession_display()
+        detail = (labels or profession_labels()).get(professional.profession, professional.profession)
         if professional.organisation:
             detail = f"{detail}, {professional.organisation}"
         return f"{professional.last_name.upper()} {professional.first_name}", detail
@@ -280,19 +300,28 @@ def _label_words(label: str) -> tuple[str, str]:
     return gettext("Personne non identifiée"), ""
 
 
-def actors_words(rows: list[AuditEvent], account_user_id: int) -> dict[object, tuple[str, str]]:
-    """Who acted in ``rows``, in the patient's words, keyed as ``_who`` keys its cache: two
-    queries (the professionals, the representatives) whatever the number of rows."""
+def actors_words(
+    rows: list[AuditEvent], account_user_id: int, known: Iterable[Professional] = ()
+) -> dict[object, tuple[str, str]]:
+    """Who acted in ``rows``, in the patient's words, keyed as ``_who`` keys its cache: at most
+    two queries (the professionals not among ``known``, then the representatives) whatever the
+    number of rows."""
     ids = {row.actor_id for row in rows if row.actor_id is not None and row.actor_id != account_user_id}
-    # Both asked whatever the page holds: a constant number of queries a page.
-    professionals = {p.user_id: p for p in Professional.objects.filter(user_id__in=ids)}
+    professionals = {p.user_id: p for p in known if p.user_id in ids}
+    if ids - set(professionals):
+        professionals.update(
+            (p.user_id, p) for p in Professional.objects.filter(user_id__in=ids - set(professionals))
+        )
     others = ids - set(professionals)
-    representatives = {
-        a.user_id: a for a in PatientAccount.objects.select_related("patient").filter(user_id__in=others)
-    }
+    representatives = (
+        {a.user_id: a for a in PatientAccount.objects.select_related("patient").filter(user_id__in=others)}
+        if others
+        else {}
+    )
     words: dict[object, tuple[str, str]] = {account_user_id: (gettext("Vous"), "")}
+    labels = profession_labels()
     for user_id in ids:
-        words[user_id] = _person_words(professionals.get(user_id), representatives.get(user_id)) or (
+        words[user_id] = _person_words(professionals.get(user_id), representatives.get(user_id), labels) or (
             gettext("Agence eSanté"),
             gettext("opérateur"),
         )
@@ -308,10 +337,12 @@ def journal_line(
     account_user_id: int,
     titles: dict[str, str],
     actors: dict[object, tuple[str, str]] | None = None,
+    language: str | None = None,
 ) -> JournalLine:
-    """One event in plain words, from the catalogue's labels in the active language."""
+    """One event in plain words, from the catalogue's labels in ``language`` (default: the
+    active language)."""
     try:
-        what = AuditAction.of(event.action).label()
+        what = AuditAction.of(event.action).label(language)
     except ValueError:
         what = event.action
     who, who_detail = _who(event, account_user_id, actors)
@@ -323,7 +354,7 @@ def journal_line(
         who=who,
         who_detail=who_detail,
         what=what,
-        outcome=AuditOutcome(event.outcome).label(),
+        outcome=AuditOutcome(event.outcome).label(language),
         refused=event.outcome != AuditOutcome.SUCCESS,
         motif=event.motif,
         emergency=event.action == AuditAction.ACCESS_EMERGENCY.value or details.get("mode") == "emergency",
@@ -341,8 +372,9 @@ def journal_page(
     professionals: list[Professional] | None = None,
 ) -> JournalPage:
     """One page of the journal (``JOURNAL_PAGE_SIZE`` lines, older than sequence ``before``),
-    in a constant number of queries: the events with their actors, the documents they name, the
-    professionals of the filter list."""
+    in a bounded number of queries whatever the number of events: the events, the professionals
+    of the filter list (most of the actors), the other actors, the documents the page names, the
+    public log's coverage."""
     events = journal_events(account_patient, filters)
     if before is not None:
         events = events.filter(sequence__lt=before)
@@ -352,24 +384,34 @@ def journal_page(
     more = len(rows) > JOURNAL_PAGE_SIZE
     rows = rows[:JOURNAL_PAGE_SIZE]
     ids = {row.object_id for row in rows if row.object_type == "document" and row.object_id}
-    # Asked even when the page names no document: the page's query count does not depend on it.
     public_ids = [parsed for parsed in map(_uuid, ids) if parsed is not None]
-    titles = {
-        str(public_id): title
-        for public_id, title in Document.objects.filter(
-            patient=account_patient, public_id__in=public_ids
-        ).values_list("public_id", "title")
-    }
-    actors = actors_words(rows, account_user_id)
+    titles = (
+        {
+            str(public_id): title
+            for public_id, title in Document.objects.filter(
+                patient=account_patient, public_id__in=public_ids
+            ).values_list("public_id", "title")
+        }
+        if public_ids
+        else {}
+    )
+    if professionals is None:
+        professionals = journal_professionals(account_patient)
+    # The filter's professionals are most of the page's actors: known without another query.
+    actors = actors_words(rows, account_user_id, known=professionals)
     logged = inclusions_for_events([row.pk for row in rows])
-    lines = [journal_line(row, account_user_id=account_user_id, titles=titles, actors=actors) for row in rows]
+    language = get_language()
+    lines = [
+        journal_line(row, account_user_id=account_user_id, titles=titles, actors=actors, language=language)
+        for row in rows
+    ]
     for line in lines:
         line.logged = logged.get(line.event.pk)
     return JournalPage(
         lines=lines,
         next_before=rows[-1].sequence if more and rows else None,
         filters=filters,
-        professionals=professionals if professionals is not None else journal_professionals(account_patient),
+        professionals=professionals,
     )
 
 

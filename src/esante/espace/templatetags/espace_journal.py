@@ -1,62 +1,111 @@
-"""The journal's table, written in Python: fifty rows through the template engine cost more
-than everything else on the page (``benchmarks/patient_journal.py``)."""
+"""The journal's filter bar and table, written in Python: fifty rows and four form widgets
+through the template engine cost more than everything else on the page
+(``benchmarks/patient_journal.py``). Every value is escaped here, once."""
+
+import html
+from collections.abc import Iterable, Sequence
 
 from django import template
 from django.urls import reverse
-from django.utils import formats, timezone
-from django.utils.html import format_html, format_html_join
+from django.utils import dateformat, formats, timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 
-from ..selectors import JournalLine
+from esante.accounts.models import Professional
+
+from ..selectors import JournalLine, journal_kind_labels, profession_labels, professional_label
 
 register = template.Library()
 
 
-def _who(line: JournalLine, via: str) -> SafeString:
-    parts = [format_html("{}", line.who)]
-    if line.who_detail:
-        parts.append(format_html("<br><small>{}</small>", line.who_detail))
-    if line.software:
-        parts.append(format_html("<br><small>{} {}</small>", via, line.software))
-    return SafeString("".join(parts))
+def escape(value: object) -> str:
+    """Django's ``escape`` without its lazy-string wrapper (the values here are plain strings,
+    a few hundred a page): the same characters replaced, as ``html.escape`` does for Django."""
+    return html.escape(str(value))
 
 
-def _logged(line: JournalLine, words: str) -> SafeString:
-    if line.logged is None:
-        return SafeString("")
-    url = reverse("espace:journal_entry", kwargs={"sequence": line.event.sequence})
-    return format_html('<br><small><a href="{}">{}</a></small>', url, words % {"size": line.logged[1]})
+#: Format characters of Django's date syntax that strftime writes the same in every language.
+_STRFTIME = {"d": "%d", "m": "%m", "Y": "%Y", "y": "%y", "H": "%H", "i": "%M", "s": "%S"}
 
 
-def _what(line: JournalLine, emergency: str, logged: str) -> SafeString:
+def _strftime_pattern(django_format: str) -> str | None:
+    """``django_format`` as a strftime pattern when it holds only numeric fields (« d/m/Y H:i »),
+    else None (month names and the like stay with Django's formatter)."""
+    pattern = []
+    for char in django_format:
+        if char in _STRFTIME:
+            pattern.append(_STRFTIME[char])
+        elif char.isalpha() or char == "\\":
+            return None
+        else:
+            pattern.append(char.replace("%", "%%"))
+    return "".join(pattern)
+
+
+def _options(choices: Iterable[tuple[str, str]], selected: str) -> str:
+    return "".join(
+        f'<option value="{escape(value)}"{" selected" if value == selected else ""}>{escape(label)}</option>'
+        for value, label in choices
+    )
+
+
+@register.simple_tag
+def journal_filter_fields(
+    form: object, data: dict[str, str], professionals: Sequence[Professional]
+) -> SafeString:
+    """The four filters (« Du », « Au », « Type », « Professionnel »), with the values asked for
+    and, on a refused value, the form's own error list above the field."""
+    errors = getattr(form, "errors", None) or {}
+    everyone = gettext("Tous")
+    kinds = [("", everyone)] + list(journal_kind_labels().items())
+    labels = profession_labels()
+    people = [("", everyone)] + [(p.matricule, professional_label(p, labels)) for p in professionals]
     parts = []
-    if line.emergency:
-        parts.append(format_html('<strong class="badge">{}</strong> ', emergency))
-    parts.append(format_html("{}", line.what))
-    if line.subject:
-        parts.append(format_html(" : {}", line.subject))
-    if line.refused:
-        parts.append(format_html(" <em>({})</em>", line.outcome))
-    parts.append(_logged(line, logged))
+    for name, label, control in (
+        ("du", gettext("Du"), None),
+        ("au", gettext("Au"), None),
+        ("type", gettext("Type"), kinds),
+        ("professionnel", gettext("Professionnel"), people),
+    ):
+        value = data.get(name, "")
+        parts.append(f'<label for="id_{name}">{escape(label)}</label>')
+        if name in errors:
+            parts.append(str(errors[name]))
+        if control is None:
+            parts.append(f'<input type="date" name="{name}" id="id_{name}" value="{escape(value)}">')
+        else:
+            parts.append(f'<select name="{name}" id="id_{name}">{_options(control, value)}</select>')
     return SafeString("".join(parts))
 
 
 @register.simple_tag
 def journal_rows(lines: list[JournalLine]) -> SafeString:
-    via, emergency = gettext("via le logiciel"), gettext("Accès en urgence")
+    via = escape(gettext("via le logiciel"))
+    emergency = '<strong class="badge">{}</strong> '.format(escape(gettext("Accès en urgence")))
     logged = gettext("vérifié dans le journal public, point de contrôle %(size)s")
-    return format_html_join(
-        "\n",
-        "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        (
-            (
-                SafeString(' class="emergency"') if line.emergency else "",
-                formats.date_format(timezone.localtime(line.when), "SHORT_DATETIME_FORMAT"),
-                _who(line, via),
-                _what(line, emergency, logged),
-                line.motif,
-            )
-            for line in lines
-        ),
-    )
+    entry = reverse("espace:journal_entry", kwargs={"sequence": 0})[: -len("0/")]
+    when_format = formats.get_format("SHORT_DATETIME_FORMAT")
+    when_pattern = _strftime_pattern(when_format)
+    zone = timezone.get_current_timezone()
+    rows = []
+    for line in lines:
+        who = escape(line.who)
+        if line.who_detail:
+            who += f"<br><small>{escape(line.who_detail)}</small>"
+        if line.software:
+            who += f"<br><small>{via} {escape(line.software)}</small>"
+        what = (emergency if line.emergency else "") + escape(line.what)
+        if line.subject:
+            what += f" : {escape(line.subject)}"
+        if line.refused:
+            what += f" <em>({escape(line.outcome)})</em>"
+        if line.logged is not None:
+            words = escape(logged % {"size": line.logged[1]})
+            what += f'<br><small><a href="{entry}{line.event.sequence}/">{words}</a></small>'
+        local = line.when.astimezone(zone)
+        when = local.strftime(when_pattern) if when_pattern else dateformat.format(local, when_format)
+        opening = '<tr class="emergency">' if line.emergency else "<tr>"
+        rows.append(
+            f"{opening}<td>{escape(when)}</td><td>{who}</td><td>{what}</td><td>{escape(line.motif)}</td></tr>"
+        )
+    return SafeString("\n".join(rows))

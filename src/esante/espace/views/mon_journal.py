@@ -1,7 +1,5 @@
 """« Mon journal d'accès »: the journal's pages and its exports."""
 
-from typing import Any
-
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -21,12 +19,20 @@ from ..models import PatientAccount
 # --- « Mon journal d'accès » ------------------------------------------------------------------
 
 
+#: The journal's filters, as named in its URLs.
+FILTER_NAMES = ("du", "au", "type", "professionnel")
+
+
 def _journal_filters(
     request: HttpRequest, account: PatientAccount
-) -> tuple[JournalFilterForm, Any, list[Professional]]:
+) -> tuple[JournalFilterForm | None, selectors.JournalFilters, list[Professional]]:
+    """The filters asked for (parsed by the form only when there are some: an unfiltered page,
+    the common case, builds no form)."""
     professionals = selectors.journal_professionals(account.patient)
-    form = JournalFilterForm(request.GET or None, professionals=professionals)
-    return form, form.filters() if request.GET else selectors.JournalFilters(), professionals
+    if not any(request.GET.get(name) for name in FILTER_NAMES):
+        return None, selectors.JournalFilters(), professionals
+    form = JournalFilterForm(request.GET, professionals=professionals)
+    return form, form.filters(), professionals
 
 
 @never_cache
@@ -53,7 +59,14 @@ def journal(request: HttpRequest, account: PatientAccount) -> HttpResponse:
     return render(
         request,
         "espace/journal.html",
-        {"tab": "journal", "account": account, "form": form, "page": page, "query": filters.as_query()},
+        {
+            "tab": "journal",
+            "account": account,
+            "form": form,
+            "asked": {name: request.GET.get(name, "") for name in FILTER_NAMES},
+            "page": page,
+            "query": filters.as_query(),
+        },
     )
 
 
