@@ -252,6 +252,13 @@ class AuditAction(enum.StrEnum):
         "Patient portal activation: letter code",
         True,
     )
+    ESPACE_ACTIVATION_CERTIFICATE = (
+        "espace.activation.certificate",
+        "Activation de l'espace patient : carte eID ou produit LuxTrust",
+        "Aktivierung des Patientenbereichs: eID-Karte oder LuxTrust-Produkt",
+        "Patient portal activation: eID card or LuxTrust product",
+        True,
+    )
     ESPACE_ACTIVATION_SECURITY = (
         "espace.activation.security",
         "Activation de l'espace patient : sécurisation du compte",

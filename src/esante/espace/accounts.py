@@ -11,6 +11,7 @@ account that may carry the same matricule.
 """
 
 import datetime
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django_otp.plugins.otp_email.models import EmailDevice
 
+from esante.accounts import certificates
 from esante.accounts.activation.security import security_choice_check
 from esante.accounts.codes import (
     activation_code_digest,
@@ -51,7 +54,7 @@ from esante.audit.services import audit_record
 from esante.patients.matricule import compact
 from esante.patients.models import Patient
 
-from .models import PatientAccount, PatientActivation, PatientLetter, patient_username
+from .models import PatientAccount, PatientActivation, PatientCertificate, PatientLetter, patient_username
 
 Step = PatientActivation.Step
 REFUSED = AuditOutcome.REFUSED
@@ -76,11 +79,9 @@ def account_key(matricule: str) -> str:
 # --- registration and letters -----------------------------------------------------------------
 
 
-@transaction.atomic
-def patient_letter_issue(*, patient: Patient, actor_label: str = "system:cli") -> tuple[PatientLetter, str]:
-    """Registers the patient's account if needed and issues a new activation letter; returns it
-    with the code to print (never stored). Earlier open letters are revoked. Refuses a suspended
-    account (``ValidationError``)."""
+def _account_register(patient: Patient) -> PatientAccount:
+    """The patient's account, registered (not active, no usable password) if it was not yet;
+    locked for the caller's transaction."""
     user, created = User.objects.get_or_create(
         username=patient_username(patient.matricule),
         defaults={"first_name": patient.first_names[:150], "last_name": patient.display_name[:150]},
@@ -89,7 +90,15 @@ def patient_letter_issue(*, patient: Patient, actor_label: str = "system:cli") -
         user.set_unusable_password()
         user.save(update_fields=["password"])
     account, _ = PatientAccount.objects.get_or_create(patient=patient, defaults={"user": user})
-    account = PatientAccount.objects.select_for_update().get(pk=account.pk)
+    return PatientAccount.objects.select_related("user", "patient").select_for_update().get(pk=account.pk)
+
+
+@transaction.atomic
+def patient_letter_issue(*, patient: Patient, actor_label: str = "system:cli") -> tuple[PatientLetter, str]:
+    """Registers the patient's account if needed and issues a new activation letter; returns it
+    with the code to print (never stored). Earlier open letters are revoked. Refuses a suspended
+    account (``ValidationError``)."""
+    account = _account_register(patient)
     if account.state == PatientAccount.State.SUSPENDED:
         raise ValidationError("Ce compte patient est suspendu : réactivez-le avant d'émettre un courrier.")
     now = timezone.now()
@@ -313,6 +322,104 @@ def activation_code(
     return StepOutcome(ok=True)
 
 
+#: The natural-person identifier of a qualified certificate (ETSI EN 319 412-1, 5.1.3: « PNO »,
+#: the country, the national number): on a Luxembourg eID card or LuxTrust product, the matricule.
+NATIONAL_IDENTIFIER = re.compile(r"PNOLU-(\d{13})")
+
+_CERTIFICATE_REFUSALS = {
+    "holder_unknown": _(
+        "Ce certificat ne permet pas de vous identifier dans le registre national. Activez votre "
+        "espace avec le courrier d'activation reçu par la poste."
+    ),
+    "bound_elsewhere": _("Ce certificat est déjà associé à un autre espace patient."),
+    "already_active": _(
+        "Votre espace patient est déjà activé : connectez-vous. Mot de passe oublié : demandez un "
+        "nouveau courrier d'activation à l'Agence eSanté."
+    ),
+    "account_suspended": _("Cet espace patient est suspendu. Contactez l'Agence eSanté."),
+}
+
+
+def _certificate_patient(verified: certificates.VerifiedCertificate) -> Patient | None:
+    """The registered patient the certificate names: its national identifier is their matricule
+    and its holder's names are theirs (birth or usage name); None otherwise."""
+    found = NATIONAL_IDENTIFIER.fullmatch(verified.serial_number_attribute.strip())
+    patient = Patient.objects.filter(matricule=found.group(1)).first() if found else None
+    if patient is None:
+        return None
+    names = {patient.birth_name, patient.usage_name} - {""}
+    if any(
+        certificates.certificate_holder_matches(
+            verified, last_name=name, first_name=patient.first_names, matricule=patient.matricule
+        )
+        for name in names
+    ):
+        return patient
+    return None
+
+
+@transaction.atomic
+def activation_certificate(
+    *, activation: PatientActivation, certificate_pem: str, client_address: str | None
+) -> StepOutcome:
+    """Step 1 without a letter: a LuxTrust product or eID card, verified as at a certificate
+    login (chain, validity, revocation), that names a registered patient. The account is
+    registered if it was not (as for a letter); the certificate is bound at the last step, so
+    that it then logs in by itself. A certificate cannot be guessed: no counter, every refusal
+    traced (naming the patient when the certificate carries a registered matricule)."""
+    activation = _locked(activation, Step.CODE)
+    try:
+        verified = certificates.certificate_verify(certificate_pem)
+    except certificates.CertificateRefused as exc:
+        _trace(
+            activation,
+            AuditAction.ESPACE_ACTIVATION_CERTIFICATE,
+            outcome=FAILURE,
+            client_address=client_address,
+            reason=exc.reason,
+        )
+        return StepOutcome(ok=False, message=gettext(exc.message))
+    patient = _certificate_patient(verified)
+    account = PatientAccount.objects.filter(patient=patient).first() if patient is not None else None
+    if patient is None:
+        reason = "holder_unknown"
+    elif PatientCertificate.objects.filter(fingerprint_sha256=verified.fingerprint_sha256).exists():
+        reason = "bound_elsewhere"
+    elif account is not None and account.state == PatientAccount.State.SUSPENDED:
+        reason = "account_suspended"
+    elif account is not None and account.state == PatientAccount.State.ACTIVE:
+        reason = "already_active"
+    else:
+        reason = ""
+    if reason:
+        named = NATIONAL_IDENTIFIER.fullmatch(verified.serial_number_attribute.strip())
+        audit_record(
+            action=AuditAction.ESPACE_ACTIVATION_CERTIFICATE,
+            outcome=REFUSED,
+            actor=account.user if account is not None else None,
+            actor_label="" if account is not None else "anonymous",
+            patient=patient or Patient.objects.filter(matricule=named.group(1) if named else "").first(),
+            object_type="patient_activation",
+            object_id=activation.pk,
+            client_address=client_address,
+            details={"reason": reason, "fingerprint": verified.fingerprint_sha256},
+        )
+        return StepOutcome(ok=False, message=str(_CERTIFICATE_REFUSALS[reason]))
+    assert patient is not None  # noqa: S101 - narrowed by reason == ""
+    activation.account = _account_register(patient)
+    activation.certificate_pem = verified.pem
+    activation.step = Step.SECURITY
+    activation.save()
+    _trace(
+        activation,
+        AuditAction.ESPACE_ACTIVATION_CERTIFICATE,
+        client_address=client_address,
+        terms_version=activation.terms_version,
+        fingerprint=verified.fingerprint_sha256,
+    )
+    return StepOutcome(ok=True)
+
+
 @transaction.atomic
 def activation_security(
     *, activation: PatientActivation, password: str, channel: str, address: str, client_address: str | None
@@ -421,20 +528,40 @@ def activation_confirm(
     pair_success(LoginThrottle.Scope.ACTIVATION_PAIR, key, client_address)
     now = timezone.now()
     account = PatientAccount.objects.select_for_update().get(pk=account.pk)
-    letter = PatientLetter.objects.select_for_update().get(pk=activation.letter_id or 0)
+    letter = (
+        PatientLetter.objects.select_for_update().get(pk=activation.letter_id)
+        if activation.letter_id is not None
+        else None
+    )
     activation.completed_at = now
     activation.save()
-    if not letter.is_usable(now) or account.state == PatientAccount.State.SUSPENDED:
+    refusal = _completion_refusal(activation, account, letter, now)
+    if refusal:
         _trace(
             activation,
             AuditAction.ESPACE_ACTIVATION_COMPLETE,
             outcome=REFUSED,
             client_address=client_address,
-            reason="letter_not_usable",
+            reason=refusal,
         )
-        return StepOutcome(ok=False, message=gettext(WRONG_ACTIVATION))
-    letter.used_at = now
-    letter.save(update_fields=["used_at"])
+        return StepOutcome(
+            ok=False,
+            message=str(_CERTIFICATE_REFUSALS.get(refusal, "")) or gettext(WRONG_ACTIVATION),
+        )
+    if letter is not None:
+        letter.used_at = now
+        letter.save(update_fields=["used_at"])
+    if activation.certificate_pem:
+        verified = certificates.certificate_verify(activation.certificate_pem)
+        PatientCertificate.objects.create(
+            account=account,
+            subject=verified.subject[:500],
+            issuer=verified.issuer[:500],
+            serial=verified.serial[:64],
+            fingerprint_sha256=verified.fingerprint_sha256,
+            not_after=verified.not_after,
+            bound_at=now,
+        )
     user = User.objects.select_for_update().get(pk=account.user_id)
     user.password = activation.password_hash
     user.is_active = True
@@ -458,6 +585,31 @@ def activation_confirm(
         AuditAction.ESPACE_ACTIVATION_COMPLETE,
         client_address=client_address,
         channel=activation.channel,
-        letter=letter.pk,
+        letter=letter.pk if letter is not None else None,
+        factor="certificate" if activation.certificate_pem else "letter",
     )
     return StepOutcome(ok=True)
+
+
+def _completion_refusal(
+    activation: PatientActivation,
+    account: PatientAccount,
+    letter: PatientLetter | None,
+    now: datetime.datetime,
+) -> str:
+    """Why the last step may not activate the account after all ("" when it may): the letter
+    used since, the account suspended, or — by certificate — activated meanwhile, the
+    certificate revoked or bound to another account since step 1."""
+    if account.state == PatientAccount.State.SUSPENDED:
+        return "account_suspended"
+    if letter is not None:
+        return "" if letter.is_usable(now) else "letter_not_usable"
+    if account.state == PatientAccount.State.ACTIVE:
+        return "already_active"
+    try:
+        verified = certificates.certificate_verify(activation.certificate_pem)
+    except certificates.CertificateRefused as exc:
+        return f"certificate_{exc.reason}"
+    if PatientCertificate.objects.filter(fingerprint_sha256=verified.fingerprint_sha256).exists():
+        return "bound_elsewhere"
+    return ""

@@ -26,6 +26,17 @@ class PatientCodeForm(forms.Form):
     )
 
 
+class CertificateActivationForm(forms.Form):
+    """Step 1 by certificate: only the terms (the certificate says who the patient is)."""
+
+    accept = forms.BooleanField(
+        label=_("En cochant cette case, j'accepte les Conditions Générales d'Utilisation."),
+        error_messages={
+            "required": _("Vous devez accepter les Conditions Générales d'Utilisation pour continuer.")
+        },
+    )
+
+
 class JournalFilterForm(forms.Form):
     du = forms.DateField(label=_("Du"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     au = forms.DateField(label=_("Au"), required=False, widget=forms.DateInput(attrs={"type": "date"}))

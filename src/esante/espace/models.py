@@ -83,8 +83,9 @@ class PatientLetter(Letter):
 
 
 class PatientActivation(models.Model):
-    """Server-side state of one patient activation (three steps: the letter's code; the password
-    and the channel; the one-time code sent to that channel). The browser holds only ``key``;
+    """Server-side state of one patient activation (three steps: the letter's code — or a LuxTrust
+    product or eID card naming the patient —; the password and the channel; the one-time code
+    sent to that channel). The browser holds only ``key``;
     ``step`` is the one step accepted; nothing is written to the account before the last step."""
 
     class Step(models.IntegerChoices):
@@ -101,6 +102,8 @@ class PatientActivation(models.Model):
     letter = models.ForeignKey(
         PatientLetter, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Step 1 by certificate instead of a letter: the certificate (public), bound at the last step.
+    certificate_pem = models.TextField(blank=True)
     password_hash = models.CharField(max_length=256, blank=True)
     channel = models.CharField(max_length=8, blank=True)
     channel_address = models.CharField(max_length=254, blank=True)

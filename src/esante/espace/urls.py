@@ -7,6 +7,7 @@ app_name = "espace"
 urlpatterns = [
     path("", views.home, name="home"),
     path("activation/", views.activation, name="activation"),
+    path("activation/certificat/", views.activation_by_certificate, name="activation_certificate"),
     path("activation/securisation/", views.activation_security, name="activation_security"),
     path("activation/code/", views.activation_code, name="activation_code"),
     path("connexion/", views.login, name="login"),

@@ -5,6 +5,7 @@ from .mon_dossier import certified_copy, document, document_content, document_vi
 from .mon_journal import journal, journal_entry, journal_entry_text, journal_export
 from .signin import (
     activation,
+    activation_by_certificate,
     activation_code,
     activation_security,
     certificate_bind,
@@ -19,6 +20,7 @@ from .signin import (
 __all__ = [
     "acting_for",
     "activation",
+    "activation_by_certificate",
     "activation_code",
     "activation_security",
     "block",

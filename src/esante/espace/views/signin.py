@@ -24,7 +24,7 @@ from esante.core.http import client_address
 
 from .. import accounts as activation_steps
 from ..certificates import patient_certificate_bind, patient_login_certificate
-from ..forms import PatientCodeForm
+from ..forms import CertificateActivationForm, PatientCodeForm
 from ..http import active_patient_account, is_active_patient, patient_required
 from ..models import USERNAME_PREFIX, PatientAccount, PatientActivation
 
@@ -55,6 +55,7 @@ def activation(request: HttpRequest) -> HttpResponse:
             "espace:activation_security" if current.step == Step.SECURITY else "espace:activation_code"
         )
     form = PatientCodeForm(request.POST or None)
+    certificate_form = CertificateActivationForm(prefix="certificat")
     if request.method == "POST" and form.is_valid():
         if current is None:
             current = activation_steps.activation_start(terms_version=settings.ESANTE_TERMS_VERSION)
@@ -68,7 +69,34 @@ def activation(request: HttpRequest) -> HttpResponse:
         if outcome.ok:
             return redirect("espace:activation_security")
         form.add_error(None, outcome.message)
-    return render(request, "espace/activation_code.html", {"form": form, "step": 1})
+    return _activation_page(request, form, certificate_form)
+
+
+def _activation_page(
+    request: HttpRequest, form: PatientCodeForm, certificate_form: CertificateActivationForm
+) -> HttpResponse:
+    return render(
+        request,
+        "espace/activation_code.html",
+        {"form": form, "certificate_form": certificate_form, "step": 1},
+    )
+
+
+@never_cache
+@require_POST
+def activation_by_certificate(request: HttpRequest) -> HttpResponse:
+    """Step 1 with a LuxTrust product or eID card instead of the letter: the terms accepted
+    here, the certificate presented on the certificate origin (``certificate_return``)."""
+    current = _activation(request)
+    if current is not None and current.step != Step.CODE:
+        return redirect("espace:activation")
+    certificate_form = CertificateActivationForm(request.POST, prefix="certificat")
+    if not certificate_form.is_valid():
+        return _activation_page(request, PatientCodeForm(), certificate_form)
+    if current is None:
+        current = activation_steps.activation_start(terms_version=settings.ESANTE_TERMS_VERSION)
+        request.session[ACTIVATION_KEY] = current.key
+    return _certificate_start(request, "activate", "espace:activation")
 
 
 @never_cache
@@ -253,6 +281,8 @@ def certificate_return(request: HttpRequest) -> HttpResponse:
         presentation_id=started.get("presentation"),
         client_address=address,
     )
+    if started.get("intent") == "activate":
+        return _certificate_activation(request, consumed, address)
     if started.get("intent") == "bind":
         account = active_patient_account(request.user)
         if account is None:
@@ -281,6 +311,26 @@ def certificate_return(request: HttpRequest) -> HttpResponse:
     request.session.pop(PENDING_LOGIN_KEY, None)
     auth.login(request, outcome.user, backend="django.contrib.auth.backends.ModelBackend")
     return redirect("espace:record")
+
+
+def _certificate_activation(
+    request: HttpRequest, consumed: presentation.Consumed, address: str | None
+) -> HttpResponse:
+    current = _activation(request)
+    if current is None or current.step != Step.CODE:
+        messages.error(request, gettext("Cette activation a expiré. Recommencez."))
+        return redirect("espace:activation")
+    outcome = (
+        activation_steps.activation_certificate(
+            activation=current, certificate_pem=consumed.certificate_pem, client_address=address
+        )
+        if consumed.ok
+        else activation_steps.StepOutcome(ok=False, message=consumed.message)
+    )
+    if not outcome.ok:
+        messages.error(request, outcome.message)
+        return redirect("espace:activation")
+    return redirect("espace:activation_security")
 
 
 @require_POST
