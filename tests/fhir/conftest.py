@@ -1,6 +1,7 @@
 """The usual cast of the API tests: registered software, a pharmacist's token, FHIR validation."""
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -174,9 +175,15 @@ def api(access_token: str) -> Client:
     return Client(headers={"Authorization": f"Bearer {access_token}", "Accept": "application/fhir+json"})
 
 
+@functools.cache
+def _eservices_key() -> RSAKey:
+    """One RSA key for every test's eService (generating one costs more than the test)."""
+    return RSAKey.generate_key(2048, parameters={"kid": "e1"})
+
+
 @pytest.fixture
 def eservices_token(db: Any) -> str:
-    key = RSAKey.generate_key(2048, parameters={"kid": "e1"})
+    key = _eservices_key()
     client, _ = software_client_register(
         name="eServices", organisation="Agence eSanté", kind="backend",
         scopes=["system/DocumentReference.c"], jwks={"keys": [key.as_dict(private=False)]},

@@ -98,6 +98,9 @@ def medication_dispense_create(request: HttpRequest) -> HttpResponse:
         line = access.prescription.lines.filter(position=asked.position).first()
         if line is None:
             raise invalid("unknown-line", "Cette MedicationRequest n'existe pas dans la prescription.")
+        medication_dispense.check_line(
+            asked, patient_id=str(access.patient.public_id), medication_code=line.medication_code
+        )
         try:
             dispensation = prescription_mark_dispensed(
                 prescription=access.prescription,
