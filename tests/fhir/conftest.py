@@ -35,6 +35,7 @@ USER_SCOPES = [
     "user/DocumentReference.rs",
     "user/MedicationRequest.rs",
     "user/MedicationDispense.cu",
+    "user/Binary.r",
 ]
 AUTHORIZE = "/fhir/R4/auth/authorize"
 TOKEN = "/fhir/R4/auth/token"

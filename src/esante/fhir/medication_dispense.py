@@ -9,6 +9,7 @@ from typing import Any
 from esante.dispensing.models import Dispensation
 from esante.documents.models import PrescriptionLine
 
+from . import binary
 from .medication_request import MEDICINE_SYSTEM, request_id
 from .outcome import invalid
 
@@ -129,6 +130,8 @@ def to_resource(dispensation: Dispensation, line: PrescriptionLine, quantity: in
         "subject": {"reference": f"Patient/{document.patient.public_id}"},
         "performer": [{"actor": {"display": f"{dispensation.pharmacist_name} ({dispensation.pharmacy})"}}],
         "authorizingPrescription": [{"reference": f"MedicationRequest/{request_id(line)}"}],
+        # The certified copy (a Binary: ``binary``), ready once the job has made it.
+        "supportingInformation": [binary.reference(dispensation)],
         "quantity": {"value": quantity, **({"unit": line.unit} if line.unit else {})},
         "whenHandedOver": dispensation.dispensed_at.isoformat(),
     }
