@@ -86,7 +86,9 @@ def _fhir_corpus(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     def recording(self: Client, **wsgi: Any) -> Any:
         response = request(self, **wsgi)
-        if response.get("Content-Type", "").startswith("application/fhir+json"):
+        if response.get("Content-Type", "").startswith("application/fhir+xml"):
+            outside.write_xml(directory, response.content, "xml")
+        elif response.get("Content-Type", "").startswith("application/fhir+json"):
             try:
                 body = json.loads(response.content)
             except ValueError:

