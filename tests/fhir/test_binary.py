@@ -104,6 +104,8 @@ def test_an_unacceptable_format_is_406_and_reads_nothing(
     before = AuditEvent.objects.count()
     response = api(token["access_token"]).get(_binary_url(resource), headers={"Accept": "text/html"})
     assert response.status_code == 406 and outcome_code(response) == "not-acceptable"
+    xml = api(token["access_token"]).get(_binary_url(resource), {"_format": "xml"}, headers={"Accept": "*/*"})
+    assert xml.status_code == 406 and outcome_code(xml) == "not-acceptable"
     assert AuditEvent.objects.count() == before
 
 

@@ -188,11 +188,12 @@ def _binary_wanted(request: HttpRequest) -> str:
     (or ``json``), else the content itself, a PDF; 406 for anything else, before any read."""
     header = request.headers.get("Accept", "").strip()
     offered = {part.split(";")[0].strip().lower() for part in header.split(",")} if header else {"*/*"}
-    if request.GET.get("_format") in ("json", "application/json", "application/fhir+json"):
+    asked = request.GET.get("_format")
+    if asked in ("json", "application/json", "application/fhir+json"):
         return "resource"
-    if offered & {"application/fhir+json", "application/json"}:
+    if asked is None and offered & {"application/fhir+json", "application/json"}:
         return "resource"
-    if offered & {"*/*", "application/*", binary.PDF}:
+    if (asked is None or asked == binary.PDF) and offered & {"*/*", "application/*", binary.PDF}:
         return "content"
     raise FhirError(
         406,
