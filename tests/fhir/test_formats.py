@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 from defusedxml import ElementTree
+from django.core.files.storage import default_storage
 from django.test import Client
 
 from esante.audit.models import AuditEvent
+from esante.documents.models import Document
 from tests.access.factories import make_grant, make_patient
 from tests.dispensing.conftest import submit_prescription
 
@@ -153,3 +155,66 @@ def _outside_clean(directory: Path) -> None:
     if reason is not None:
         outside.unavailable(reason)
     assert outside.errors(directory) == []
+
+
+def _bundle_xml(patient: Any) -> bytes:
+    from fhir.resources.R4B.bundle import Bundle
+
+    from .test_submission import _bundle
+
+    return bytes(Bundle.model_validate(_bundle(patient, b"Historique en XML.")).model_dump_xml())
+
+
+@pytest.mark.django_db
+def test_iti65_in_xml(eservices_token: str, tmp_path: Path) -> None:
+    patient = make_patient()
+    response = api(eservices_token).post(
+        "/fhir/R4/", _bundle_xml(patient), content_type="application/fhir+xml", headers={"Accept": XML}
+    )
+    answer = _xml(response)
+    assert response.status_code == 200
+    assert answer.tag == f"{NS}Bundle" and _value(answer, "type") == "transaction-response"
+    statuses = [e.get("value") for e in answer.findall(f"{NS}entry/{NS}response/{NS}status")]
+    assert statuses == ["201 Created"] * 3
+    document = Document.objects.get()
+    assert (document.patient, document.title) == (patient, "Historique de médication")
+    with default_storage.open(document.content.name, "rb") as fh:
+        assert fh.read() == b"Historique en XML."
+    assert [e.outcome for e in events("document.submit")] == ["success"]
+    outside.write_xml(tmp_path, response.content, "Bundle-transaction-response")
+    _outside_clean(tmp_path)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        # An external entity (XXE): never resolved, the body is refused whole.
+        b'<?xml version="1.0"?><!DOCTYPE Bundle [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        b'<Bundle xmlns="http://hl7.org/fhir"><type value="&x;"/></Bundle>',
+        # Entity expansion ("billion laughs"), in miniature.
+        b'<?xml version="1.0"?><!DOCTYPE Bundle [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+        b'<Bundle xmlns="http://hl7.org/fhir"><type value="&b;"/></Bundle>',
+        b"<Bundle><type value='transaction'/></Bundle>",  # not in the FHIR namespace
+        b'<Bundle xmlns="http://hl7.org/fhir"><type value="transaction"/><nope/></Bundle>',
+        b"<pas du xml",
+    ],
+)
+def test_unreadable_or_dangerous_xml_is_400_and_files_nothing(eservices_token: str, body: bytes) -> None:
+    before = AuditEvent.objects.count()
+    response = api(eservices_token).post("/fhir/R4/", body, content_type="application/fhir+xml")
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["details"]["coding"][0]["code"] == "invalid-xml"
+    assert b"root:" not in response.content
+    assert not Document.objects.exists()
+    assert AuditEvent.objects.count() == before
+
+
+@pytest.mark.django_db
+def test_xml_bodies_are_for_iti65_only(token: dict[str, Any], record: Any) -> None:
+    body = b'<Parameters xmlns="http://hl7.org/fhir"/>'
+    response = api(token["access_token"]).post(
+        f"/fhir/R4/Patient/{record.public_id}/$declare-access", body, content_type="application/fhir+xml"
+    )
+    assert response.status_code == 415
+    assert response.json()["issue"][0]["details"]["coding"][0]["code"] == "unsupported-media-type"

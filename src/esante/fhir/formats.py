@@ -1,9 +1,11 @@
 """FHIR's two encodings: JSON always, XML where the IHE profiles require it.
 
 PDQm's Patient Demographics Supplier and MHD's Document Responder "SHALL support both json or
-xml encoding": Patient (ITI-78), DocumentReference (ITI-67) and the CapabilityStatement answer
-in ``application/fhir+xml`` when ``_format`` or ``Accept`` asks for it. Everything else is
-JSON only, and a request that accepts nothing we serve is answered 406 before any view runs.
+xml encoding", and so does MHD's Document Recipient: Patient (ITI-78), DocumentReference
+(ITI-67), the ITI-65 transaction and the CapabilityStatement answer in ``application/fhir+xml``
+when ``_format`` or ``Accept`` asks for it, and ITI-65 takes a Bundle in XML (``read_xml``).
+Everything else is JSON only, and a request that accepts nothing we serve is answered 406
+before any view runs.
 The XML is written by fhir.resources (its R4B models know each element's order; R4B's XML of
 these resources is R4's) with lxml.
 """
@@ -11,6 +13,7 @@ these resources is R4's) with lxml.
 import json
 import logging
 import re
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
@@ -26,10 +29,43 @@ _FORMATS = {
 }  # fmt: skip
 _ANY = {"*/*", "application/*"}
 #: Where XML is served: PDQm (Patient), MHD (DocumentReference, but not the document's own
-#: bytes), and the CapabilityStatement that says so.
+#: bytes; the ITI-65 transaction at the base), and the CapabilityStatement that says so.
 _XML_PATHS = re.compile(
-    r"^/fhir/R4/(metadata|Patient(/_search|/[^/]+)?|DocumentReference(/_search|/[^/]+)?)$"
+    r"^/fhir/R4/(|metadata|Patient(/_search|/[^/]+)?|DocumentReference(/_search|/[^/]+)?)$"
 )
+
+
+class UnreadableXml(ValueError):
+    """A request body that is not one FHIR resource in XML (or that carries a DTD or entities)."""
+
+
+def read_xml(raw: bytes) -> dict[str, Any]:
+    """A FHIR XML body as the FHIR JSON the routes read (MHD's Document Recipient takes both).
+
+    defusedxml refuses any DTD or entity first (no XXE, no entity expansion); lxml then parses
+    with entities and the network off, and fhir.resources turns it into its resource."""
+    from defusedxml import DefusedXmlException
+    from defusedxml import ElementTree as SafeTree
+    from fhir.resources.R4B import get_fhir_model_class
+    from lxml import etree
+
+    try:
+        root = SafeTree.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (SafeTree.ParseError, DefusedXmlException, ValueError) as error:
+        raise UnreadableXml(str(error)) from None
+    namespace, _, resource_type = str(root.tag).partition("}")
+    if namespace != "{http://hl7.org/fhir":
+        raise UnreadableXml("not in the FHIR namespace")
+    try:
+        model = get_fhir_model_class(resource_type)
+    except KeyError:
+        raise UnreadableXml(f"unknown resource type {resource_type}") from None
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    try:
+        resource = model.model_validate_xml(raw, xmlparser=parser)
+    except (ValueError, TypeError, KeyError, AttributeError, etree.LxmlError) as error:
+        raise UnreadableXml(str(error)) from None
+    return dict(json.loads(resource.model_dump_json(exclude_none=True)))
 
 
 class NotAcceptable(Exception):
