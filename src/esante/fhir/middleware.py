@@ -27,8 +27,9 @@ _OWN_MEDIA_TYPE = re.compile(r"^/fhir/R4/(DocumentReference/[^/]+/content|Binary
 NOT_ACCEPTABLE = (
     "not-acceptable",
     "Format non servi ici : application/fhir+json partout, application/fhir+xml pour Patient, "
-    "DocumentReference et metadata.",
+    "DocumentReference, metadata et les lots ITI-65.",
 )
+XML_FAILED = ("not-acceptable", "Cette réponse n'existe qu'en application/fhir+json.")
 
 
 def _negotiated(request: HttpRequest) -> bool:
@@ -65,7 +66,13 @@ class FhirErrorMiddleware:
                 return error_response(FhirError(406, *NOT_ACCEPTABLE, issue_type="not-supported"))
         response = self._fhir(request, self.get_response(request))
         if encoding == formats.XML and response.get("Content-Type", "").startswith(FHIR_JSON):
-            return formats.as_xml(response)
+            try:
+                return formats.as_xml(response)
+            except (ValueError, KeyError, TypeError):
+                # Our own resource that fhir.resources cannot write: a bug, logged; the caller
+                # is told plainly that this answer exists in JSON only.
+                logger.exception("FHIR XML serialisation failed on %s %s", request.method, request.path)
+                return error_response(FhirError(406, *XML_FAILED, issue_type="not-supported"))
         return response
 
     def _fhir(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
