@@ -33,7 +33,7 @@ from tests.access.factories import make_grant, make_patient
 from tests.dispensing.conftest import submit_prescription
 
 from . import outside
-from .conftest import api, validate
+from .conftest import api, events, validate
 
 FHIR = "application/fhir+json"
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
@@ -134,6 +134,7 @@ def test_medication_dispense_examples(path: Path | None, token: dict[str, Any], 
     assert back.authorizingPrescription[0].reference == f"MedicationRequest/{line['id']}"
     assert back.subject.reference == line["subject"]["reference"]
     assert Dispensation.objects.count() == 1
+    assert [e.outcome for e in events("prescription.dispense")] == ["success"]
 
 
 @pytest.mark.django_db
@@ -227,6 +228,7 @@ def test_document_reference_examples(
     assert back["date"][:19] == "2005-12-23T22:43:41"  # 2005-12-24T09:43:41+11:00, in UTC
     assert back["subject"]["reference"] == f"Patient/{patient.public_id}"
     assert Document.objects.get().external_id == example["masterIdentifier"]["value"]
+    assert [e.outcome for e in events("document.submit")] == ["refused", "success"]
 
 
 # --- Patient and MedicationRequest: no writes --------------------------------------------------
