@@ -1,21 +1,32 @@
 """The usual cast of the API tests: registered software, a pharmacist's token, FHIR validation."""
 
 import base64
+import functools
 import hashlib
+import json
+import os
 import secrets
+import time
 import urllib.parse
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
 from fhir.resources.R4B import get_fhir_model_class
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 from esante.accounts.models import Professional
 from esante.audit.models import AuditEvent
 from esante.fhir.models import SoftwareClient
 from esante.fhir.services import software_client_register
 from tests.access.factories import make_professional
+
+from . import outside
 
 REDIRECT = "https://pharmacie.example.lu/callback"
 USER_SCOPES = [
@@ -24,6 +35,7 @@ USER_SCOPES = [
     "user/DocumentReference.rs",
     "user/MedicationRequest.rs",
     "user/MedicationDispense.cu",
+    "user/Binary.r",
 ]
 AUTHORIZE = "/fhir/R4/auth/authorize"
 TOKEN = "/fhir/R4/auth/token"
@@ -56,6 +68,37 @@ def events(*actions: str) -> list[AuditEvent]:
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     cache.clear()
+
+
+#: ``ESANTE_FHIR_CORPUS=DIR``: every FHIR JSON response the API tests receive lands in ``DIR``
+#: (one file per distinct body), for ``python -m tests.fhir.outside DIR`` to validate.
+CORPUS = os.environ.get("ESANTE_FHIR_CORPUS", "")
+
+
+@pytest.fixture(autouse=True)
+def _fhir_corpus(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    if not CORPUS:
+        yield
+        return
+    directory = Path(CORPUS)
+    directory.mkdir(parents=True, exist_ok=True)
+    request = Client.request
+
+    def recording(self: Client, **wsgi: Any) -> Any:
+        response = request(self, **wsgi)
+        if response.get("Content-Type", "").startswith("application/fhir+xml"):
+            outside.write_xml(directory, response.content, "xml")
+        elif response.get("Content-Type", "").startswith("application/fhir+json"):
+            try:
+                body = json.loads(response.content)
+            except ValueError:
+                return response
+            if isinstance(body, dict) and "resourceType" in body:
+                outside.write(directory, body)
+        return response
+
+    monkeypatch.setattr(Client, "request", recording)
+    yield
 
 
 @pytest.fixture
@@ -133,3 +176,34 @@ def token(software: SoftwareClient, pharmacist: Professional) -> dict[str, Any]:
 
 def api(access_token: str) -> Client:
     return Client(headers={"Authorization": f"Bearer {access_token}", "Accept": "application/fhir+json"})
+
+
+@functools.cache
+def _eservices_key() -> RSAKey:
+    """One RSA key for every test's eService (generating one costs more than the test)."""
+    return RSAKey.generate_key(2048, parameters={"kid": "e1"})
+
+
+@pytest.fixture
+def eservices_token(db: Any) -> str:
+    key = _eservices_key()
+    client, _ = software_client_register(
+        name="eServices", organisation="Agence eSanté", kind="backend",
+        scopes=["system/DocumentReference.c"], jwks={"keys": [key.as_dict(private=False)]},
+    )  # fmt: skip
+    claims = {
+        "iss": client.client_id, "sub": client.client_id, "aud": f"http://testserver{TOKEN}",
+        "exp": int(time.time()) + 240, "jti": str(uuid.uuid4()),
+    }  # fmt: skip
+    assertion = jwt.encode({"alg": "RS384", "kid": "e1"}, claims, key, algorithms=["RS384"])
+    response = Client().post(
+        TOKEN,
+        {
+            "grant_type": "client_credentials",
+            "scope": "system/DocumentReference.c",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+        },
+    )
+    assert response.status_code == 200, response.content
+    return str(response.json()["access_token"])

@@ -2,46 +2,16 @@
 transaction-response in request order, idempotent resubmission, refusals traced."""
 
 import base64
-import time
 import uuid
 from typing import Any
 
 import pytest
-from django.test import Client
-from joserfc import jwt
-from joserfc.jwk import RSAKey
 
 from esante.documents.models import Document
-from esante.fhir.services import software_client_register
 from tests.access.factories import make_patient
 from tests.dispensing.conftest import LINES, Person, cda, prescription_cda
 
-from .conftest import TOKEN, api, events, outcome_code, validate
-
-
-@pytest.fixture
-def eservices_token(db: Any) -> str:
-    key = RSAKey.generate_key(2048, parameters={"kid": "e1"})
-    client, _ = software_client_register(
-        name="eServices", organisation="Agence eSanté", kind="backend",
-        scopes=["system/DocumentReference.c"], jwks={"keys": [key.as_dict(private=False)]},
-    )  # fmt: skip
-    claims = {
-        "iss": client.client_id, "sub": client.client_id, "aud": f"http://testserver{TOKEN}",
-        "exp": int(time.time()) + 240, "jti": str(uuid.uuid4()),
-    }  # fmt: skip
-    assertion = jwt.encode({"alg": "RS384", "kid": "e1"}, claims, key, algorithms=["RS384"])
-    response = Client().post(
-        TOKEN,
-        {
-            "grant_type": "client_credentials",
-            "scope": "system/DocumentReference.c",
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": assertion,
-        },
-    )
-    assert response.status_code == 200, response.content
-    return str(response.json()["access_token"])
+from .conftest import api, events, outcome_code, validate
 
 
 def _bundle(

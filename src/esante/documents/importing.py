@@ -11,8 +11,8 @@ or text file also needs ``matricule``, ``type_code`` (LOINC), ``title``, ``clini
 FHIR: each ``*.json`` file is a Bundle of ``DocumentReference`` resources whose
 ``content[0].attachment`` either holds ``data`` (base64) or a ``url`` ``Binary/<id>`` pointing to
 a ``Binary`` entry of the same bundle. The patient is ``subject.identifier`` (system
-``urn:oid:1.3.182.4.4``), the type ``type.coding`` (LOINC), the author ``author[0].display`` or
-``author[0].identifier``, the confidentiality ``securityLabel``.
+``urn:oid:1.3.182.4.4``), the type ``type.coding`` (LOINC), the author the first ``author`` with an
+``identifier``, a ``display`` or a contained Practitioner's name, the confidentiality ``securityLabel``.
 """
 
 import base64
@@ -110,6 +110,23 @@ def from_bundle(path: Path) -> Iterator[Submission]:
             yield Submission(label, error=f"DocumentReference illisible : {exc}")
 
 
+def _author_value(author: Any, resource: dict[str, Any]) -> str:
+    """What names one ``author`` entry: its identifier (a professional's matricule), its display,
+    or the name of the contained Practitioner it references (``#id``); ``""`` for a reference to
+    a resource this platform cannot read."""
+    if not isinstance(author, dict):
+        return ""
+    value = (author.get("identifier") or {}).get("value") or author.get("display") or ""
+    reference = str(author.get("reference") or "")
+    if value or not reference.startswith("#"):
+        return str(value)
+    for contained in resource.get("contained") or []:
+        if contained.get("resourceType") == "Practitioner" and f"#{contained.get('id')}" == reference:
+            name = (contained.get("name") or [{}])[0]
+            return " ".join([*name.get("given", []), name.get("family", "")]).strip()
+    return ""
+
+
 def document_reference_submission(
     resource: dict[str, Any], binaries: dict[str, Any]
 ) -> tuple[bytes, dict[str, Any]]:
@@ -133,8 +150,9 @@ def document_reference_submission(
         ),
         "",
     )
-    author = (resource.get("author") or [{}])[0]
-    author_value = (author.get("identifier") or {}).get("value") or author.get("display", "")
+    author_value = next(
+        (value for author in resource.get("author") or [] if (value := _author_value(author, resource))), ""
+    )
     security = [
         c.get("code") for label in resource.get("securityLabel") or [] for c in label.get("coding", [])
     ]

@@ -59,6 +59,12 @@ RESOURCES: list[dict[str, Any]] = [
         "documentation": "update: only the withdrawal (entered-in-error, statusReasonCodeableConcept.text).",
     },
     {
+        "type": "Binary",
+        "interaction": [{"code": "read"}],
+        "documentation": "La copie certifiée conforme d'une dispensation (MedicationDispense."
+        "supportingInformation) : application/pdf, ou la ressource Binary en application/fhir+json.",
+    },
+    {
         "type": "AuditEvent",
         "profile": "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientRead",
         "interaction": [{"code": "search-type"}],
@@ -136,7 +142,8 @@ def capability_statement(request: HttpRequest) -> dict[str, Any]:
             "url": base_url(request),
         },
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json"],
+        # XML for Patient, DocumentReference and this statement (PDQm, MHD): ``formats``.
+        "format": ["application/fhir+json", "application/fhir+xml"],
         "rest": [
             {
                 "mode": "server",

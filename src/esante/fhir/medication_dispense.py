@@ -9,6 +9,7 @@ from typing import Any
 from esante.dispensing.models import Dispensation
 from esante.documents.models import PrescriptionLine
 
+from . import binary
 from .medication_request import MEDICINE_SYSTEM, request_id
 from .outcome import invalid
 
@@ -24,6 +25,11 @@ class DispenseRequest:
     document_id: uuid.UUID
     position: int
     quantity: int
+    #: The patient ``subject`` names (``""`` when absent): it must be the prescription's.
+    subject: str = ""
+    #: The national medicine codes ``medicationCodeableConcept`` names: each must be the line's
+    #: (codes of other systems are the software's own words for it, not checked here).
+    medicine_codes: tuple[str, ...] = ()
 
 
 def from_resource(body: dict[str, Any]) -> DispenseRequest:
@@ -52,7 +58,35 @@ def from_resource(body: dict[str, Any]) -> DispenseRequest:
     value = quantity.get("value") if isinstance(quantity, dict) else None
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise invalid("invalid-quantity", "quantity.value doit être un nombre entier positif.")
-    return DispenseRequest(uuid.UUID(match["document"]), int(match["position"]), value)
+    subject = body.get("subject")
+    if subject is not None and not isinstance(subject, dict):
+        raise invalid("invalid-reference", "subject doit référencer Patient/{id}.")
+    reference = str((subject or {}).get("reference", ""))
+    medication = body.get("medicationCodeableConcept")
+    codings = medication.get("coding") if isinstance(medication, dict) else []
+    codes = tuple(
+        str(coding.get("code", ""))
+        for coding in (codings if isinstance(codings, list) else [])
+        if isinstance(coding, dict) and coding.get("system") == MEDICINE_SYSTEM
+    )
+    return DispenseRequest(
+        uuid.UUID(match["document"]),
+        int(match["position"]),
+        value,
+        subject=reference.rstrip("/").rsplit("/", 1)[-1] if reference else "",
+        medicine_codes=codes,
+    )
+
+
+def check_line(asked: DispenseRequest, *, patient_id: str, medication_code: str) -> None:
+    """The elements of the request that must agree with the prescription line it names."""
+    if asked.subject and asked.subject != patient_id:
+        raise invalid("subject-mismatch", "subject ne désigne pas le patient de la prescription.")
+    if any(code != medication_code for code in asked.medicine_codes):
+        raise invalid(
+            "medication-mismatch",
+            "medicationCodeableConcept ne désigne pas le médicament de la prescription.",
+        )
 
 
 def withdrawal_reason(public_id: str, body: dict[str, Any]) -> str:
@@ -96,6 +130,8 @@ def to_resource(dispensation: Dispensation, line: PrescriptionLine, quantity: in
         "subject": {"reference": f"Patient/{document.patient.public_id}"},
         "performer": [{"actor": {"display": f"{dispensation.pharmacist_name} ({dispensation.pharmacy})"}}],
         "authorizingPrescription": [{"reference": f"MedicationRequest/{request_id(line)}"}],
+        # The certified copy (a Binary: ``binary``), ready once the job has made it.
+        "supportingInformation": [binary.reference(dispensation)],
         "quantity": {"value": quantity, **({"unit": line.unit} if line.unit else {})},
         "whenHandedOver": dispensation.dispensed_at.isoformat(),
     }

@@ -7,12 +7,16 @@ API's exception handler turns it into the response. ``code`` is the stable machi
 """
 
 import json
+import re
 from typing import Any
 
 from django.http import HttpResponse
 
 FHIR_JSON = "application/fhir+json"
 ERROR_SYSTEM = "urn:esante:fhir:error"
+#: What a FHIR ``string`` may not hold: control characters other than tab, CR and LF. A
+#: diagnostic that quotes the caller's input (an unknown parameter's name) replaces them.
+_NOT_IN_STRING = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 class FhirError(Exception):
@@ -65,7 +69,7 @@ def operation_outcome(
                 "severity": severity,
                 "code": issue_type,
                 "details": {"coding": [{"system": ERROR_SYSTEM, "code": code}]},
-                "diagnostics": diagnostics,
+                "diagnostics": _NOT_IN_STRING.sub("\ufffd", diagnostics),
             }
         ],
     }

@@ -16,6 +16,7 @@ SUPPORTED_SCOPES = (
     "user/DocumentReference.rs",
     "user/MedicationRequest.rs",
     "user/MedicationDispense.cu",
+    "user/Binary.r",
     "user/AuditEvent.rs",
     "patient/AuditEvent.rs",
     "patient/DocumentReference.rs",

@@ -30,6 +30,9 @@ SCOPE_LABELS = {
     "user/DocumentReference.rs": _("Rechercher et lire les documents des dossiers auxquels vous avez accès"),
     "user/MedicationRequest.rs": _("Lire les prescriptions des dossiers auxquels vous avez accès"),
     "user/MedicationDispense.cu": _("Enregistrer des dispensations en votre nom"),
+    "user/Binary.r": _(
+        "Télécharger les copies certifiées des dispensations des dossiers auxquels vous avez accès"
+    ),
     "user/AuditEvent.rs": _("Lire les traces de vos propres actions"),
     "patient/AuditEvent.rs": _("Lire votre journal d'accès"),
     "patient/DocumentReference.rs": _("Rechercher et lire les documents de votre dossier"),

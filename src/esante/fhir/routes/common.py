@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from esante.access.gate import RecordGate
 
+from .. import formats
 from ..auth import ApiCaller
 from ..models import Token
 from ..outcome import FhirError, invalid
@@ -23,14 +24,20 @@ def record_gate(request: HttpRequest, who: ApiCaller) -> RecordGate:
     return RecordGate.for_api(request, who.professional)
 
 
-def read_json(request: HttpRequest) -> dict[str, Any]:
-    """The request's FHIR JSON body; 415 for another media type, 400 when it is no JSON object."""
+def read_json(request: HttpRequest, *, xml: bool = False) -> dict[str, Any]:
+    """The request's FHIR JSON body (with ``xml``, a FHIR XML body too, read as its JSON); 415
+    for another media type, 400 when it is no JSON object or no FHIR XML resource."""
     media_type = request.content_type or ""
+    if xml and media_type in ("application/fhir+xml", "application/xml", "text/xml"):
+        try:
+            return formats.read_xml(request.body)
+        except formats.UnreadableXml:
+            raise invalid("invalid-xml", "Le corps n'est pas une ressource FHIR en XML lisible.") from None
     if media_type not in ("application/fhir+json", "application/json"):
         raise FhirError(
             415,
             "unsupported-media-type",
-            "Le corps doit être en application/fhir+json.",
+            "Le corps doit être en application/fhir+json" + (" ou application/fhir+xml." if xml else "."),
             issue_type="not-supported",
         )
     raw = request.body

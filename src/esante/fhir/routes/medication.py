@@ -4,18 +4,21 @@ import re
 import uuid
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
 from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_via
+from esante.dispensing.certification import certified_copy_download_record
 from esante.dispensing.gate import DispensingGate
 from esante.dispensing.refusals import DispensationRefused
 from esante.dispensing.selectors import dispensation_subject, prescription_lines_of
 from esante.dispensing.services import prescription_mark_dispensed
 from esante.dispensing.withdrawal import dispensation_withdraw
+from esante.documents.views import PDF_CSP
 
-from .. import document_reference, medication_dispense, medication_request, patient
+from .. import binary, document_reference, medication_dispense, medication_request, patient
 from ..auth import caller
 from ..bundle import searchset
 from ..capability import base_url
@@ -98,6 +101,9 @@ def medication_dispense_create(request: HttpRequest) -> HttpResponse:
         line = access.prescription.lines.filter(position=asked.position).first()
         if line is None:
             raise invalid("unknown-line", "Cette MedicationRequest n'existe pas dans la prescription.")
+        medication_dispense.check_line(
+            asked, patient_id=str(access.patient.public_id), medication_code=line.medication_code
+        )
         try:
             dispensation = prescription_mark_dispensed(
                 prescription=access.prescription,
@@ -172,3 +178,59 @@ def medication_dispense_withdraw(request: HttpRequest, dispense_id: str) -> Http
             withdrawn, handed.prescription_line, handed.quantity_delivered
         )
         return fhir_response(resource)
+
+
+# --- Binary (the certified copy of a dispensation) ---------------------------------------------
+
+
+def _binary_wanted(request: HttpRequest) -> str:
+    """What a Binary read asks for (FHIR's rule): the Binary resource for ``application/fhir+json``
+    (or ``json``), else the content itself, a PDF; 406 for anything else, before any read."""
+    header = request.headers.get("Accept", "").strip()
+    offered = {part.split(";")[0].strip().lower() for part in header.split(",")} if header else {"*/*"}
+    asked = request.GET.get("_format")
+    if asked in ("json", "application/json", "application/fhir+json"):
+        return "resource"
+    if asked is None and offered & {"application/fhir+json", "application/json"}:
+        return "resource"
+    if (asked is None or asked == binary.PDF) and offered & {"*/*", "application/*", binary.PDF}:
+        return "content"
+    raise FhirError(
+        406,
+        "not-acceptable",
+        "Une copie certifiée se lit en application/pdf ou en ressource Binary (application/fhir+json).",
+        issue_type="not-supported",
+    )
+
+
+@router.get("/Binary/{binary_id}")
+def binary_read(request: HttpRequest, binary_id: str) -> HttpResponse:
+    """The certified copy of a dispensation: the PDF, or a Binary resource with it in base64,
+    for a professional who may read the prescription now (404 otherwise, the same as missing);
+    its download traced as on the portal. While the job has not made it: 404 ``copy-pending``
+    with ``Retry-After``."""
+    who = caller(request, resource_type="Binary", permission="r")
+    wanted = _binary_wanted(request)
+    with audit_via(who.audit_details):
+        assert who.professional is not None  # noqa: S101
+        gate = DispensingGate.for_api(request, who.professional)
+        patient_id, document_id = dispensation_subject(binary_id) or (str(uuid.uuid4()), str(uuid.uuid4()))
+        action = AuditAction.DISPENSATION_COPY
+        access = gate.prescription(patient_id, document_id, action=action)
+        dispensation = gate.dispensation(access, binary_id, action=action)
+        copy = dispensation.certified_copy
+        if copy is None:
+            raise binary.pending()
+        with default_storage.open(copy.pdf.name, "rb") as fh:
+            data = fh.read()
+        certified_copy_download_record(
+            professional=who.professional, copy=copy, client_address=gate.client_address
+        )
+        if wanted == "resource":
+            return fhir_response(binary.to_resource(dispensation, data))
+        response = HttpResponse(data, content_type=binary.PDF)
+        response["Content-Disposition"] = f'inline; filename="{binary.file_name(copy)}"'
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = PDF_CSP
+        response["Cache-Control"] = "no-store"
+        return response

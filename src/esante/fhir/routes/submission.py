@@ -20,7 +20,7 @@ def transaction(request: HttpRequest) -> HttpResponse:
     ``documents_provide``; the submitting software is the source, the author stays the
     prescriber named in the document. A resubmission of the same documents is idempotent."""
     who = caller(request, resource_type="DocumentReference", permission="c", context="system")
-    bundle = read_json(request)
+    bundle = read_json(request, xml=True)  # MHD's Document Recipient takes JSON and XML
     with audit_via(who.audit_details):
         found = provide_bundle.submissions(bundle)
         try:
