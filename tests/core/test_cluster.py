@@ -192,18 +192,16 @@ http {{
     client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
     upstream esante {{
+        # fail_timeout 1 s instead of deploy/nginx.conf's 10 s: the test sees nginx try again.
         server 127.0.0.1:{a} max_fails=1 fail_timeout=1s;
         server 127.0.0.1:{b} max_fails=1 fail_timeout=1s;
-        keepalive 16;
-        keepalive_timeout 1s;
+        {upstream}
     }}
+    {proxy}
     server {{
         listen 127.0.0.1:{port};
         location / {{
             proxy_pass http://esante;
-            proxy_next_upstream error timeout;
-            proxy_next_upstream_tries 2;
-            proxy_connect_timeout 2s;
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $remote_addr;
             proxy_http_version 1.1;
@@ -212,6 +210,21 @@ http {{
     }}
 }}
 """
+
+
+DEPLOYED = (ROOT / "deploy" / "nginx.conf").read_text()
+
+
+def deployed(*names: str) -> str:
+    """deploy/nginx.conf's own directives of these names, as written there: the test's nginx
+    fails over as the deployed one does."""
+    found = [
+        match[1]
+        for name in names
+        for match in re.finditer(rf"^\s*({re.escape(name)}\s[^;]*;)", DEPLOYED, re.MULTILINE)
+    ]
+    assert len(found) == len(names), (names, found)
+    return " ".join(found)
 
 
 @dataclass
@@ -243,7 +256,17 @@ def cluster(committed_db: None, tmp_path: Path) -> Iterator[Cluster]:
         port = _free_port()
         config = directory / "nginx.conf"
         user = "user root;" if os.geteuid() == 0 else ""
-        config.write_text(_NGINX.format(user=user, dir=directory, a=a.port, b=b.port, port=port))
+        config.write_text(
+            _NGINX.format(
+                user=user,
+                dir=directory,
+                a=a.port,
+                b=b.port,
+                port=port,
+                upstream=deployed("keepalive", "keepalive_timeout"),
+                proxy=deployed("proxy_next_upstream", "proxy_next_upstream_tries", "proxy_connect_timeout"),
+            )
+        )
         nginx_process = subprocess.Popen(
             [NGINX, "-p", str(directory), "-c", str(config), "-e", str(directory / "error.log")],
             stdout=subprocess.DEVNULL,
