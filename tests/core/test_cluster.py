@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.conf import settings
@@ -129,7 +128,12 @@ class AppServer:
 
 
 def request(
-    port: int, method: str, path: str, cookies: dict[str, str], form: dict[str, str] | None = None, **headers: str
+    port: int,
+    method: str,
+    path: str,
+    cookies: dict[str, str],
+    form: dict[str, str] | None = None,
+    **headers: str,
 ) -> tuple[int, str]:
     """One request on a connection of its own, no redirect followed; (status, body)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -327,7 +331,9 @@ class Outcome:
     after_kill: bool = False
 
 
-def test_two_app_servers_behind_nginx_survive_the_loss_of_the_leader(cluster: Cluster, tmp_path: Path) -> None:
+def test_two_app_servers_behind_nginx_survive_the_loss_of_the_leader(
+    cluster: Cluster, tmp_path: Path
+) -> None:
     make_active(matricule=MATRICULE, last_name="Schmit", first_name="Luc", email="luc.schmit@pharma.lu")
     patient = make_patient(birth_name="Muller", first_names="Anne")
     a, b = cluster.a, cluster.b
@@ -348,7 +354,11 @@ def test_two_app_servers_behind_nginx_survive_the_loss_of_the_leader(cluster: Cl
     assert status == 200, "the pending login (in the session) is known on B"
     code = _mailed_code(tmp_path / "outbox")
     status, _ = request(
-        b.port, "POST", "/professionnel/connexion/code/", cookies, {"csrfmiddlewaretoken": _csrf(page), "code": code}
+        b.port,
+        "POST",
+        "/professionnel/connexion/code/",
+        cookies,
+        {"csrfmiddlewaretoken": _csrf(page), "code": code},
     )
     assert status == 302
     for server in (a, b):
@@ -376,7 +386,12 @@ def test_two_app_servers_behind_nginx_survive_the_loss_of_the_leader(cluster: Cl
         form = {"csrfmiddlewaretoken": csrf, "name": "Muller", "first_name": first_name, "matricule": ""}
         try:
             status, page = request(
-                cluster.nginx_port, "POST", "/edocuments/recherche/", dict(cookies), form, **{"HX-Request": "true"}
+                cluster.nginx_port,
+                "POST",
+                "/edocuments/recherche/",
+                dict(cookies),
+                form,
+                **{"HX-Request": "true"},
             )
         except OSError:
             return Outcome(n, "POST", 0, False, first_name, after)
@@ -418,6 +433,7 @@ def test_two_app_servers_behind_nginx_survive_the_loss_of_the_leader(cluster: Cl
     assert len(failed) <= len(clients), failed
     after = [o for o in outcomes if o.after_kill]
     assert sum(1 for o in after if o.method == "GET" and o.status == 200) >= 20
+
     # nginx kept meeting the dead server (connection refused, nothing sent) and passed those
     # requests to the other: none of them failed. A GET now and then, past its fail_timeout (1 s
     # here), until one of them is seen doing so.
@@ -439,7 +455,9 @@ def test_two_app_servers_behind_nginx_survive_the_loss_of_the_leader(cluster: Cl
     # No audit event lost: each answered search is in the trail exactly once; an unanswered one
     # at most once (its transaction committed, or not, when A died).
     searched: dict[str, int] = {}
-    for details in AuditEvent.objects.filter(action=AuditAction.PATIENT_SEARCH).values_list("details", flat=True):
+    for details in AuditEvent.objects.filter(action=AuditAction.PATIENT_SEARCH).values_list(
+        "details", flat=True
+    ):
         token = (details if isinstance(details, dict) else json.loads(details))["criteria"]["first_name"]
         searched[token] = searched.get(token, 0) + 1
     for o in outcomes:
@@ -454,7 +472,8 @@ def test_two_app_servers_behind_nginx_survive_the_loss_of_the_leader(cluster: Cl
     head = AuditChainHead.objects.get(pk=1).sequence
     assert wait_for(lambda: b.metric("esante_audit_signed_sequence") == head, timeout=20)
     assert wait_for(
-        lambda: (LogState.objects.filter(pk=1).values_list("size", flat=True).first() or 0) == head, timeout=20
+        lambda: (LogState.objects.filter(pk=1).values_list("size", flat=True).first() or 0) == head,
+        timeout=20,
     )
     b_log = b.log.read_text()
     assert "now leads" in b_log and "REFUSED" not in b_log and "sequencing failed" not in b_log

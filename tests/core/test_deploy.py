@@ -57,7 +57,16 @@ def test_nginx_accepts_the_deployed_configuration(tmp_path: Path) -> None:
         f"http {{\n access_log off;\n include {tmp_path}/site.conf;\n}}\n"
     )
     result = subprocess.run(
-        [NGINX, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
+        [
+            NGINX,
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(tmp_path / "nginx.conf"),
+            "-e",
+            str(tmp_path / "error.log"),
+        ],
         capture_output=True,
         text=True,
         timeout=30,
@@ -81,7 +90,9 @@ def _esante_lines() -> list[tuple[str, list[str]]]:
     for unit in sorted(DEPLOY.glob("*.service")):
         for line in unit.read_text().splitlines():
             if line.startswith("ExecStart=/srv/esante/venv/bin/esante "):
-                lines.append((unit.name, shlex.split(line.removeprefix("ExecStart=/srv/esante/venv/bin/esante "))))
+                lines.append(
+                    (unit.name, shlex.split(line.removeprefix("ExecStart=/srv/esante/venv/bin/esante ")))
+                )
     return lines
 
 
@@ -105,5 +116,5 @@ def test_the_units_run_commands_that_exist_with_options_they_accept() -> None:
 
 def test_the_app_server_unit_is_a_template_with_a_metrics_directory_per_instance() -> None:
     unit = (DEPLOY / "esante@.service").read_text()
-    assert "--port %i" in unit and "ESANTE_METRICS_DIR=/srv/esante/metrics/%i" in unit
+    assert "--port %i" in unit and "ESANTE_METRICS_DIR=/run/esante-%i/metrics" in unit
     assert not (DEPLOY / "esante.service").exists()
