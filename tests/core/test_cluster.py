@@ -8,7 +8,7 @@ right answer to its own request, idempotent requests were retried on the survivo
 search is in the audit trail, the survivor takes the leader lock over, signs the heads and
 sequences the public log, and ``esante verify_audit`` and ``esante verify_log`` pass.
 
-Not marked slow: it runs in both CI passes (about 20 s each).
+Not marked slow: it runs in both CI passes (about 30 s each).
 """
 
 import email
@@ -411,6 +411,7 @@ def test_two_app_servers_behind_nginx_survive_the_loss_of_the_leader(
         thread.start()
     try:
         assert wait_for(lambda: len(outcomes) >= 60, timeout=60)
+        assert (a.metric("esante_leader"), b.metric("esante_leader")) == (1.0, 0.0)  # one leader
         t0 = time.monotonic()
         a.kill()  # the leader, mid-load
         killed.set()

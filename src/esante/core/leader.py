@@ -67,23 +67,35 @@ class LeaderLock(Protocol):
 class PostgresLeaderLock:
     """A session-level advisory lock on a dedicated connection (see the module docstring)."""
 
-    #: TCP keepalives of the lock's connection: a vanished leader host is noticed by PostgreSQL
-    #: (which then frees the lock) within about idle + interval x count seconds.
-    KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+    #: The lock connection's TCP settings: keepalives, so that a vanished leader host is noticed
+    #: by PostgreSQL (which then frees the lock) within about idle + interval x count seconds, and
+    #: by the leader (its check fails instead of hanging on a black-holed network); a user timeout
+    #: (milliseconds) for a check whose bytes go unacknowledged; a bounded connection attempt.
+    TCP = {
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30_000,
+        "connect_timeout": 10,
+    }
 
     def __init__(self, alias: str = DEFAULT_DB_ALIAS, name: str = LOCK_NAME) -> None:
         self.alias = alias
         self.key = advisory_key(name)
         self._connection: Any = None
+        self._unreachable = False  # PostgreSQL did not answer the last try (logged once)
 
     def _connect(self) -> Any:
         wrapper = connections.create_connection(self.alias)
         params = wrapper.get_connection_params()
-        for option, value in self.KEEPALIVES.items():
+        for option, value in self.TCP.items():
             params.setdefault(option, value)
         params["application_name"] = f"esante leader lock {instance_name()}"[:63]
         raw = wrapper.get_new_connection(params)
         raw.autocommit = True  # the lock is the session's, outside any transaction
+        # gunicorn forks its workers from the process holding this connection: psycopg closes a
+        # connection only in the process that opened it, so a worker's exit never ends the session.
         return raw
 
     def try_acquire(self) -> bool:
@@ -92,10 +104,13 @@ class PostgresLeaderLock:
         try:
             self._connection = self._connect()
             row = self._connection.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
-        except Exception:
-            logger.exception("leader lock: PostgreSQL could not be asked for the lock")
+        except Exception as exc:
+            if not self._unreachable:  # once per outage, not at every try
+                logger.error("leader lock: PostgreSQL could not be asked for the lock: %s", exc)
+            self._unreachable = True
             self._close()
             return False
+        self._unreachable = False
         if not (row and row[0]):
             self._close()  # somebody else leads: no idle session held meanwhile
             return False
