@@ -37,6 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditChainHead, AuditEvent
+from esante.core.leader import leader_lock
 from esante.tlog.models import LogState
 
 from ..access.factories import make_patient
@@ -158,13 +159,13 @@ def request(
         conn.close()
 
 
-def _start(name: str, env: dict[str, str], tmp_path: Path) -> AppServer:
+def _start(name: str, env: dict[str, str], tmp_path: Path, *options: str) -> AppServer:
     port = _free_port()
     log = tmp_path / f"serve-{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [ESANTE, "serve", "--port", str(port), "--workers", "1", "--threads", "4"]
-            + ["--certificate-port", "0", "--no-jobs"],
+            + ["--certificate-port", "0", "--no-jobs", *options],
             env={**env, "ESANTE_METRICS_DIR": str(tmp_path / f"metrics-{name}")},
             cwd=ROOT,
             stdout=out,
@@ -485,3 +486,16 @@ def test_two_app_servers_behind_nginx_survive_the_loss_of_the_leader(
             [ESANTE, command], env=cluster.env, cwd=ROOT, capture_output=True, text=True, timeout=120
         )
         assert result.returncode == 0, (command, result.stdout, result.stderr)
+
+
+def test_an_app_server_with_no_leader_never_takes_the_lock(committed_db: None, tmp_path: Path) -> None:
+    server = _start("solo", _environment(tmp_path), tmp_path, "--no-leader")
+    try:
+        time.sleep(1.5)  # five times ESANTE_LEADER_SECONDS
+        assert server.metric("esante_leader") == 0.0
+        lock = leader_lock()
+        assert lock.try_acquire()  # nobody holds it, though an app server runs alone
+        lock.release()
+    finally:
+        server.stop()
+    assert "now leads" not in server.log.read_text()
