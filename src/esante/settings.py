@@ -290,6 +290,11 @@ TLOG_ORIGIN = env.str("ESANTE_TLOG_ORIGIN", default="esante.lu/edocuments")
 TLOG_BATCH_SIZE = env.int("ESANTE_TLOG_BATCH_SIZE", default=2000)
 TLOG_SEQUENCE_INTERVAL = env.float("ESANTE_TLOG_SEQUENCE_SECONDS", default=2.0)
 
+# --- several app servers: the leader lock (esante.core.leader) -----------------------------------
+# Of several ``esante serve`` on one database, the one holding the leader lock runs the audit
+# signer and the log's sequencer; the others try to take it over every this many seconds.
+LEADER_SECONDS = env.float("ESANTE_LEADER_SECONDS", default=2.0)
+
 # --- logging: one line per request, never a body, a query string, a code or a password ---------
 LOGGING = {
     "version": 1,

@@ -22,7 +22,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -39,6 +46,15 @@ REQUEST_LATENCY = Histogram(
     "Time to answer a request, by view name and status class.",
     ["view", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+# Set by ``esante serve``'s master process (esante.core.leader); its workers hold 0. "max" over
+# this instance's processes: 1 on the app server that holds the leader lock, 0 on the others (each
+# ``esante serve`` has a metrics directory of its own).
+LEADER = Gauge(
+    "esante_leader",
+    "1 while this app server holds the leader lock (runs the audit signer and the log sequencer).",
+    multiprocess_mode="max",
 )
 
 

@@ -20,6 +20,7 @@ from gunicorn.app.base import BaseApplication
 
 from esante.accounts.tls_origin import CertificateOrigin
 from esante.audit.anchoring import anchor_loop, audit_anchor
+from esante.core.leader import lead_while_held, leader_lock
 from esante.core.metrics import metrics_dir_clean
 from esante.tlog.sequencer import sequence_loop, sequence_pending
 
@@ -48,6 +49,38 @@ def _sign_audit_heads(stop: threading.Event) -> None:
     anchor_loop(
         stop, interval=settings.AUDIT_ANCHOR_INTERVAL, every_events=settings.AUDIT_ANCHOR_EVERY_EVENTS
     )
+
+
+def _background_loops(stop: threading.Event) -> list[threading.Thread]:
+    """One term of leadership (``esante.core.leader``): the audit signer and the public log's
+    sequencer, threads of the master process until ``stop`` is set."""
+    threads = [
+        threading.Thread(target=_sign_audit_heads, args=(stop,), daemon=True, name="audit-anchor"),
+        threading.Thread(
+            target=sequence_loop,
+            args=(stop,),
+            kwargs={"interval": settings.TLOG_SEQUENCE_INTERVAL},
+            daemon=True,
+            name="tlog-sequencer",
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _last_round() -> None:
+    """The leader's last signature and sequencing, once the portal stopped serving."""
+    try:
+        audit_anchor()
+    except Exception:
+        logger.exception("audit anchoring failed")
+    try:
+        sequence_pending()
+    except Exception:
+        logger.exception("public log sequencing failed")
+    finally:
+        close_old_connections()
 
 
 class OriginStartError(RuntimeError):
@@ -140,9 +173,12 @@ def run(
     threads: int,
     certificate_origin: CertificateOrigin | None = None,
     jobs: bool = True,
+    leader: bool = True,
 ) -> None:
-    """Runs gunicorn in the foreground; signs the audit head while it runs (``anchor_loop``) and once
-    more when it stops.
+    """Runs gunicorn in the foreground. With ``leader``, competes for the leader lock
+    (``esante.core.leader``) with the other ``esante serve`` on the database: while it holds it,
+    signs the audit head (``anchor_loop``) and sequences the public log (``sequence_loop``), and
+    does both once more when it stops.
 
     With ``certificate_origin``, also serves the certificate origin for as long as the portal runs.
     With ``jobs`` (and a queue that is not ``immediate``), also runs the job queue's consumer
@@ -154,15 +190,16 @@ def run(
     origin_process = origin_start(certificate_origin) if certificate_origin is not None else None
     jobs_process = jobs_start() if jobs and settings.ESANTE_QUEUE != "immediate" else None
     stop = threading.Event()
-    threading.Thread(target=_sign_audit_heads, args=(stop,), daemon=True, name="audit-anchor").start()
-    # The public log's sequencer, also in the master process only (``esante.tlog.sequencer``).
-    threading.Thread(
-        target=sequence_loop,
-        args=(stop,),
-        kwargs={"interval": settings.TLOG_SEQUENCE_INTERVAL},
-        daemon=True,
-        name="tlog-sequencer",
-    ).start()
+    leader_thread = None
+    if leader:
+        leader_thread = threading.Thread(
+            target=lead_while_held,
+            args=(stop, leader_lock()),
+            kwargs={"start": _background_loops, "on_last_term_end": _last_round},
+            daemon=True,
+            name="leader",
+        )
+        leader_thread.start()
     try:
         _Gunicorn(
             {
@@ -179,13 +216,6 @@ def run(
             origin_stop(origin_process)
         if jobs_process is not None:
             jobs_stop(jobs_process)
-        try:
-            audit_anchor()
-        except Exception:
-            logger.exception("audit anchoring failed")
-        try:
-            sequence_pending()
-        except Exception:
-            logger.exception("public log sequencing failed")
-        finally:
-            close_old_connections()
+        if leader_thread is not None:
+            # The leader signs and sequences once more, still holding the lock, then steps down.
+            leader_thread.join(timeout=120)

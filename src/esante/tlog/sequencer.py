@@ -10,7 +10,9 @@ that batch behind; the next run takes the same events again, so no event is lost
 (``LogLeaf.event`` is unique, the leaf index is the primary key, and the state row is locked).
 
 Run by ``esante sequence_log`` (once, or ``--every SECONDS``) and by a thread of ``esante serve``
-(``sequence_loop``), next to the heads signer; several sequencers queue on the state row.
+(``sequence_loop``), next to the heads signer, in the one ``esante serve`` that holds the leader
+lock (``esante.core.leader``); several sequencers at once are safe all the same: they queue on the
+state row.
 """
 
 import datetime

@@ -21,6 +21,12 @@ class Command(BaseCommand):
             help="do not run the job queue's consumer here (run `esante run_jobs` elsewhere)",
         )
         parser.add_argument(
+            "--no-leader",
+            action="store_true",
+            help="never run the audit signer and the public log's sequencer here (never take the "
+            "leader lock): for an app server without the shared audit directory",
+        )
+        parser.add_argument(
             "--certificate-port",
             type=int,
             default=settings.ESANTE_CERTIFICATE_PORT,
@@ -46,4 +52,5 @@ class Command(BaseCommand):
             threads=options["threads"],
             certificate_origin=origin,
             jobs=not options["no_jobs"],
+            leader=not options["no_leader"],
         )
