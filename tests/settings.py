@@ -27,3 +27,12 @@ PRODUCTION = False
 # deterministically (``django_capture_on_commit_callbacks``); tests/core/test_jobs.py runs real
 # consumers on the SQLite and Redis storages.
 ESANTE_QUEUE = "immediate"
+
+# The ``replica`` alias is a test mirror of the test database and the router sends nothing to it:
+# the suite reads and writes the primary only, whatever ESANTE_REPLICA_DATABASE_URL says.
+# tests/replica points the alias at a real hot standby and turns the routing on for its tests.
+DATABASES["replica"] = {
+    **{key: value for key, value in DATABASES.get("replica", DATABASES["default"]).items() if key != "TEST"},
+    "TEST": {"MIRROR": "default"},
+}
+ESANTE_REPLICA = False

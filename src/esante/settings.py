@@ -97,6 +97,7 @@ MIDDLEWARE = [
     "esante.core.middleware.ContentSecurityPolicyMiddleware",
     "esante.fhir.middleware.FhirErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "esante.core.replica.ReplicaSessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -141,6 +142,57 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("ESANTE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+# --- a PostgreSQL hot standby for the lag-tolerant reads (esante.core.replica) -----------------
+# With ESANTE_REPLICA_DATABASE_URL, a second alias ``replica`` and a router: the reads
+# ``esante.core.replica.lag_tolerant`` wraps (named in ESANTE_REPLICA_READS) go to the standby
+# while it answers and lags at most ESANTE_REPLICA_MAX_LAG_SECONDS; everything else, every read
+# inside a transaction and every read of a session that wrote (until the standby has replayed the
+# write, at most ESANTE_REPLICA_PIN_SECONDS) go to the primary.
+REPLICA_READS = ("patient_search", "record_documents", "patient_journal")
+ESANTE_REPLICA_DATABASE_URL = env.str("ESANTE_REPLICA_DATABASE_URL", default="")
+ESANTE_REPLICA = bool(ESANTE_REPLICA_DATABASE_URL)
+ESANTE_REPLICA_MAX_LAG_SECONDS = env.float("ESANTE_REPLICA_MAX_LAG_SECONDS", default=5.0)
+ESANTE_REPLICA_PIN_SECONDS = env.float("ESANTE_REPLICA_PIN_SECONDS", default=60.0)
+ESANTE_REPLICA_CHECK_SECONDS = env.float("ESANTE_REPLICA_CHECK_SECONDS", default=1.0)
+ESANTE_REPLICA_RETRY_SECONDS = env.float("ESANTE_REPLICA_RETRY_SECONDS", default=5.0)
+ESANTE_REPLICA_READS = env.list("ESANTE_REPLICA_READS", default=list(REPLICA_READS))
+if unknown_reads := sorted(set(ESANTE_REPLICA_READS) - set(REPLICA_READS)):
+    raise ImproperlyConfigured(
+        f"ESANTE_REPLICA_READS names unknown reads: {', '.join(unknown_reads)} "
+        f"(known: {', '.join(REPLICA_READS)})"
+    )
+if ESANTE_REPLICA_PIN_SECONDS < ESANTE_REPLICA_MAX_LAG_SECONDS:
+    # Past the pin, a standby that has still not replayed the session's write lags more than the
+    # pin (its lag is measured from the last transaction it replayed): only a pin at least as long
+    # as the tolerated lag keeps such a standby out of the session's reads.
+    raise ImproperlyConfigured(
+        "ESANTE_REPLICA_PIN_SECONDS must be at least ESANTE_REPLICA_MAX_LAG_SECONDS "
+        f"({ESANTE_REPLICA_PIN_SECONDS:g} < {ESANTE_REPLICA_MAX_LAG_SECONDS:g})"
+    )
+if ESANTE_REPLICA:
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            "ESANTE_REPLICA_DATABASE_URL needs a PostgreSQL DATABASE_URL (the primary)."
+        )
+    _replica = env.db_url_config(ESANTE_REPLICA_DATABASE_URL)
+    if _replica["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            "ESANTE_REPLICA_DATABASE_URL must name a PostgreSQL hot standby (postgres://…)."
+        )
+    _replica["CONN_MAX_AGE"] = DATABASES["default"]["CONN_MAX_AGE"]
+    _replica["CONN_HEALTH_CHECKS"] = True
+    _replica["OPTIONS"] = {
+        # A standby that is down must cost a request little: reads then go to the primary.
+        "connect_timeout": env.int("ESANTE_REPLICA_CONNECT_TIMEOUT", default=2),
+        # A standby refuses writes anyway; so does a promoted one reached through this alias.
+        "options": "-c default_transaction_read_only=on",
+        **_replica.get("OPTIONS", {}),
+    }
+    # Under test, the alias is the test database itself (tests/replica points it at a standby).
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES["replica"] = _replica
+DATABASE_ROUTERS = ["esante.core.replica.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

@@ -1,8 +1,10 @@
 """The patient-search rate limit under real concurrency (PostgreSQL): searches sent at once.
 
-Check, search and count run in one transaction holding the professional's row, so concurrent
-searches by one professional queue and each one sees those committed before it: with the limit
-at 1, exactly one search runs and every other one is refused (429) and traced as refused.
+The search reads outside any transaction (a lag-tolerant read, on the standby when one is in
+use); then the limit's check, the count and the trace run in one transaction holding the
+professional's row, so concurrent searches by one professional queue and each one sees those
+committed before it: with the limit at 1, exactly one search is answered and every other one is
+refused (429) and traced as refused.
 """
 
 import threading

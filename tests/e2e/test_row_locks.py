@@ -41,7 +41,7 @@ walks clear of the delays.
 
 Portal, ``access``, ``dispensing``:
 
-- ``access:search`` (professional row, ``_search_in_transaction``) → test_record, test_no_access.
+- ``access:search`` (professional row, ``_search_counted``) → test_record, test_no_access.
 - ``access:dialog`` (patient row, ``_grant_in_transaction``) → test_record, test_dispensing.
 - ``dispensing:dispense`` (prescription row; after the commit, in the job queue's consumer,
   ``certified_copy_issue``: the prescription row again) → test_dispensing, T4; refused under the

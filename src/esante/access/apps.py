@@ -5,3 +5,12 @@ class AccessConfig(AppConfig):
     name = "esante.access"
     label = "access"
     verbose_name = "Accès aux dossiers"
+
+    def ready(self) -> None:
+        from esante.core.replica import register_trace_tables
+
+        from .models import PatientSearch, RecordOpening
+
+        # Opening a record and counting a search trace reads: a session that only reads keeps
+        # its lag-tolerant reads on the standby (esante.core.replica, "Read-your-writes").
+        register_trace_tables(RecordOpening, PatientSearch)

@@ -18,12 +18,13 @@ from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
+from esante.core.replica import lag_tolerant
 from esante.patients.models import Patient
 from esante.patients.selectors import PatientSearchCriteria
 
-from . import policy
+from . import policy, selectors
 from .models import AccessGrant, PatientBlock, PatientSearch, RecordOpening
-from .selectors import ListPage, patient_search_page, record_refusal, search_rate_exceeded
+from .selectors import ListPage, record_refusal, search_rate_exceeded
 
 MOTIF_MAX_LENGTH = 500
 
@@ -272,12 +273,11 @@ class SearchRateLimited(Exception):
 
 
 @transaction.atomic
-def _search_in_transaction(
+def _search_counted(
     *,
     professional: Professional,
     criteria: PatientSearchCriteria,
-    page: int,
-    page_size: int,
+    result: ListPage,
     client_address: str | None,
 ) -> ListPage:
     # The professional's row is locked until the search is counted, so concurrent searches by
@@ -285,7 +285,6 @@ def _search_in_transaction(
     Professional.objects.select_for_update().filter(pk=professional.pk).first()
     if search_rate_exceeded(professional):
         raise SearchRateLimited
-    result = patient_search_page(professional=professional, criteria=criteria, page=page, page_size=page_size)
     PatientSearch.objects.create(professional=professional, result_count=result.total)
     audit_record(
         action=AuditAction.PATIENT_SEARCH,
@@ -306,17 +305,24 @@ def patient_search(
 ) -> ListPage:
     """Runs a patient search within the rate limit, counts it and traces its criteria and results.
 
-    Check, search and count happen in one transaction holding the professional's row, so
-    concurrent searches cannot all slip under ``ESANTE_SEARCH_RATE_LIMIT``. Over the limit, raises
-    ``SearchRateLimited`` after tracing the refusal (nothing is searched, nothing counted).
+    Over ``ESANTE_SEARCH_RATE_LIMIT`` it raises ``SearchRateLimited`` after tracing the refusal,
+    with nothing searched and nothing counted. The search itself is a lag-tolerant read, outside
+    any transaction (on the hot standby when one is in use, ``esante.core.replica``); then one
+    transaction holding the professional's row checks the limit again, counts the search and
+    traces it, so concurrent searches cannot all slip under the limit: of searches sent at once,
+    those beyond it are refused (their results discarded) and traced as refused.
     """
     try:
-        return _search_in_transaction(
-            professional=professional,
-            criteria=criteria,
-            page=page,
-            page_size=page_size,
-            client_address=client_address,
+        if search_rate_exceeded(professional):
+            raise SearchRateLimited
+        result = lag_tolerant(
+            "patient_search",
+            lambda: selectors.patient_search_page(
+                professional=professional, criteria=criteria, page=page, page_size=page_size
+            ),
+        )
+        return _search_counted(
+            professional=professional, criteria=criteria, result=result, client_address=client_address
         )
     except SearchRateLimited:
         patient_search_refuse(

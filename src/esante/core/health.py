@@ -5,6 +5,10 @@ the signing key (when it exists) loads, the heads file (when it exists) reads an
 to, and where either is still to be created its directory can be written. Each check returns
 "" when it passes, else a short reason in English for the operator; the reasons never carry a
 path, a secret or a patient datum (the details go to the log).
+
+The hot standby is no condition of readiness: without it every read goes to the primary. When one
+is configured, ``replica_report`` says what this process last saw of it (never a new check: a
+standby host that does not answer must not slow the load balancer's probe).
 """
 
 import logging
@@ -112,3 +116,23 @@ def readiness() -> dict[str, str]:
     if checks["database"]:
         return checks | {"migrations": "skipped", "audit": audit_problem()}
     return checks | {"migrations": migrations_problem(), "audit": audit_problem()}
+
+
+def replica_report() -> dict[str, object]:
+    """This process's last view of the standby: ``state`` (``in use``, ``not checked yet``, or
+    why reads go to the primary: ``down``, ``lag``, ``not_standby``, ``error``), the lag and the
+    age of that view in seconds."""
+    from .replica import monitor
+
+    status = monitor.cached()
+    if status is None:
+        return {"state": "not checked yet"}
+    report: dict[str, object] = {
+        "state": "in use" if status.usable else status.reason,
+        "checked_seconds_ago": round(time.monotonic() - status.checked_at, 1),
+    }
+    if status.lag_seconds is not None:
+        report["lag_seconds"] = round(status.lag_seconds, 3)
+    if not status.usable:
+        report["reads"] = "primary"
+    return report

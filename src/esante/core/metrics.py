@@ -1,10 +1,12 @@
-"""Prometheus metrics (``/metrics``): request latency, audit lag, job-queue depth.
+"""Prometheus metrics (``/metrics``): request latency, audit lag, job-queue depth, replica lag.
 
 Request latency is counted by each gunicorn worker into files of ``ESANTE_METRICS_DIR``
 (prometheus_client's multiprocess mode, switched on by the settings before the library is first
 imported); a scrape, whichever worker answers it, adds up every worker's files. The gauges (audit
 lag, queue depth) are computed at scrape time from the database, the heads file and the queue,
-so they are the same whichever worker answers.
+so they are the same whichever worker answers; so is the standby's lag (``esante.core.replica``),
+checked at each scrape. The reads sent to the standby or the primary and the fallbacks are counted
+by each worker.
 
 Labels never carry a path, a query or an identifier: a view's name (``core:landing``, or
 ``unmatched`` when no route matched) and a status class (``2xx``...). No patient datum reaches a
@@ -25,6 +27,7 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Counter,
     Gauge,
     Histogram,
     generate_latest,
@@ -55,6 +58,19 @@ LEADER = Gauge(
     "esante_leader",
     "1 while this app server holds the leader lock (runs the audit signer and the log sequencer).",
     multiprocess_mode="max",
+)
+
+# ``read``: the name of a ``lag_tolerant`` read (patient_search, record_documents, patient_journal).
+REPLICA_READS = Counter(
+    "esante_replica_reads_total",
+    "Lag-tolerant reads, by read and by the database that served them (replica, primary).",
+    ["read", "database"],
+)
+REPLICA_FALLBACKS = Counter(
+    "esante_replica_fallback_total",
+    "Lag-tolerant reads sent to the primary because the standby was down, lagging, not a standby "
+    "or failed the read (reason: down, lag, not_standby, error).",
+    ["read", "reason"],
 )
 
 
@@ -117,7 +133,31 @@ class PlatformCollector(Collector):
         except Exception:
             logger.exception("metrics: the job queue's depth could not be read")
             up.add_metric(["job_queue"], 0)
+        if settings.ESANTE_REPLICA:
+            yield from self._replica()
         yield up
+
+    def _replica(self) -> Iterator[Metric]:
+        from .replica import monitor
+
+        status = monitor.check_now()
+        yield GaugeMetricFamily(
+            "esante_replica_up",
+            "1 when the standby answers as a hot standby, else 0.",
+            value=0 if status.reason in ("down", "not_standby", "error") else 1,
+        )
+        yield GaugeMetricFamily(
+            "esante_replica_usable",
+            "1 when lag-tolerant reads go to the standby (it answers within the lag allowed), else 0.",
+            value=1 if status.usable else 0,
+        )
+        if status.lag_seconds is not None:
+            yield GaugeMetricFamily(
+                "esante_replica_lag_seconds",
+                "How far the standby is behind the primary: 0 when it has replayed everything the "
+                "primary had written at the check, else the age of the last transaction it replayed.",
+                value=status.lag_seconds,
+            )
 
     def _audit(self) -> Iterator[Metric]:
         head = AuditChainHead.objects.filter(pk=1).values_list("sequence", flat=True).first() or 0

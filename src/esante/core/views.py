@@ -1,10 +1,11 @@
+from django.conf import settings
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from .health import readiness
+from .health import readiness, replica_report
 from .metrics import metrics_allowed, metrics_page
 
 
@@ -37,11 +38,14 @@ def healthz(request: HttpRequest) -> HttpResponse:
 @require_GET
 def readyz(request: HttpRequest) -> HttpResponse:
     """Readiness for the load balancer: 200 when the database answers, the migrations are applied
-    and the audit trail can be signed; 503 with the first reason otherwise (``core.health``)."""
+    and the audit trail can be signed; 503 with the first reason otherwise (``core.health``). A
+    hot standby is reported (``replica``) but never makes the server unready: the primary is enough."""
     checks = readiness()
     problems = [problem for problem in checks.values() if problem and problem != "skipped"]
     body: dict[str, object] = {"status": "unavailable" if problems else "ok"}
     body["checks"] = {name: problem or "ok" for name, problem in checks.items()}
+    if settings.ESANTE_REPLICA:
+        body["replica"] = replica_report()
     if problems:
         body["reason"] = problems[0]
     return JsonResponse(body, status=503 if problems else 200)

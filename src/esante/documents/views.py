@@ -18,6 +18,7 @@ from esante.access.gate import RecordNotFound
 from esante.access.http import not_found_page, professional_required
 from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction
+from esante.core.replica import lag_tolerant
 
 from . import cda
 from .gate import DocumentGate
@@ -96,17 +97,28 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
         # The dispense icon of the documentary view: pharmacists holding a care or emergency access.
         "can_dispense": gate.may_dispense(grant),
     }
-    if view == "360":
-        context["latest"] = latest_per_class(shown)
-        context["prescriptions"] = list(
-            shown.filter(prescription__isnull=False)
-            .select_related("prescription")
-            .order_by("-clinical_at")[:20]
-        )
-    else:
-        # One type chosen: show more of it; otherwise the newest 20 of each type.
-        context["tree"] = document_tree(shown, per_type=500 if filters.type_code else 20)
-        context["choices"] = filter_choices(documents)
+
+    def lists() -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        if view == "360":
+            found["latest"] = latest_per_class(shown)
+            found["prescriptions"] = list(
+                shown.filter(prescription__isnull=False)
+                .select_related("prescription")
+                .order_by("-clinical_at")[:20]
+            )
+        else:
+            # One type chosen: show more of it; otherwise the newest 20 of each type.
+            found["tree"] = document_tree(shown, per_type=500 if filters.type_code else 20)
+            found["choices"] = filter_choices(documents)
+        if filters.words:
+            found["result_count"] = shown.count()
+        return found
+
+    # The access was decided on the primary above; the lists it opens may come from the hot
+    # standby (``esante.core.replica``: at most ESANTE_REPLICA_MAX_LAG_SECONDS behind, and never
+    # behind this session's own writes).
+    context.update(lag_tolerant("record_documents", lists))
     if partial and not filters.words:
         # Every read of the record is traced: a filter or tab change re-reads it without reloading.
         gate.record_viewed(
@@ -115,7 +127,6 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
             filters={key: str(value)[:100] for key, value in request.GET.items() if key != "vue" and value},
         )
     if filters.words:
-        context["result_count"] = shown.count()
         gate.record_searched(access, words=filters.words, results=context["result_count"])
     template = "documents/_documents.html" if partial else "documents/record.html"
     return render(request, template, context)

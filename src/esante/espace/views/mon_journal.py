@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET
 from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction
 from esante.core.http import client_address
+from esante.core.replica import lag_tolerant
 from esante.tlog.selectors import inclusion_for_event, leaf_opening
 
 from .. import exports, selectors, services
@@ -39,16 +40,23 @@ def _journal_filters(
 @require_GET
 @patient_required
 def journal(request: HttpRequest, account: PatientAccount) -> HttpResponse:
-    form, filters, professionals = _journal_filters(request, account)
     before_raw = request.GET.get("avant", "")
     before = int(before_raw) if before_raw.isdigit() else None
-    page = selectors.journal_page(
-        account.patient,
-        account_user_id=account.user_id,
-        filters=filters,
-        before=before,
-        professionals=professionals,
-    )
+
+    def read() -> tuple[JournalFilterForm, Any, selectors.JournalPage]:
+        form, filters, professionals = _journal_filters(request, account)
+        page = selectors.journal_page(
+            account.patient,
+            account_user_id=account.user_id,
+            filters=filters,
+            before=before,
+            professionals=professionals,
+        )
+        return form, filters, page
+
+    # A page of the journal may come from the hot standby (``esante.core.replica``): at most
+    # ESANTE_REPLICA_MAX_LAG_SECONDS behind, and never behind the patient's own choices just made.
+    form, filters, page = lag_tolerant("patient_journal", read)
     services.patient_trace(
         account,
         AuditAction.ESPACE_JOURNAL_READ,
