@@ -43,7 +43,7 @@ def journal(request: HttpRequest, account: PatientAccount) -> HttpResponse:
     before_raw = request.GET.get("avant", "")
     before = int(before_raw) if before_raw.isdigit() else None
 
-    def read() -> tuple[JournalFilterForm, Any, selectors.JournalPage]:
+    def read() -> tuple[JournalFilterForm | None, selectors.JournalFilters, selectors.JournalPage]:
         form, filters, professionals = _journal_filters(request, account)
         page = selectors.journal_page(
             account.patient,
