@@ -22,6 +22,7 @@ from esante.accounts.tls_origin import CertificateOrigin
 from esante.audit.anchoring import anchor_loop, audit_anchor
 from esante.core.metrics import metrics_dir_clean
 from esante.tlog.sequencer import sequence_loop, sequence_pending
+from esante.tlog.witnessing import witness_latest
 
 logger = logging.getLogger("esante.serve")
 
@@ -185,6 +186,7 @@ def run(
             logger.exception("audit anchoring failed")
         try:
             sequence_pending()
+            witness_latest()
         except Exception:
             logger.exception("public log sequencing failed")
         finally:

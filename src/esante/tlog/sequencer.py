@@ -10,7 +10,9 @@ that batch behind; the next run takes the same events again, so no event is lost
 (``LogLeaf.event`` is unique, the leaf index is the primary key, and the state row is locked).
 
 Run by ``esante sequence_log`` (once, or ``--every SECONDS``) and by a thread of ``esante serve``
-(``sequence_loop``), next to the heads signer; several sequencers queue on the state row.
+(``sequence_loop``), next to the heads signer; several sequencers queue on the state row. After
+each pass, once the batches are committed, the witness is asked to cosign the latest checkpoint
+(``tlog.witnessing``).
 """
 
 import datetime
@@ -30,6 +32,7 @@ from esante.audit.models import AuditEvent
 from . import leaf, merkle, note, tiles
 from .models import LogCheckpoint, LogLeaf, LogState, LogTile
 from .storage import DatabaseTiles, log_state
+from .witnessing import witness_latest
 
 logger = logging.getLogger("esante.tlog")
 
@@ -142,7 +145,9 @@ def sequence_pending(*, limit: int | None = None) -> int:
 
 def sequence_loop(stop: threading.Event, *, interval: float) -> None:
     """Sequences waiting events every ``interval`` seconds until ``stop`` is set (a thread of
-    ``esante serve``). A refusal or failure is logged each time and tried again next round."""
+    ``esante serve``), then asks the witness (when one is configured) to cosign the latest
+    checkpoint if it has not answered for it yet. A refusal or failure is logged each time and
+    tried again next round."""
     try:
         while not stop.wait(interval):
             try:
@@ -151,6 +156,10 @@ def sequence_loop(stop: threading.Event, *, interval: float) -> None:
                 logger.error("public log sequencing REFUSED: %s", exc)
             except Exception:
                 logger.exception("public log sequencing failed")
+            try:
+                witness_latest()
+            except Exception:
+                logger.exception("public log: asking the witness failed")
             finally:
                 close_old_connections()
     finally:
