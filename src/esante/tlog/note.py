@@ -146,6 +146,16 @@ def signature_names(note: str) -> list[str]:
     return [_signature(line)[0] for line in _split_note(note)[1]]
 
 
+def lines_signed_by(note: str, verifier: Verifier) -> list[str]:
+    """The signature lines of ``note`` that name ``verifier``'s key (name and key ID), nothing
+    verified: the lines to keep from a witness's answer once ``open_cosignature`` passed."""
+    return [
+        line + "\n"
+        for line in _split_note(note)[1]
+        if _signature(line)[0] == verifier.name and _signature(line)[1][:4] == verifier.key_id
+    ]
+
+
 def cosignature_message(text: str, timestamp: int) -> bytes:
     """What a witness signs (C2SP tlog-cosignature, Ed25519 ``cosignature/v1``)."""
     return f"cosignature/v1\ntime {timestamp}\n".encode() + text.encode("utf-8")

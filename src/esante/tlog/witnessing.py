@@ -87,10 +87,9 @@ def _request_body(checkpoint: LogCheckpoint, old_size: int) -> bytes:
 
 def _cosignature(checkpoint: LogCheckpoint, answer: WitnessAnswer, cosigner: note.Verifier) -> str:
     """The witness's own lines of a 200 answer, once they verify (others' lines dropped)."""
-    lines = [line + "\n" for line in answer.body.splitlines() if line]
-    note.open_cosignature(checkpoint.note + "".join(lines), cosigner)
-    own = [line for line in lines if note.signature_names(f"x\n\n{line}") == [cosigner.name]]
-    return "".join(own)
+    lines = "".join(line + "\n" for line in answer.body.splitlines() if line)
+    note.open_cosignature(checkpoint.note + lines, cosigner)
+    return "".join(note.lines_signed_by(note.note_text(checkpoint.note) + "\n" + lines, cosigner))
 
 
 def _refused(checkpoint: LogCheckpoint, status: int, reason: str) -> str:
