@@ -1,9 +1,10 @@
 """Cross-check against pymerkle 7.0.0 (GPL-3.0, a test-only dependency), a Merkle tree written by
 others: on random trees, the roots our two implementations give (``merkle`` over the leaves,
-``tiles`` over the stored tiles) are pymerkle's; pymerkle's inclusion paths are ours (after the leaf
-hash it puts first); its proofs verify against our roots and ours against its roots. pymerkle hashes as RFC 9162 only with its
-default ``security`` (0x00 / 0x01 prefixes); with ``disable_security`` the roots differ, which
-shows the comparison can fail."""
+``tiles`` over the stored tiles) are pymerkle's; pymerkle's inclusion paths are ours (after the
+leaf hash it puts first); its proofs verify against our roots and ours against its roots.
+pymerkle hashes as RFC 9162 only with its default ``security`` (0x00 / 0x01 prefixes; the empty
+tree is SHA-256 of nothing); with ``disable_security`` the roots differ, which shows the
+comparison can fail."""
 
 import random
 

@@ -357,6 +357,19 @@ def test_the_platform_publishes_the_cosigned_checkpoint(
     assert refused.returncode == 1
     assert f"NOT VERIFIED: the checkpoint is NOT cosigned by the witness {NAME}" in refused.stdout
 
+    # A stored cosignature that does not verify is found by esante verify_log.
+    first = LogCheckpoint.objects.get(size=5)
+    forged = note.cosign(note.note_text(first.note), NAME, Ed25519PrivateKey.generate(), 1)
+    stamp = forged.split(" ")[2]
+    raw = base64.b64decode(stamp)
+    mixed = base64.b64encode(cosigner(witness).key_id + raw[4:]).decode()  # its key ID, not its key
+    LogCheckpoint.objects.filter(pk=first.pk).update(cosignature=forged.replace(stamp.strip(), mixed))
+    result = verify_log()
+    assert not result.ok
+    assert result.problem == (
+        f"checkpoint 5: the witness's cosignature stored with it: the cosignature of {NAME} does not verify"
+    )
+
 
 def go_command(binary: Path, url: str, old: Path, index: int) -> list[str]:
     return [
