@@ -113,7 +113,8 @@ def main() -> None:
     backend = "PostgreSQL" if args.database else "SQLite"
     total, elapsed, _ = run(1, args.seconds, sequencer=False)
     single = total / elapsed
-    print(f"{backend}: single chain, 1 writer (durable commit per event, locked head)  {single:,.0f} events/s")
+    label = "single chain, 1 writer (durable commit per event, locked head)"
+    print(f"{backend}: {label}  {single:,.0f} events/s")
     for writers in (int(n) for n in args.writers.split(",")):
         total, elapsed, catch_up = run(writers, args.seconds, sequencer=True)
         rate = total / elapsed
