@@ -484,3 +484,17 @@ def test_a_witness_refusal_is_logged_audited_and_not_repeated(
     assert note.signature_names(served(journal_url)) == [settings.TLOG_ORIGIN]  # still published
     assert witness_latest() == ""  # this checkpoint is not offered again
     assert refusals() == 1
+
+
+def test_esante_sequence_log_asks_the_witness(
+    journal_url: str, witness: WitnessProcess, settings: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from django.core.management import call_command
+
+    settings.TLOG_WITNESS_URL, settings.TLOG_WITNESS_KEY = witness.url, witness.vkey
+    record(4)
+    call_command("sequence_log")
+    assert "sequenced 4 events: checkpoint 4\nwitness: cosigned" in capsys.readouterr().out
+    note.open_cosignature(served(journal_url), cosigner(witness))
+    call_command("sequence_log")
+    assert "witness:" not in capsys.readouterr().out  # already cosigned: not asked again
