@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 
 #: Reduced sizes of the default run (``--full`` uses each script's own defaults).
 QUICK: dict[str, list[str]] = {
+    "audit_throughput": ["--seconds", "3"],
     "dispensation": ["--before", "10", "--after", "100", "--paced", "15"],
     "fhir_api": ["--documents", "200", "--requests", "30"],
     "import_patients": ["--rows", "20000"],

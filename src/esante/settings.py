@@ -341,6 +341,25 @@ TLOG_ORIGIN = env.str("ESANTE_TLOG_ORIGIN", default="esante.lu/edocuments")
 # Events put into the log per transaction, and how often ``esante serve`` sequences new ones.
 TLOG_BATCH_SIZE = env.int("ESANTE_TLOG_BATCH_SIZE", default=2000)
 TLOG_SEQUENCE_INTERVAL = env.float("ESANTE_TLOG_SEQUENCE_SECONDS", default=2.0)
+# The witness the sequencer asks to cosign each new checkpoint (C2SP tlog-witness: its URL
+# prefix, to which ``/add-checkpoint`` is added) and its verifier key (``name+keyid+key``, type
+# 0x04, as ``esante witness --print-key`` shows it). Both empty: checkpoints carry the log's
+# signature alone.
+TLOG_WITNESS_URL = env.str("ESANTE_TLOG_WITNESS_URL", default="")
+TLOG_WITNESS_KEY = env.str("ESANTE_TLOG_WITNESS_KEY", default="")
+if bool(TLOG_WITNESS_URL) != bool(TLOG_WITNESS_KEY):
+    raise ImproperlyConfigured("ESANTE_TLOG_WITNESS_URL and ESANTE_TLOG_WITNESS_KEY go together")
+# ``esante witness`` (the witness itself, a process of its own, best on another host): its name,
+# its private key (created on first start) and its record of the last checkpoint it cosigned.
+TLOG_WITNESS_NAME = env.str("ESANTE_TLOG_WITNESS_NAME", default="witness.esante.lu/w1")
+TLOG_WITNESS_KEY_FILE = Path(
+    env.str("ESANTE_TLOG_WITNESS_KEY_FILE", default=str(DATA_DIR / "witness" / "witness-key.pem"))
+)
+TLOG_WITNESS_STATE_FILE = Path(
+    env.str("ESANTE_TLOG_WITNESS_STATE_FILE", default=str(DATA_DIR / "witness" / "state.json"))
+)
+# The logs' verifier keys it trusts (comma-separated); empty: this platform's own log key.
+TLOG_WITNESS_LOG_KEYS = env.list("ESANTE_TLOG_WITNESS_LOG_KEYS", default=[])
 
 # --- several app servers: the leader lock (esante.core.leader) -----------------------------------
 # Of several ``esante serve`` on one database, the one holding the leader lock runs the audit

@@ -97,3 +97,33 @@ def test_checkpoint_round_trip_and_origin() -> None:
 def test_malformed_checkpoints_are_refused(text: str) -> None:
     with pytest.raises(note.NoteError):
         note.parse_checkpoint(text)
+
+
+def test_a_cosignature_is_a_timestamped_cosignature_v1_signature() -> None:
+    """C2SP tlog-cosignature: key ID over type 0x04, u64 timestamp, Ed25519 over
+    ``cosignature/v1\\ntime T\\n`` and the checkpoint text; the log's own signature is ignored."""
+    log_key, witness_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    signed = note.sign_checkpoint("example.org/log", 7, b"\x05" * 32, log_key)
+    text = note.note_text(signed)
+    line = note.cosign(text, "witness.example/w", witness_key, 1_700_000_000)
+    vkey = note.verifier_key("witness.example/w", witness_key.public_key(), note.ALG_COSIGNATURE_V1)
+    cosigner = note.parse_cosigner_key(vkey)
+    assert cosigner.key_id != note.key_id("witness.example/w", witness_key.public_key())
+    assert note.open_cosignature(signed + line, cosigner) == 1_700_000_000
+    raw = base64.b64decode(line.split(" ")[2])
+    witness_key.public_key().verify(raw[12:], b"cosignature/v1\ntime 1700000000\n" + text.encode())
+    assert note.lines_signed_by(signed + line, cosigner) == [line]
+    assert note.signature_names(signed + line) == ["example.org/log", "witness.example/w"]
+    with pytest.raises(note.NoteError, match="no cosignature"):
+        note.open_cosignature(signed, cosigner)
+    stranger = Ed25519PrivateKey.generate().public_key()
+    other = note.parse_cosigner_key(note.verifier_key("witness.example/w", stranger, note.ALG_COSIGNATURE_V1))
+    with pytest.raises(note.NoteError, match="no cosignature"):
+        note.open_cosignature(signed + line, other)  # another key of the same name: not its line
+    retimed = bytearray(raw)
+    retimed[11] ^= 1  # the timestamp is signed
+    forged = f"\u2014 witness.example/w {base64.b64encode(bytes(retimed)).decode()}\n"
+    with pytest.raises(note.NoteError, match="does not verify"):
+        note.open_cosignature(signed + forged, cosigner)
+    with pytest.raises(note.NoteError, match="not a witness's Ed25519 cosignature key"):
+        note.parse_cosigner_key(note.verifier_key("example.org/log", log_key.public_key()))

@@ -23,9 +23,10 @@ def test_an_intact_log(log: None, capsys: pytest.CaptureFixture[str]) -> None:
     result = verify_log()
     assert result.ok and (result.leaves, result.checkpoints, result.waiting) == (600, 3, 1)
     call_command("verify_log")
-    assert "public log intact: 600 leaves, 3 signed checkpoints; 1 audit events not yet in the log" in (
-        capsys.readouterr().out
-    )
+    assert (
+        "public log intact: 600 leaves, 3 signed checkpoints (0 cosigned by the witness); "
+        "1 audit events not yet in the log"
+    ) in (capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(

@@ -640,6 +640,14 @@ class AuditAction(enum.StrEnum):
         "Audit trail signing refused",
         False,
     )
+    # -- the public transparency log --------------------------------------------------------------
+    TLOG_WITNESS_REFUSED = (
+        "tlog.witness_refused",
+        "Point de contrôle du journal public refusé par le témoin",
+        "Prüfpunkt des öffentlichen Protokolls vom Zeugen abgelehnt",
+        "Public log checkpoint refused by the witness",
+        False,
+    )
     # -- the platform's operations ---------------------------------------------------------------
     BACKUP_CREATE = (
         "platform.backup",

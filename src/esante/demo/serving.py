@@ -23,6 +23,7 @@ from esante.audit.anchoring import anchor_loop, audit_anchor
 from esante.core.leader import lead_while_held, leader_lock
 from esante.core.metrics import metrics_dir_clean
 from esante.tlog.sequencer import sequence_loop, sequence_pending
+from esante.tlog.witnessing import witness_latest
 
 logger = logging.getLogger("esante.serve")
 
@@ -77,6 +78,7 @@ def _last_round() -> None:
         logger.exception("audit anchoring failed")
     try:
         sequence_pending()
+        witness_latest()
     except Exception:
         logger.exception("public log sequencing failed")
     finally:

@@ -62,12 +62,17 @@ class LogState(models.Model):
 
 class LogCheckpoint(models.Model):
     """A signed checkpoint (C2SP tlog-checkpoint as a signed note), written in the same
-    transaction as the batch that brought the tree to ``size``."""
+    transaction as the batch that brought the tree to ``size``. Once the witness has cosigned it
+    (``tlog.witnessing``), ``cosignature`` holds the witness's signature line(s), published after
+    the log's own; ``witness_refusal`` the witness's answer when it refused (then it is not asked
+    again for this checkpoint)."""
 
     size = models.BigIntegerField("taille", unique=True)
     root = models.BinaryField()
     note = models.TextField()
     created_at = models.DateTimeField("date")
+    cosignature = models.TextField("cosignature du témoin", blank=True, default="")
+    witness_refusal = models.TextField("refus du témoin", blank=True, default="")
 
     class Meta:
         verbose_name = "point de contrôle"
@@ -76,3 +81,8 @@ class LogCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint {self.size}"
+
+    @property
+    def published(self) -> str:
+        """The signed note as published: the log's signature, then the witness's cosignature."""
+        return self.note + self.cosignature

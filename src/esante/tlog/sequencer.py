@@ -12,7 +12,8 @@ that batch behind; the next run takes the same events again, so no event is lost
 Run by ``esante sequence_log`` (once, or ``--every SECONDS``) and by a thread of ``esante serve``
 (``sequence_loop``), next to the heads signer, in the one ``esante serve`` that holds the leader
 lock (``esante.core.leader``); several sequencers at once are safe all the same: they queue on the
-state row.
+state row. After each pass, once the batches are committed, the witness is asked to cosign the
+latest checkpoint (``tlog.witnessing``).
 """
 
 import datetime
@@ -32,6 +33,7 @@ from esante.audit.models import AuditEvent
 from . import leaf, merkle, note, tiles
 from .models import LogCheckpoint, LogLeaf, LogState, LogTile
 from .storage import DatabaseTiles, log_state
+from .witnessing import witness_latest
 
 logger = logging.getLogger("esante.tlog")
 
@@ -144,7 +146,9 @@ def sequence_pending(*, limit: int | None = None) -> int:
 
 def sequence_loop(stop: threading.Event, *, interval: float) -> None:
     """Sequences waiting events every ``interval`` seconds until ``stop`` is set (a thread of
-    ``esante serve``). A refusal or failure is logged each time and tried again next round."""
+    ``esante serve``), then asks the witness (when one is configured) to cosign the latest
+    checkpoint if it has not answered for it yet. A refusal or failure is logged each time and
+    tried again next round."""
     try:
         while not stop.wait(interval):
             try:
@@ -153,6 +157,10 @@ def sequence_loop(stop: threading.Event, *, interval: float) -> None:
                 logger.error("public log sequencing REFUSED: %s", exc)
             except Exception:
                 logger.exception("public log sequencing failed")
+            try:
+                witness_latest()
+            except Exception:
+                logger.exception("public log: asking the witness failed")
             finally:
                 close_old_connections()
     finally:

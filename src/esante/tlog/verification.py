@@ -20,6 +20,7 @@ from .models import LogCheckpoint, LogLeaf, LogState, LogTile
 class LogVerification:
     leaves: int = 0
     checkpoints: int = 0
+    cosigned: int = 0  # checkpoints carrying the witness's valid cosignature
     waiting: int = 0  # audit events not yet in the log
     problem: str = ""
     missing_key: str = ""
@@ -90,7 +91,10 @@ def verify_log(progress: Callable[[int], None] | None = None, chunk_size: int = 
         result.problem = f"tile {level}/{index} is missing"
         return result
     expected.tiles.update(tiles.append_hashes(0, hashes, expected.tile))
-    for size, root, signed in LogCheckpoint.objects.order_by("size").values_list("size", "root", "note"):
+    cosigner = note.parse_cosigner_key(settings.TLOG_WITNESS_KEY) if settings.TLOG_WITNESS_KEY else None
+    for size, root, signed, cosignature in LogCheckpoint.objects.order_by("size").values_list(
+        "size", "root", "note", "cosignature"
+    ):
         try:
             checkpoint = note.open_checkpoint(signed, verifier, settings.TLOG_ORIGIN)
         except note.NoteError as exc:
@@ -102,6 +106,13 @@ def verify_log(progress: Callable[[int], None] | None = None, chunk_size: int = 
         if tiles.tree_root(expected, size) != checkpoint.root:
             result.problem = f"checkpoint {size}: its root is not the root of the first {size} leaves"
             return result
+        if cosignature and cosigner is not None:
+            try:
+                note.open_cosignature(signed + cosignature, cosigner)
+            except note.NoteError as exc:
+                result.problem = f"checkpoint {size}: the witness's cosignature stored with it: {exc}"
+                return result
+            result.cosigned += 1
         result.checkpoints += 1
     state = LogState.objects.filter(pk=1).first()
     if state is not None and (

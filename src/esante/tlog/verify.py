@@ -11,13 +11,19 @@ did not (the reason printed), 2 when it could not check (usage, network).
 
     python -m esante.tlog.verify --url https://esante.example/journal --key 'esante.lu/edocuments+…'
     python -m esante.tlog.verify --url … --key key.txt --index 41 --salt HEX --event event.json
+    python -m esante.tlog.verify --url … --key … --witness-key 'witness.esante.lu/w1+…'
+
+With ``--witness-key`` (repeatable), the checkpoint must also carry that witness's valid
+cosignature (C2SP tlog-cosignature): the witness vouches that it saw no other tree of this log.
 """
 
 import argparse
 import base64
+import datetime
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -28,6 +34,7 @@ from . import merkle, note
 from .leaf import commitment
 
 TIMEOUT_SECONDS = 10.0
+CLOCK_SKEW_SECONDS = 600  # a cosignature dated further in the future is refused
 
 
 class VerificationFailed(Exception):
@@ -98,11 +105,47 @@ def _proof(fetch: Fetch, path: str) -> list[bytes]:
         raise CannotCheck(f"malformed proof from {path}: {exc}") from exc
 
 
+def check_cosignatures(
+    checkpoint: note.Checkpoint, cosigners: list[note.Verifier], say: Callable[[str], None]
+) -> None:
+    """Each witness of ``cosigners`` must have validly cosigned the checkpoint; without any, the
+    other signature lines are counted and said unchecked. Raises VerificationFailed."""
+    others = [name for name in note.signature_names(checkpoint.note) if name != checkpoint.origin]
+    if not cosigners:
+        if others:
+            say(
+                f"The checkpoint also carries {len(others)} other signature(s) ({', '.join(others)}), "
+                "not checked: give --witness-key to require a witness's cosignature."
+            )
+        return
+    for cosigner in cosigners:
+        try:
+            stamp = note.open_cosignature(checkpoint.note, cosigner)
+        except note.NoteError as exc:
+            raise VerificationFailed(
+                f"the checkpoint is NOT cosigned by the witness {cosigner.name}: {exc}; nothing "
+                "shows that this witness saw the same log"
+            ) from exc
+        if stamp > time.time() + CLOCK_SKEW_SECONDS:
+            raise VerificationFailed(f"the cosignature of the witness {cosigner.name} is dated in the future")
+        when = datetime.datetime.fromtimestamp(stamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        say(
+            f"The witness {cosigner.name} ({cosigner.key_id.hex()}) cosigned this checkpoint on {when}: "
+            "it had checked that this tree extends every tree of this log it cosigned before, so "
+            "everyone this witness vouches to sees the same log."
+        )
+
+
 def check_checkpoint(
-    fetch: Fetch, verifier: note.Verifier, seen: list[Seen], say: Callable[[str], None]
+    fetch: Fetch,
+    verifier: note.Verifier,
+    seen: list[Seen],
+    say: Callable[[str], None],
+    cosigners: list[note.Verifier] | None = None,
 ) -> note.Checkpoint:
-    """The latest checkpoint, its signature verified and its consistency with the largest
-    checkpoint seen before proven. Raises VerificationFailed."""
+    """The latest checkpoint, its signature (and the witnesses' cosignatures asked for) verified
+    and its consistency with the largest checkpoint seen before proven. Raises
+    VerificationFailed."""
     text = fetch("checkpoint").decode("utf-8", errors="replace")
     try:
         checkpoint = note.open_checkpoint(text, verifier, verifier.name)
@@ -114,6 +157,7 @@ def check_checkpoint(
         f"The checkpoint of the log {checkpoint.origin} is signed by its key ({verifier.name}+"
         f"{verifier.key_id.hex()}): the log holds {checkpoint.size} events."
     )
+    check_cosignatures(checkpoint, cosigners or [], say)
     if not seen:
         say("No checkpoint was seen before: this one is the reference for the next checks.")
         return checkpoint
@@ -179,11 +223,11 @@ def check_entry(
     )
 
 
-def load_verifier(key: str) -> note.Verifier:
+def load_verifier(key: str, alg: int = note.ALG_ED25519) -> note.Verifier:
     path = Path(key)
     text = path.read_text(encoding="utf-8").strip() if "+" not in key and path.exists() else key
     try:
-        return note.parse_verifier_key(text)
+        return note.parse_verifier_key(text, alg)
     except note.NoteError as exc:
         raise CannotCheck(f"the verifier key is unreadable: {exc}") from exc
 
@@ -199,6 +243,12 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         default=str(Path.home() / ".esante-journal-checkpoints.json"),
         help="the checkpoints seen before",
     )
+    parser.add_argument(
+        "--witness-key",
+        action="append",
+        default=[],
+        help="a witness's verifier key (or a file holding it) whose cosignature is required (repeatable)",
+    )
     parser.add_argument("--index", type=int, help="a journal entry's leaf index")
     parser.add_argument("--salt", help="its salt, in hex (shown with the entry)")
     parser.add_argument("--event", help="a file holding the event's canonical text (shown with the entry)")
@@ -209,10 +259,11 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         ):
             raise CannotCheck("--index, --salt and --event go together")
         verifier = load_verifier(options.key)
+        cosigners = [load_verifier(key, note.ALG_COSIGNATURE_V1) for key in options.witness_key]
         fetch = http_fetch(options.url)
         state = Path(options.state)
         seen = read_seen(state)
-        checkpoint = check_checkpoint(fetch, verifier, seen, out)
+        checkpoint = check_checkpoint(fetch, verifier, seen, out, cosigners)
         if all(s.size != checkpoint.size for s in seen):
             write_seen(state, [*seen, Seen(checkpoint.size, checkpoint.root, checkpoint.note)])
         if options.index is not None:

@@ -30,10 +30,11 @@ def _text(body: str, cache: str) -> HttpResponse:
 
 @require_safe
 def checkpoint(request: HttpRequest) -> HttpResponse:
+    """The latest signed checkpoint, with the witness's cosignature once it has given it."""
     latest = latest_checkpoint()
     if latest is None:
         raise Http404("no checkpoint yet")
-    return _text(latest.note, FRESH)
+    return _text(latest.published, FRESH)
 
 
 @require_safe

@@ -4,13 +4,19 @@
 // recomputed from the tiles, an entry's inclusion and the consistency of the two checkpoints,
 // both with the platform's JSON proofs and with proofs Go computes itself from the tiles.
 //
-// Usage: tlogcheck -url http://host:port/journal -vkey VKEY -origin ORIGIN -old FILE -index I
+// With -witness WVKEY, the latest checkpoint must also carry that witness's cosignature (C2SP
+// tlog-cosignature, Ed25519 cosignature/v1, verifier key type 0x04): note.Open is given both
+// verifiers, and both signatures must be among the ones it verified.
+//
+// Usage: tlogcheck -url http://host:port/journal -vkey VKEY -origin ORIGIN -old FILE -index I [-witness WVKEY]
 //
 // Exit 0 with one "ok:" line per check; 1 with "FAIL:" and the reason at the first failure.
 package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -28,6 +34,47 @@ import (
 )
 
 var base string
+
+// cosigner verifies a witness's cosignature/v1 signatures: x/mod 0.7.0's note package knows only
+// the log signature type (0x01), so this note.Verifier follows C2SP tlog-cosignature: key ID
+// SHA-256(name || "\n" || 0x04 || key)[:4]; signature = u64 timestamp || Ed25519 signature over
+// "cosignature/v1\ntime <timestamp>\n" || the note's text.
+type cosigner struct {
+	name string
+	hash uint32
+	key  ed25519.PublicKey
+}
+
+func newCosigner(vkey string) (*cosigner, error) {
+	parts := strings.SplitN(vkey, "+", 3)
+	if len(parts) != 3 {
+		return nil, errors.New("malformed witness key")
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[2])
+	if err != nil || len(raw) != 33 || raw[0] != 0x04 {
+		return nil, errors.New("the witness key is not an Ed25519 cosignature key (type 0x04)")
+	}
+	digest := sha256.Sum256(append([]byte(parts[0]+"\n"), raw...))
+	hash := binary.BigEndian.Uint32(digest[:4])
+	if fmt.Sprintf("%08x", hash) != parts[1] {
+		return nil, errors.New("the witness key's ID does not match its name and key")
+	}
+	return &cosigner{name: parts[0], hash: hash, key: ed25519.PublicKey(raw[1:])}, nil
+}
+
+func (c *cosigner) Name() string    { return c.name }
+func (c *cosigner) KeyHash() uint32 { return c.hash }
+func (c *cosigner) Verify(msg, sig []byte) bool {
+	if len(sig) != 8+ed25519.SignatureSize {
+		return false
+	}
+	timestamp := binary.BigEndian.Uint64(sig[:8])
+	if timestamp >= 1<<63 {
+		return false
+	}
+	signed := append([]byte(fmt.Sprintf("cosignature/v1\ntime %d\n", timestamp)), msg...)
+	return ed25519.Verify(c.key, signed, sig[8:])
+}
 
 func fetch(path string) ([]byte, error) {
 	resp, err := http.Get(base + "/" + path)
@@ -139,6 +186,7 @@ func run() error {
 	origin := flag.String("origin", "", "the log's origin")
 	oldFile := flag.String("old", "", "an older signed checkpoint (file)")
 	index := flag.Int64("index", 0, "leaf index whose inclusion to check")
+	witnessKey := flag.String("witness", "", "a witness's verifier key whose cosignature is required")
 	flag.Parse()
 	base = strings.TrimRight(*url, "/")
 
@@ -157,6 +205,25 @@ func run() error {
 		return fmt.Errorf("latest checkpoint: %w", err)
 	}
 	fmt.Printf("ok: checkpoint signature (%s), tree size %d\n", verifier.Name(), tree.N)
+
+	if *witnessKey != "" {
+		witness, err := newCosigner(*witnessKey)
+		if err != nil {
+			return fmt.Errorf("witness key: %w", err)
+		}
+		n, err := note.Open(msg, note.VerifierList(verifier, witness))
+		if err != nil {
+			return fmt.Errorf("latest checkpoint with the witness's key: %w", err)
+		}
+		found := map[string]bool{}
+		for _, sig := range n.Sigs {
+			found[sig.Name] = true
+		}
+		if !found[verifier.Name()] || !found[witness.Name()] {
+			return fmt.Errorf("the checkpoint is not cosigned by the witness %s", witness.Name())
+		}
+		fmt.Printf("ok: witness cosignature (%s), note.Open with both verifiers\n", witness.Name())
+	}
 
 	oldMsg, err := os.ReadFile(*oldFile)
 	if err != nil {

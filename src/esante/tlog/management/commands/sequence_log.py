@@ -4,13 +4,15 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from esante.tlog.sequencer import SequencerRefused, sequence_batch, sequence_loop
+from esante.tlog.witnessing import witness_latest
 
 
 class Command(BaseCommand):
     help = (
         "Puts the audit events not yet in the public log into it, in batches (one transaction "
         "each, ESANTE_TLOG_BATCH_SIZE events), and signs a checkpoint after each batch. With "
-        "--every SECONDS, keeps running. Refuses events that no longer chain or lack a valid MAC."
+        "--every SECONDS, keeps running. Refuses events that no longer chain or lack a valid MAC. "
+        "Then asks the witness (ESANTE_TLOG_WITNESS_URL), if any, to cosign the latest checkpoint."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,5 +40,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if not total:
             self.stdout.write(f"nothing to sequence: tree size {result.size}")
+        outcome = witness_latest()
+        if outcome:
+            self.stdout.write(f"witness: {outcome}")
         if options["every"]:
             sequence_loop(threading.Event(), interval=options["every"])

@@ -24,6 +24,7 @@ class Command(BaseCommand):
         if not result.ok:
             raise CommandError(f"public log BROKEN: {result.problem}", returncode=EXIT_BROKEN)
         self.stdout.write(
-            f"public log intact: {result.leaves} leaves, {result.checkpoints} signed checkpoints; "
+            f"public log intact: {result.leaves} leaves, {result.checkpoints} signed checkpoints "
+            f"({result.cosigned} cosigned by the witness); "
             f"{result.waiting} audit events not yet in the log"
         )
