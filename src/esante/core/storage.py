@@ -18,8 +18,9 @@ check is made before the first byte is sent whenever it can be:
   hashed in a first pass, checked, then read again to be streamed.
 
 A file that changes while it is streamed (after its check) fails the second hash at its end:
-the response is cut short of its ``Content-Length`` — the client never receives a complete
-altered file — and the refusal is logged and traced the same way.
+its last chunk is held back until then, so the response is cut short of its ``Content-Length``
+— the client never receives a complete altered file — and the refusal is logged and traced the
+same way.
 """
 
 from __future__ import annotations
@@ -198,11 +199,16 @@ class VerifiedContent:
             return
         digest = hashlib.sha256()
         read = 0
+        # Each chunk is sent once the next one is read, and the last one only once the whole file
+        # matched: an altered file never reaches the client whole.
+        pending = b""
         try:
             while chunk := self._opened.stream.read(CHUNK):
                 digest.update(chunk)
                 read += len(chunk)
-                yield chunk
+                if pending:
+                    yield pending
+                pending = chunk
         except FlexibleChecksumError:
             pass  # botocore's check against the store's checksum, at the body's end: ours follows
         finally:
@@ -211,6 +217,8 @@ class VerifiedContent:
             raise _refuse(
                 self.name, expected=self.sha256, found=digest.hexdigest(), size=read, expected_size=self.size
             )
+        if pending:
+            yield pending
 
     def read(self) -> bytes:
         """The whole content (for the viewers that render a CDA or a text): checked, then read."""
