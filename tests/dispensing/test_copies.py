@@ -161,7 +161,7 @@ def test_certified_copy_download_is_traced(prescription: Prescription, pharmacis
     start = last_sequence()
     response = logged_in(pharmacist).get(url)
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
-    assert response.content.startswith(b"%PDF-")
+    assert response.getvalue().startswith(b"%PDF-")
     assert events_after(start) == [("dispensation.copy", "success")]
     stranger = make_professional("pharmacist")
     start = last_sequence()

@@ -169,7 +169,7 @@ def test_read_and_retrieve_the_bytes(token: dict[str, Any], record: dict[str, An
     content = client.get(url, headers={"Accept": "text/plain, */*;q=0.1"})
     assert content.status_code == 200
     assert content["Content-Type"] == "text/plain"
-    assert content.content == b"Texte du document."
+    assert content.getvalue() == b"Texte du document."
     assert "sandbox" in content["Content-Security-Policy"]
     assert content["X-Content-Type-Options"] == "nosniff"
     assert [(e.action, e.outcome) for e in events("document.read", "document.content")] == [
