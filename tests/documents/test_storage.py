@@ -5,10 +5,6 @@ on loopback in its own process (so that its memory is not counted in ours)."""
 import base64
 import hashlib
 import os
-import re
-import subprocess
-import sys
-import time
 import tracemalloc
 import urllib.error
 import urllib.request
@@ -17,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -29,41 +24,12 @@ from esante.documents.models import Document
 from esante.documents.services import document_submit
 from esante.patients.models import Patient
 from tests.access.factories import make_grant, make_professional
+from tests.conftest import KEY_ID, REGION, SECRET, s3_client
 
 from . import pdfs
 from .conftest import AT
 
-KEY_ID, SECRET = "AKIAESANTETEST000000", "esante-test-secret-key-never-logged"
-REGION = "eu-west-1"
 LARGE = 30 * 1024 * 1024
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's standalone S3 server on 127.0.0.1, on a port the OS chose; stopped after the tests."""
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"Running on http://127\.0\.0\.1:(\d+)", log.read_text())):
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"moto's server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{found.group(1)}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def _client(endpoint: str) -> Any:
-    return boto3.client(
-        "s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET
-    )
 
 
 @pytest.fixture
@@ -71,7 +37,7 @@ def bucket(s3_server: str, settings: Any) -> Iterator[dict[str, Any]]:
     """A new private bucket, and the platform's documents in it (``STORAGES["default"]`` as
     ``ESANTE_STORAGE=s3`` sets it)."""
     name = f"esante-{uuid.uuid4().hex[:12]}"
-    client = _client(s3_server)
+    client = s3_client(s3_server)
     client.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
     settings.STORAGES = {
         **settings.STORAGES,
@@ -137,7 +103,10 @@ def large_pdf(size: int = LARGE) -> bytes:
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /XObject << /Im 4 0 R >> >>"
         b" /Contents 5 0 R >>",
         b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB "
-        b"/BitsPerComponent 8 /Length %d >>\nstream\n" % (width, height, len(pixels)) + pixels + b"\nendstream",
+        b"/BitsPerComponent 8 /Length %d >>\nstream\n"
+        % (width, height, len(pixels))
+        + pixels
+        + b"\nendstream",
         b"<< /Length 34 >>\nstream\nq 595 0 0 842 0 0 cm /Im Do Q    \nendstream",
     ]
     out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
@@ -162,9 +131,13 @@ def test_a_document_is_stored_in_the_bucket_with_its_sha256_and_served_from_it(
 ) -> None:
     pdf = pdfs.clean_pdf(b"Lettre S3")
     document = _submit(peppa, pdf)
-    head = bucket["client"].head_object(Bucket=bucket["name"], Key=document.content.name, ChecksumMode="ENABLED")
+    head = bucket["client"].head_object(
+        Bucket=bucket["name"], Key=document.content.name, ChecksumMode="ENABLED"
+    )
     # The store keeps its own SHA-256 of the bytes, and it is the one recorded in the row.
-    assert base64.b64decode(head["ChecksumSHA256"]).hex() == document.sha256 == hashlib.sha256(pdf).hexdigest()
+    assert (
+        base64.b64decode(head["ChecksumSHA256"]).hex() == document.sha256 == hashlib.sha256(pdf).hexdigest()
+    )
     assert head["ContentLength"] == document.size == len(pdf)
     assert "ACL" not in head and head["ContentType"] == "application/pdf"
     response = _reader(peppa).get(_content_url(document))
@@ -329,7 +302,9 @@ def _path(document: Document) -> Path:
 
 
 @pytest.mark.django_db
-def test_a_file_altered_on_disk_is_refused_by_every_view(peppa: Patient, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_file_altered_on_disk_is_refused_by_every_view(
+    peppa: Patient, caplog: pytest.LogCaptureFixture
+) -> None:
     text = _submit(peppa, b"Texte original.", type_code="11488-4", title="Note")
     _path(text).write_bytes(b"Texte modifie.")
     client = _reader(peppa)

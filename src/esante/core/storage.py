@@ -129,6 +129,17 @@ class S3DocumentStorage(S3Storage):
             stored_sha256=_hex(answer.get("ChecksumSHA256")),
         )
 
+    def object_sizes(self) -> Iterator[tuple[str, int]]:
+        """Every object of the storage (under its ``location``), by name, with its size."""
+        prefix = self._normalize_name("")
+        prefix = f"{prefix}/" if prefix else ""
+        pages = self.connection.meta.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket_name, Prefix=prefix
+        )
+        for page in pages:
+            for entry in page.get("Contents", ()):
+                yield entry["Key"].removeprefix(prefix), int(entry["Size"])
+
     def url(
         self, name: str | None, parameters: Any = None, expire: Any = None, http_method: Any = None
     ) -> str:
