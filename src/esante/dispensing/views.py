@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext
@@ -203,7 +203,7 @@ def certified_copy(
     public_id: uuid.UUID,
     document_id: uuid.UUID,
     dispensation_id: uuid.UUID,
-) -> HttpResponse:
+) -> HttpResponse | StreamingHttpResponse:
     """The latest certified copy of a dispensation, as a PDF (inline, for printing)."""
     try:
         copy = DispensingGate.for_portal(request, professional).certified_copy(

@@ -158,7 +158,7 @@ def viewer(
 @professional_required
 def content(
     request: HttpRequest, professional: Professional, public_id: uuid.UUID, document_id: uuid.UUID
-) -> HttpResponse:
+) -> HttpResponse | StreamingHttpResponse:
     """The document's bytes, with its own content type and a policy that lets nothing run."""
     gate = DocumentGate.for_portal(request, professional)
     try:

@@ -4,7 +4,7 @@ import uuid
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
@@ -82,7 +82,9 @@ def document(request: HttpRequest, account: PatientAccount, document_id: uuid.UU
 @require_GET
 @xframe_options_sameorigin
 @patient_required
-def document_content(request: HttpRequest, account: PatientAccount, document_id: uuid.UUID) -> HttpResponse:
+def document_content(
+    request: HttpRequest, account: PatientAccount, document_id: uuid.UUID
+) -> HttpResponse | StreamingHttpResponse:
     """The bytes, under the professionals' viewer's policy (nothing in a document runs)."""
     from esante.documents.views import CONTENT_CSP, PDF_CSP
 
@@ -148,7 +150,9 @@ def document_visibility(
 @require_GET
 @xframe_options_sameorigin
 @patient_required
-def certified_copy(request: HttpRequest, account: PatientAccount, dispensation_id: uuid.UUID) -> HttpResponse:
+def certified_copy(
+    request: HttpRequest, account: PatientAccount, dispensation_id: uuid.UUID
+) -> HttpResponse | StreamingHttpResponse:
     """The current certified copy of one of the patient's dispensations, as the pharmacist prints it."""
     from esante.documents.views import PDF_CSP
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from ninja import Router
 
 from esante.access.selectors import RecordNotFound
@@ -190,7 +190,9 @@ def _accepts(request: HttpRequest, media_type: str) -> bool:
 
 
 @router.get("/DocumentReference/{document_id}/content")
-def document_reference_content(request: HttpRequest, document_id: str) -> HttpResponse:
+def document_reference_content(
+    request: HttpRequest, document_id: str
+) -> HttpResponse | StreamingHttpResponse:
     """ITI-68: the document's bytes with their content type, under the portal's sandbox policy."""
     who = caller(request, resource_type="DocumentReference", permission="r", patient_allowed=True)
     with audit_via(who.audit_details):
@@ -223,7 +225,7 @@ def _acceptable(request: HttpRequest, document: Document) -> None:
         raise FhirError(406, "not-acceptable", message, issue_type="not-supported")
 
 
-def _content_response(document: Document) -> HttpResponse:
+def _content_response(document: Document) -> HttpResponse | StreamingHttpResponse:
     try:
         response = stored_response(document, content_type=document.media_type)
     except StoredContentAltered:
