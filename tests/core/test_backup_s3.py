@@ -46,7 +46,7 @@ class BucketSite(Site):
 
 @pytest.fixture
 def sites(s3_server: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    made = {name: BucketSite(tmp_path, name, s3_server) for name in ("s3source", "s3target")}
+    made = {name: BucketSite(tmp_path, name, s3_server) for name in ("s3source", "s3target", "s3replica")}
     try:
         yield made
     finally:
@@ -89,3 +89,20 @@ def test_backup_and_restore_with_the_documents_in_a_bucket(sites: dict[str, Any]
         assert refused.returncode == 1 and "the document storage is not empty" in refused.stderr
     finally:
         other.drop()
+
+    # A bucket versioned and replicated on its own: the backup leaves the documents out, and the
+    # restore runs onto the replica, which holds them.
+    source.client.put_bucket_versioning(Bucket=source.bucket, VersioningConfiguration={"Status": "Enabled"})
+    source.ok("anchor_audit")  # the first backup's own event, signed
+    slim = tmp_path / "backup-without-documents"
+    output = source.ok("backup", "--to", str(slim), "--include-signing-key", "--without-documents")
+    assert "no document file (--without-documents)" in output
+    written = manifest(slim)
+    assert written["documents"] == 0 and written["documents_included"] is False
+    assert not any(e["path"].startswith("documents/") for e in written["files"])  # type: ignore[attr-defined]
+    replica = sites["s3replica"]
+    replica.environment["ESANTE_S3_BUCKET"] = source.bucket
+    restored = replica.ok("restore", "--from", str(slim))
+    assert "no document file" in restored
+    assert replica.esante("verify_audit", "-v", "0").returncode == 0
+    assert source.objects() == objects  # the replica's documents untouched

@@ -193,12 +193,15 @@ def backup_create(
     directory: Path,
     actor_label: str,
     include_secret_keys: bool = False,
+    include_documents: bool = True,
     progress: Progress | None = None,
 ) -> BackupSummary:
     """Writes a backup of the platform into ``directory`` (missing or empty; made mode 0700),
     then traces it (``platform.backup``, by ``actor_label``).
 
-    ``progress`` receives the bytes copied as they are. Raises BackupError (the directory then
+    ``include_documents=False`` copies no document file (the bucket is versioned and replicated
+    on its own); such a backup restores onto a storage that already holds them. ``progress``
+    receives the bytes copied as they are. Raises BackupError (the directory then
     holds no manifest: it is no backup) when the directory is not empty, the database engine or
     the document storage is not one it can back up, or ``pg_dump`` fails."""
     engine = _engine()
@@ -233,7 +236,7 @@ def backup_create(
     digests[dump.name] = _sha256(dump, progress)
 
     documents = 0
-    for name, _size in _documents(storage):
+    for name, _size in _documents(storage) if include_documents else ():
         relative = f"documents/{name}"
         digests[relative] = _copy(_document_stream(storage, name), directory / relative, progress=progress)
         documents += 1
@@ -250,6 +253,7 @@ def backup_create(
         "documents": documents,
         "audit_signed_sequence": signed.sequence if signed is not None else 0,
         "secret_keys": include_secret_keys,
+        "documents_included": include_documents,
         "files": files,
     }
     fd = os.open(directory / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -268,6 +272,7 @@ def backup_create(
             "documents": documents,
             "signed_sequence": manifest["audit_signed_sequence"],
             "secret_keys": include_secret_keys,
+            "documents_included": include_documents,
         },
     )
     return BackupSummary(
@@ -353,7 +358,7 @@ def backup_restore(*, directory: Path, progress: Progress | None = None) -> dict
         )
     targets = _restore_targets(manifest)
     storage = _documents_storage()
-    if any(True for _ in _documents(storage)):
+    if manifest.get("documents_included", True) and any(True for _ in _documents(storage)):
         raise BackupError("the document storage is not empty: restore into a new data dir or bucket")
     present = [str(target) for _, target, _ in targets if target.exists()]
     if present:
@@ -418,9 +423,9 @@ def backup_size(directory: Path) -> int:
     return sum(path.stat().st_size for path in _files_under(directory))
 
 
-def backup_estimate() -> int:
+def backup_estimate(*, include_documents: bool = True) -> int:
     """Bytes a backup is about to copy (the PostgreSQL dump not counted): for a progress bar."""
-    total = sum(size for _, size in _documents(_documents_storage()))
+    total = sum(size for _, size in _documents(_documents_storage())) if include_documents else 0
     for path in (settings.AUDIT_HEADS_FILE, settings.AUDIT_SIGNER_STATE_FILE, settings.AUDIT_PUBLIC_KEY_FILE):
         if path.exists():
             total += path.stat().st_size
