@@ -6,6 +6,10 @@ connections, threads) use ``committed_db``: it empties the database afterwards b
 triggers, flushing, and installing them again.
 """
 
+import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,3 +109,43 @@ def otp_verified_login(client: Any, user: Any) -> None:
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()
+
+
+# --- an S3-protocol object store: moto's standalone server --------------------------------------
+KEY_ID, SECRET = "AKIAESANTETEST000000", "esante-test-secret-key-never-logged"
+REGION = "eu-west-1"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's standalone S3 server on 127.0.0.1, on a port the OS chose; stopped after the tests."""
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r"Running on http://127\.0\.0\.1:(\d+)", log.read_text())):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"moto's server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{found.group(1)}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def s3_client(endpoint: str) -> Any:
+    """A boto3 S3 client of the test server (as an operator, or someone behind the platform's back)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+    )

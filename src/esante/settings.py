@@ -224,11 +224,35 @@ STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [PACKAGE_DIR / "static"]
-STORAGES = {
-    "default": {
+# --- document bytes: the filesystem (the embedded default) or an S3-protocol object store ------
+# s3: a private bucket through django-storages (esante.core.storage.S3DocumentStorage): no ACL
+# sent, no signed URL ever made, SHA-256 kept by the store and checked on every read. The keys may
+# be left out to use boto3's own chain (instance role, AWS_* variables); never logged.
+ESANTE_STORAGE = env.str("ESANTE_STORAGE", default="filesystem")
+if ESANTE_STORAGE == "filesystem":
+    _documents_storage: dict[str, object] = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(DATA_DIR / "documents")},
-    },
+    }
+elif ESANTE_STORAGE == "s3":
+    _s3 = {
+        "bucket_name": env.str("ESANTE_S3_BUCKET", default=""),
+        "endpoint_url": env.str("ESANTE_S3_ENDPOINT_URL", default="") or None,
+        "region_name": env.str("ESANTE_S3_REGION", default="") or None,
+        "access_key": env.str("ESANTE_S3_ACCESS_KEY_ID", default="") or None,
+        "secret_key": env.str("ESANTE_S3_SECRET_ACCESS_KEY", default="") or None,
+    }
+    if not _s3["bucket_name"]:
+        raise ImproperlyConfigured("ESANTE_STORAGE=s3 needs ESANTE_S3_BUCKET (the documents' private bucket)")
+    if (_s3["access_key"] is None) != (_s3["secret_key"] is None):
+        raise ImproperlyConfigured(
+            "ESANTE_S3_ACCESS_KEY_ID and ESANTE_S3_SECRET_ACCESS_KEY go together (or neither: boto3's chain)"
+        )
+    _documents_storage = {"BACKEND": "esante.core.storage.S3DocumentStorage", "OPTIONS": _s3}
+else:
+    raise ImproperlyConfigured(f"ESANTE_STORAGE must be filesystem or s3, not {ESANTE_STORAGE!r}")
+STORAGES = {
+    "default": _documents_storage,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True

@@ -36,6 +36,7 @@ class Site:
     def __init__(self, root: Path, name: str) -> None:
         self.data_dir = root / name
         self.data_dir.mkdir()
+        self.environment: dict[str, str] = {}  # more ESANTE_ settings of this platform
         self.database_url = ""
         suite_url = os.environ.get("DATABASE_URL", "")
         if connection.vendor == "postgresql" and suite_url:
@@ -57,6 +58,7 @@ class Site:
     def esante(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ESANTE_", "DJANGO_", "DATABASE_"))}
         env.update(ESANTE_DATA_DIR=str(self.data_dir), ESANTE_DEMO="1", PYTHONUNBUFFERED="1")
+        env.update(self.environment)
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
         return subprocess.run(

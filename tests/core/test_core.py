@@ -147,3 +147,48 @@ def test_verification_codes_are_masked_in_the_request_log() -> None:
     assert loggable_path("/verifier/TS7RGGDCETMINAZDYLO2WGTIYA/") == "/verifier/[code]/"
     assert loggable_path("/verifier/") == "/verifier/"
     assert loggable_path("/edocuments/") == "/edocuments/"
+
+
+def test_the_document_storage_setting(tmp_path: Path) -> None:
+    demo = {"ESANTE_DEMO": "1"}
+    bogus = esante_start(tmp_path, "check", **demo, ESANTE_STORAGE="ftp")
+    assert bogus.returncode == 2 and "ESANTE_STORAGE must be filesystem or s3, not 'ftp'" in bogus.stderr
+    no_bucket = esante_start(tmp_path, "check", **demo, ESANTE_STORAGE="s3")
+    assert no_bucket.returncode == 2 and "ESANTE_STORAGE=s3 needs ESANTE_S3_BUCKET" in no_bucket.stderr
+    secret = "s3-secret-that-must-not-be-printed"
+    half = esante_start(
+        tmp_path,
+        "check",
+        **demo,
+        ESANTE_STORAGE="s3",
+        ESANTE_S3_BUCKET="b",
+        ESANTE_S3_SECRET_ACCESS_KEY=secret,
+    )
+    assert half.returncode == 2 and "go together" in half.stderr and secret not in half.stderr
+    show = (
+        "from django.core.files.storage import storages; d = storages['default']; "
+        "print(type(d).__name__, d.bucket_name, d.endpoint_url, d.region_name, d.default_acl, "
+        "d.file_overwrite)"
+    )
+    configured = esante_start(
+        tmp_path,
+        "shell",
+        "-c",
+        show,
+        **demo,
+        ESANTE_STORAGE="s3",
+        ESANTE_S3_BUCKET="esante-documents",
+        ESANTE_S3_ENDPOINT_URL="http://127.0.0.1:9",
+        ESANTE_S3_REGION="eu-west-1",
+        ESANTE_S3_ACCESS_KEY_ID="AKIAEXAMPLE",
+        ESANTE_S3_SECRET_ACCESS_KEY=secret,
+    )
+    assert configured.returncode == 0, configured.stderr
+    assert configured.stdout.splitlines()[-1].split() == [
+        "S3DocumentStorage", "esante-documents", "http://127.0.0.1:9", "eu-west-1", "None", "False",
+    ]  # fmt: skip
+    assert secret not in configured.stdout + configured.stderr
+    # The filesystem stays the default.
+    default = esante_start(tmp_path, "shell", "-c", "from django.conf import settings as s; "
+                           "print(s.STORAGES['default']['BACKEND'])", **demo)  # fmt: skip
+    assert default.stdout.splitlines()[-1] == "django.core.files.storage.FileSystemStorage"

@@ -161,7 +161,7 @@ def test_certified_copy_download_is_traced(prescription: Prescription, pharmacis
     start = last_sequence()
     response = logged_in(pharmacist).get(url)
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
-    assert response.content.startswith(b"%PDF-")
+    assert response.getvalue().startswith(b"%PDF-")
     assert events_after(start) == [("dispensation.copy", "success")]
     stranger = make_professional("pharmacist")
     start = last_sequence()
@@ -175,3 +175,29 @@ def test_verification_is_throttled() -> None:
     public = Client()
     codes = [public.get(f"/verifier/{'A' * 26}/").status_code for _ in range(4)]
     assert codes == [404, 404, 404, 429]
+
+
+@pytest.mark.django_db
+def test_a_certified_copy_altered_in_the_storage_is_refused(
+    prescription: Prescription, pharmacist: Professional
+) -> None:
+    from pathlib import Path
+
+    from django.core.files.storage import default_storage
+
+    from esante.dispensing.models import CertifiedCopy
+
+    dispensation = _partial(prescription, pharmacist, [1, 0], 0)
+    document = prescription.document
+    copy = CertifiedCopy.objects.get(dispensation=dispensation)
+    path = Path(default_storage.path(copy.pdf.name))
+    path.write_bytes(path.read_bytes().replace(b"%PDF-", b"%PDF-", 1) + b"%altered\n")
+    url = (
+        f"/edocuments/patient/{document.patient.public_id}/document/{document.public_id}/dispensation/"
+        f"{dispensation.public_id}/copie-certifiee.pdf"
+    )
+    start = last_sequence()
+    response = logged_in(pharmacist).get(url)
+    assert response.status_code == 500 and b"%PDF" not in response.content
+    assert "ne correspond pas à son empreinte SHA-256".encode() in response.content
+    assert events_after(start) == [("dispensation.copy", "success"), ("storage.integrity", "failure")]

@@ -129,7 +129,7 @@ def test_content_is_served_with_its_type_and_a_policy_that_runs_nothing(
     make_grant(doctor, peppa)
     client = logged_in(doctor)
     pdf = client.get(f"/edocuments/patient/{peppa.public_id}/document/{record['pdf'].public_id}/contenu")
-    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf" and pdf.content == PDF
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf" and pdf.getvalue() == PDF
     assert (
         pdf["X-Content-Type-Options"] == "nosniff" and "default-src 'none'" in pdf["Content-Security-Policy"]
     )

@@ -93,7 +93,7 @@ def test_a_patient_token_reads_the_patients_own_journal_and_documents(app: Softw
     content = software.get(
         f"/fhir/R4/DocumentReference/{document.public_id}/content", headers={"Accept": "*/*"}
     )
-    assert content.status_code == 200 and content.content.startswith(b"<?xml")
+    assert content.status_code == 200 and content.getvalue().startswith(b"<?xml")
     assert str(theirs.public_id) not in str(found)
 
 

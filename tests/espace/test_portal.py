@@ -374,7 +374,7 @@ def test_the_patient_downloads_the_certified_copy_of_a_dispensation(
     assert url in text(browser.get("/patient/dossier/"))
     start = last_sequence()
     response = browser.get(url)
-    assert response.status_code == 200 and response.content.startswith(b"%PDF")
+    assert response.status_code == 200 and response.getvalue().startswith(b"%PDF")
     assert "sandbox" in response["Content-Security-Policy"]
     assert events_after(start) == [("espace.document.read", "success")]
     # Another patient: 404, traced in their own journal, nothing of the copy.

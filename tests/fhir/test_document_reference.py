@@ -169,7 +169,7 @@ def test_read_and_retrieve_the_bytes(token: dict[str, Any], record: dict[str, An
     content = client.get(url, headers={"Accept": "text/plain, */*;q=0.1"})
     assert content.status_code == 200
     assert content["Content-Type"] == "text/plain"
-    assert content.content == b"Texte du document."
+    assert content.getvalue() == b"Texte du document."
     assert "sandbox" in content["Content-Security-Policy"]
     assert content["X-Content-Type-Options"] == "nosniff"
     assert [(e.action, e.outcome) for e in events("document.read", "document.content")] == [
@@ -251,3 +251,28 @@ def test_search_by_author_family(token: dict[str, Any], record: dict[str, Any]) 
     assert exact["total"] == 1
     assert _search(token, patient=str(patient.public_id), **{"author.family": "Schmit"}).json()["total"] == 0
     assert events("document.search")[0].details["filters"]["author.family"] == "weber"
+
+
+@pytest.mark.django_db
+def test_retrieve_refuses_bytes_that_no_longer_match_their_sha256(
+    token: dict[str, Any], record: dict[str, Any]
+) -> None:
+    from pathlib import Path
+
+    from django.core.files.storage import default_storage
+
+    from esante.audit.models import AuditEvent
+
+    note = record["note"]
+    Path(default_storage.path(note.content.name)).write_bytes(b"Texte du document!")
+    response = api(token["access_token"]).get(
+        f"/fhir/R4/DocumentReference/{note.public_id}/content", headers={"Accept": "text/plain"}
+    )
+    assert response.status_code == 500 and outcome_code(response) == "content-altered"
+    assert b"Texte du document" not in response.content
+    assert "empreinte SHA-256" in response.json()["issue"][0]["diagnostics"]
+    assert [(e.action, e.outcome) for e in events("document.content", "storage.integrity")] == [
+        ("document.content", "success"),
+        ("storage.integrity", "failure"),
+    ]
+    assert AuditEvent.objects.get(action="storage.integrity").details["expected_sha256"] == note.sha256

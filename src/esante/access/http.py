@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 
 from esante.accounts.models import Professional
@@ -15,7 +15,7 @@ from esante.core.http import client_address as client_address
 
 from .selectors import RecordNotFound
 
-ProfessionalView = Callable[..., HttpResponse]
+ProfessionalView = Callable[..., HttpResponse | StreamingHttpResponse]
 
 
 def active_professional(request: HttpRequest) -> Professional | None:
@@ -26,14 +26,14 @@ def active_professional(request: HttpRequest) -> Professional | None:
     return professional
 
 
-def professional_required(view: ProfessionalView) -> Callable[..., HttpResponse]:
+def professional_required(view: ProfessionalView) -> Callable[..., HttpResponse | StreamingHttpResponse]:
     """Logged in, with an active professional account; the view receives it as its second argument.
 
     An operator or a registered/suspended professional gets a 403 page saying why.
     """
 
     @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse | StreamingHttpResponse:
         professional = active_professional(request)
         if professional is None:
             return render(request, "access/forbidden.html", status=403)

@@ -656,6 +656,13 @@ class AuditAction(enum.StrEnum):
         "Platform backed up (database, documents, audit trail)",
         False,
     )
+    STORAGE_INTEGRITY = (
+        "storage.integrity",
+        "Fichier stocké refusé : son contenu ne correspond pas à son empreinte SHA-256",
+        "Gespeicherte Datei abgelehnt: Inhalt entspricht nicht ihrem SHA-256-Fingerabdruck",
+        "Stored file refused: its content does not match its SHA-256",
+        False,
+    )
     # -- software clients of the FHIR API ---------------------------------------------------
     API_CLIENT_REGISTER = (
         "api.client.register",

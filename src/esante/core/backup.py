@@ -4,7 +4,9 @@ A backup directory holds:
 
 - ``database.sqlite3`` (SQLite's online backup API: one consistent snapshot while the platform
   runs) or ``database.pgdump`` (``pg_dump -Fc``: one consistent snapshot of PostgreSQL);
-- ``documents/``: the document files of the storage (``STORAGES["default"]``, filesystem);
+- ``documents/``: the document files of the storage (``STORAGES["default"]``): the files under
+  the filesystem storage's directory, or every object of the S3 bucket (``ESANTE_STORAGE=s3``),
+  streamed, under the same names — a backup of one restores into the other;
 - ``audit/``: the heads file, the signer's state and the public key; the audit's secret keys (the
   signing key and the MAC key) only with ``--include-signing-key`` — otherwise keep them in their
   own safe and put them back in place before restoring;
@@ -30,14 +32,18 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.db import connection, connections
 
 from esante.audit.catalogue import AuditAction
 from esante.audit.heads import heads_copy_files, heads_read_lock, last_head
 from esante.audit.services import audit_record
+
+from .storage import S3DocumentStorage
 
 FORMAT = "esante-backup/1"
 MANIFEST = "manifest.json"
@@ -70,14 +76,29 @@ def _engine() -> str:
     return vendor
 
 
-def _documents_root() -> Path:
-    storage = cast(dict[str, Any], settings.STORAGES["default"])
-    if storage["BACKEND"] != "django.core.files.storage.FileSystemStorage":
+def _documents_storage() -> Storage:
+    storage = storages["default"]
+    if not isinstance(storage, FileSystemStorage | S3DocumentStorage):
         raise BackupError(
-            f"the documents are in {storage['BACKEND']}, not the filesystem: back them up with the "
-            "object store's own replication or versioning"
+            f"the documents are in {type(storage).__name__}: back them up with that store's own tools"
         )
-    return Path(storage.get("OPTIONS", {}).get("location") or settings.MEDIA_ROOT)
+    return storage
+
+
+def _documents(storage: Storage) -> Iterator[tuple[str, int]]:
+    """(name, size) of every document file of the storage, in name order for the filesystem."""
+    if isinstance(storage, S3DocumentStorage):
+        yield from storage.object_sizes()
+        return
+    root = Path(cast(FileSystemStorage, storage).location)
+    for path in _files_under(root):
+        yield path.relative_to(root).as_posix(), path.stat().st_size
+
+
+def _document_stream(storage: Storage, name: str) -> IO[bytes]:
+    if isinstance(storage, S3DocumentStorage):
+        return storage.open_stream(name).stream
+    return (Path(cast(FileSystemStorage, storage).location) / name).open("rb")
 
 
 def _files_under(root: Path) -> Iterator[Path]:
@@ -87,12 +108,16 @@ def _files_under(root: Path) -> Iterator[Path]:
                 yield path
 
 
-def _copy(source: Path, target: Path, *, progress: Progress | None = None, secret: bool = False) -> str:
-    """Copies ``source`` to ``target`` (fsync'ed; mode 0600 when ``secret``); its SHA-256."""
+def _copy(
+    source: Path | IO[bytes], target: Path, *, progress: Progress | None = None, secret: bool = False
+) -> str:
+    """Copies ``source`` (a path, or a stream it closes) to ``target`` (fsync'ed; mode 0600 when
+    ``secret``); its SHA-256."""
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     digest = hashlib.sha256()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o640)
-    with source.open("rb") as src, os.fdopen(fd, "wb") as dst:
+    src = source.open("rb") if isinstance(source, Path) else source
+    with src, os.fdopen(fd, "wb") as dst:
         while chunk := src.read(CHUNK):
             digest.update(chunk)
             dst.write(chunk)
@@ -168,19 +193,22 @@ def backup_create(
     directory: Path,
     actor_label: str,
     include_secret_keys: bool = False,
+    include_documents: bool = True,
     progress: Progress | None = None,
 ) -> BackupSummary:
     """Writes a backup of the platform into ``directory`` (missing or empty; made mode 0700),
     then traces it (``platform.backup``, by ``actor_label``).
 
-    ``progress`` receives the bytes copied as they are. Raises BackupError (the directory then
+    ``include_documents=False`` copies no document file (the bucket is versioned and replicated
+    on its own); such a backup restores onto a storage that already holds them. ``progress``
+    receives the bytes copied as they are. Raises BackupError (the directory then
     holds no manifest: it is no backup) when the directory is not empty, the database engine or
     the document storage is not one it can back up, or ``pg_dump`` fails."""
     engine = _engine()
     if directory.exists() and any(directory.iterdir()):
         raise BackupError(f"{directory} is not empty: a backup goes into a new directory")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    documents_root = _documents_root()
+    storage = _documents_storage()
     digests: dict[str, str] = {}
 
     def keep(relative: str, source: Path, *, secret: bool = False) -> None:
@@ -208,8 +236,9 @@ def backup_create(
     digests[dump.name] = _sha256(dump, progress)
 
     documents = 0
-    for path in _files_under(documents_root):
-        keep(f"documents/{path.relative_to(documents_root).as_posix()}", path)
+    for name, _size in _documents(storage) if include_documents else ():
+        relative = f"documents/{name}"
+        digests[relative] = _copy(_document_stream(storage, name), directory / relative, progress=progress)
         documents += 1
 
     files = [
@@ -224,6 +253,7 @@ def backup_create(
         "documents": documents,
         "audit_signed_sequence": signed.sequence if signed is not None else 0,
         "secret_keys": include_secret_keys,
+        "documents_included": include_documents,
         "files": files,
     }
     fd = os.open(directory / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -242,6 +272,7 @@ def backup_create(
             "documents": documents,
             "signed_sequence": manifest["audit_signed_sequence"],
             "secret_keys": include_secret_keys,
+            "documents_included": include_documents,
         },
     )
     return BackupSummary(
@@ -286,8 +317,8 @@ def _database_tables() -> list[str]:
 
 
 def _restore_targets(manifest: dict[str, Any]) -> list[tuple[str, Path, bool]]:
-    """(file in the backup, where it goes, secret) for every file but the database dump."""
-    documents_root = _documents_root()
+    """(file in the backup, where it goes, secret) for every file but the database dump and the
+    documents."""
     places = {
         "audit/heads.jsonl": (settings.AUDIT_HEADS_FILE, False),
         "audit/signer-state.json": (settings.AUDIT_SIGNER_STATE_FILE, False),
@@ -301,8 +332,8 @@ def _restore_targets(manifest: dict[str, Any]) -> list[tuple[str, Path, bool]]:
         if name == manifest["database"]:
             continue
         if name.startswith("documents/"):
-            targets.append((name, documents_root / name.removeprefix("documents/"), False))
-        elif name in places:
+            continue
+        if name in places:
             targets.append((name, *places[name]))
         else:
             raise BackupError(f"the manifest names a file restore does not know: {name}")
@@ -326,9 +357,9 @@ def backup_restore(*, directory: Path, progress: Progress | None = None) -> dict
             f"the database is not empty ({len(tables)} tables): restore only into a new, empty database"
         )
     targets = _restore_targets(manifest)
-    documents_root = _documents_root()
-    if any(True for _ in _files_under(documents_root)):
-        raise BackupError(f"the document storage {documents_root} is not empty: restore into a new data dir")
+    storage = _documents_storage()
+    if manifest.get("documents_included", True) and any(True for _ in _documents(storage)):
+        raise BackupError("the document storage is not empty: restore into a new data dir or bucket")
     present = [str(target) for _, target, _ in targets if target.exists()]
     if present:
         raise BackupError(f"already in place, not overwritten: {', '.join(present[:5])}")
@@ -355,6 +386,9 @@ def backup_restore(*, directory: Path, progress: Progress | None = None) -> dict
         progress(dump.stat().st_size)
 
     sha = {entry["path"]: entry["sha256"] for entry in manifest["files"]}
+    for entry in manifest["files"]:
+        if entry["path"].startswith("documents/"):
+            _restore_document(storage, directory, entry["path"], sha[entry["path"]], progress)
     for name, target_path, secret in targets:
         if _copy(directory / name, target_path, progress=progress, secret=secret) != sha[name]:
             raise BackupError(f"{name} changed while it was restored")
@@ -366,14 +400,32 @@ def backup_restore(*, directory: Path, progress: Progress | None = None) -> dict
     return manifest
 
 
+def _restore_document(
+    storage: Storage, directory: Path, relative: str, sha256: str, progress: Progress | None
+) -> None:
+    name = relative.removeprefix("documents/")
+    if isinstance(storage, FileSystemStorage):
+        if _copy(directory / relative, Path(storage.location) / name, progress=progress) != sha256:
+            raise BackupError(f"{relative} changed while it was restored")
+        return
+    # The object store computes the object's SHA-256 and S3DocumentStorage checks it is ours.
+    if _sha256(directory / relative) != sha256:
+        raise BackupError(f"{relative} changed while it was restored")
+    with (directory / relative).open("rb") as fh:
+        if storage.save(name, File(fh, name=name)) != name:
+            raise BackupError(f"{relative} could not be restored under its own name")
+    if progress is not None:
+        progress((directory / relative).stat().st_size)
+
+
 def backup_size(directory: Path) -> int:
     """Bytes of the files in a backup directory: for a progress bar."""
     return sum(path.stat().st_size for path in _files_under(directory))
 
 
-def backup_estimate() -> int:
+def backup_estimate(*, include_documents: bool = True) -> int:
     """Bytes a backup is about to copy (the PostgreSQL dump not counted): for a progress bar."""
-    total = sum(path.stat().st_size for path in _files_under(_documents_root()))
+    total = sum(size for _, size in _documents(_documents_storage())) if include_documents else 0
     for path in (settings.AUDIT_HEADS_FILE, settings.AUDIT_SIGNER_STATE_FILE, settings.AUDIT_PUBLIC_KEY_FILE):
         if path.exists():
             total += path.stat().st_size

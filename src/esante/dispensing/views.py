@@ -6,8 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.files.storage import default_storage
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext
@@ -18,6 +17,7 @@ from esante.access.gate import RecordNotFound
 from esante.access.http import active_professional, client_address, not_found_page, professional_required
 from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction
+from esante.core.storage import StoredContentAltered, altered_page, verified_response
 from esante.documents.models import Prescription
 from esante.documents.views import PDF_CSP
 
@@ -203,7 +203,7 @@ def certified_copy(
     public_id: uuid.UUID,
     document_id: uuid.UUID,
     dispensation_id: uuid.UUID,
-) -> HttpResponse:
+) -> HttpResponse | StreamingHttpResponse:
     """The latest certified copy of a dispensation, as a PDF (inline, for printing)."""
     try:
         copy = DispensingGate.for_portal(request, professional).certified_copy(
@@ -211,9 +211,12 @@ def certified_copy(
         )
     except RecordNotFound:
         return not_found_page(request)
-    with default_storage.open(copy.pdf.name, "rb") as fh:
-        data = fh.read()
-    response = HttpResponse(data, content_type="application/pdf")
+    try:
+        response = verified_response(
+            copy.pdf.name, sha256=copy.pdf_sha256, size=None, content_type="application/pdf"
+        )
+    except StoredContentAltered:
+        return altered_page(request)
     response["Content-Disposition"] = f'inline; filename="copie-certifiee-{copy.created_at:%Y%m%d-%H%M}.pdf"'
     response["X-Content-Type-Options"] = "nosniff"
     # Our own WeasyPrint output, but a stored document all the same: served like every other one.

@@ -4,8 +4,7 @@ import datetime
 import uuid
 from typing import Any
 
-from django.core.files.storage import default_storage
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -19,10 +18,11 @@ from esante.access.http import not_found_page, professional_required
 from esante.accounts.models import Professional
 from esante.audit.catalogue import AuditAction
 from esante.core.replica import lag_tolerant
+from esante.core.storage import StoredContentAltered, altered_page, open_verified, verified_response
 
 from . import cda
 from .gate import DocumentGate
-from .models import MediaType
+from .models import Document, MediaType
 from .selectors import DocumentFilters, document_tree, filter_choices, filtered, latest_per_class
 from .types import Binder
 
@@ -150,12 +150,13 @@ def viewer(
         "document": document,
         "age": _age(patient.birth_date, timezone.localdate()),
     }
-    if document.media_type == MediaType.CDA:
-        with default_storage.open(document.content.name, "rb") as fh:
-            context["cda_html"] = cda.render_html(cda.parse(fh.read()))
-    elif document.media_type == MediaType.TEXT:
-        with default_storage.open(document.content.name, "rb") as fh:
-            context["text"] = fh.read().decode("utf-8")
+    try:
+        if document.media_type == MediaType.CDA:
+            context["cda_html"] = cda.render_html(cda.parse(stored_bytes(document)))
+        elif document.media_type == MediaType.TEXT:
+            context["text"] = stored_bytes(document).decode("utf-8")
+    except StoredContentAltered:
+        return altered_page(request)
     if hasattr(document, "prescription"):
         context["prescription"] = document.prescription
         context["lines"] = list(document.prescription.lines.all())
@@ -168,21 +169,22 @@ def viewer(
 @professional_required
 def content(
     request: HttpRequest, professional: Professional, public_id: uuid.UUID, document_id: uuid.UUID
-) -> HttpResponse:
+) -> HttpResponse | StreamingHttpResponse:
     """The document's bytes, with its own content type and a policy that lets nothing run."""
     gate = DocumentGate.for_portal(request, professional)
     try:
         document = gate.read_document(public_id, document_id, action=AuditAction.DOCUMENT_CONTENT).document
     except RecordNotFound:
         return not_found_page(request)
-    with default_storage.open(document.content.name, "rb") as fh:
-        data = fh.read()
     content_type = {
         MediaType.PDF: "application/pdf",
         MediaType.CDA: "application/xml; charset=utf-8",
         MediaType.TEXT: "text/plain; charset=utf-8",
     }[MediaType(document.media_type)]
-    response = HttpResponse(data, content_type=content_type)
+    try:
+        response = stored_response(document, content_type=content_type)
+    except StoredContentAltered:
+        return altered_page(request)
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = PDF_CSP if document.media_type == MediaType.PDF else CONTENT_CSP
     disposition = "inline" if document.media_type == MediaType.PDF else "attachment"
@@ -192,6 +194,18 @@ def content(
     response["Content-Disposition"] = f'{disposition}; filename="document-{document.public_id}.{extension}"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+def stored_bytes(document: Document) -> bytes:
+    """The document's whole content (a CDA or a text to render), checked against its SHA-256."""
+    return open_verified(document.content.name, sha256=document.sha256, size=document.size).read()
+
+
+def stored_response(document: Document, *, content_type: str) -> StreamingHttpResponse:
+    """The document's bytes streamed, checked against its SHA-256 (raises StoredContentAltered)."""
+    return verified_response(
+        document.content.name, sha256=document.sha256, size=document.size, content_type=content_type
+    )
 
 
 def _viewer_prefix(public_id: uuid.UUID) -> str:

@@ -4,8 +4,7 @@ import uuid
 from typing import Any
 
 from django.contrib import messages
-from django.core.files.storage import default_storage
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
@@ -14,8 +13,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from esante.audit.catalogue import AuditAction
 from esante.core.http import client_address
+from esante.core.storage import StoredContentAltered, altered_page, verified_response
 from esante.documents import cda
 from esante.documents.models import MediaType
+from esante.documents.views import stored_bytes, stored_response
 
 from .. import selectors, services
 from ..http import not_found_page, patient_required
@@ -67,12 +68,13 @@ def document(request: HttpRequest, account: PatientAccount, document_id: uuid.UU
         object_id=str(found.public_id),
     )
     context: dict[str, Any] = {"tab": "record", "account": account, "document": found}
-    if found.media_type == MediaType.CDA:
-        with default_storage.open(found.content.name, "rb") as fh:
-            context["cda_html"] = cda.render_html(cda.parse(fh.read()))
-    elif found.media_type == MediaType.TEXT:
-        with default_storage.open(found.content.name, "rb") as fh:
-            context["text"] = fh.read().decode("utf-8")
+    try:
+        if found.media_type == MediaType.CDA:
+            context["cda_html"] = cda.render_html(cda.parse(stored_bytes(found)))
+        elif found.media_type == MediaType.TEXT:
+            context["text"] = stored_bytes(found).decode("utf-8")
+    except StoredContentAltered:
+        return altered_page(request)
     return render(request, "espace/document.html", context)
 
 
@@ -80,7 +82,9 @@ def document(request: HttpRequest, account: PatientAccount, document_id: uuid.UU
 @require_GET
 @xframe_options_sameorigin
 @patient_required
-def document_content(request: HttpRequest, account: PatientAccount, document_id: uuid.UUID) -> HttpResponse:
+def document_content(
+    request: HttpRequest, account: PatientAccount, document_id: uuid.UUID
+) -> HttpResponse | StreamingHttpResponse:
     """The bytes, under the professionals' viewer's policy (nothing in a document runs)."""
     from esante.documents.views import CONTENT_CSP, PDF_CSP
 
@@ -95,15 +99,16 @@ def document_content(request: HttpRequest, account: PatientAccount, document_id:
         object_id=str(found.public_id),
         content=True,
     )
-    with default_storage.open(found.content.name, "rb") as fh:
-        data = fh.read()
     media = MediaType(found.media_type)
     content_type = {
         MediaType.PDF: "application/pdf",
         MediaType.CDA: "application/xml; charset=utf-8",
         MediaType.TEXT: "text/plain; charset=utf-8",
     }[media]
-    response = HttpResponse(data, content_type=content_type)
+    try:
+        response = stored_response(found, content_type=content_type)
+    except StoredContentAltered:
+        return altered_page(request)
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = PDF_CSP if media == MediaType.PDF else CONTENT_CSP
     extension = {MediaType.PDF: "pdf", MediaType.CDA: "xml", MediaType.TEXT: "txt"}[media]
@@ -145,7 +150,9 @@ def document_visibility(
 @require_GET
 @xframe_options_sameorigin
 @patient_required
-def certified_copy(request: HttpRequest, account: PatientAccount, dispensation_id: uuid.UUID) -> HttpResponse:
+def certified_copy(
+    request: HttpRequest, account: PatientAccount, dispensation_id: uuid.UUID
+) -> HttpResponse | StreamingHttpResponse:
     """The current certified copy of one of the patient's dispensations, as the pharmacist prints it."""
     from esante.documents.views import PDF_CSP
 
@@ -165,9 +172,12 @@ def certified_copy(request: HttpRequest, account: PatientAccount, dispensation_i
         object_type="CertifiedCopy",
         object_id=str(copy.public_id),
     )
-    with default_storage.open(copy.pdf.name, "rb") as fh:
-        data = fh.read()
-    response = HttpResponse(data, content_type="application/pdf")
+    try:
+        response = verified_response(
+            copy.pdf.name, sha256=copy.pdf_sha256, size=None, content_type="application/pdf"
+        )
+    except StoredContentAltered:
+        return altered_page(request)
     response["Content-Disposition"] = f'inline; filename="copie-certifiee-{copy.created_at:%Y%m%d-%H%M}.pdf"'
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = PDF_CSP

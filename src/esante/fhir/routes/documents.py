@@ -5,18 +5,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from ninja import Router
 
 from esante.access.selectors import RecordNotFound
 from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_via
 from esante.core.http import client_address
+from esante.core.storage import ALTERED_MESSAGE, StoredContentAltered
 from esante.documents.gate import DocumentGate
 from esante.documents.models import Document, MediaType
-from esante.documents.views import CONTENT_CSP, PDF_CSP
+from esante.documents.views import CONTENT_CSP, PDF_CSP, stored_response
 from esante.espace.selectors import own_document, own_documents
 from esante.espace.services import patient_not_found, patient_trace
 from esante.patients.selectors import patient_public_id_by_matricule
@@ -190,7 +190,9 @@ def _accepts(request: HttpRequest, media_type: str) -> bool:
 
 
 @router.get("/DocumentReference/{document_id}/content")
-def document_reference_content(request: HttpRequest, document_id: str) -> HttpResponse:
+def document_reference_content(
+    request: HttpRequest, document_id: str
+) -> HttpResponse | StreamingHttpResponse:
     """ITI-68: the document's bytes with their content type, under the portal's sandbox policy."""
     who = caller(request, resource_type="DocumentReference", permission="r", patient_allowed=True)
     with audit_via(who.audit_details):
@@ -223,10 +225,11 @@ def _acceptable(request: HttpRequest, document: Document) -> None:
         raise FhirError(406, "not-acceptable", message, issue_type="not-supported")
 
 
-def _content_response(document: Document) -> HttpResponse:
-    with default_storage.open(document.content.name, "rb") as fh:
-        data = fh.read()
-    response = HttpResponse(data, content_type=document.media_type)
+def _content_response(document: Document) -> HttpResponse | StreamingHttpResponse:
+    try:
+        response = stored_response(document, content_type=document.media_type)
+    except StoredContentAltered:
+        raise FhirError(500, "content-altered", str(ALTERED_MESSAGE), issue_type="exception") from None
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = PDF_CSP if document.media_type == MediaType.PDF else CONTENT_CSP
     response["Content-Disposition"] = "attachment"

@@ -4,12 +4,12 @@ import re
 import uuid
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
 from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_via
+from esante.core.storage import ALTERED_MESSAGE, StoredContentAltered, open_verified
 from esante.dispensing.certification import certified_copy_download_record
 from esante.dispensing.gate import DispensingGate
 from esante.dispensing.refusals import DispensationRefused
@@ -221,8 +221,11 @@ def binary_read(request: HttpRequest, binary_id: str) -> HttpResponse:
         copy = dispensation.certified_copy
         if copy is None:
             raise binary.pending()
-        with default_storage.open(copy.pdf.name, "rb") as fh:
-            data = fh.read()
+        try:
+            # Checked against the SHA-256 recorded with the copy (esante.core.storage).
+            data = open_verified(copy.pdf.name, sha256=copy.pdf_sha256, size=None).read()
+        except StoredContentAltered:
+            raise FhirError(500, "content-altered", str(ALTERED_MESSAGE), issue_type="exception") from None
         certified_copy_download_record(
             professional=who.professional, copy=copy, client_address=gate.client_address
         )

@@ -26,10 +26,17 @@ class Command(BaseCommand):
             "whoever holds it with the database can forge the trail)",
         )
 
+        parser.add_argument(
+            "--without-documents",
+            action="store_true",
+            help="copy no document file: for an object store with its own versioning and replication "
+            "(the restore then runs on a storage that holds them)",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             with tqdm(
-                total=backup_estimate(),
+                total=backup_estimate(include_documents=not options["without_documents"]),
                 unit="B",
                 unit_scale=True,
                 disable=options["verbosity"] == 0,
@@ -39,13 +46,19 @@ class Command(BaseCommand):
                     directory=options["to"],
                     actor_label="system:cli",
                     include_secret_keys=options["include_signing_key"],
+                    include_documents=not options["without_documents"],
                     progress=bar.update,
                 )
         except BackupError as exc:
             raise CommandError(f"backup NOT made: {exc}") from exc
+        documents = (
+            f"{summary.documents} document files"
+            if not options["without_documents"]
+            else "no document file (--without-documents)"
+        )
         keys = "with the audit's secret keys" if summary.secret_keys else "without the audit's secret keys"
         self.stdout.write(
-            f"backup written to {summary.directory}: {summary.engine} database, {summary.documents} "
-            f"document files, audit heads signed up to #{summary.signed_sequence}, {keys}; "
+            f"backup written to {summary.directory}: {summary.engine} database, {documents}, "
+            f"audit heads signed up to #{summary.signed_sequence}, {keys}; "
             f"{summary.files} files, {summary.bytes} bytes (manifest.json)"
         )

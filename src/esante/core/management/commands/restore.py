@@ -42,8 +42,13 @@ class Command(BaseCommand):
                 "signing host) in place before the platform writes or signs"
             )
         )
+        documents = (
+            f"{manifest['documents']} document files"
+            if manifest.get("documents_included", True)
+            else "no document file (a backup --without-documents: the storage's own are used)"
+        )
         self.stdout.write(
-            f"restored from {source}: {manifest['engine']} database, {manifest['documents']} document "
-            f"files, audit heads signed up to #{manifest['audit_signed_sequence']}{keys}. "
+            f"restored from {source}: {manifest['engine']} database, {documents}, "
+            f"audit heads signed up to #{manifest['audit_signed_sequence']}{keys}. "
             "Check it with `esante verify_audit`."
         )
