@@ -138,3 +138,25 @@ def test_a_token_without_the_binary_scope_is_403(
     response = narrow.get(_binary_url(resource), headers={"Accept": "application/pdf"})
     assert response.status_code == 403 and 'scope="user/Binary.r"' in response["WWW-Authenticate"]
     assert _copy_events() == []
+
+
+@pytest.mark.django_db
+def test_a_copy_whose_bytes_changed_is_refused_and_traced(
+    dispensed: tuple[dict[str, Any], list[Any], Any], token: dict[str, Any]
+) -> None:
+    resource, jobs, _ = dispensed
+    for run in jobs:
+        run()
+    copy = CertifiedCopy.objects.get()
+    path = default_storage.path(copy.pdf.name)
+    with open(path, "r+b") as fh:  # one byte changed, the size kept
+        first = fh.read(1)
+        fh.seek(0)
+        fh.write(bytes([first[0] ^ 1]))
+    for accept in ("application/pdf", FHIR):
+        response = api(token["access_token"]).get(_binary_url(resource), headers={"Accept": accept})
+        assert response.status_code == 500 and outcome_code(response) == "content-altered"
+        assert b"%PDF" not in response.content and b"JVBER" not in response.content
+    # Refused before the download was recorded; each refusal is an integrity event.
+    assert _copy_events() == []
+    assert [e.outcome for e in events("storage.integrity")] == ["failure", "failure"]
