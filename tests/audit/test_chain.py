@@ -214,3 +214,30 @@ def test_verify_audit_checks_every_column(column: str, value: str) -> None:
     tamper(f"UPDATE audit_auditevent SET {column} = %s WHERE sequence = 2", [value])  # noqa: S608
     result = verify_chain()
     assert not result.ok and result.broken_sequence == 2 and "columns differ" in result.problem
+
+
+@pytest.mark.django_db
+def test_stored_rows_are_vouched_for_without_the_model() -> None:
+    """The hot loop's comparison agrees with the model's on events of every shape (so it does not
+    fall back to the model for each), and refuses a row whose column differs."""
+    from esante.audit.chain import row_agrees, stored_rows
+    from tests.access.factories import make_patient, make_professional
+
+    professional = make_professional("doctor")
+    audit_record(
+        action=AuditAction.RECORD_OPEN,
+        actor=professional.user,
+        patient=make_patient(),
+        object_type="AccessGrant",
+        object_id=7,
+        motif="Soins « urgents » \u00e9\u4e2d\"\\",
+        client_address="2001:db8::1",
+        details={"z": [1, 2.5, None, True], "a": {"é": "ü", "n": -3}, "shown": ["x"]},
+    )
+    audit_record(action=AuditAction.LOGOUT, actor_label="tester", client_address="10.0.0.9")
+    [rows] = list(stored_rows(0, 10))
+    assert row_agrees(rows[0], expected_sequence=1, previous=GENESIS_HASH)
+    assert row_agrees(rows[1], expected_sequence=2, previous=rows[0][2])
+    changed = (*rows[1][:12], "autre motif", *rows[1][13:])
+    assert not row_agrees(changed, expected_sequence=2, previous=rows[0][2])
+    assert not row_agrees(rows[1], expected_sequence=3, previous=rows[0][2])

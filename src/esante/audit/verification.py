@@ -13,6 +13,7 @@ Events without a MAC at the start of the trail were written before the MAC colum
 are counted as "legacy, unkeyed" (their hash chain and signatures are checked, not their MAC).
 """
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from .anchoring import (
     read_heads,
     read_signer_state,
 )
-from .chain import COLUMNS, mac_problem, row_problem
+from .chain import keyed_run, mac_problem, raw_row_problem, stored_rows
 from .keys import MissingKeyError, mac_key, verification_public_key
 from .models import AuditChainHead, AuditEvent
 from .services import GENESIS_HASH
@@ -158,45 +159,67 @@ def verify_chain(
     expected_sequence = 1
     key: bytes | None = None
     keyed = False
-    rows = (
-        AuditEvent.objects.filter(sequence__lte=chain_head.sequence)
-        .order_by("sequence")
-        .values_list(*COLUMNS)
-        .iterator(chunk_size=chunk_size)
-    )
-    for row in rows:
-        sequence, digest, mac = row[0], row[2], row[15]
-        if mac is not None and key is None:
-            try:
-                key = mac_key(create=False)
-            except (MissingKeyError, ValueError) as exc:
-                result.missing_key = f"{exc}: the events' MACs cannot be checked"
+    signed = sorted(expected_heads)
+    for rows in stored_rows(0, chain_head.sequence, batch=chunk_size):
+        index = 0
+        while index < len(rows):
+            if keyed and key is not None:
+                # The hot loop: a run of keyed events that chain, hash and agree with their columns.
+                run = keyed_run(rows, index, expected_sequence=expected_sequence, previous=previous, key=key)
+                if run:
+                    last = expected_sequence + run - 1
+                    for at in signed[
+                        bisect.bisect_left(signed, expected_sequence) : bisect.bisect_right(signed, last)
+                    ]:
+                        head, digest = expected_heads[at], rows[index + at - expected_sequence][2]
+                        if head.hash != digest:
+                            result.checked += at - expected_sequence
+                            result.broken_sequence = at
+                            result.problem = (
+                                f"it differs from the head signed at {head.signed_at}: "
+                                "the chain was rewritten at or before this event"
+                            )
+                            return result
+                        result.heads_checked += 1
+                        result.last_signed = head
+                    previous, expected_sequence = rows[index + run - 1][2], last + 1
+                    result.checked += run
+                    index += run
+                    continue
+            row = rows[index]
+            sequence, digest, mac = row[0], row[2], row[15]
+            if mac is not None and key is None:
+                try:
+                    key = mac_key(create=False)
+                except (MissingKeyError, ValueError) as exc:
+                    result.missing_key = f"{exc}: the events' MACs cannot be checked"
+                    return result
+            broken = raw_row_problem(row, expected_sequence=expected_sequence, previous=previous)
+            if not broken:
+                broken = mac_problem(digest, mac, key=key or b"", after_keyed=keyed, allow_legacy=True)
+            head = expected_heads.get(sequence)
+            if not broken and head is not None:
+                if head.hash != digest:
+                    broken = (
+                        f"it differs from the head signed at {head.signed_at}: "
+                        "the chain was rewritten at or before this event"
+                    )
+                else:
+                    result.heads_checked += 1
+                    result.last_signed = head
+            if broken:
+                result.broken_sequence = min(sequence, expected_sequence)
+                result.problem = broken
                 return result
-        broken = row_problem(row, expected_sequence=expected_sequence, previous=previous)
-        if not broken:
-            broken = mac_problem(digest, mac, key=key or b"", after_keyed=keyed, allow_legacy=True)
-        head = expected_heads.get(sequence)
-        if not broken and head is not None:
-            if head.hash != digest:
-                broken = (
-                    f"it differs from the head signed at {head.signed_at}: "
-                    "the chain was rewritten at or before this event"
-                )
-            else:
-                result.heads_checked += 1
-                result.last_signed = head
-        if broken:
-            result.broken_sequence = min(sequence, expected_sequence)
-            result.problem = broken
-            return result
-        if mac is None:
-            result.legacy += 1
-        keyed = keyed or mac is not None
-        previous = digest
-        expected_sequence += 1
-        result.checked += 1
-        if progress is not None and result.checked % chunk_size == 0:
-            progress(chunk_size)
+            if mac is None:
+                result.legacy += 1
+            keyed = keyed or mac is not None
+            previous = digest
+            expected_sequence += 1
+            result.checked += 1
+            index += 1
+        if progress is not None:
+            progress(len(rows))
     last = result.last_sequence = expected_sequence - 1
     beyond = [head for head in heads if head.sequence > last]
     if beyond:
