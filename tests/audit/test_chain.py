@@ -230,7 +230,7 @@ def test_stored_rows_are_vouched_for_without_the_model() -> None:
         patient=make_patient(),
         object_type="AccessGrant",
         object_id=7,
-        motif="Soins « urgents » \u00e9\u4e2d\"\\",
+        motif='Soins « urgents » \u00e9\u4e2d"\\',
         client_address="2001:db8::1",
         details={"z": [1, 2.5, None, True], "a": {"é": "ü", "n": -3}, "shown": ["x"]},
     )

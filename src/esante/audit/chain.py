@@ -142,7 +142,8 @@ def stored_rows(after: int, upto: int, batch: int = 10_000) -> Iterator[list[tup
 
 
 _quote = json.encoder.encode_basestring  # as ``canonical_bytes`` writes a string (ensure_ascii=False)
-_scan = json.JSONDecoder().scan_once  # the C scanner behind json.loads, without its wrappers
+# The C scanner behind json.loads, without its wrappers.
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _whole_json(text: Any) -> Any:
@@ -157,6 +158,8 @@ def _whole_json(text: Any) -> Any:
     if end != len(text):
         raise ValueError("more than one JSON value")
     return value
+
+
 _sha256 = hashlib.sha256
 _fromisoformat = datetime.datetime.fromisoformat
 

@@ -171,17 +171,17 @@ def verify_chain(
                     for at in signed[
                         bisect.bisect_left(signed, expected_sequence) : bisect.bisect_right(signed, last)
                     ]:
-                        head, digest = expected_heads[at], rows[index + at - expected_sequence][2]
-                        if head.hash != digest:
+                        signed_head = expected_heads[at]
+                        if signed_head.hash != rows[index + at - expected_sequence][2]:
                             result.checked += at - expected_sequence
                             result.broken_sequence = at
                             result.problem = (
-                                f"it differs from the head signed at {head.signed_at}: "
+                                f"it differs from the head signed at {signed_head.signed_at}: "
                                 "the chain was rewritten at or before this event"
                             )
                             return result
                         result.heads_checked += 1
-                        result.last_signed = head
+                        result.last_signed = signed_head
                     previous, expected_sequence = rows[index + run - 1][2], last + 1
                     result.checked += run
                     index += run
