@@ -1,5 +1,6 @@
 import json
 import threading
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,27 @@ def test_stored_rows_are_vouched_for_without_the_model() -> None:
     changed = (*rows[1][:12], "autre motif", *rows[1][13:])
     assert not row_agrees(changed, expected_sequence=2, previous=rows[0][2])
     assert not row_agrees(rows[1], expected_sequence=3, previous=rows[0][2])
+
+
+def test_ranges_checked_in_processes_give_the_same_verdict(committed_db: None, monkeypatch: Any) -> None:
+    """With ``processes``, ranges are checked in forked workers; a tampered event in any range
+    sends the walk back to the sequential check, which names it as it would alone."""
+    from esante.audit import verification
+
+    monkeypatch.setattr(verification, "RANGE_SIZE", 4)
+    record(13)
+    audit_anchor()
+
+    def sequential(**kwargs: Any) -> str:
+        raise AssertionError("the workers vouched for every range: no sequential walk")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(verification, "raw_row_problem", sequential)
+        intact = verify_chain(processes=2)
+    assert intact.ok and intact.checked == 13 and intact.fully_signed and intact.heads_checked == 1
+    assert (intact.problem, intact.legacy) == ("", 0)
+    tamper("UPDATE audit_auditevent SET motif = %s WHERE sequence = 10", ["changé"])
+    broken = verify_chain(processes=2)
+    alone = verify_chain()
+    assert (broken.broken_sequence, broken.problem, broken.checked) == (10, alone.problem, alone.checked)
+    assert "columns differ" in broken.problem
