@@ -1,7 +1,7 @@
 import json
 import threading
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
