@@ -266,3 +266,18 @@ def test_ranges_checked_in_processes_give_the_same_verdict(committed_db: None, m
     alone = verify_chain()
     assert (broken.broken_sequence, broken.problem, broken.checked) == (10, alone.problem, alone.checked)
     assert "columns differ" in broken.problem
+
+
+@pytest.mark.django_db
+def test_a_row_slipped_in_before_the_first_event_is_found() -> None:
+    record(3)
+    tamper(
+        "INSERT INTO audit_auditevent (sequence, created_at, actor_label, action, outcome, object_type, "
+        "object_id, motif, details, canonical, prev_hash, hash) "
+        "SELECT 0, created_at, actor_label, action, outcome, object_type, object_id, motif, details, "
+        "canonical, prev_hash, hash FROM audit_auditevent WHERE sequence = 1",
+        [],
+    )
+    assert AuditEvent.objects.filter(sequence=0).exists()
+    result = verify_chain(processes=2)
+    assert not result.ok and result.broken_sequence == 0 and result.checked == 0

@@ -118,7 +118,8 @@ def segment_problem(
 
 def stored_rows(after: int, upto: int, batch: int = 10_000) -> Iterator[list[tuple[Any, ...]]]:
     """The stored rows of the events after #``after`` up to #``upto``, in order, as the database
-    driver returns them (values of ``COLUMNS``, no model conversion), ``batch`` rows at a time.
+    driver returns them (values of ``COLUMNS``, no model conversion), ``batch`` sequence numbers
+    at a time.
 
     Read by ranges of the sequence index, so memory stays constant whatever the trail's length.
     The date comes as the stored text on SQLite (no date parsing); ``details`` as its JSON text.
@@ -129,16 +130,18 @@ def stored_rows(after: int, upto: int, batch: int = 10_000) -> Iterator[list[tup
         columns[4] = f"{columns[4]} || ''"  # text, skipping the driver's date converter
     sql = (
         f"SELECT {', '.join(columns)} FROM {quote(AuditEvent._meta.db_table)} "  # noqa: S608 (constants)
-        f"WHERE {quote('sequence')} > %s AND {quote('sequence')} <= %s ORDER BY {quote('sequence')} LIMIT %s"
+        f"WHERE {quote('sequence')} > %s AND {quote('sequence')} <= %s ORDER BY {quote('sequence')}"
     )
     with connection.cursor() as cursor:
+        # Ranges of the sequence, not LIMIT: the plan stays a short index range whatever the
+        # table's statistics say (a fresh table's would sort the whole rest for each batch).
         while after < upto:
-            cursor.execute(sql, [after, upto, batch])
+            until = min(after + batch, upto)
+            cursor.execute(sql, [after, until])
             rows = cursor.fetchall()
-            if not rows:
-                return
-            yield rows
-            after = rows[-1][0]
+            if rows:
+                yield rows
+            after = until
 
 
 _quote = json.encoder.encode_basestring  # as ``canonical_bytes`` writes a string (ensure_ascii=False)

@@ -22,7 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 from django.db import connections
-from django.db.models import Max
+from django.db.models import Max, Min
 
 from .anchoring import (
     HeadsFileError,
@@ -222,8 +222,12 @@ def verify_chain(
     key: bytes | None = None
     keyed = False
     signed = sorted(expected_heads)
+    # Normally 0; below it when a row was slipped in before the first event (found as the walk's
+    # first problem).
+    first = AuditEvent.objects.aggregate(first=Min("sequence"))["first"]
+    before = min(0, first - 1) if first is not None else 0
     walked = None
-    if processes > 1 and chain_head.sequence > RANGE_SIZE:
+    if processes > 1 and before == 0 and chain_head.sequence > RANGE_SIZE:
         walked = _parallel_walk(chain_head.sequence, expected_heads, processes, progress)
     if walked is not None:
         covered = [sequence for sequence in signed if sequence <= chain_head.sequence]
@@ -231,7 +235,7 @@ def verify_chain(
         result.last_signed = expected_heads[covered[-1]] if covered else None
         result.checked = chain_head.sequence
         previous, expected_sequence = walked, chain_head.sequence + 1
-    for rows in stored_rows(0, 0 if walked is not None else chain_head.sequence, batch=chunk_size):
+    for rows in stored_rows(before, before if walked is not None else chain_head.sequence, batch=chunk_size):
         index = 0
         while index < len(rows):
             if keyed and key is not None:
