@@ -128,9 +128,15 @@ def stored_rows(after: int, upto: int, batch: int = 10_000) -> Iterator[list[tup
     columns = [quote(column) for column in COLUMNS]
     if connection.vendor == "sqlite":
         columns[4] = f"{columns[4]} || ''"  # text, skipping the driver's date converter
+    elif connection.vendor == "postgresql":  # UTC text, whatever the session's DateStyle
+        columns[4] = f"to_char({columns[4]} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
     sql = (
         f"SELECT {', '.join(columns)} FROM {quote(AuditEvent._meta.db_table)} "  # noqa: S608 (constants)
         f"WHERE {quote('sequence')} > %s AND {quote('sequence')} <= %s ORDER BY {quote('sequence')}"
+    )
+    following = (
+        f"SELECT MIN({quote('sequence')}) FROM {quote(AuditEvent._meta.db_table)} "  # noqa: S608 (constants)
+        f"WHERE {quote('sequence')} > %s"
     )
     with connection.cursor() as cursor:
         # Ranges of the sequence, not LIMIT: the plan stays a short index range whatever the
@@ -141,7 +147,14 @@ def stored_rows(after: int, upto: int, batch: int = 10_000) -> Iterator[list[tup
             rows = cursor.fetchall()
             if rows:
                 yield rows
-            after = until
+                after = until
+                continue
+            # A gap (events removed, or a head row moved far ahead): on to the next stored event.
+            cursor.execute(following, [until])
+            (next_sequence,) = cursor.fetchone()
+            if next_sequence is None:
+                return
+            after = next_sequence - 1
 
 
 _quote = json.encoder.encode_basestring  # as ``canonical_bytes`` writes a string (ensure_ascii=False)
@@ -178,7 +191,7 @@ def _json_scalar(value: Any) -> str:
 
 def _stored_time(value: Any) -> str:
     """The stored date as the canonical content writes it (ISO 8601, UTC), read as the model
-    reads it: on SQLite, the stored text is a naive UTC date."""
+    reads it: the text ``stored_rows`` selects is a naive UTC date."""
     if isinstance(value, str):
         return _fromisoformat(value).isoformat() + "+00:00"
     return value.astimezone(datetime.UTC).isoformat()
