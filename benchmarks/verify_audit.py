@@ -6,6 +6,11 @@ the real `esante verify_audit` command.
 
     python benchmarks/verify_audit.py
     python benchmarks/verify_audit.py --database postgres://postgres@127.0.0.1:5432/esante_bench
+    python benchmarks/verify_audit.py --data-dir /tmp/trail --processes 2   # builds once, reused
+
+With ``--data-dir`` the chain is built on the first run only (the directory holds the SQLite
+database, the keys and the heads; for PostgreSQL, keep the same ``--database`` as well), so that
+runs can be timed against each other on the same trail.
 """
 
 import argparse
@@ -55,25 +60,34 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--database", default="")
+    parser.add_argument("--data-dir", type=Path, default=None, help="build once there, then reuse")
+    parser.add_argument("--processes", type=int, default=1, help="verify_audit --processes")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="esante-bench-"))
+    work = args.data_dir or Path(tempfile.mkdtemp(prefix="esante-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    built_marker = work / f"built-{args.events}"
     env = dict(
         os.environ, ESANTE_DATA_DIR=str(work), ESANTE_DEBUG="1", DJANGO_SETTINGS_MODULE="esante.settings"
     )
     if args.database:
         env["DATABASE_URL"] = args.database
-        name = args.database.rsplit("/", 1)[1]
-        for sql in (f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"):
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
     esante = str(Path(sys.executable).with_name("esante"))
-    subprocess.run([esante, "migrate", "-v0"], env=env, check=True)
-    built = time.perf_counter()
-    subprocess.run([sys.executable, "-c", SCRIPT, str(args.events)], env=env, check=True)
-    print(f"built {args.events} events in {time.perf_counter() - built:.0f} s")
+    if not built_marker.exists():
+        if args.database:
+            name = args.database.rsplit("/", 1)[1]
+            for sql in (f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"):
+                subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
+        subprocess.run([esante, "migrate", "-v0"], env=env, check=True)
+        built = time.perf_counter()
+        subprocess.run([sys.executable, "-c", SCRIPT, str(args.events)], env=env, check=True)
+        print(f"built {args.events} events in {time.perf_counter() - built:.0f} s")
+        if args.data_dir:
+            built_marker.touch()
+    command = [esante, "verify_audit", "-v0"]
+    if args.processes > 1:
+        command += ["--processes", str(args.processes)]
     started = time.perf_counter()
-    result = subprocess.run(
-        [esante, "verify_audit", "-v0"], env=env, capture_output=True, text=True, check=False
-    )
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
     backend = "PostgreSQL" if args.database else "SQLite"
     print(f"{backend}: verify_audit over {args.events:,} events: {elapsed:.1f} s (exit {result.returncode})")

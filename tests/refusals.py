@@ -28,7 +28,7 @@ from django.core.files.storage import default_storage
 from django.test import Client
 from django.utils import timezone
 
-from esante.access.models import AccessGrant, PatientBlock, PatientSearch, RecordOpening
+from esante.access.models import AccessGrant, PatientBlock, RecordOpening
 from esante.accounts.models import Professional
 from esante.audit.models import AuditEvent
 from esante.dispensing.models import CertifiedCopy, Dispensation
@@ -237,7 +237,6 @@ def _written() -> tuple[Any, ...]:
         AccessGrant.objects.count(),
         RecordOpening.objects.count(),
         PatientBlock.objects.count(),
-        PatientSearch.objects.count(),
         Document.objects.count(),
         list(Dispensation.objects.values_list("withdrawn_at", flat=True).order_by("id")),
         CertifiedCopy.objects.count(),

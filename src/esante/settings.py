@@ -97,6 +97,7 @@ MIDDLEWARE = [
     "esante.core.middleware.ContentSecurityPolicyMiddleware",
     "esante.fhir.middleware.FhirErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "esante.core.middleware.SessionIdleMiddleware",
     "esante.core.replica.ReplicaSessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -281,8 +282,13 @@ ESANTE_FOLLOW_UP_GRACE_SECONDS = env.int("ESANTE_FOLLOW_UP_GRACE_SECONDS", defau
 HTTPS = env.bool("ESANTE_HTTPS", default=PRODUCTION)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_AGE = env.int("ESANTE_SESSION_IDLE_SECONDS", default=30 * 60)
-SESSION_SAVE_EVERY_REQUEST = True  # idle timeout: the cookie age restarts on each request
+# Idle timeout: esante.core.middleware.SessionIdleMiddleware ends a session idle for longer than
+# this; the time of its last activity is renewed (and the session saved) at most once per touch
+# interval, so a page read does not write the session. The stored row lives one interval longer,
+# so that the middleware, not the row's expiry, ends it.
+ESANTE_SESSION_IDLE_SECONDS = env.int("ESANTE_SESSION_IDLE_SECONDS", default=30 * 60)
+ESANTE_SESSION_TOUCH_SECONDS = 60
+SESSION_COOKIE_AGE = ESANTE_SESSION_IDLE_SECONDS + ESANTE_SESSION_TOUCH_SECONDS
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 CSRF_COOKIE_HTTPONLY = True
 # The header's language switch (Django's set_language) keeps the choice in this cookie.

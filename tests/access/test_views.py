@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from freezegun import freeze_time
 
-from esante.access.models import AccessGrant, PatientBlock, PatientSearch, RecordOpening
+from esante.access.models import AccessGrant, PatientBlock, RecordOpening
 from esante.accounts.models import Professional, User
 from esante.audit.models import AuditEvent
 from esante.patients.models import Patient
@@ -160,7 +160,7 @@ def test_search_by_matricule(client: Client, pharmacist: Professional, secret_pa
     assert (event.action, event.outcome, event.actor) == ("patient.search", "success", pharmacist.user)
     assert event.details["criteria"]["matricule"] == secret_patient.matricule
     assert event.details["results"] == 1
-    assert PatientSearch.objects.get().result_count == 1
+    assert event.details["shown"] == [str(secret_patient.public_id)]
 
 
 def test_search_by_name_is_accent_and_case_insensitive(client: Client, pharmacist: Professional) -> None:
@@ -193,7 +193,6 @@ def test_search_without_enough_criteria_explains_and_writes_nothing(
     assert "Précisez la recherche" in text(response)
     assert "DUPONT" not in text(response)
     assert AuditEvent.objects.count() == 0
-    assert PatientSearch.objects.count() == 0
 
 
 def test_search_bad_matricule_error(client: Client, pharmacist: Professional) -> None:
@@ -223,6 +222,55 @@ def test_search_pagination(client: Client, pharmacist: Professional) -> None:
     assert "1 à 12 sur 12 éléments" in body  # an unknown page size falls back to 25
 
 
+def write_transactions(queries: CaptureQueriesContext) -> list[list[str]]:
+    """The writes of the captured queries, grouped by the transaction (outermost atomic block, or
+    autocommit statement) that made them; only transactions that wrote."""
+    groups: list[list[str]] = []
+    depth, current = 0, []
+    for query in queries.captured_queries:
+        sql = query["sql"].lstrip()
+        verb = sql.split(None, 1)[0].upper()
+        if verb == "SAVEPOINT":
+            depth += 1
+        elif verb == "RELEASE":  # also after ROLLBACK TO SAVEPOINT
+            depth -= 1
+            if depth == 0 and current:
+                groups.append(current)
+                current = []
+        elif verb in {"INSERT", "UPDATE", "DELETE"}:
+            if depth:
+                current.append(sql)
+            else:
+                groups.append([sql])
+    return groups + ([current] if current else [])
+
+
+def test_a_search_writes_once_its_audit_event(
+    client: Client, pharmacist: Professional, secret_patient: Patient
+) -> None:
+    login(client, pharmacist).get(SEARCH)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(SEARCH, {"matricule": secret_patient.matricule})
+    assert response.status_code == 200 and "ZYXWALDOR" in text(response)
+    [transaction] = write_transactions(queries)
+    assert [sql.split('"')[1] for sql in transaction] == ["audit_auditevent", "audit_auditchainhead"]
+    # The access dialog opens for the patient the search showed, read from that event.
+    assert client.get(reverse("access:dialog", args=[secret_patient.public_id])).status_code == 200
+
+
+def test_a_search_over_the_limit_writes_once_its_refusal(
+    client: Client, pharmacist: Professional, secret_patient: Patient, settings: Any
+) -> None:
+    settings.ESANTE_SEARCH_RATE_LIMIT = 1
+    login(client, pharmacist).post(SEARCH, {"matricule": secret_patient.matricule})
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(SEARCH, {"matricule": secret_patient.matricule})
+    assert response.status_code == 429 and "trop de recherches" in text(response)
+    [transaction] = write_transactions(queries)
+    assert [sql.split('"')[1] for sql in transaction] == ["audit_auditevent", "audit_auditchainhead"]
+    assert AuditEvent.objects.order_by("-sequence").values_list("outcome", flat=True)[0] == "refused"
+
+
 @override_settings(ESANTE_SEARCH_RATE_LIMIT=2)
 def test_search_rate_limit(client: Client, pharmacist: Professional, secret_patient: Patient) -> None:
     login(client, pharmacist)
@@ -244,7 +292,7 @@ def test_search_rate_limit(client: Client, pharmacist: Professional, secret_pati
 
 
 def test_search_query_count_is_constant(client: Client, pharmacist: Professional) -> None:
-    login(client, pharmacist)
+    login(client, pharmacist).get(SEARCH)  # the session's first activity is recorded here
     make_patient("Dupont", "Jean")
 
     def count() -> int:

@@ -1,6 +1,7 @@
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -214,3 +215,69 @@ def test_verify_audit_checks_every_column(column: str, value: str) -> None:
     tamper(f"UPDATE audit_auditevent SET {column} = %s WHERE sequence = 2", [value])  # noqa: S608
     result = verify_chain()
     assert not result.ok and result.broken_sequence == 2 and "columns differ" in result.problem
+
+
+@pytest.mark.django_db
+def test_stored_rows_are_vouched_for_without_the_model() -> None:
+    """The hot loop's comparison agrees with the model's on events of every shape (so it does not
+    fall back to the model for each), and refuses a row whose column differs."""
+    from esante.audit.chain import row_agrees, stored_rows
+    from tests.access.factories import make_patient, make_professional
+
+    professional = make_professional("doctor")
+    audit_record(
+        action=AuditAction.RECORD_OPEN,
+        actor=professional.user,
+        patient=make_patient(),
+        object_type="AccessGrant",
+        object_id=7,
+        motif='Soins « urgents » \u00e9\u4e2d"\\',
+        client_address="2001:db8::1",
+        details={"z": [1, 2.5, None, True], "a": {"é": "ü", "n": -3}, "shown": ["x"]},
+    )
+    audit_record(action=AuditAction.LOGOUT, actor_label="tester", client_address="10.0.0.9")
+    [rows] = list(stored_rows(0, 10))
+    assert row_agrees(rows[0], expected_sequence=1, previous=GENESIS_HASH)
+    assert row_agrees(rows[1], expected_sequence=2, previous=rows[0][2])
+    changed = (*rows[1][:12], "autre motif", *rows[1][13:])
+    assert not row_agrees(changed, expected_sequence=2, previous=rows[0][2])
+    assert not row_agrees(rows[1], expected_sequence=3, previous=rows[0][2])
+
+
+def test_ranges_checked_in_processes_give_the_same_verdict(committed_db: None, monkeypatch: Any) -> None:
+    """With ``processes``, ranges are checked in forked workers; a tampered event in any range
+    sends the walk back to the sequential check, which names it as it would alone."""
+    from esante.audit import verification
+
+    monkeypatch.setattr(verification, "RANGE_SIZE", 4)
+    record(13)
+    audit_anchor()
+
+    def sequential(**kwargs: Any) -> str:
+        raise AssertionError("the workers vouched for every range: no sequential walk")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(verification, "raw_row_problem", sequential)
+        intact = verify_chain(processes=2)
+    assert intact.ok and intact.checked == 13 and intact.fully_signed and intact.heads_checked == 1
+    assert (intact.problem, intact.legacy) == ("", 0)
+    tamper("UPDATE audit_auditevent SET motif = %s WHERE sequence = 10", ["changé"])
+    broken = verify_chain(processes=2)
+    alone = verify_chain()
+    assert (broken.broken_sequence, broken.problem, broken.checked) == (10, alone.problem, alone.checked)
+    assert "columns differ" in broken.problem
+
+
+@pytest.mark.django_db
+def test_a_row_slipped_in_before_the_first_event_is_found() -> None:
+    record(3)
+    tamper(
+        "INSERT INTO audit_auditevent (sequence, created_at, actor_label, action, outcome, object_type, "
+        "object_id, motif, details, canonical, prev_hash, hash) "
+        "SELECT 0, created_at, actor_label, action, outcome, object_type, object_id, motif, details, "
+        "canonical, prev_hash, hash FROM audit_auditevent WHERE sequence = 1",
+        [],
+    )
+    assert AuditEvent.objects.filter(sequence=0).exists()
+    result = verify_chain(processes=2)
+    assert not result.ok and result.broken_sequence == 0 and result.checked == 0

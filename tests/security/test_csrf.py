@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from esante.access.models import AccessGrant, PatientSearch, RecordOpening
+from esante.access.models import AccessGrant, RecordOpening
 from esante.accounts.models import Professional
 from esante.audit.models import AuditEvent
 from esante.dispensing.models import Dispensation
@@ -60,7 +60,6 @@ def _written() -> tuple[int, ...]:
         AuditEvent.objects.count(),
         AccessGrant.objects.count(),
         RecordOpening.objects.count(),
-        PatientSearch.objects.count(),
         Dispensation.objects.count(),
         Document.objects.count(),
         Patient.objects.count(),

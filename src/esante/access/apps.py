@@ -9,8 +9,9 @@ class AccessConfig(AppConfig):
     def ready(self) -> None:
         from esante.core.replica import register_trace_tables
 
-        from .models import PatientSearch, RecordOpening
+        from .models import RecordOpening
 
-        # Opening a record and counting a search trace reads: a session that only reads keeps
-        # its lag-tolerant reads on the standby (esante.core.replica, "Read-your-writes").
-        register_trace_tables(RecordOpening, PatientSearch)
+        # Opening a record traces a read (a search's only trace is its audit event): a session
+        # that only reads keeps its lag-tolerant reads on the standby (esante.core.replica,
+        # "Read-your-writes").
+        register_trace_tables(RecordOpening)

@@ -126,28 +126,6 @@ class RecordOpening(models.Model):
         return f"{self.professional_id} → {self.patient_id} ({self.opened_at:%Y-%m-%d %H:%M})"
 
 
-class PatientSearch(models.Model):
-    """One patient search by a professional: counts the searches for the rate limit.
-
-    The audit trail holds the criteria; this narrow, indexed table answers "how many searches in
-    the last ten minutes" without scanning the professional's whole trail.
-    """
-
-    professional = models.ForeignKey(
-        "accounts.Professional", verbose_name="professionnel", on_delete=models.PROTECT, related_name="+"
-    )
-    searched_at = models.DateTimeField("date", default=timezone.now)
-    result_count = models.PositiveIntegerField("résultats", default=0)
-
-    class Meta:
-        verbose_name = "recherche de patients"
-        verbose_name_plural = "recherches de patients"
-        indexes = [models.Index(fields=["professional", "searched_at"], name="search_pro_time_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.professional_id} {self.searched_at:%Y-%m-%d %H:%M}"
-
-
 class PatientJournal(Patient):
     """A patient seen from the operators' side: their access journal (admin, CSV export)."""
 

@@ -15,11 +15,13 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from esante.accounts.models import Professional
+from esante.audit.catalogue import AuditAction, AuditOutcome
+from esante.audit.models import AuditEvent
 from esante.patients.models import Patient
 from esante.patients.selectors import PatientSearchCriteria, patient_search_parts
 
 from . import policy
-from .models import AccessGrant, PatientBlock, PatientSearch, RecordOpening
+from .models import AccessGrant, PatientBlock, RecordOpening
 
 PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
@@ -243,12 +245,32 @@ def paginate(queryset: QuerySet[M], *, page: int, page_size: int, cap: int | Non
     return ListPage(rows=rows, total=total, page=page, page_size=page_size, refine=refine)
 
 
+def _recent_searches(professional: Professional, at: datetime.datetime | None) -> QuerySet[AuditEvent]:
+    """The professional's searches that ran within the rate window: their audit events (a search
+    leaves no other trace), read through the partial index on search events by actor."""
+    since = (at or timezone.now()) - datetime.timedelta(seconds=settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS)
+    return AuditEvent.objects.filter(
+        actor_id=professional.user_id,
+        action=AuditAction.PATIENT_SEARCH.value,
+        outcome=AuditOutcome.SUCCESS.value,
+        created_at__gte=since,
+    ).order_by()
+
+
 def search_rate_exceeded(professional: Professional, at: datetime.datetime | None = None) -> bool:
     """True when the professional already ran ``ESANTE_SEARCH_RATE_LIMIT`` searches in the window."""
-    since = (at or timezone.now()) - datetime.timedelta(seconds=settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS)
     limit = settings.ESANTE_SEARCH_RATE_LIMIT
-    recent = PatientSearch.objects.filter(professional=professional, searched_at__gte=since)
-    return recent[:limit].count() >= limit
+    return _recent_searches(professional, at)[:limit].count() >= limit
+
+
+def shown_by_recent_search(
+    professional: Professional, public_id: object, at: datetime.datetime | None = None
+) -> bool:
+    """True when one of the professional's searches within the rate window showed the patient
+    ``public_id`` (its audit event lists the patients of the page it showed, under ``shown``)."""
+    wanted = str(public_id)
+    shown = _recent_searches(professional, at).values_list("details", flat=True)
+    return any(wanted in details.get("shown", ()) for details in shown[: settings.ESANTE_SEARCH_RATE_LIMIT])
 
 
 def patient_search_page(

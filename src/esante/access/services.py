@@ -23,7 +23,7 @@ from esante.patients.models import Patient
 from esante.patients.selectors import PatientSearchCriteria
 
 from . import policy, selectors
-from .models import AccessGrant, PatientBlock, PatientSearch, RecordOpening
+from .models import AccessGrant, PatientBlock, RecordOpening
 from .selectors import ListPage, record_refusal, search_rate_exceeded
 
 MOTIF_MAX_LENGTH = 500
@@ -280,17 +280,23 @@ def _search_counted(
     result: ListPage,
     client_address: str | None,
 ) -> ListPage:
-    # The professional's row is locked until the search is counted, so concurrent searches by
+    # The professional's row is locked until the search is traced, so concurrent searches by
     # one professional queue here and each one counts those committed before it: the limit holds.
     Professional.objects.select_for_update().filter(pk=professional.pk).first()
     if search_rate_exceeded(professional):
         raise SearchRateLimited
-    PatientSearch.objects.create(professional=professional, result_count=result.total)
+    # The search's one write: its audit event counts it for the rate limit and lists the patients
+    # it showed, whose access dialog the professional may then open (``shown_by_recent_search``).
     audit_record(
         action=AuditAction.PATIENT_SEARCH,
         actor=professional.user,
         client_address=client_address,
-        details={"criteria": criteria.as_audit_details(), "results": result.total, "refine": result.refine},
+        details={
+            "criteria": criteria.as_audit_details(),
+            "results": result.total,
+            "refine": result.refine,
+            "shown": [str(patient.public_id) for patient in result.rows],
+        },
     )
     return result
 

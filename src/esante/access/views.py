@@ -33,8 +33,9 @@ REFINE_MESSAGE = _("Plus de %(cap)s patients correspondent à ces critères : af
 # where a random one gets 404: an oracle for the patient index. So it opens only for a patient
 # the professional was shown by a search a moment ago, or on whose record they hold or recently
 # held a grant (``selectors.access_dialog_state``); otherwise it is the same 404 as a missing id.
-# The search results are remembered in the session (public id -> when shown), for as long as the
-# search rate window, at most ``_FOUND_MAX`` of them: the database keeps no per-result row.
+# A search's audit event lists the patients it showed (``selectors.shown_by_recent_search``), for
+# as long as the search rate window; opening the dialog restarts that window for its patient in the
+# session (public id -> when shown, at most ``_FOUND_MAX`` of them): no per-result row is written.
 _FOUND_SESSION_KEY = "access_found_by_search"
 _FOUND_MAX = 500
 
@@ -55,9 +56,11 @@ def _remember_found(request: HttpRequest, patients: Iterable[Patient]) -> None:
     request.session[_FOUND_SESSION_KEY] = dict(newest)
 
 
-def _found_by_search(request: HttpRequest, public_id: uuid.UUID) -> bool:
+def _found_by_search(request: HttpRequest, professional: Professional, public_id: uuid.UUID) -> bool:
     shown = request.session.get(_FOUND_SESSION_KEY, {}).get(str(public_id))
-    return shown is not None and timezone.now().timestamp() - shown < _found_window()
+    if shown is not None and timezone.now().timestamp() - shown < _found_window():
+        return True
+    return selectors.shown_by_recent_search(professional, public_id)
 
 
 def _list_context(request: HttpRequest, tab: str, queryset: Any) -> dict[str, Any]:
@@ -110,7 +113,6 @@ def search(request: HttpRequest, professional: Professional) -> HttpResponse:
             status = 429
         else:
             context["page"] = page
-            _remember_found(request, page.rows)
             if page.refine:
                 context["refine_message"] = REFINE_MESSAGE % {"cap": page.total}
     template = "access/_search_results.html" if getattr(request, "htmx", False) else "access/search.html"
@@ -137,7 +139,7 @@ def access_rules(request: HttpRequest) -> HttpResponse:
 @professional_required
 def access_dialog(request: HttpRequest, professional: Professional, public_id: uuid.UUID) -> HttpResponse:
     """ "Accès au dossier du patient": the conditions, the motif, and the ways in."""
-    found_by_search = _found_by_search(request, public_id)
+    found_by_search = _found_by_search(request, professional, public_id)
     gate = RecordGate.for_portal(request, professional)
     try:
         state = gate.dialog(public_id, found_by_search=found_by_search)

@@ -46,6 +46,13 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(fields=["patient", "sequence"], name="audit_patient_seq_idx"),
             models.Index(fields=["actor", "sequence"], name="audit_actor_seq_idx"),
+            # A professional's recent patient searches (rate limit, results shown): a search
+            # leaves no trace but its event.
+            models.Index(
+                fields=["actor", "created_at"],
+                name="audit_search_actor_idx",
+                condition=models.Q(action="patient.search", outcome="success"),
+            ),
         ]
 
     def __str__(self) -> str:

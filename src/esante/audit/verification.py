@@ -13,13 +13,16 @@ Events without a MAC at the start of the trail were written before the MAC colum
 are counted as "legacy, unkeyed" (their hash chain and signatures are checked, not their MAC).
 """
 
+import bisect
+import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
-from django.db.models import Max
+from django.db import connections
+from django.db.models import Max, Min
 
 from .anchoring import (
     HeadsFileError,
@@ -29,7 +32,7 @@ from .anchoring import (
     read_heads,
     read_signer_state,
 )
-from .chain import COLUMNS, mac_problem, row_problem
+from .chain import keyed_run, mac_problem, raw_row_problem, stored_rows
 from .keys import MissingKeyError, mac_key, verification_public_key
 from .models import AuditChainHead, AuditEvent
 from .services import GENESIS_HASH
@@ -136,15 +139,75 @@ def _load_heads(result: VerificationResult, copies: list[Path]) -> list[SignedHe
     return heads
 
 
+# Events per range of the parallel pass.
+RANGE_SIZE = 50_000
+
+
+def _check_range(task: tuple[int, int, bytes, dict[int, str]]) -> tuple[bool, str, str]:
+    """In a worker process: whether the events after #``after`` up to #``upto`` are all keyed and
+    vouched for by ``keyed_run`` and match the signed heads among them; with the previous hash
+    the first of them names and the last one's hash, for the parent to join the ranges."""
+    after, upto, key, heads = task
+    expected, first_previous, previous = after + 1, "", ""
+    for rows in stored_rows(after, upto):
+        if not first_previous:
+            first_previous = previous = rows[0][1]
+        run = keyed_run(rows, 0, expected_sequence=expected, previous=previous, key=key)
+        if run != len(rows):
+            return False, first_previous, previous
+        for at in range(expected, expected + run):
+            if at in heads and heads[at] != rows[at - expected][2]:
+                return False, first_previous, previous
+        previous, expected = rows[-1][2], expected + run
+    return expected == upto + 1, first_previous, previous
+
+
+def _parallel_walk(
+    upto: int, heads: dict[int, SignedHead], processes: int, progress: Callable[[int], None] | None
+) -> str | None:
+    """The hash of event #``upto`` when every event up to it is keyed, vouched for and joined to
+    the one before, checked by ``processes`` worker processes in ranges; None when anything is
+    not so (the sequential walk then finds and words the first problem). Reports progress per
+    range; on None, takes back the progress it reported."""
+    try:
+        key = mac_key(create=False)
+    except (MissingKeyError, ValueError):
+        return None
+    hashes = {sequence: head.hash for sequence, head in heads.items() if sequence <= upto}
+    tasks = [(after, min(after + RANGE_SIZE, upto), key, hashes) for after in range(0, upto, RANGE_SIZE)]
+    # The workers are forked: each opens its own connection, none inherits the parent's.
+    connections.close_all()
+    reported, previous = 0, GENESIS_HASH
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        for (after, until, _, _), (ok, first_previous, last) in zip(
+            tasks, pool.imap(_check_range, tasks), strict=True
+        ):
+            if not ok or first_previous != previous:
+                pool.terminate()
+                if progress is not None and reported:
+                    progress(-reported)
+                return None
+            previous = last
+            if progress is not None:
+                progress(until - after)
+                reported += until - after
+    return previous
+
+
 def verify_chain(
     progress: Callable[[int], None] | None = None,
     chunk_size: int = 10_000,
     copies: list[Path] | None = None,
+    processes: int = 1,
 ) -> VerificationResult:
     """Walks every event in order; stops at the first one that breaks the chain.
 
     ``copies``: other heads files that must hold the heads of ``AUDIT_HEADS_FILE`` (default
     ``AUDIT_HEADS_COPY_FILES``); one holding only its first heads is reported as lagging.
+    ``processes`` > 1: ranges of the trail are first checked in that many forked processes
+    (outside any transaction: each opens its own connection); when they all vouch for their
+    events, the walk is done; otherwise the sequential walk finds the first problem, as it would
+    alone.
     """
     result = VerificationResult()
     heads = _load_heads(result, heads_copy_files() if copies is None else copies)
@@ -158,45 +221,80 @@ def verify_chain(
     expected_sequence = 1
     key: bytes | None = None
     keyed = False
-    rows = (
-        AuditEvent.objects.filter(sequence__lte=chain_head.sequence)
-        .order_by("sequence")
-        .values_list(*COLUMNS)
-        .iterator(chunk_size=chunk_size)
-    )
-    for row in rows:
-        sequence, digest, mac = row[0], row[2], row[15]
-        if mac is not None and key is None:
-            try:
-                key = mac_key(create=False)
-            except (MissingKeyError, ValueError) as exc:
-                result.missing_key = f"{exc}: the events' MACs cannot be checked"
+    signed = sorted(expected_heads)
+    # Normally 0; below it when a row was slipped in before the first event (found as the walk's
+    # first problem).
+    first = AuditEvent.objects.aggregate(first=Min("sequence"))["first"]
+    before = min(0, first - 1) if first is not None else 0
+    walked = None
+    if processes > 1 and before == 0 and chain_head.sequence > RANGE_SIZE:
+        walked = _parallel_walk(chain_head.sequence, expected_heads, processes, progress)
+    if walked is not None:
+        covered = [sequence for sequence in signed if sequence <= chain_head.sequence]
+        result.heads_checked = len(covered)
+        result.last_signed = expected_heads[covered[-1]] if covered else None
+        result.checked = chain_head.sequence
+        previous, expected_sequence = walked, chain_head.sequence + 1
+    for rows in stored_rows(before, before if walked is not None else chain_head.sequence, batch=chunk_size):
+        index = 0
+        while index < len(rows):
+            if keyed and key is not None:
+                # The hot loop: a run of keyed events that chain, hash and agree with their columns.
+                run = keyed_run(rows, index, expected_sequence=expected_sequence, previous=previous, key=key)
+                if run:
+                    last = expected_sequence + run - 1
+                    for at in signed[
+                        bisect.bisect_left(signed, expected_sequence) : bisect.bisect_right(signed, last)
+                    ]:
+                        signed_head = expected_heads[at]
+                        if signed_head.hash != rows[index + at - expected_sequence][2]:
+                            result.checked += at - expected_sequence
+                            result.broken_sequence = at
+                            result.problem = (
+                                f"it differs from the head signed at {signed_head.signed_at}: "
+                                "the chain was rewritten at or before this event"
+                            )
+                            return result
+                        result.heads_checked += 1
+                        result.last_signed = signed_head
+                    previous, expected_sequence = rows[index + run - 1][2], last + 1
+                    result.checked += run
+                    index += run
+                    continue
+            row = rows[index]
+            sequence, digest, mac = row[0], row[2], row[15]
+            if mac is not None and key is None:
+                try:
+                    key = mac_key(create=False)
+                except (MissingKeyError, ValueError) as exc:
+                    result.missing_key = f"{exc}: the events' MACs cannot be checked"
+                    return result
+            broken = raw_row_problem(row, expected_sequence=expected_sequence, previous=previous)
+            if not broken:
+                broken = mac_problem(digest, mac, key=key or b"", after_keyed=keyed, allow_legacy=True)
+            head = expected_heads.get(sequence)
+            if not broken and head is not None:
+                if head.hash != digest:
+                    broken = (
+                        f"it differs from the head signed at {head.signed_at}: "
+                        "the chain was rewritten at or before this event"
+                    )
+                else:
+                    result.heads_checked += 1
+                    result.last_signed = head
+            if broken:
+                result.broken_sequence = min(sequence, expected_sequence)
+                result.problem = broken
                 return result
-        broken = row_problem(row, expected_sequence=expected_sequence, previous=previous)
-        if not broken:
-            broken = mac_problem(digest, mac, key=key or b"", after_keyed=keyed, allow_legacy=True)
-        head = expected_heads.get(sequence)
-        if not broken and head is not None:
-            if head.hash != digest:
-                broken = (
-                    f"it differs from the head signed at {head.signed_at}: "
-                    "the chain was rewritten at or before this event"
-                )
-            else:
-                result.heads_checked += 1
-                result.last_signed = head
-        if broken:
-            result.broken_sequence = min(sequence, expected_sequence)
-            result.problem = broken
-            return result
-        if mac is None:
-            result.legacy += 1
-        keyed = keyed or mac is not None
-        previous = digest
-        expected_sequence += 1
-        result.checked += 1
-        if progress is not None and result.checked % chunk_size == 0:
-            progress(chunk_size)
+            if mac is None:
+                result.legacy += 1
+            keyed = keyed or mac is not None
+            previous = digest
+            expected_sequence += 1
+            result.checked += 1
+            index += 1
+        if progress is not None:
+            progress(len(rows))
     last = result.last_sequence = expected_sequence - 1
     beyond = [head for head in heads if head.sequence > last]
     if beyond:

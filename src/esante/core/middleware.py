@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 logger = logging.getLogger("esante.request")
 
@@ -72,4 +73,44 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         if "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = portal_csp()
+        return response
+
+
+# The session key holding the time (whole seconds since the epoch) of the session's last recorded
+# activity.
+LAST_ACTIVITY_SESSION_KEY = "_esante_last_activity"
+
+
+class SessionIdleMiddleware:
+    """Ends a session idle for longer than ``ESANTE_SESSION_IDLE_SECONDS``, saving it only when
+    it changes.
+
+    The session keeps the time of its last recorded activity. A request renews it only when the
+    session is saved anyway, or when the recorded time is at least ``ESANTE_SESSION_TOUCH_SECONDS``
+    old: a page read within that interval writes nothing. A request arriving after the idle limit
+    finds the session flushed before anything reads it, exactly as an expired session: the user is
+    anonymous and the login page follows. The recorded time lags the true last activity by less
+    than the touch interval, so a session may end up to that much early, never late. The stored
+    session row outlives the limit by the touch interval (``SESSION_COOKIE_AGE``), so it is this
+    middleware, not the row's expiry, that ends an idle session.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        session = request.session
+        now = int(timezone.now().timestamp())
+        recorded = session.get(LAST_ACTIVITY_SESSION_KEY)
+        if recorded is not None and now - recorded > settings.ESANTE_SESSION_IDLE_SECONDS:
+            session.flush()
+        response = self.get_response(request)
+        if session.keys():
+            recorded = session.get(LAST_ACTIVITY_SESSION_KEY)
+            if (
+                session.modified
+                or recorded is None
+                or now - recorded >= settings.ESANTE_SESSION_TOUCH_SECONDS
+            ):
+                session[LAST_ACTIVITY_SESSION_KEY] = now
         return response

@@ -31,7 +31,7 @@ Read-your-writes
 ----------------
 A request that writes — any ``INSERT``, ``UPDATE`` or ``DELETE`` on the primary's connection, or any
 statement not known to be a read, except on the tables that only trace reads (the audit trail,
-record openings, search counts, sessions: ``register_trace_tables``) — reads only the primary for
+record openings, sessions: ``register_trace_tables``) — reads only the primary for
 the rest of the request. When it ends, the middleware reads the primary's WAL position
 (``pg_current_wal_lsn()``, past the write's commit) and keeps it in the session with the time
 ("wrote at LSN L, at T"). The session's next requests read the primary until the standby has

@@ -38,12 +38,20 @@ class Command(BaseCommand):
             help="a copy of the heads file (another volume, a witness's export) that must hold exactly "
             "the same signed heads; repeatable; ESANTE_AUDIT_HEADS_COPY_FILE is always checked",
         )
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=1,
+            metavar="N",
+            help="check ranges of the trail in N processes first (the database serves N connections); "
+            "the verdict is the same",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         copies = list(dict.fromkeys([*heads_copy_files(), *options["heads"]]))
         total = AuditChainHead.objects.get(pk=1).sequence
         with tqdm(total=total, unit="évén.", disable=options["verbosity"] == 0, file=self.stderr) as bar:
-            result = verify_chain(progress=bar.update, copies=copies)
+            result = verify_chain(progress=bar.update, copies=copies, processes=max(1, options["processes"]))
             bar.update(result.checked - bar.n)
         if result.missing_key:
             raise CommandError(f"audit trail NOT VERIFIED: {result.missing_key}", returncode=EXIT_NO_KEY)
