@@ -66,7 +66,10 @@ class Journey:
             self.shots = shots
 
     def step(self, name: str) -> None:
-        """The page as it is now: screenshot (when this journey keeps them), then axe-core."""
+        """The page as it is now: screenshot (when this journey keeps them), then axe-core — once
+        the page a click may have started loading has loaded (axe cannot run on a document being
+        replaced: seen on a loaded machine)."""
+        self.page.wait_for_load_state("load")
         self.snapshot(name)
         self.check_accessible(name)
 
