@@ -4,7 +4,7 @@ import re
 import uuid
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
 from esante.audit.catalogue import AuditAction
@@ -203,7 +203,9 @@ def _binary_wanted(request: HttpRequest) -> str:
     )
 
 
-def _document_binary(request: HttpRequest, who: ApiCaller, document_id: str) -> HttpResponse:
+def _document_binary(
+    request: HttpRequest, who: ApiCaller, document_id: str
+) -> HttpResponse | StreamingHttpResponse:
     """The Binary an ITI-65 submission located at ``Binary/<document id>``: the document's bytes
     in their own type (as ITI-68 serves them; 406 for another, before any read), or a Binary
     resource with them in base64 — under the access gate, traced as a reading of the content."""
@@ -240,7 +242,7 @@ def _binary_resource_asked(request: HttpRequest) -> bool:
 
 
 @router.get("/Binary/{binary_id}")
-def binary_read(request: HttpRequest, binary_id: str) -> HttpResponse:
+def binary_read(request: HttpRequest, binary_id: str) -> HttpResponse | StreamingHttpResponse:
     """A Binary: a dispensation's certified copy, or the bytes of a submitted document.
 
     The certified copy of a dispensation: the PDF, or a Binary resource with it in base64,
