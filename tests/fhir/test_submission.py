@@ -133,3 +133,42 @@ def test_a_professionals_token_cannot_submit(token: dict[str, Any]) -> None:
     assert response.status_code == 403
     assert 'scope="system/DocumentReference.c"' in response["WWW-Authenticate"]
     assert not Document.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_binary_location_serves_the_documents_bytes_under_the_gate(
+    eservices_token: str, token: dict[str, Any], pharmacist: Any, software: Any
+) -> None:
+    from tests.access.factories import make_grant, make_professional
+
+    from .conftest import user_token
+
+    patient = make_patient()
+    body = _post(eservices_token, _bundle(patient, b"Historique de medication.")).json()
+    location = body["entry"][2]["response"]["location"]
+    document = Document.objects.get()
+    assert location == f"Binary/{document.public_id}"
+    reader = api(token["access_token"])
+    # Without an access to the record: the same 404 as a Binary that does not exist, traced.
+    refused = reader.get(f"/fhir/R4/{location}", headers={"Accept": "text/plain"})
+    missing = reader.get(f"/fhir/R4/Binary/{uuid.uuid4()}", headers={"Accept": "text/plain"})
+    assert refused.status_code == missing.status_code == 404 and refused.json() == missing.json()
+    assert b"Historique" not in refused.content
+    assert [e.outcome for e in events("document.content")] == ["refused", "refused"]
+    make_grant(pharmacist, patient)
+    content = reader.get(f"/fhir/R4/{location}", headers={"Accept": "text/plain"})
+    assert content.status_code == 200 and content["Content-Type"].startswith("text/plain")
+    assert b"".join(content.streaming_content) == b"Historique de medication."
+    resource = reader.get(f"/fhir/R4/{location}", headers={"Accept": "application/fhir+json"})
+    assert resource.status_code == 200
+    validate(resource.json())
+    assert (resource.json()["id"], resource.json()["contentType"]) == (str(document.public_id), "text/plain")
+    assert base64.b64decode(resource.json()["data"]) == b"Historique de medication."
+    # Another type than the document's own: 406, nothing read, nothing traced.
+    before = len(events("document.content"))
+    assert reader.get(f"/fhir/R4/{location}", headers={"Accept": "application/pdf"}).status_code == 406
+    assert [e.outcome for e in events("document.content")][before:] == []
+    assert [e.outcome for e in events("document.content")] == ["refused", "refused", "success", "success"]
+    # A professional of the same platform without the record's access still gets nothing.
+    other = api(user_token(software, make_professional("doctor"))["access_token"])
+    assert other.get(f"/fhir/R4/{location}", headers={"Accept": "text/plain"}).status_code == 404

@@ -1,4 +1,5 @@
-"""FHIR ``Binary`` <-> a dispensation's certified copy ("copie certifiée conforme", a PDF).
+"""FHIR ``Binary`` <-> a dispensation's certified copy ("copie certifiée conforme", a PDF), or
+the bytes of a document submitted by ITI-65 (which locates its Binary at the document's id).
 
 A MedicationDispense names its copy in ``supportingInformation`` as ``Binary/<its id>``: the
 Binary of a dispensation is the latest certified copy issued for it, as the portal's link
@@ -10,6 +11,7 @@ import base64
 from typing import Any
 
 from esante.dispensing.models import CertifiedCopy, Dispensation
+from esante.documents.models import Document
 
 from .outcome import FhirError
 
@@ -30,6 +32,16 @@ def to_resource(dispensation: Dispensation, data: bytes) -> dict[str, Any]:
         "resourceType": "Binary",
         "id": str(dispensation.public_id),
         "contentType": PDF,
+        "data": base64.b64encode(data).decode("ascii"),
+    }
+
+
+def document_resource(document: Document, data: bytes) -> dict[str, Any]:
+    """The Binary of a submitted document (where ITI-65 located it): its bytes in base64."""
+    return {
+        "resourceType": "Binary",
+        "id": str(document.public_id),
+        "contentType": document.media_type,
         "data": base64.b64encode(data).decode("ascii"),
     }
 

@@ -198,7 +198,7 @@ def document_reference_content(
     with audit_via(who.audit_details):
         if who.patient_account is not None:
             document = _own_document(request, who, document_id)
-            _acceptable(request, document)
+            acceptable(request, document)
             patient_trace(
                 who.patient_account,
                 AuditAction.ESPACE_DOCUMENT_READ,
@@ -207,25 +207,25 @@ def document_reference_content(
                 object_id=str(document.public_id),
                 content=True,
             )
-            return _content_response(document)
+            return content_response(document)
         gate = document_gate(request, who)
         access = gate.document(
             document_patient(document_id), document_id, action=AuditAction.DOCUMENT_CONTENT
         )
         document = access.document
-        _acceptable(request, document)
+        acceptable(request, document)
         gate.document_read(document, action=AuditAction.DOCUMENT_CONTENT)
-        return _content_response(document)
+        return content_response(document)
 
 
-def _acceptable(request: HttpRequest, document: Document) -> None:
+def acceptable(request: HttpRequest, document: Document) -> None:
     if not _accepts(request, document.media_type):
         # ITI-68: the bytes exist only in their own type; nothing was read, nothing traced.
         message = f"Ce document n'existe qu'au format {document.media_type}."
         raise FhirError(406, "not-acceptable", message, issue_type="not-supported")
 
 
-def _content_response(document: Document) -> HttpResponse | StreamingHttpResponse:
+def content_response(document: Document) -> HttpResponse | StreamingHttpResponse:
     try:
         response = stored_response(document, content_type=document.media_type)
     except StoredContentAltered:

@@ -4,7 +4,7 @@ import re
 import uuid
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
 from esante.audit.catalogue import AuditAction
@@ -19,12 +19,12 @@ from esante.dispensing.withdrawal import dispensation_withdraw
 from esante.documents.views import PDF_CSP
 
 from .. import binary, document_reference, medication_dispense, medication_request, patient
-from ..auth import caller
+from ..auth import ApiCaller, caller
 from ..bundle import searchset
 from ..capability import base_url
 from ..outcome import FhirError, fhir_response, invalid
 from .common import read_json
-from .documents import document_gate, document_patient
+from .documents import acceptable, content_response, document_gate, document_patient
 
 router = Router()
 
@@ -203,13 +203,57 @@ def _binary_wanted(request: HttpRequest) -> str:
     )
 
 
+def _document_binary(
+    request: HttpRequest, who: ApiCaller, document_id: str
+) -> HttpResponse | StreamingHttpResponse:
+    """The Binary an ITI-65 submission located at ``Binary/<document id>``: the document's bytes
+    in their own type (as ITI-68 serves them; 406 for another, before any read), or a Binary
+    resource with them in base64 — under the access gate, traced as a reading of the content."""
+    resource = _binary_resource_asked(request)
+    with audit_via(who.audit_details):
+        gate = document_gate(request, who)
+        access = gate.document(
+            document_patient(document_id), document_id, action=AuditAction.DOCUMENT_CONTENT
+        )
+        document = access.document
+        if not resource:
+            acceptable(request, document)
+        try:
+            data = (
+                open_verified(document.content.name, sha256=document.sha256, size=document.size).read()
+                if resource
+                else None
+            )
+        except StoredContentAltered:
+            raise FhirError(500, "content-altered", str(ALTERED_MESSAGE), issue_type="exception") from None
+        gate.document_read(document, action=AuditAction.DOCUMENT_CONTENT)
+        if data is None:
+            return content_response(document)
+        return fhir_response(binary.document_resource(document, data))
+
+
+def _binary_resource_asked(request: HttpRequest) -> bool:
+    header = request.headers.get("Accept", "").strip()
+    offered = {part.split(";")[0].strip().lower() for part in header.split(",")} if header else set()
+    asked = request.GET.get("_format")
+    if asked in ("json", "application/json", "application/fhir+json"):
+        return True
+    return asked is None and bool(offered & {"application/fhir+json", "application/json"})
+
+
 @router.get("/Binary/{binary_id}")
-def binary_read(request: HttpRequest, binary_id: str) -> HttpResponse:
-    """The certified copy of a dispensation: the PDF, or a Binary resource with it in base64,
+def binary_read(request: HttpRequest, binary_id: str) -> HttpResponse | StreamingHttpResponse:
+    """A Binary: a dispensation's certified copy, or the bytes of a submitted document.
+
+    The certified copy of a dispensation: the PDF, or a Binary resource with it in base64,
     for a professional who may read the prescription now (404 otherwise, the same as missing);
     its download traced as on the portal. While the job has not made it: 404 ``copy-pending``
-    with ``Retry-After``."""
+    with ``Retry-After``. Any other id is a document's (where ITI-65 located its Binary), or
+    nobody's: see ``_document_binary``."""
     who = caller(request, resource_type="Binary", permission="r")
+    if dispensation_subject(binary_id) is None:
+        # A document's, or nobody's: the gate answers an unknown id as it answers a forbidden one.
+        return _document_binary(request, who, binary_id)
     wanted = _binary_wanted(request)
     with audit_via(who.audit_details):
         assert who.professional is not None  # noqa: S101
