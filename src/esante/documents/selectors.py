@@ -168,7 +168,7 @@ def document_tree(
         ranges = sorted(counts)
         # SELECT id FROM (… class and type A … LIMIT n) UNION ALL SELECT id FROM (… B …) …: only
         # ids of ``documents`` (the viewer's visibility filter is in every part).
-        union = " UNION ALL ".join(f"SELECT id FROM ({part_sql}) AS newest_{n}" for n in range(len(ranges)))
+        union = " UNION ALL ".join(f"SELECT id FROM ({part_sql}) AS newest_{n}" for n in range(len(ranges)))  # noqa: S608 - compiled by the ORM, values are parameters
         params: list[Any] = []
         for class_code, type_code in ranges:
             one = list(part_params)
@@ -196,10 +196,14 @@ def document_tree(
         for code, listed in by_type.items():
             # The newest ``per_type`` of a type, whatever its classes (a type normally has one).
             if len(listed) > per_type:
-                kept = {d.pk for d in sorted(listed, key=lambda d: (d.clinical_at, d.pk), reverse=True)[:per_type]}
+                kept = {
+                    d.pk for d in sorted(listed, key=lambda d: (d.clinical_at, d.pk), reverse=True)[:per_type]
+                }
                 by_type[code] = [document for document in listed if document.pk in kept]
     classes: dict[str, TreeClass] = {}
-    for (class_code, type_code), n in sorted(counts.items(), key=lambda item: (class_label(item[0][0]), item[0][1])):
+    for (class_code, type_code), n in sorted(
+        counts.items(), key=lambda item: (class_label(item[0][0]), item[0][1])
+    ):
         tree_class = classes.setdefault(class_code, TreeClass(class_code, class_label(class_code), 0, []))
         tree_class.count += n
         document_type = DOCUMENT_TYPES.get(type_code)
@@ -218,11 +222,15 @@ def grouped_documents(documents: QuerySet[Document]) -> list[dict[str, Any]]:
     """Counts per class, type, binder and author: what the tree and the filter choices need of an
     unfiltered record, in one query over ``document_patient_tree_idx``."""
     return list(
-        documents.order_by().values("class_code", "type_code", "binder", "author_name").annotate(n=Count("id"))
+        documents.order_by()
+        .values("class_code", "type_code", "binder", "author_name")
+        .annotate(n=Count("id"))
     )
 
 
-def filter_choices(documents: QuerySet[Document], *, grouped: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def filter_choices(
+    documents: QuerySet[Document], *, grouped: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Values offered by the filters "Par type", "Par classeurs", "Par auteurs": the distinct
     (type, binder, author) triples of the record, one query over ``document_patient_tree_idx``
     (none with ``grouped``, ``grouped_documents`` of the same queryset)."""
