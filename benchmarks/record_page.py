@@ -95,6 +95,11 @@ def main() -> None:
         )
         for n in range(args.documents)
     )
+    if connection.vendor == "postgresql":
+        # A bulk load leaves PostgreSQL without statistics (it then plans for one row) and without a
+        # visibility map (no index-only scan); autovacuum gives a live database both.
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE documents_document")
     client = Client()
     client.force_login(user)
     backend = "PostgreSQL" if connection.vendor == "postgresql" else "SQLite"
@@ -124,19 +129,13 @@ def main() -> None:
         )
     # The parts of "Vue documentaire" the issue sets a goal for (tree and filter choices ≤ 1 ms),
     # called as the view calls them; CPU time next to wall time, the machine being shared.
-    from esante.documents.selectors import document_tree, filter_choices, grouped_documents, visible_documents
-
-    def both(documents: object) -> None:
-        grouped = grouped_documents(documents)  # type: ignore[arg-type]
-        document_tree(documents, per_type=20, grouped=grouped)  # type: ignore[arg-type]
-        filter_choices(documents, grouped=grouped)  # type: ignore[arg-type]
+    from esante.documents.selectors import document_tree, filter_choices, visible_documents
 
     grant = AccessGrant.objects.get(professional=doctor, patient=patient)
     documents = visible_documents(doctor, patient, grant)
     for name, part in (
         ("tree", lambda: document_tree(documents, per_type=20)),
         ("filter choices", lambda: filter_choices(documents)),
-        ("tree and filter choices, as the unfiltered page", lambda: both(documents)),
     ):
         part()
         walls, cpus = [], []

@@ -137,23 +137,18 @@ TREE_COLUMNS = (
 _CLASS, _TYPE = "\x00class", "\x00type"
 
 
-def document_tree(
-    documents: QuerySet[Document], *, per_type: int = 50, grouped: list[dict[str, Any]] | None = None
-) -> list[TreeClass]:
-    """ "Vue documentaire": class > type with counts, newest documents first. Two queries, or one
-    with ``grouped`` (``grouped_documents`` of the same queryset, shared with ``filter_choices``).
+def document_tree(documents: QuerySet[Document], *, per_type: int = 50) -> list[TreeClass]:
+    """ "Vue documentaire": class > type with counts, newest documents first. Two queries.
 
     Both read ``document_patient_tree_idx`` only: the counts group its entries in its order, and
     the newest ``per_type`` of each class and type are the first entries of that range (one
     ``LIMIT`` each, in one statement); then only those rows are read, by primary key, and only the
     columns the page shows. A record of thousands of documents costs what the page shows.
     """
-    if grouped is None:
-        grouped = list(documents.order_by().values("class_code", "type_code").annotate(n=Count("id")))
-    counts: dict[tuple[str, str], int] = {}
-    for row in grouped:
-        key = (row["class_code"], row["type_code"])
-        counts[key] = counts.get(key, 0) + row["n"]
+    counts = {
+        (row["class_code"], row["type_code"]): row["n"]
+        for row in documents.order_by().values("class_code", "type_code").annotate(n=Count("id"))
+    }
     by_type: dict[str, list[TreeDocument]] = {}
     if counts:
         part_sql, part_params = (
@@ -218,26 +213,10 @@ def document_tree(
     return list(classes.values())
 
 
-def grouped_documents(documents: QuerySet[Document]) -> list[dict[str, Any]]:
-    """Counts per class, type, binder and author: what the tree and the filter choices need of an
-    unfiltered record, in one query over ``document_patient_tree_idx``."""
-    return list(
-        documents.order_by()
-        .values("class_code", "type_code", "binder", "author_name")
-        .annotate(n=Count("id"))
-    )
-
-
-def filter_choices(
-    documents: QuerySet[Document], *, grouped: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
+def filter_choices(documents: QuerySet[Document]) -> dict[str, Any]:
     """Values offered by the filters "Par type", "Par classeurs", "Par auteurs": the distinct
-    (type, binder, author) triples of the record, one query over ``document_patient_tree_idx``
-    (none with ``grouped``, ``grouped_documents`` of the same queryset)."""
-    if grouped is None:
-        triples = list(documents.order_by().values_list("type_code", "binder", "author_name").distinct())
-    else:
-        triples = [(row["type_code"], row["binder"], row["author_name"]) for row in grouped]
+    (type, binder, author) triples of the record, one query over ``document_patient_tree_idx``."""
+    triples = list(documents.order_by().values_list("type_code", "binder", "author_name").distinct())
     return {
         "types": sorted(
             {(code, DOCUMENT_TYPES[code].display_label) for code, _, _ in triples if code in DOCUMENT_TYPES},

@@ -23,14 +23,7 @@ from esante.core.storage import StoredContentAltered, altered_page, open_verifie
 from . import cda
 from .gate import DocumentGate
 from .models import Document, MediaType
-from .selectors import (
-    DocumentFilters,
-    document_tree,
-    filter_choices,
-    filtered,
-    grouped_documents,
-    latest_per_class,
-)
+from .selectors import DocumentFilters, document_tree, filter_choices, filtered, latest_per_class
 from .types import Binder
 
 # The document's bytes never run in the portal: no script, no plugin, no form, nothing embedded.
@@ -116,15 +109,8 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
             )
         else:
             # One type chosen: show more of it; otherwise the newest 20 of each type.
-            per_type = 500 if filters.type_code else 20
-            if filters == DocumentFilters():
-                # Unfiltered, the tree and the choices count the same documents: one query for both.
-                grouped = grouped_documents(documents)
-                found["tree"] = document_tree(documents, per_type=per_type, grouped=grouped)
-                found["choices"] = filter_choices(documents, grouped=grouped)
-            else:
-                found["tree"] = document_tree(shown, per_type=per_type)
-                found["choices"] = filter_choices(documents)
+            found["tree"] = document_tree(shown, per_type=500 if filters.type_code else 20)
+            found["choices"] = filter_choices(documents)
         if filters.words:
             found["result_count"] = shown.count()
         return found
