@@ -95,6 +95,11 @@ def main() -> None:
         )
         for n in range(args.documents)
     )
+    if connection.vendor == "postgresql":
+        # A bulk load leaves PostgreSQL without statistics (it then plans for one row) and without a
+        # visibility map (no index-only scan); autovacuum gives a live database both.
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE documents_document")
     client = Client()
     client.force_login(user)
     backend = "PostgreSQL" if connection.vendor == "postgresql" else "SQLite"
@@ -108,19 +113,42 @@ def main() -> None:
             profiler = cProfile.Profile()
             profiler.runcall(client.get, url)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
-        times = []
+        times, cpus = [], []
         queries = set()
         for _ in range(args.requests):
             with CaptureQueriesContext(connection) as captured:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 response = client.get(url)
                 times.append((time.perf_counter() - started) * 1000)
+                cpus.append((time.process_time() - cpu) * 1000)
             assert response.status_code == 200
             queries.add(len(captured))
         print(
             f"{backend} record page, {args.documents} documents, Vue {view}: "
-            f"p50 {percentile(times, 0.5):.1f} ms, "
+            f"p50 {percentile(times, 0.5):.1f} ms (CPU {percentile(cpus, 0.5):.1f} ms), "
             f"p95 {percentile(times, 0.95):.1f} ms, SQL queries {sorted(queries)}"
+        )
+    # The parts of "Vue documentaire" the issue sets a goal for (tree and filter choices ≤ 1 ms),
+    # called as the view calls them. CPU time (of this process: on SQLite it includes the queries,
+    # on PostgreSQL not the server's share) next to wall time, for a shared machine.
+    from esante.documents.selectors import document_tree, filter_choices, visible_documents
+
+    grant = AccessGrant.objects.get(professional=doctor, patient=patient)
+    documents = visible_documents(doctor, patient, grant)
+    for name, part in (
+        ("tree", lambda: document_tree(documents, per_type=20)),
+        ("filter choices", lambda: filter_choices(documents)),
+    ):
+        part()
+        walls, cpus = [], []
+        for _ in range(args.requests):
+            started, cpu = time.perf_counter(), time.process_time()
+            part()
+            walls.append((time.perf_counter() - started) * 1000)
+            cpus.append((time.process_time() - cpu) * 1000)
+        print(
+            f"{backend} {name}, {args.documents} documents: p50 {percentile(walls, 0.5):.2f} ms "
+            f"(CPU {percentile(cpus, 0.5):.2f} ms), p95 {percentile(walls, 0.95):.2f} ms"
         )
 
 

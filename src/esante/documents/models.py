@@ -61,8 +61,29 @@ class Document(models.Model):
         verbose_name = "document"
         indexes = [
             models.Index(fields=["patient", "-clinical_at"], name="document_patient_date_idx"),
-            models.Index(fields=["patient", "class_code", "type_code"], name="document_patient_type_idx"),
             models.Index(fields=["patient", "submitted_at"], name="document_patient_new_idx"),
+            # The "Vue documentaire" tree and its filter choices read only this index (no table row):
+            # the counts per class and type in its order, the newest documents of a class and type
+            # as the first entries of their range, the distinct types, binders and authors, each
+            # under the viewer's visibility filter
+            # (``esante.access.policy.readable_documents_filter``: class, confidentiality, hidden,
+            # author; ``visible_documents``: status), evaluated on the index's own columns.
+            models.Index(
+                fields=[
+                    "patient",
+                    "class_code",
+                    "type_code",
+                    "-clinical_at",
+                    "-id",
+                    "confidentiality",
+                    "hidden_by_patient",
+                    "author",
+                    "status",
+                    "binder",
+                    "author_name",
+                ],
+                name="document_patient_tree_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
