@@ -1,0 +1,105 @@
+"""Plain-row SQL for the patient import: lookups joined against a temporary table, inserts with
+``COPY`` (PostgreSQL) or ``executemany`` (SQLite), updates with ``executemany``.
+
+No model instance is built per row: the import handles tuples, and the values are converted to
+their database form here, once per batch for the constant ones.
+"""
+
+import datetime
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import connection
+
+TABLE = "patients_patient"
+# A session-local scratch table: the keys of one lookup, joined against the patient table so
+# a batch of any size costs one indexed join (no IN list, no parameter cap).
+KEYS_TABLE = "esante_import_keys"
+
+# Columns the import writes on creation, in this order (the rest keep their defaults: no
+# referring doctor, no alerts).
+INSERT_COLUMNS = (
+    "public_id",
+    "matricule",
+    "birth_name",
+    "usage_name",
+    "first_names",
+    "birth_date",
+    "sex",
+    "taux",
+    "dossier_number",
+    "platform_identifier",
+    "dossier_state",
+    "alerts",
+    "birth_name_folded",
+    "usage_name_folded",
+    "first_names_folded",
+    "created_at",
+    "updated_at",
+)
+
+
+def _postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _load_keys(cursor: Any, values: Iterable[str]) -> None:
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {KEYS_TABLE} (value varchar(20) NOT NULL)")
+    if _postgresql():
+        cursor.execute(f"TRUNCATE {KEYS_TABLE}")
+        with cursor.copy(f"COPY {KEYS_TABLE} (value) FROM STDIN") as copy:
+            for value in values:
+                copy.write_row((value,))
+    else:
+        cursor.execute(f"DELETE FROM {KEYS_TABLE}")
+        cursor.executemany(f"INSERT INTO {KEYS_TABLE} (value) VALUES (%s)", ((value,) for value in values))
+
+
+def rows_by_key(key: str, values: Iterable[str], columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The ``columns`` of the patients whose column ``key`` is one of ``values``.
+
+    ``key`` and ``columns`` are names from this module's callers, never input.
+    """
+    selected = ", ".join(f"p.{column}" for column in columns)
+    with connection.cursor() as cursor:
+        _load_keys(cursor, values)
+        cursor.execute(f"SELECT {selected} FROM {KEYS_TABLE} k JOIN {TABLE} p ON p.{key} = k.value")  # noqa: S608 - fixed names
+        return list(cursor.fetchall())
+
+
+def db_uuid(value: uuid.UUID) -> Any:
+    """A UUID in the form Django stores it: native on PostgreSQL, 32 hex digits on SQLite."""
+    return value if connection.features.has_native_uuid_field else value.hex
+
+
+def db_datetime(value: datetime.datetime) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def db_date(value: datetime.date) -> Any:
+    return value if _postgresql() else value.isoformat()
+
+
+def insert_rows(rows: Sequence[tuple[Any, ...]]) -> None:
+    """Inserts patients given as tuples of ``INSERT_COLUMNS`` values in database form."""
+    if not rows:
+        return
+    columns = ", ".join(INSERT_COLUMNS)
+    with connection.cursor() as cursor:
+        if _postgresql():
+            with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            placeholders = ", ".join(["%s"] * len(INSERT_COLUMNS))
+            cursor.executemany(f"INSERT INTO {TABLE} ({columns}) VALUES ({placeholders})", rows)  # noqa: S608 - fixed names
+
+
+def update_rows(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Sets ``columns`` of existing patients; each row holds their values then the patient's id."""
+    if not rows:
+        return
+    assignments = ", ".join(f"{column} = %s" for column in columns)
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {TABLE} SET {assignments} WHERE id = %s", rows)  # noqa: S608 - fixed names
