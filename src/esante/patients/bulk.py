@@ -7,7 +7,7 @@ their database form here, once per batch for the constant ones.
 
 import datetime
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.db import connection
@@ -68,17 +68,17 @@ def rows_by_key(key: str, values: Iterable[str], columns: Sequence[str]) -> list
         return list(cursor.fetchall())
 
 
-def db_uuid(value: uuid.UUID) -> Any:
-    """A UUID in the form Django stores it: native on PostgreSQL, 32 hex digits on SQLite."""
-    return value if connection.features.has_native_uuid_field else value.hex
+def db_forms() -> tuple[Callable[[], Any], Callable[[datetime.date], Any]]:
+    """For the current database: a function giving a new public id, and one converting a date,
+    in the form Django stores them (native on PostgreSQL; 32 hex digits and ISO text on SQLite).
+    Looked up once per batch, not per row."""
+    if _postgresql():
+        return uuid.uuid4, lambda value: value
+    return (lambda: uuid.uuid4().hex), datetime.date.isoformat
 
 
 def db_datetime(value: datetime.datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
-
-
-def db_date(value: datetime.date) -> Any:
-    return value if _postgresql() else value.isoformat()
 
 
 def insert_rows(rows: Sequence[tuple[Any, ...]]) -> None:

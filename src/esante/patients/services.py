@@ -3,7 +3,6 @@
 import datetime
 import functools
 import secrets
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +98,7 @@ def patients_import_batch(
     )
     now = timezone.now()
     stamp = bulk.db_datetime(now)
+    new_public_id, db_date = bulk.db_forms()
     to_create: list[list[Any]] = []
     created_lines: list[tuple[int, str]] = []
     updates: list[tuple[Any, ...]] = []
@@ -121,12 +121,12 @@ def patients_import_batch(
         if stored is None:
             to_create.append(
                 [
-                    bulk.db_uuid(uuid.uuid4()),
+                    new_public_id(),
                     matricule,
                     birth_name,
                     usage_name,
                     first_names,
-                    bulk.db_date(values["birth_date"]),
+                    db_date(values["birth_date"]),
                     values["sex"],
                     values.get("taux", Patient.Taux.T80),
                     values.get("dossier_number") or "",
@@ -155,7 +155,7 @@ def patients_import_batch(
             name: (new[name] if name in changes else old)
             for name, old in zip(IMPORTED_FIELDS, stored[2:], strict=True)
         }
-        merged["birth_date"] = bulk.db_date(
+        merged["birth_date"] = db_date(
             new["birth_date"] if "birth_date" in changes else _as_date(merged["birth_date"])
         )
         updates.append(
