@@ -44,7 +44,15 @@ def _postgresql() -> bool:
     return connection.vendor == "postgresql"
 
 
+# SQLite's page cache for an importing connection (64 MiB, against the 2 MiB default): the
+# patient table's six indexes take keys in random order, and a cache that holds their upper
+# pages saves re-reading them at each row. A fixed bound, so memory stays constant in the file size.
+SQLITE_IMPORT_CACHE_KIB = 65_536
+
+
 def _load_keys(cursor: Any, values: Iterable[str]) -> None:
+    if not _postgresql():
+        cursor.execute(f"PRAGMA cache_size = -{SQLITE_IMPORT_CACHE_KIB}")
     cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {KEYS_TABLE} (value varchar(20) NOT NULL)")
     if _postgresql():
         cursor.execute(f"TRUNCATE {KEYS_TABLE}")
