@@ -6,7 +6,7 @@ their database form here, once per batch for the constant ones.
 """
 
 import datetime
-import uuid
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -50,39 +50,55 @@ def _postgresql() -> bool:
 SQLITE_IMPORT_CACHE_KIB = 65_536
 
 
-def _load_keys(cursor: Any, values: Iterable[str]) -> None:
-    if not _postgresql():
-        cursor.execute(f"PRAGMA cache_size = -{SQLITE_IMPORT_CACHE_KIB}")
-    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {KEYS_TABLE} (value varchar(20) NOT NULL)")
-    if _postgresql():
-        cursor.execute(f"TRUNCATE {KEYS_TABLE}")
-        with cursor.copy(f"COPY {KEYS_TABLE} (value) FROM STDIN") as copy:
-            for value in values:
-                copy.write_row((value,))
-    else:
-        cursor.execute(f"DELETE FROM {KEYS_TABLE}")
-        cursor.executemany(f"INSERT INTO {KEYS_TABLE} (value) VALUES (%s)", ((value,) for value in values))
+def load_keys(values: Iterable[str]) -> None:
+    """Puts ``values`` (the keys of one lookup, replacing the previous ones) in the scratch table."""
+    with connection.cursor() as cursor:
+        if not _postgresql():
+            cursor.execute(f"PRAGMA cache_size = -{SQLITE_IMPORT_CACHE_KIB}")
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {KEYS_TABLE} (value varchar(20) NOT NULL)")
+        if _postgresql():
+            cursor.execute(f"TRUNCATE {KEYS_TABLE}")
+            with cursor.copy(f"COPY {KEYS_TABLE} (value) FROM STDIN") as copy:
+                for value in values:
+                    copy.write_row((value,))
+        else:
+            cursor.execute(f"DELETE FROM {KEYS_TABLE}")
+            cursor.executemany(
+                f"INSERT INTO {KEYS_TABLE} (value) VALUES (%s)", ((value,) for value in values)
+            )
 
 
-def rows_by_key(key: str, values: Iterable[str], columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    """The ``columns`` of the patients whose column ``key`` is one of ``values``.
+def joined(key: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The ``columns`` of the patients whose column ``key`` is one of the loaded keys.
 
     ``key`` and ``columns`` are names from this module's callers, never input.
     """
     selected = ", ".join(f"p.{column}" for column in columns)
     with connection.cursor() as cursor:
-        _load_keys(cursor, values)
         cursor.execute(f"SELECT {selected} FROM {KEYS_TABLE} k JOIN {TABLE} p ON p.{key} = k.value")  # noqa: S608 - fixed names
         return list(cursor.fetchall())
 
 
-def db_forms() -> tuple[Callable[[], Any], Callable[[datetime.date], Any]]:
-    """For the current database: a function giving a new public id, and one converting a date,
-    in the form Django stores them (native on PostgreSQL; 32 hex digits and ISO text on SQLite).
-    Looked up once per batch, not per row."""
-    if _postgresql():
-        return uuid.uuid4, lambda value: value
-    return (lambda: uuid.uuid4().hex), datetime.date.isoformat
+def rows_by_key(key: str, values: Iterable[str], columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """``load_keys(values)`` then ``joined(key, columns)``."""
+    load_keys(values)
+    return joined(key, columns)
+
+
+def db_date_form() -> Callable[[datetime.date], Any]:
+    """For the current database, a function converting a date to the form Django stores it
+    (native on PostgreSQL, ISO text on SQLite); looked up once per batch, not per row."""
+    return (lambda value: value) if _postgresql() else datetime.date.isoformat
+
+
+def new_public_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as 32 hex digits: Django's SQLite form, and text
+    PostgreSQL's ``COPY`` reads into a ``uuid`` column. Drawn in one system call."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes(byte & 0x0F | 0x40 for byte in raw[6::16])  # version 4
+    raw[8::16] = bytes(byte & 0x3F | 0x80 for byte in raw[8::16])  # RFC 4122 variant
+    text = raw.hex()
+    return [text[start : start + 32] for start in range(0, 32 * count, 32)]
 
 
 def db_datetime(value: datetime.datetime) -> Any:

@@ -2,7 +2,8 @@
 
 import datetime
 import functools
-import secrets
+import itertools
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,13 +54,19 @@ _UPDATE_COLUMNS = (
 )
 
 
-def _new_platform_identifiers(count: int, claimed: set[str]) -> list[str]:
-    """Random 10-digit platform identifiers starting with 17, none already in use nor in
-    ``claimed`` (the ones the batch's rows bring)."""
-    chosen: set[str] = set()
+def _draw_platform_identifiers(count: int) -> set[str]:
+    """Up to ``count`` random 10-digit platform identifiers starting with 17 (40 random bits
+    each, drawn in one system call: a negligible modulo bias)."""
+    drawn = os.urandom(5 * count)
+    return {f"17{int.from_bytes(drawn[start : start + 5]) % 10**8:08d}" for start in range(0, len(drawn), 5)}
+
+
+def _new_platform_identifiers(count: int, claimed: set[str], free: set[str]) -> list[str]:
+    """``count`` platform identifiers none of which is in use nor in ``claimed`` (the ones the
+    batch's rows bring): taken from ``free`` (drawn and checked already), drawn again for the rest."""
+    chosen = set(sorted(free - claimed)[:count])
     while len(chosen) < count:
-        wanted = {f"17{secrets.randbelow(10**8):08d}" for _ in range(count - len(chosen))}
-        wanted -= chosen | claimed
+        wanted = _draw_platform_identifiers(count - len(chosen)) - chosen - claimed
         taken = {row[0] for row in bulk.rows_by_key("platform_identifier", wanted, ["platform_identifier"])}
         chosen |= wanted - taken
     return sorted(chosen)
@@ -89,16 +96,19 @@ def patients_import_batch(
     latest: dict[str, tuple[int, dict[str, Any]]] = {}
     for line, values in rows:
         latest[values["matricule"]] = (line, values)  # a matricule repeated in a batch: last line wins
-    existing = {row[1]: row for row in bulk.rows_by_key("matricule", latest.keys(), _STORED_COLUMNS)}
     wanted_ids = {v["platform_identifier"] for _, v in latest.values() if v.get("platform_identifier")}
-    owners: dict[str, str] = (
-        dict(bulk.rows_by_key("platform_identifier", wanted_ids, ["platform_identifier", "matricule"]))
-        if wanted_ids
-        else {}
-    )
+    # Identifiers for the rows that bring none (the ones of existing patients go unused), checked
+    # in the same lookup: one load of the keys, one join per key column.
+    candidates = _draw_platform_identifiers(len(latest) - len(wanted_ids)) - wanted_ids
+    bulk.load_keys(itertools.chain(latest.keys(), wanted_ids, candidates))
+    # A value may be a matricule and an identifier alike: each join keeps its own keys only.
+    existing = {row[1]: row for row in bulk.joined("matricule", _STORED_COLUMNS) if row[1] in latest}
+    owners: dict[str, str] = dict(bulk.joined("platform_identifier", ["platform_identifier", "matricule"]))
+    free = candidates - owners.keys()
+    owners = {identifier: matricule for identifier, matricule in owners.items() if identifier in wanted_ids}
     now = timezone.now()
     stamp = bulk.db_datetime(now)
-    new_public_id, db_date = bulk.db_forms()
+    db_date = bulk.db_date_form()
     to_create: list[list[Any]] = []
     created_lines: list[tuple[int, str]] = []
     updates: list[tuple[Any, ...]] = []
@@ -121,7 +131,7 @@ def patients_import_batch(
         if stored is None:
             to_create.append(
                 [
-                    new_public_id(),
+                    None,  # public id: drawn below for all the batch's new patients at once
                     matricule,
                     birth_name,
                     usage_name,
@@ -169,8 +179,10 @@ def patients_import_batch(
             )
         )
         changed.append((stored[0], {"source": source, "line": line, "changes": changes}))
+    for row, public_id in zip(to_create, bulk.new_public_ids(len(to_create)), strict=True):
+        row[0] = public_id
     missing = [row for row in to_create if row[9] is None]
-    for row, identifier in zip(missing, _new_platform_identifiers(len(missing), set(owners)), strict=True):
+    for row, identifier in zip(missing, _new_platform_identifiers(len(missing), set(owners), free), strict=True):
         row[9] = identifier
     bulk.insert_rows([tuple(row) for row in to_create])
     bulk.update_rows(_UPDATE_COLUMNS, updates)
