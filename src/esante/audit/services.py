@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .catalogue import AuditAction, AuditOutcome
@@ -48,12 +48,12 @@ def _hash(canonical: str) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _chained_event(
+def _payload(
     *,
     sequence: int,
     prev_hash: str,
     created_at: datetime.datetime,
-    actor: Any,
+    actor_id: int | None,
     actor_label: str,
     action: AuditAction,
     outcome: AuditOutcome,
@@ -63,13 +63,12 @@ def _chained_event(
     motif: str,
     client_address: str | None,
     details: dict[str, Any],
-) -> AuditEvent:
-    """The (unsaved) event at ``sequence`` after the event hashed ``prev_hash``: its canonical
-    bytes, their hash and its MAC."""
-    payload = {
+) -> dict[str, Any]:
+    """The hashed content of an event: what its canonical bytes hold."""
+    return {
         "seq": sequence,
         "time": created_at.astimezone(datetime.UTC).isoformat(),
-        "actor": actor.pk if actor is not None else None,
+        "actor": actor_id,
         "actor_label": actor_label,
         "action": action.value,
         "outcome": outcome.value,
@@ -81,26 +80,6 @@ def _chained_event(
         "details": details,
         "prev": prev_hash,
     }
-    canonical = canonical_bytes(payload)
-    digest = _hash(canonical)
-    return AuditEvent(
-        sequence=sequence,
-        created_at=created_at,
-        actor=actor,
-        actor_label=actor_label,
-        action=action.value,
-        outcome=outcome.value,
-        patient_id=patient_id,
-        object_type=object_type,
-        object_id=object_id,
-        motif=motif,
-        client_address=client_address,
-        details=details,
-        canonical=canonical,
-        prev_hash=prev_hash,
-        hash=digest,
-        mac=event_mac(digest),
-    )
 
 
 def audit_record(
@@ -138,11 +117,12 @@ def audit_record(
         actor_label = getattr(actor, "get_username", lambda: str(actor))()
     with transaction.atomic():
         head = AuditChainHead.objects.select_for_update().get(pk=1)
-        event = _chained_event(
-            sequence=head.sequence + 1,
+        sequence = head.sequence + 1
+        payload = _payload(
+            sequence=sequence,
             prev_hash=head.hash,
             created_at=created_at,
-            actor=actor,
+            actor_id=actor.pk if actor is not None else None,
             actor_label=actor_label,
             action=action,
             outcome=outcome,
@@ -153,11 +133,49 @@ def audit_record(
             client_address=client_address,
             details=details,
         )
-        if patient is not None:
-            event.patient = patient  # the caller's instance, as the returned event's relation
-        event.save(force_insert=True)
-        AuditChainHead.objects.filter(pk=1).update(sequence=event.sequence, hash=event.hash)
+        canonical = canonical_bytes(payload)
+        digest = _hash(canonical)
+        event = AuditEvent.objects.create(
+            sequence=sequence,
+            created_at=created_at,
+            actor=actor,
+            actor_label=actor_label,
+            action=action.value,
+            outcome=outcome.value,
+            patient=patient,
+            object_type=object_type,
+            object_id=str(object_id),
+            motif=motif,
+            client_address=client_address,
+            details=details,
+            canonical=canonical,
+            prev_hash=head.hash,
+            hash=digest,
+            mac=event_mac(digest),
+        )
+        AuditChainHead.objects.filter(pk=1).update(sequence=sequence, hash=digest)
     return event
+
+
+# Columns ``audit_record_many`` writes, in this order.
+_COLUMNS = (
+    "sequence",
+    "created_at",
+    "actor_id",
+    "actor_label",
+    "action",
+    "outcome",
+    "patient_id",
+    "object_type",
+    "object_id",
+    "motif",
+    "client_address",
+    "details",
+    "canonical",
+    "prev_hash",
+    "hash",
+    "mac",
+)
 
 
 def audit_record_many(
@@ -171,9 +189,10 @@ def audit_record_many(
     """Appends one event per entry ``(patient id, details)``, all of the same action, and
     returns how many were written.
 
-    The same chain as ``audit_record`` — each event links to the one before — but the head is
-    locked once and the events are inserted together: a bulk operation (the patient import)
-    traces each row it changed without one round trip per event. Same transaction rules as
+    The same chain as ``audit_record`` (the same canonical content, each event linked to the one
+    before, each with its MAC), but the head is locked once and the events are inserted as plain
+    rows in one ``executemany``: a bulk operation (the patient import) traces every row it
+    changed without a round trip and a model instance per event. Same transaction rules as
     ``audit_record``.
     """
     if not isinstance(action, AuditAction):
@@ -186,31 +205,59 @@ def audit_record_many(
     created_at = timezone.now()
     if actor is not None and not actor_label:
         actor_label = getattr(actor, "get_username", lambda: str(actor))()
+    actor_id = actor.pk if actor is not None else None
+    stored_at = connection.ops.adapt_datetimefield_value(created_at)
     with transaction.atomic():
         head = AuditChainHead.objects.select_for_update().get(pk=1)
         sequence, prev_hash = head.sequence, head.hash
-        events = []
-        for patient_id, details in entries:
-            if via and "via" not in details:
-                details = {**details, "via": via}
+        rows = []
+        for patient_id, entry_details in entries:
+            details = {**entry_details, "via": via} if via and "via" not in entry_details else entry_details
             sequence += 1
-            event = _chained_event(
-                sequence=sequence,
-                prev_hash=prev_hash,
-                created_at=created_at,
-                actor=actor,
-                actor_label=actor_label,
-                action=action,
-                outcome=outcome,
-                patient_id=patient_id,
-                object_type="",
-                object_id="",
-                motif="",
-                client_address=None,
-                details=details,
+            canonical = canonical_bytes(
+                _payload(
+                    sequence=sequence,
+                    prev_hash=prev_hash,
+                    created_at=created_at,
+                    actor_id=actor_id,
+                    actor_label=actor_label,
+                    action=action,
+                    outcome=outcome,
+                    patient_id=patient_id,
+                    object_type="",
+                    object_id="",
+                    motif="",
+                    client_address=None,
+                    details=details,
+                )
             )
-            events.append(event)
-            prev_hash = event.hash
-        AuditEvent.objects.bulk_create(events, batch_size=1000)
+            digest = _hash(canonical)
+            rows.append(
+                (
+                    sequence,
+                    stored_at,
+                    actor_id,
+                    actor_label,
+                    action.value,
+                    outcome.value,
+                    patient_id,
+                    "",
+                    "",
+                    "",
+                    None,
+                    connection.ops.adapt_json_value(details, None),
+                    canonical,
+                    prev_hash,
+                    digest,
+                    event_mac(digest),
+                )
+            )
+            prev_hash = digest
+        placeholders = ", ".join(["%s"] * len(_COLUMNS))
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {AuditEvent._meta.db_table} ({', '.join(_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608 - fixed names
+                rows,
+            )
         AuditChainHead.objects.filter(pk=1).update(sequence=sequence, hash=prev_hash)
-    return len(events)
+    return len(rows)

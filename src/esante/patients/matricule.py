@@ -17,6 +17,7 @@ import datetime
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
+
 _LEGACY_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
 # Luhn: a doubled digit's digit sum. Verhoeff: the dihedral group D5's multiplication table,
 # the position permutations and each element's inverse. Inlined (same results as python-stdnum,

@@ -182,7 +182,9 @@ def patients_import_batch(
     for row, public_id in zip(to_create, bulk.new_public_ids(len(to_create)), strict=True):
         row[0] = public_id
     missing = [row for row in to_create if row[9] is None]
-    for row, identifier in zip(missing, _new_platform_identifiers(len(missing), set(owners), free), strict=True):
+    for row, identifier in zip(
+        missing, _new_platform_identifiers(len(missing), set(owners), free), strict=True
+    ):
         row[9] = identifier
     bulk.insert_rows([tuple(row) for row in to_create])
     bulk.update_rows(_UPDATE_COLUMNS, updates)
