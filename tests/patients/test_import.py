@@ -1,6 +1,6 @@
 import csv
-import io
 import datetime
+import io
 import json
 import uuid
 from pathlib import Path

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from esante.patients.matricule import (
-    make_legacy_matricule,
     luhn_verhoeff_digits,
+    make_legacy_matricule,
     make_patient_matricule,
     validate_patient_matricule,
     validate_professional_matricule,

@@ -62,9 +62,10 @@ def load_keys(values: Iterable[str]) -> None:
                 for value in values:
                     copy.write_row((value,))
         else:
-            cursor.execute(f"DELETE FROM {KEYS_TABLE}")
+            cursor.execute(f"DELETE FROM {KEYS_TABLE}")  # noqa: S608 - fixed names
             cursor.executemany(
-                f"INSERT INTO {KEYS_TABLE} (value) VALUES (%s)", ((value,) for value in values)
+                f"INSERT INTO {KEYS_TABLE} (value) VALUES (%s)",  # noqa: S608 - fixed names
+                [(value,) for value in values],
             )
 
 
