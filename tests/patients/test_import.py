@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 
 from esante.audit.models import AuditEvent
 from esante.audit.verification import verify_chain
+from esante.patients import bulk
 from esante.patients.matricule import make_patient_matricule
 from esante.patients.models import Patient
 from esante.patients.services import patients_import_batch
@@ -245,3 +246,10 @@ def test_import_writes_what_the_orm_reads_back(tmp_path: Path) -> None:
     assert patient.created_at == patient.updated_at and patient.created_at.tzinfo is not None
     assert Patient.objects.get(public_id=patient.public_id) == patient
     assert patient.platform_identifier.startswith("17") and len(patient.platform_identifier) == 10
+
+
+def test_bulk_insert_columns_cover_the_patient_model() -> None:
+    # The import writes rows in SQL: a column added to Patient must be given a value there (or be
+    # nullable, as the referring doctor), or the import would fail or store a wrong default.
+    columns = {field.column for field in Patient._meta.concrete_fields}
+    assert columns == {*bulk.INSERT_COLUMNS, "id", "referring_doctor_id"}

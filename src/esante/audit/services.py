@@ -191,9 +191,9 @@ def audit_record_many(
 
     The same chain as ``audit_record`` (the same canonical content, each event linked to the one
     before, each with its MAC), but the head is locked once and the events are inserted as plain
-    rows in one ``executemany``: a bulk operation (the patient import) traces every row it
-    changed without a round trip and a model instance per event. Same transaction rules as
-    ``audit_record``.
+    rows (``COPY`` on PostgreSQL, one ``executemany`` on SQLite): a bulk operation (the patient
+    import) traces every row it changed without a round trip and a model instance per event.
+    Same transaction rules as ``audit_record``.
     """
     if not isinstance(action, AuditAction):
         raise TypeError(f"audit action {action!r} is not an AuditAction member")
@@ -253,11 +253,14 @@ def audit_record_many(
                 )
             )
             prev_hash = digest
-        placeholders = ", ".join(["%s"] * len(_COLUMNS))
+        table, listed = AuditEvent._meta.db_table, ", ".join(_COLUMNS)
         with connection.cursor() as cursor:
-            cursor.executemany(
-                f"INSERT INTO {AuditEvent._meta.db_table} ({', '.join(_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608 - fixed names
-                rows,
-            )
+            if connection.vendor == "postgresql":
+                with cursor.copy(f"COPY {table} ({listed}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                placeholders = ", ".join(["%s"] * len(_COLUMNS))
+                cursor.executemany(f"INSERT INTO {table} ({listed}) VALUES ({placeholders})", rows)  # noqa: S608 - fixed names
         AuditChainHead.objects.filter(pk=1).update(sequence=sequence, hash=prev_hash)
     return len(rows)

@@ -121,10 +121,32 @@ def insert_rows(rows: Sequence[tuple[Any, ...]]) -> None:
             cursor.executemany(f"INSERT INTO {TABLE} ({columns}) VALUES ({placeholders})", rows)  # noqa: S608 - fixed names
 
 
+UPDATES_TABLE = "esante_import_updates"
+
+
 def update_rows(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-    """Sets ``columns`` of existing patients; each row holds their values then the patient's id."""
+    """Sets ``columns`` of existing patients; each row holds their values then the patient's id.
+
+    PostgreSQL: the rows are copied into a temporary table of the same column types, then one
+    ``UPDATE ... FROM`` joins it; SQLite: one ``executemany``.
+    """
     if not rows:
         return
-    assignments = ", ".join(f"{column} = %s" for column in columns)
     with connection.cursor() as cursor:
-        cursor.executemany(f"UPDATE {TABLE} SET {assignments} WHERE id = %s", rows)  # noqa: S608 - fixed names
+        if _postgresql():
+            listed = ", ".join([*columns, "id"])
+            cursor.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {UPDATES_TABLE} AS "  # noqa: S608 - fixed names
+                f"SELECT {listed} FROM {TABLE} WITH NO DATA"
+            )
+            cursor.execute(f"TRUNCATE {UPDATES_TABLE}")
+            with cursor.copy(f"COPY {UPDATES_TABLE} ({listed}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            assignments = ", ".join(f"{column} = u.{column}" for column in columns)
+            cursor.execute(
+                f"UPDATE {TABLE} p SET {assignments} FROM {UPDATES_TABLE} u WHERE p.id = u.id"  # noqa: S608 - fixed names
+            )
+        else:
+            assignments = ", ".join(f"{column} = %s" for column in columns)
+            cursor.executemany(f"UPDATE {TABLE} SET {assignments} WHERE id = %s", rows)  # noqa: S608 - fixed names
