@@ -3,6 +3,7 @@
 import datetime
 import functools
 import itertools
+import operator
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -186,6 +187,9 @@ def patients_import_batch(
         missing, _new_platform_identifiers(len(missing), set(owners), free), strict=True
     ):
         row[9] = identifier
+    # In matricule order, which is also birth-date order: both indexes then take the batch's
+    # keys in sequence instead of at random pages.
+    to_create.sort(key=operator.itemgetter(1))
     bulk.insert_rows([tuple(row) for row in to_create])
     bulk.update_rows(_UPDATE_COLUMNS, updates)
     result.created, result.updated = len(to_create), len(updates)
