@@ -253,3 +253,14 @@ def test_bulk_insert_columns_cover_the_patient_model() -> None:
     # nullable, as the referring doctor), or the import would fail or store a wrong default.
     columns = {field.column for field in Patient._meta.concrete_fields}
     assert columns == {*bulk.INSERT_COLUMNS, "id", "referring_doctor_id"}
+
+
+@pytest.mark.django_db
+def test_progress_bar_reaches_the_file_size(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.csv", _population(40))
+    err, out = io.StringIO(), io.StringIO()
+    call_command("import_patients", str(path), "--batch-size", "15", stdout=out, stderr=err)
+    size = path.stat().st_size
+    assert "Import des patients" in err.getvalue() and "100%" in err.getvalue()
+    assert f"{size / 1000:.2f}k/{size / 1000:.2f}k" in err.getvalue()
+    assert "40 créés" in out.getvalue()
