@@ -6,6 +6,7 @@ line is made invalid on purpose and must show up in the report, none dropped sil
 
     python benchmarks/import_patients.py                         # SQLite, 100,000 rows
     python benchmarks/import_patients.py --database postgres://postgres@127.0.0.1:5432/esante_bench
+    python benchmarks/import_patients.py --reimport              # then every patient changed again
 """
 
 import argparse
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from esante.patients.matricule import make_patient_matricule  # noqa: E402
 
 
-def generate(path: Path, rows: int) -> int:
+def generate(path: Path, rows: int, *, renamed: bool = False) -> int:
     rng = random.Random(7)
     bad = 0
     used: set[str] = set()
@@ -50,7 +51,7 @@ def generate(path: Path, rows: int) -> int:
                     matricule,
                     name,
                     "",
-                    rng.choice(["Léa", "João", "Luc", "Anna"]),
+                    rng.choice(["Léa", "João", "Luc", "Anna"]) + ("-Marie" if renamed else ""),
                     birth.isoformat(),
                     rng.choice("FM"),
                     rng.choice([40, 80, 100]),
@@ -63,6 +64,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--database", default="", help="DATABASE_URL (default: a fresh SQLite file)")
+    parser.add_argument(
+        "--reimport",
+        action="store_true",
+        help="then import the same patients again with every first name changed (update-heavy: "
+        "one audited update per patient), and time that too",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="esante-bench-"))
     source = work / "patients.csv"
@@ -93,6 +100,22 @@ def main() -> None:
     )
     if rejected != expected_bad:
         sys.exit("rejected lines do not match the invalid lines written")
+    if args.reimport:
+        changed = work / "patients-renamed.csv"
+        generate(changed, args.rows, renamed=True)
+        started = time.perf_counter()
+        done = subprocess.run(
+            [esante, "import_patients", str(changed), "-v0"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        elapsed = time.perf_counter() - started
+        print(
+            f"{backend}, update-heavy second import: {args.rows} rows in {elapsed:.1f} s = "
+            f"{args.rows / elapsed:,.0f} rows/s ({done.stdout.splitlines()[0]})"
+        )
 
 
 if __name__ == "__main__":

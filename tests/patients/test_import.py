@@ -1,12 +1,16 @@
 import csv
 import datetime
+import io
 import json
+import uuid
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from esante.audit.models import AuditEvent
+from esante.audit.verification import verify_chain
+from esante.patients import bulk
 from esante.patients.matricule import make_patient_matricule
 from esante.patients.models import Patient
 from esante.patients.services import patients_import_batch
@@ -155,3 +159,108 @@ def test_interrupted_import_keeps_completed_batches(committed_db: None) -> None:
     for start in range(0, 30, 10):
         patients_import_batch(rows=rows[start : start + 10], source="t", actor_label="test")
     assert Patient.objects.count() == 30
+
+
+def _population(count: int, *, first_names: str = "Jos") -> str:
+    lines = []
+    for n in range(count):
+        birth = datetime.date(1950, 1, 1) + datetime.timedelta(days=n)
+        lines.append(f"{make_patient_matricule(birth, 3)},Müller,,{first_names},{birth},M,80,,,\n")
+    return HEADER + "".join(lines)
+
+
+@pytest.mark.django_db
+def test_update_heavy_second_import_audits_each_changed_patient(tmp_path: Path) -> None:
+    call_command("import_patients", str(write(tmp_path, "a.csv", _population(25))), verbosity=0)
+    before = {p.matricule: p for p in Patient.objects.all()}
+    # Second file: every patient renamed except the last five, batches of 7 rows.
+    text = _population(20, first_names="Jean-Émile") + "".join(_population(25).splitlines(True)[21:])
+    second = write(tmp_path, "b.csv", text)
+    out = io.StringIO()
+    call_command("import_patients", str(second), "--batch-size", "7", stdout=out, verbosity=0)
+    assert "0 créés, 20 mis à jour, 5 inchangés, 0 rejetés" in out.getvalue()
+    assert Patient.objects.count() == 25
+    updates = list(AuditEvent.objects.filter(action="patient.update").order_by("sequence"))
+    assert len(updates) == 20
+    renamed = Patient.objects.filter(first_names="Jean-Émile")
+    assert {e.patient_id for e in updates} == set(renamed.values_list("pk", flat=True))
+    for event in updates:
+        assert event.details["changes"] == {"first_names": ["Jos", "Jean-Émile"]}
+        assert event.details["source"] == "b.csv" and event.actor_label.startswith("operator:")
+        assert 2 <= event.details["line"] <= 21
+    for patient in renamed:
+        old = before[patient.matricule]
+        assert patient.first_names_folded == "JEAN EMILE"
+        assert (patient.public_id, patient.platform_identifier, patient.birth_name_folded) == (
+            old.public_id,
+            old.platform_identifier,
+            "MULLER",
+        )
+        assert patient.updated_at > old.updated_at and patient.created_at == old.created_at
+    # The events written together still form one chain, each linked to the one before.
+    assert verify_chain().ok
+    sequences = list(AuditEvent.objects.values_list("sequence", flat=True))
+    assert sequences == list(range(1, len(sequences) + 1))
+
+
+@pytest.mark.django_db
+def test_duplicates_inside_one_batch_last_line_wins(tmp_path: Path) -> None:
+    other = make_patient_matricule(datetime.date(1970, 1, 1), 5)
+    third = make_patient_matricule(datetime.date(1971, 1, 1), 6)
+    text = (
+        HEADER
+        + PEPPA
+        + f"{other},Klein,,Tom,1970-01-01,M,80,,,\n"
+        + PEPPA.replace(",Peppa,", ",Peppa Rose,")  # the same matricule again
+        # the identifier another row of this batch already claimed
+        + f"{third},Weber,,Ana,1971-01-01,F,80,,1700000151,\n"
+    )
+    path = write(tmp_path, "dup.csv", text)
+    out = io.StringIO()
+    call_command("import_patients", str(path), stdout=out, verbosity=0)
+    assert "2 créés, 0 mis à jour, 0 inchangés, 1 rejetés" in out.getvalue()
+    peppa = Patient.objects.get(matricule="1904112000166")
+    assert (peppa.first_names, peppa.first_names_folded, peppa.platform_identifier) == (
+        "Peppa Rose",
+        "PEPPA ROSE",
+        "1700000151",
+    )
+    assert set(Patient.objects.values_list("matricule", flat=True)) == {"1904112000166", other}
+    assert rejects(path) == [["5", third, "identifiant 1700000151 déjà attribué à un autre patient"]]
+    event = AuditEvent.objects.get()
+    assert event.action == "patient.create"
+    assert sorted(event.details["matricules"]) == sorted(["1904112000166", other])
+    assert event.details["count"] == 2
+
+
+@pytest.mark.django_db
+def test_import_writes_what_the_orm_reads_back(tmp_path: Path) -> None:
+    # The rows are written as plain SQL; the model must read them as if it had saved them.
+    path = write(tmp_path, "p.csv", HEADER + PEPPA.replace(",1700000151,", ",,"))
+    call_command("import_patients", str(path), verbosity=0)
+    patient = Patient.objects.get()
+    assert isinstance(patient.public_id, uuid.UUID) and patient.public_id.version == 4
+    assert patient.birth_date == datetime.date(1904, 11, 20)
+    assert (patient.taux, patient.sex, patient.dossier_state, patient.alerts) == (100, "F", "active", "")
+    assert patient.referring_doctor is None and patient.dossier_number == "1664927202"
+    assert patient.created_at == patient.updated_at and patient.created_at.tzinfo is not None
+    assert Patient.objects.get(public_id=patient.public_id) == patient
+    assert patient.platform_identifier.startswith("17") and len(patient.platform_identifier) == 10
+
+
+def test_bulk_insert_columns_cover_the_patient_model() -> None:
+    # The import writes rows in SQL: a column added to Patient must be given a value there (or be
+    # nullable, as the referring doctor), or the import would fail or store a wrong default.
+    columns = {field.column for field in Patient._meta.concrete_fields}
+    assert columns == {*bulk.INSERT_COLUMNS, "id", "referring_doctor_id"}
+
+
+@pytest.mark.django_db
+def test_progress_bar_reaches_the_file_size(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.csv", _population(40))
+    err, out = io.StringIO(), io.StringIO()
+    call_command("import_patients", str(path), "--batch-size", "15", stdout=out, stderr=err)
+    size = path.stat().st_size
+    assert "Import des patients" in err.getvalue() and "100%" in err.getvalue()
+    assert f"{size / 1000:.2f}k/{size / 1000:.2f}k" in err.getvalue()
+    assert "40 créés" in out.getvalue()

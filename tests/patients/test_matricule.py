@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from esante.patients.matricule import (
+    luhn_verhoeff_digits,
     make_legacy_matricule,
     make_patient_matricule,
     validate_patient_matricule,
@@ -117,3 +118,18 @@ def test_legacy_weights_worked_example() -> None:
     with pytest.raises(ValidationError) as caught:
         validate_professional_matricule("123456789")
     assert "11 ou 13 chiffres" in caught.value.messages[0]
+
+
+@given(st.text(alphabet="0123456789", min_size=11, max_size=11))
+def test_check_digits_agree_with_python_stdnum(first_eleven: str) -> None:
+    from stdnum import luhn, verhoeff
+
+    expected = luhn.calc_check_digit(first_eleven) + verhoeff.calc_check_digit(first_eleven)
+    assert luhn_verhoeff_digits(first_eleven) == expected
+
+
+def test_non_ascii_digits_are_refused_as_non_digits() -> None:
+    # "١" (Arabic-Indic one) is a digit to str.isdigit; a matricule holds ASCII digits only.
+    with pytest.raises(ValidationError) as caught:
+        validate_patient_matricule("١٩٠٤١١٢٠٠٠١٦٦")
+    assert caught.value.code == "digits"

@@ -48,6 +48,10 @@ DOSSIER_SYSTEM = "urn:esante:dossier-number"
 IDENTIFIER_SYSTEM = "urn:esante:platform-identifier"
 TAUX_EXTENSION = "urn:esante:taux"
 _FHIR_GENDER = {"female": "F", "male": "M", "other": "X", "unknown": "X"}
+# Built once: a choices enum's ``values`` is rebuilt at each access.
+_SEXES = frozenset(Patient.Sex.values)
+_DOSSIER_STATES = frozenset(Patient.DossierState.values)
+_TAUX = {"40": 40, "80": 80, "100": 100}
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,11 @@ def read_ndjson(
 
 
 def _parse_date(value: str) -> datetime.date:
+    if len(value) == 10 and value[4] == value[7] == "-" and value.isascii():
+        try:
+            return datetime.date.fromisoformat(value)  # the usual form, without strptime's cost
+        except ValueError:
+            pass
     for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
         try:
             return datetime.datetime.strptime(value, fmt).date()  # noqa: DTZ007 - a date, no time zone
@@ -185,13 +194,14 @@ def normalise(row: dict[str, str]) -> dict[str, Any]:
     if birth_date != birth_date_of(matricule):
         raise ValidationError("la date de naissance ne correspond pas à celle du matricule")
     sex = row["sex"].upper()
-    if sex not in Patient.Sex.values:
+    if sex not in _SEXES:
         raise ValidationError("sexe « %(v)s » invalide (F, M ou X)", params={"v": row["sex"]})
     taux_text = row.get("taux") or "80"
-    if taux_text.rstrip("%").strip() not in ("40", "80", "100"):
+    taux = _TAUX.get(taux_text.rstrip("%").strip())
+    if taux is None:
         raise ValidationError("taux « %(v)s » invalide (40, 80 ou 100)", params={"v": taux_text})
-    state = row.get("dossier_state") or Patient.DossierState.ACTIVE
-    if state not in Patient.DossierState.values:
+    state = row.get("dossier_state") or "active"
+    if state not in _DOSSIER_STATES:
         raise ValidationError(
             "état de dossier « %(v)s » invalide (active, closed, opposed)", params={"v": state}
         )
@@ -211,7 +221,7 @@ def normalise(row: dict[str, str]) -> dict[str, Any]:
         "first_names": row["first_names"],
         "birth_date": birth_date,
         "sex": sex,
-        "taux": int(taux_text.rstrip("%").strip()),
+        "taux": taux,
         "dossier_number": row.get("dossier_number") or "",
         "dossier_state": state,
     }

@@ -17,9 +17,35 @@ import datetime
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
-from stdnum import luhn, verhoeff
 
 _LEGACY_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
+# Luhn: a doubled digit's digit sum. Verhoeff: the dihedral group D5's multiplication table,
+# the position permutations and each element's inverse. Inlined (same results as python-stdnum,
+# checked by the tests) because the patient import validates hundreds of thousands of numbers.
+_LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+_VERHOEFF_D = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+    (1, 2, 3, 4, 0, 6, 7, 8, 9, 5),
+    (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
+    (3, 4, 0, 1, 2, 8, 9, 5, 6, 7),
+    (4, 0, 1, 2, 3, 9, 5, 6, 7, 8),
+    (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
+    (6, 5, 9, 8, 7, 1, 0, 4, 3, 2),
+    (7, 6, 5, 9, 8, 2, 1, 0, 4, 3),
+    (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
+    (9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+)
+_VERHOEFF_P = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+    (1, 5, 7, 6, 2, 8, 3, 0, 9, 4),
+    (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
+    (8, 9, 1, 6, 0, 4, 3, 5, 2, 7),
+    (9, 4, 5, 3, 1, 2, 6, 8, 7, 0),
+    (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
+    (2, 7, 9, 3, 8, 0, 6, 4, 1, 5),
+    (7, 0, 4, 6, 9, 1, 3, 2, 5, 8),
+)
+_VERHOEFF_INVERSE = tuple(row.index(0) for row in _VERHOEFF_D)
 
 
 def compact(value: str) -> str:
@@ -44,14 +70,20 @@ def _legacy_check_digit(first_ten: str) -> int | None:
 
 
 def luhn_verhoeff_digits(first_eleven: str) -> str:
-    """The two check digits of the 13-digit form for its first 11 digits."""
-    return luhn.calc_check_digit(first_eleven) + verhoeff.calc_check_digit(first_eleven)
+    """The two check digits of the 13-digit form for its first 11 digits (ASCII digits)."""
+    digits = [ord(ch) - 48 for ch in reversed(first_eleven)]
+    # The check digit goes to the right, so the payload's rightmost digit is doubled.
+    luhn_total = sum(_LUHN_DOUBLED[d] for d in digits[::2]) + sum(digits[1::2])
+    check = 0
+    for position, digit in enumerate(digits, start=1):
+        check = _VERHOEFF_D[check][_VERHOEFF_P[position % 8][digit]]
+    return f"{-luhn_total % 10}{_VERHOEFF_INVERSE[check]}"
 
 
 def validate_patient_matricule(value: str) -> str:
     """Returns the 13-digit matricule, or raises ValidationError saying in French what is wrong."""
-    number = compact(value)
-    if not number.isdigit():
+    number = value if isinstance(value, str) and value.isdigit() else compact(value)
+    if not (number.isascii() and number.isdigit()):
         raise ValidationError(_("Le matricule ne doit contenir que des chiffres."), code="digits")
     if len(number) != 13:
         raise ValidationError(
