@@ -195,7 +195,8 @@ def simulate_national(
     ``AnchorRefused`` when the head cannot be signed (the rows stay: the trail is still a chain).
     """
     counts = scaled(scale)
-    rng = random.Random(seed)
+    # The existing rows change the stream: data added with --force gets other identifiers.
+    rng = random.Random(seed * 1_000_003 + _next_id(Patient))
     now = timezone.now().replace(microsecond=0)
     sink = _Sink(progress)
     report = LoadReport()
