@@ -234,7 +234,7 @@ def simulate_national(
 
     def patient_of(u: float) -> int:
         # Skewed: a few patients have long records, most short ones.
-        return first_patient + min(n_patients - 1, int(n_patients * u * u))
+        return first_patient + min(n_patients - 1, int(n_patients * u**1.5))
 
     first_document = _next_id(Document)
     n_documents, n_prescriptions = counts["documents"], counts["prescriptions"]
