@@ -144,7 +144,10 @@ def main() -> None:
         report = simulate_national(scale=args.scale, actor_label="benchmark")
         elapsed = time.perf_counter() - started
         total = sum(report.rows.values())
-        print(f"{backend} load at scale {args.scale}: {total} rows in {elapsed:.1f} s ({total / elapsed:,.0f} rows/s)")
+        print(
+            f"{backend} load at scale {args.scale}: {total} rows in {elapsed:.1f} s "
+            f"({total / elapsed:,.0f} rows/s)"
+        )
         for table, rows in report.rows.items():
             seconds = report.seconds[table]
             print(f"{backend} load {table}: {rows} rows, {rows / seconds if seconds else 0:,.0f} rows/s")
@@ -153,7 +156,10 @@ def main() -> None:
 
     # The patient with the longest record, and a professional with a current grant on it.
     patient_id = (
-        Document.objects.values("patient_id").annotate(n=Count("id")).order_by("-n").values_list("patient_id", "n")
+        Document.objects.values("patient_id")
+        .annotate(n=Count("id"))
+        .order_by("-n")
+        .values_list("patient_id", "n")
     ).first()
     assert patient_id is not None
     patient = Patient.objects.get(pk=patient_id[0])

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db.models import Count
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from esante.access.models import AccessGrant
@@ -108,6 +108,14 @@ def test_a_second_forced_load_adds_to_the_first_and_the_chain_still_verifies() -
     assert Dispensation.objects.count() == 1000
     assert AuditEvent.objects.count() == 10002
     call_command("verify_audit", verbosity=0)
+
+
+@pytest.mark.django_db
+def test_production_settings_are_refused() -> None:
+    with override_settings(PRODUCTION=True), pytest.raises(CommandError, match="production"):
+        simulate()
+    assert not Patient.objects.exists()
+    assert not AuditEvent.objects.exists()
 
 
 @pytest.mark.parametrize("scale", ["0", "-1", "11"])

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.files.base import ContentFile
+from django.core.management.color import no_style
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
@@ -42,7 +43,13 @@ from esante.audit.models import AuditChainHead, AuditEvent
 from esante.audit.services import audit_record
 from esante.dispensing.models import Dispensation, DispensationLine
 from esante.documents.models import Document, Prescription, PrescriptionLine
-from esante.documents.types import DEFAULT_BINDER, DISPENSATION, DOCUMENT_TYPES, MEDICATION_PRESCRIPTION, Binder
+from esante.documents.types import (
+    DEFAULT_BINDER,
+    DISPENSATION,
+    DOCUMENT_TYPES,
+    MEDICATION_PRESCRIPTION,
+    Binder,
+)
 from esante.patients.folding import fold
 from esante.patients.matricule import make_patient_matricule
 from esante.patients.models import Patient
@@ -64,10 +71,14 @@ SHARED_CONTENT_NAME = "documents/national/shared.txt"
 SHARED_CONTENT = "Document de la simulation nationale (métadonnées seules).\n".encode()
 
 NAMES = (
-    "Schmit Muller Weber Wagner Hoffmann Da_Silva Dos_Santos Pereira Gonçalves Ferreira Dupont Martin "
-    "Rossi Müller Schneider Klein Thill Kremer Reuter Schroeder Meyer Becker Lentz Kieffer Faber Hansen "
-    "Majerus Welter Weis Steffen Schiltz Hermes Frisch Ries Wolff Jacoby Kayser Marx Simon Theis"
-).replace("_", " ").split()
+    (
+        "Schmit Muller Weber Wagner Hoffmann Da_Silva Dos_Santos Pereira Gonçalves Ferreira Dupont Martin "
+        "Rossi Müller Schneider Klein Thill Kremer Reuter Schroeder Meyer Becker Lentz Kieffer Faber Hansen "
+        "Majerus Welter Weis Steffen Schiltz Hermes Frisch Ries Wolff Jacoby Kayser Marx Simon Theis"
+    )
+    .replace("_", " ")
+    .split()
+)
 GIVEN = "Léa Emma Luc Jean Ana João Marie Paul Sofia Tom Inês Max Noah Lara Ben Mia Léo Zoé Liam Nina".split()
 MEDICATIONS = (
     ("Paracétamol 1 g, comprimé", "0012345", "1 comprimé 3 fois par jour", "comprimé"),
@@ -175,13 +186,8 @@ def _reset_sequences() -> None:
     models = [User, Professional, Patient, Document, Prescription, PrescriptionLine]
     models += [Dispensation, DispensationLine, AccessGrant, AuditEvent]
     with connection.cursor() as cursor:
-        for statement in connection.ops.sequence_reset_sql(_NoStyle(), models):
+        for statement in connection.ops.sequence_reset_sql(no_style(), models):
             cursor.execute(statement)
-
-
-class _NoStyle:
-    def __getattr__(self, name: str) -> Callable[[str], str]:
-        return lambda text: text
 
 
 def simulate_national(
@@ -196,7 +202,7 @@ def simulate_national(
     """
     counts = scaled(scale)
     # The existing rows change the stream: data added with --force gets other identifiers.
-    rng = random.Random(seed * 1_000_003 + _next_id(Patient))
+    rng = random.Random(seed * 1_000_003 + _next_id(Patient))  # noqa: S311 - synthetic data, not a secret
     now = timezone.now().replace(microsecond=0)
     sink = _Sink(progress)
     report = LoadReport()
@@ -245,7 +251,9 @@ def simulate_national(
             prescription = n < n_prescriptions
             code = MEDICATION_PRESCRIPTION if prescription else other_types[n % len(other_types)]
             doc_type = DOCUMENT_TYPES[code]
-            author = (rng.choice(doctors) if doctors else rng.choice(pros)) if prescription else rng.choice(pros)
+            author = (
+                (rng.choice(doctors) if doctors else rng.choice(pros)) if prescription else rng.choice(pros)
+            )
             patient = patient_of(rng.random())
             clinical = now - datetime.timedelta(minutes=rng.randrange(5 * 365 * 24 * 60))
             if prescription:  # prescriptions within the last three months mostly
@@ -278,9 +286,9 @@ def simulate_national(
         "documents",
         Document._meta.db_table,
         (
-            "id public_id patient_id type_code class_code title clinical_at author_id author_name source_system "
-            "binder confidentiality media_type content sha256 size status hidden_by_patient external_id "
-            "text_content submitted_at"
+            "id public_id patient_id type_code class_code title clinical_at author_id author_name "
+            "source_system binder confidentiality media_type content sha256 size status "
+            "hidden_by_patient external_id text_content submitted_at"
         ).split(),
         document_rows(),
     )
@@ -297,7 +305,12 @@ def simulate_national(
         Prescription._meta.db_table,
         "id document_id prescribed_at prescriber_name dispensation_state state_version".split(),
         (
-            (first_prescription + n, first_document + n, now - datetime.timedelta(days=n % 90), "Dr Prescripteur")
+            (
+                first_prescription + n,
+                first_document + n,
+                now - datetime.timedelta(days=n % 90),
+                "Dr Prescripteur",
+            )
             + state(n)
             for n in range(n_prescriptions)
         ),
@@ -363,7 +376,10 @@ def simulate_national(
     timed(
         "dispensation_lines",
         DispensationLine._meta.db_table,
-        "id dispensation_id prescription_line_id quantity_prescribed quantity_delivered quantity_remaining".split(),
+        (
+            "id dispensation_id prescription_line_id quantity_prescribed quantity_delivered "
+            "quantity_remaining"
+        ).split(),
         (
             (
                 first_dispensation_line + 2 * number + line,
@@ -397,7 +413,9 @@ def simulate_national(
                 "Suivi médical",
                 "",
                 now - datetime.timedelta(days=n % 300),
-                now + datetime.timedelta(days=65 - n % 300) if n % 300 < 60 else now - datetime.timedelta(days=1),
+                now + datetime.timedelta(days=65 - n % 300)
+                if n % 300 < 60
+                else now - datetime.timedelta(days=1),
                 None,
                 "",
             )
@@ -415,7 +433,9 @@ def simulate_national(
             "sequence created_at actor_id actor_label action outcome patient_id object_type object_id motif "
             "client_address details canonical prev_hash hash mac"
         ).split(),
-        _audit_rows(rng, counts["audit_events"], first_sequence, head.hash, now, pros, patient_of, n_documents, last),
+        _audit_rows(
+            rng, counts["audit_events"], first_sequence, head.hash, now, pros, patient_of, n_documents, last
+        ),
     )
     AuditChainHead.objects.filter(pk=1).update(sequence=last[0], hash=last[1])
     report.seconds["audit_events"] = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
@@ -476,7 +496,9 @@ def _professionals(
     return created
 
 
-def _patient_rows(rng: random.Random, first: int, count: int, now: datetime.datetime) -> Iterator[tuple[Any, ...]]:
+def _patient_rows(
+    rng: random.Random, first: int, count: int, now: datetime.datetime
+) -> Iterator[tuple[Any, ...]]:
     taken = set(Patient.objects.values_list("matricule", flat=True))
     start = datetime.date(1925, 1, 1)
     for n in range(count):

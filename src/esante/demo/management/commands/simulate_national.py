@@ -1,6 +1,7 @@
 import getpass
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -13,7 +14,8 @@ class Command(BaseCommand):
         "Loads a synthetic national-scale data set at bulk speed (COPY on PostgreSQL): at --scale 1.0, "
         "1.2 M patients, 20 M documents (metadata, one shared content file), 4.5 M prescriptions, 5 M "
         "dispensations, 1.2 M access grants and 50 M chained, signed audit events. Refuses a database "
-        "that already holds patients, professionals, documents or audit events unless --force."
+        "that already holds patients, professionals, documents or audit events unless --force, and "
+        "production settings always."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -25,6 +27,11 @@ class Command(BaseCommand):
         scale: float = options["scale"]
         if not 0 < scale <= 10:
             raise CommandError("l'échelle doit être comprise entre 0 (exclu) et 10")
+        if settings.PRODUCTION:
+            raise CommandError(
+                "refus : réglages de production actifs (ESANTE_SECRET_KEY défini sans ESANTE_DEBUG). "
+                "La simulation ne charge que des bases de test ou de mesure."
+            )
         if holds_data() and not options["force"]:
             raise CommandError(
                 "la base contient déjà des données (patients, professionnels, documents ou journal "
@@ -43,10 +50,15 @@ class Command(BaseCommand):
         ) as bar:
             try:
                 report = simulate_national(
-                    scale=scale, seed=options["seed"], actor_label=f"operator:{getpass.getuser()}", progress=bar.update
+                    scale=scale,
+                    seed=options["seed"],
+                    actor_label=f"operator:{getpass.getuser()}",
+                    progress=bar.update,
                 )
             except AnchorRefused as exc:
-                raise CommandError(f"données chargées, mais la tête du journal d'audit n'a pas pu être signée : {exc}")
+                raise CommandError(
+                    f"données chargées, mais la tête du journal d'audit n'a pas pu être signée : {exc}"
+                ) from exc
         for table, rows in report.rows.items():
             seconds = report.seconds[table]
             rate = rows / seconds if seconds else 0.0
