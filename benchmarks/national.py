@@ -151,6 +151,11 @@ def main() -> None:
         for table, rows in report.rows.items():
             seconds = report.seconds[table]
             print(f"{backend} load {table}: {rows} rows, {rows / seconds if seconds else 0:,.0f} rows/s")
+        events = report.rows["audit_events"]
+        print(
+            f"{backend} load: head signed in {report.signing_seconds:.1f} s (the signer re-checks the "
+            f"{events} new events: {events / report.signing_seconds:,.0f} events/s)"
+        )
     sizes(backend)
     server_copy_rate(backend)
 

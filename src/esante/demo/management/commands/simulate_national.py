@@ -63,3 +63,4 @@ class Command(BaseCommand):
             seconds = report.seconds[table]
             rate = rows / seconds if seconds else 0.0
             self.stdout.write(f"{table}: {rows} lignes en {seconds:.1f} s ({rate:,.0f} lignes/s)")
+        self.stdout.write(f"journal d'audit vérifié et signé en {report.signing_seconds:.1f} s")
