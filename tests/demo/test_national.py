@@ -2,6 +2,7 @@
 the refusal of a database that holds data, and the portal working on the result."""
 
 import io
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,40 @@ def test_the_scale_gives_the_expected_counts_and_consistent_rows() -> None:
         assert version == dispensations
     assert not Dispensation.objects.exclude(pharmacist__profession="pharmacist").exists()
     assert set(Document.objects.values_list("size", flat=True)) == {len(SHARED_CONTENT)}
+    # The trail speaks of the rows: a document read names one of that patient's documents, a
+    # dispensation that patient's dispensation and its pharmacist, a grant that patient's grant.
+    documents = dict(Document.objects.values_list("public_id", "patient_id"))
+    dispensations = {
+        str(public_id): (patient_id, pharmacist_user)
+        for public_id, patient_id, pharmacist_user in Dispensation.objects.values_list(
+            "public_id", "prescription__document__patient_id", "pharmacist__user_id"
+        )
+    }
+    grants = {
+        str(pk): (patient_id, user)
+        for pk, patient_id, user in AccessGrant.objects.values_list(
+            "pk", "patient_id", "professional__user_id"
+        )
+    }
+    seen = set()
+    for action, object_type, object_id, patient_id, actor_id in AuditEvent.objects.exclude(
+        action="platform.simulation"
+    ).values_list("action", "object_type", "object_id", "patient_id", "actor_id"):
+        seen.add(action)
+        if action == "document.read":
+            assert (object_type, documents[uuid.UUID(object_id)]) == ("document", patient_id)
+        elif action == "prescription.dispense":
+            assert (object_type, dispensations[object_id]) == ("Dispensation", (patient_id, actor_id))
+        elif action == "access.grant":
+            assert (object_type, grants[object_id]) == ("AccessGrant", (patient_id, actor_id))
+        elif action == "patient.search":
+            assert patient_id is None
+        else:
+            assert patient_id is not None
+    assert seen == {"record.open", "record.view", "document.read", "patient.search"} | {
+        "prescription.dispense",
+        "access.grant",
+    }
     last = AuditEvent.objects.order_by("-sequence").first()
     assert last is not None
     assert (last.action, last.details["rows"]["documents"]) == ("platform.simulation", 2000)

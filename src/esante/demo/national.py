@@ -18,6 +18,7 @@ the chain head is set to the last event, and the head is signed (``audit_anchor`
 sequencer catches up from the trail when it runs.
 """
 
+import array
 import datetime
 import hashlib
 import hmac
@@ -87,16 +88,18 @@ MEDICATIONS = (
     ("Oméprazole 20 mg, gélule", "0045678", "1 gélule le matin", "gélule"),
     ("Metformine 850 mg, comprimé", "0056789", "1 comprimé matin et soir", "comprimé"),
 )
+#: The synthetic trail's actions, in turn.
 ACTIONS = (
-    ("record.open", "record"),
-    ("record.view", "record"),
-    ("document.read", "document"),
-    ("document.read", "document"),
-    ("patient.search", ""),
-    ("prescription.dispense", "prescription"),
-    ("access.grant", "patient"),
+    "record.open",
+    "record.view",
+    "document.read",
+    "document.read",
+    "patient.search",
+    "prescription.dispense",
+    "access.grant",
 )
-SEARCH_CAP = 10_000  # patients whose events a professional's search may name
+#: Who did it, to which patient, on which object (``object_type``, ``object_id``).
+Subject = tuple[tuple[int, int, str, str, str], int | None, str, str]
 
 
 def scaled(scale: float) -> dict[str, int]:
@@ -177,6 +180,12 @@ def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]
         yield batch
 
 
+def _derived_uuid(salt: bytes, number: int) -> uuid.UUID:
+    """A random-looking UUID that the trail can name again without keeping it in memory."""
+    digest = hashlib.blake2b(number.to_bytes(8, "big"), digest_size=16, key=salt).digest()
+    return uuid.UUID(bytes=digest, version=4)
+
+
 def _next_id(model: type[Any]) -> int:
     last = model.objects.order_by("-pk").values_list("pk", flat=True).first()
     return (last or 0) + 1
@@ -246,6 +255,8 @@ def simulate_national(
 
     first_document = _next_id(Document)
     n_documents, n_prescriptions = counts["documents"], counts["prescriptions"]
+    document_salt, dispensation_salt = rng.randbytes(16), rng.randbytes(16)
+    document_patients = array.array("I")  # the patient of each new document, for the trail
     other_types = [code for code in DOCUMENT_TYPES if code not in (MEDICATION_PRESCRIPTION, DISPENSATION)]
 
     def document_rows() -> Iterator[tuple[Any, ...]]:
@@ -257,12 +268,13 @@ def simulate_national(
                 (rng.choice(doctors) if doctors else rng.choice(pros)) if prescription else rng.choice(pros)
             )
             patient = patient_of(rng.random())
+            document_patients.append(patient)
             clinical = now - datetime.timedelta(minutes=rng.randrange(5 * 365 * 24 * 60))
             if prescription:  # prescriptions within the last three months mostly
                 clinical = now - datetime.timedelta(minutes=rng.randrange(120 * 24 * 60))
             yield (
                 first_document + n,
-                uuid.UUID(int=rng.getrandbits(128), version=4),
+                _derived_uuid(document_salt, n),
                 patient,
                 code,
                 str(doc_type.class_code),
@@ -351,7 +363,7 @@ def simulate_national(
                 plan.append((n, version, kind, delivered, remaining))
                 yield (
                     first_dispensation + number,
-                    uuid.UUID(int=rng.getrandbits(128), version=4),
+                    _derived_uuid(dispensation_salt, number),
                     first_prescription + n,
                     pharmacist[0],
                     pharmacist[3],
@@ -425,6 +437,29 @@ def simulate_national(
         ),
     )
 
+    n_dispensations = 2 * twice + once
+    anyone = [*pros]
+
+    def subject(action: str) -> Subject:
+        """The actor, patient and object of an event: the rows the event speaks of, so that a
+        patient's journal names that patient's own documents, grants and dispensations."""
+        if action == "document.read":
+            number = rng.randrange(n_documents)
+            document = str(_derived_uuid(document_salt, number))
+            return rng.choice(anyone), document_patients[number], "document", document
+        if action == "prescription.dispense" and n_dispensations:
+            number = rng.randrange(n_dispensations)
+            n, version = (number // 2, number % 2) if number < 2 * twice else (number - twice, 0)
+            pharmacist = pharmacists[(n + version) % len(pharmacists)]
+            dispensation = str(_derived_uuid(dispensation_salt, number))
+            return pharmacist, document_patients[n], "Dispensation", dispensation
+        if action == "access.grant":
+            n = rng.randrange(n_patients)
+            return grant_pros[n % len(grant_pros)], first_patient + n, "AccessGrant", str(first_grant + n)
+        if action == "patient.search":
+            return rng.choice(anyone), None, "", ""
+        return rng.choice(anyone), patient_of(rng.random()), "", ""
+
     head = AuditChainHead.objects.get(pk=1)
     first_sequence = head.sequence + 1
     last: list[Any] = [head.sequence, head.hash]
@@ -435,9 +470,7 @@ def simulate_national(
             "sequence created_at actor_id actor_label action outcome patient_id object_type object_id motif "
             "client_address details canonical prev_hash hash mac"
         ).split(),
-        _audit_rows(
-            rng, counts["audit_events"], first_sequence, head.hash, now, pros, patient_of, n_documents, last
-        ),
+        _audit_rows(rng, counts["audit_events"], first_sequence, head.hash, now, subject, last),
     )
     AuditChainHead.objects.filter(pk=1).update(sequence=last[0], hash=last[1])
     report.seconds["audit_events"] = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
@@ -544,9 +577,7 @@ def _audit_rows(
     first_sequence: int,
     previous: str,
     now: datetime.datetime,
-    pros: list[tuple[int, int, str, str, str]],
-    patient_of: Callable[[float], int],
-    documents: int,
+    subject: Callable[[str], Subject],
     head: list[Any],
 ) -> Iterator[tuple[Any, ...]]:
     """Chained events, built as ``audit_record`` builds them (canonical text, hash, MAC);
@@ -560,16 +591,8 @@ def _audit_rows(
     for n in range(count):
         sequence = first_sequence + n
         created_at = start + datetime.timedelta(microseconds=n * step + rng.randrange(max(step, 1)))
-        actor = pros[rng.randrange(len(pros))]
-        action, object_type = ACTIONS[n % len(ACTIONS)]
-        patient: int | None = patient_of(rng.random())
-        object_id = ""
-        if object_type == "document":
-            object_id = str(rng.randrange(1, documents + 1))
-        elif object_type in ("record", "patient", "prescription"):
-            object_id = str(patient)
-        if action == "patient.search":
-            patient = None
+        action = ACTIONS[n % len(ACTIONS)]
+        actor, patient, object_type, object_id = subject(action)
         actor_label = actor[4]  # the user's username, as ``audit_record`` writes it
         address = f"192.0.2.{n % 250 + 1}"
         time_text = created_at.astimezone(datetime.UTC).isoformat()
