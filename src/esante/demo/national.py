@@ -14,7 +14,9 @@ dispensation state and version agreeing with their dispensations (one full deliv
 partial then a full one, or none), and an audit trail that is a valid chain: each event's
 canonical text, hash, previous hash and MAC are built exactly as ``audit_record`` builds them,
 the chain head is set to the last event, and the head is signed (``audit_anchor``), so
-``esante verify_audit`` passes on the result. The Merkle log (``tlog``) is not filled: its
+``esante verify_audit`` passes on the result; each event names rows of its own patient (a
+document read one of that patient's documents, a dispensation event that patient's dispensation
+and its pharmacist, a grant event that patient's grant). The Merkle log (``tlog``) is not filled: its
 sequencer catches up from the trail when it runs.
 """
 
@@ -347,36 +349,37 @@ def simulate_national(
 
     first_dispensation = _next_id(Dispensation)
     first_dispensation_line = _next_id(DispensationLine)
-    # (prescription index, based_on_version, kind, delivered per line, remaining per line)
-    plan: list[tuple[int, int, str, tuple[int, int], tuple[int, int]]] = []
+    n_dispensations = 2 * twice + once
+
+    def delivery(number: int) -> tuple[int, int, str, tuple[int, int], tuple[int, int]]:
+        """Dispensation ``number``: its prescription's index, ``based_on_version``, kind, and
+        the quantities delivered and remaining on the two lines (prescribed: 2 and 1). The first
+        ``twice`` prescriptions get a partial then a full delivery, the next ``once`` a full one."""
+        if number < 2 * twice:
+            if number % 2 == 0:
+                return number // 2, 0, "partial", (1, 1), (1, 0)
+            return number // 2, 1, "full", (1, 0), (0, 0)
+        return number - twice, 0, "full", (2, 1), (0, 0)
 
     def dispensation_rows() -> Iterator[tuple[Any, ...]]:
-        number = 0
-        for n in range(twice + once):
-            steps = (
-                [(0, "partial", (1, 1), (1, 0)), (1, "full", (1, 0), (0, 0))]
-                if n < twice
-                else [(0, "full", (2, 1), (0, 0))]
+        for number in range(n_dispensations):
+            n, version, kind, _, _ = delivery(number)
+            pharmacist = pharmacists[(n + version) % len(pharmacists)]
+            yield (
+                first_dispensation + number,
+                _derived_uuid(dispensation_salt, number),
+                first_prescription + n,
+                pharmacist[0],
+                pharmacist[3],
+                "Pharmacie du Globe",
+                now - datetime.timedelta(days=n % 90, hours=-version - 1),
+                kind,
+                version,
+                None,
+                None,
+                None,
+                "",
             )
-            for version, kind, delivered, remaining in steps:
-                pharmacist = pharmacists[(n + version) % len(pharmacists)]
-                plan.append((n, version, kind, delivered, remaining))
-                yield (
-                    first_dispensation + number,
-                    _derived_uuid(dispensation_salt, number),
-                    first_prescription + n,
-                    pharmacist[0],
-                    pharmacist[3],
-                    "Pharmacie du Globe",
-                    now - datetime.timedelta(days=n % 90, hours=-version - 1),
-                    kind,
-                    version,
-                    None,
-                    None,
-                    None,
-                    "",
-                )
-                number += 1
 
     timed(
         "dispensations",
@@ -403,11 +406,11 @@ def simulate_national(
                 step[3][line],
                 step[4][line],
             )
-            for number, step in enumerate(plan)
+            for number in range(n_dispensations)
+            for step in (delivery(number),)
             for line in (0, 1)
         ),
     )
-    plan.clear()
 
     first_grant = _next_id(AccessGrant)
     grant_pros = doctors or pros
@@ -437,7 +440,6 @@ def simulate_national(
         ),
     )
 
-    n_dispensations = 2 * twice + once
     anyone = [*pros]
 
     def subject(action: str) -> Subject:
@@ -449,7 +451,7 @@ def simulate_national(
             return rng.choice(anyone), document_patients[number], "document", document
         if action == "prescription.dispense" and n_dispensations:
             number = rng.randrange(n_dispensations)
-            n, version = (number // 2, number % 2) if number < 2 * twice else (number - twice, 0)
+            n, version, _, _, _ = delivery(number)
             pharmacist = pharmacists[(n + version) % len(pharmacists)]
             dispensation = str(_derived_uuid(dispensation_salt, number))
             return pharmacist, document_patients[n], "Dispensation", dispensation
