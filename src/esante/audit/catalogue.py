@@ -656,6 +656,13 @@ class AuditAction(enum.StrEnum):
         "Platform backed up (database, documents, audit trail)",
         False,
     )
+    SIMULATION_LOAD = (
+        "platform.simulation",
+        "Chargement d'un jeu de données synthétique (simulation nationale)",
+        "Laden eines synthetischen Datensatzes (nationale Simulation)",
+        "Synthetic data set loaded (national simulation)",
+        False,
+    )
     STORAGE_INTEGRITY = (
         "storage.integrity",
         "Fichier stocké refusé : son contenu ne correspond pas à son empreinte SHA-256",
