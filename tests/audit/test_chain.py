@@ -268,6 +268,26 @@ def test_ranges_checked_in_processes_give_the_same_verdict(committed_db: None, m
     assert "columns differ" in broken.problem
 
 
+def _die(task: Any) -> None:
+    """A range check that ends its process at once (module-level: workers receive it pickled)."""
+    import os
+
+    os._exit(9)
+
+
+def test_a_worker_that_dies_leaves_the_walk_to_this_process(committed_db: None, monkeypatch: Any) -> None:
+    """A worker process killed mid-walk (here: it exits at once, as the OOM killer would end it)
+    breaks the pool; the walk does not wait for it, it checks the trail itself, same verdict."""
+    from esante.audit import verification
+
+    monkeypatch.setattr(verification, "RANGE_SIZE", 4)
+    record(13)
+    audit_anchor()
+    monkeypatch.setattr(verification, "_check_range", _die)
+    result = verify_chain(processes=2)
+    assert result.ok and result.checked == 13 and result.heads_checked == 1
+
+
 @pytest.mark.django_db
 def test_a_row_slipped_in_before_the_first_event_is_found() -> None:
     record(3)

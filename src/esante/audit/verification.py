@@ -14,8 +14,11 @@ are counted as "legacy, unkeyed" (their hash chain and signatures are checked, n
 """
 
 import bisect
+import logging
 import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +39,8 @@ from .chain import keyed_run, mac_problem, raw_row_problem, stored_rows
 from .keys import MissingKeyError, mac_key, verification_public_key
 from .models import AuditChainHead, AuditEvent
 from .services import GENESIS_HASH
+
+logger = logging.getLogger("esante.audit")
 
 
 @dataclass
@@ -178,19 +183,30 @@ def _parallel_walk(
     # The workers are forked: each opens its own connection, none inherits the parent's.
     connections.close_all()
     reported, previous = 0, GENESIS_HASH
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        for (after, until, _, _), (ok, first_previous, last) in zip(
-            tasks, pool.imap(_check_range, tasks), strict=True
-        ):
-            if not ok or first_previous != previous:
-                pool.terminate()
-                if progress is not None and reported:
-                    progress(-reported)
-                return None
-            previous = last
-            if progress is not None:
-                progress(until - after)
-                reported += until - after
+
+    def undo() -> None:
+        if progress is not None and reported:
+            progress(-reported)
+
+    # concurrent.futures rather than multiprocessing.Pool: a worker that dies (killed, out of
+    # memory) breaks the pool with an exception instead of leaving the walk waiting forever.
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork")) as pool:
+        try:
+            for (after, until, _, _), (ok, first_previous, last) in zip(
+                tasks, pool.map(_check_range, tasks), strict=True
+            ):
+                if not ok or first_previous != previous:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    undo()
+                    return None
+                previous = last
+                if progress is not None:
+                    progress(until - after)
+                    reported += until - after
+        except BrokenProcessPool:
+            logger.warning("verify_audit: a worker process died; the trail is walked in this process")
+            undo()
+            return None
     return previous
 
 
