@@ -372,10 +372,15 @@ def run(args: argparse.Namespace, standby: Any) -> None:
         windows = modes("under write load")
     finally:
         load.send_signal(signal.SIGTERM)
-        result_line = load.communicate(timeout=120)[0].strip().splitlines()
         sampling.set()
         if sampler.is_alive():
             sampler.join()
+        try:
+            result_line = load.communicate(timeout=120)[0].strip().splitlines()
+        except subprocess.TimeoutExpired:
+            load.kill()
+            load.wait()
+            raise
     result = json.loads(result_line[-1])
     times = result["times"]
 
