@@ -34,6 +34,8 @@ QUICK: dict[str, list[str]] = {
     "fhir_api": ["--documents", "200", "--requests", "30"],
     "import_patients": ["--rows", "20000"],
     "national": ["--scale", "0.001", "--requests", "20"],
+    # A standby of the whole PostgreSQL cluster (pg_basebackup): about 2 min at this size, loaded box.
+    "national_replica": ["--scale", "0.001", "--requests", "10"],
     "patient_journal": ["--events", "20000", "--requests", "50"],
     "pdf_inspect": ["--pages", "10"],
     "record_page": ["--documents", "1000", "--requests", "50"],

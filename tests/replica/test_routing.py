@@ -29,7 +29,8 @@ from esante.patients.models import Patient
 from tests.access.factories import make_grant, make_patient, make_professional
 from tests.espace.conftest import active_account, logged_in_patient
 
-from .conftest import Standby, on_postgresql
+from .conftest import on_postgresql
+from .standby import Standby
 
 pytestmark = pytest.mark.skipif(
     not on_postgresql(), reason="streaming replication needs PostgreSQL: DATABASE_URL names SQLite"
