@@ -1,16 +1,17 @@
 """Benchmark: the FHIR API's transactions against an authenticated Patient read, on a live server.
 
 A pharmacist's token (stored as the authorization server stores it), a patient with 1,000
-documents and an access; then ``esante serve`` on a free local port (gunicorn, one worker, one
-thread, no job consumer, no leader) and requests over HTTP, one at a time: Patient search by
-identifier (POST _search), DocumentReference search (first page of 20 of the 1,000),
-MedicationDispense create (one line of a fresh prescription each time), each against
-``GET Patient/{id}`` (token check, gate, one audit event) in the same run. A dispensation queues
-its certified copy (PDF) for the job queue, as on the portal (no consumer runs here: see
-``dispensation.py`` for the copy itself). Reports p50 / p95 (client-side, over HTTP), the ratio
-to the baseline (goal: at most 1.5x) and the SQL query counts (goal: constant), counted on the
-same requests sent through Django's test client in this process (the server's queries are not
-visible from here).
+documents and an access. Four kinds of request: ``GET Patient/{id}`` (the baseline: token check,
+gate, one audit event), Patient search by identifier (POST _search), DocumentReference search
+(first page of 20 of the 1,000), MedicationDispense create (one line of a fresh prescription
+each time; it queues its certified copy for the job queue, as on the portal, and no consumer
+runs here: see ``dispensation.py`` for the copy). They are sent round-robin, so that each kind
+meets the same load on a shared machine: first through Django's test client in this process
+(the full middleware stack, no network), which counts their SQL queries; then over HTTP to
+``esante serve`` on a free local port (gunicorn, one worker, one thread, no job consumer, no
+leader), one request at a time. Reports p50 / p95, the ratio to the baseline of the same run
+(goal: at most 1.5x) and the SQL query counts (goal: constant; the server's own are not visible
+from here, they are the same code's).
 
     python benchmarks/fhir_api.py
     python benchmarks/fhir_api.py --database postgres://postgres@127.0.0.1:5432/esante_bench
@@ -145,8 +146,7 @@ def main() -> None:
         for n in range(args.documents)
     )  # fmt: skip
     prescriptions = []
-    counted = args.requests + 1  # requests of each kind sent in-process (the first one warms up)
-    for n in range(args.requests + counted + 1):
+    for n in range(2 * (args.requests + 1)):  # a fresh prescription for each dispensation
         document = Document.objects.create(
             patient=patient, type_code="57833-6", class_code="prescription", title=f"Ordonnance {n}",
             author_name="Dr Weber", source_system="eServices", binder="medication", media_type="text/plain",
@@ -197,49 +197,42 @@ def main() -> None:
         "MedicationDispense create": ("POST", "/fhir/R4/MedicationDispense", dispense_body, FHIR_JSON),
     }  # fmt: skip
 
-    # The same requests through Django's test client in this process (the full middleware
-    # stack, no network): their SQL queries, and their times without the server's own costs.
-    queries: dict[str, set[int]] = {}
-    baseline = 0.0
-    for name, (method, path, body, content_type) in requests.items():
-        queries[name], times = set(), []
-        for _ in range(counted):
-            with CaptureQueriesContext(connection) as captured:
-                started = time.perf_counter()
-                if method == "GET":
-                    response = client.get(path)
-                else:
-                    response = client.post(path, body(), content_type=content_type)
-                times.append((time.perf_counter() - started) * 1000)
-            assert response.status_code < 300, (name, response.content[:200])
-            queries[name].add(len(captured))
-        p50 = percentile(times[1:], 0.5)
-        baseline = baseline or p50
-        print(
-            f"{backend} in-process {name}: p50 {p50:.1f} ms, p95 {percentile(times[1:], 0.95):.1f} ms, "
-            f"{p50 / baseline:.2f}x the baseline, SQL queries {sorted(queries[name])}"
-        )
-    connection.close()
+    def in_process(method: str, path: str, body: str, content_type: str) -> tuple[int, bytes]:
+        if method == "GET":
+            response = client.get(path)
+        else:
+            response = client.post(path, body, content_type=content_type)
+        return response.status_code, response.content
 
-    environment = {"ESANTE_SEARCH_RATE_LIMIT": str(10**9)}
-    with served(work, environment=environment) as address:
-        send = over_http(address, bearer)
-        baseline = 0.0
-        for name, (method, path, body, content_type) in requests.items():
-            status, content = send(method, path, body(), content_type)  # warm-up
-            assert status < 300, (name, status, content[:300])
-            times = []
-            for _ in range(args.requests - 1 if name == "MedicationDispense create" else args.requests):
-                started = time.perf_counter()
-                status, content = send(method, path, body(), content_type)
-                times.append((time.perf_counter() - started) * 1000)
+    def report(how: str, send: Callable[..., tuple[int, bytes]], queries: dict[str, set[int]]) -> None:
+        """Sends the requests round-robin (each kind after the other, ``--requests`` rounds), so
+        that every kind meets the same load on a shared machine; prints each kind's figures."""
+        times: dict[str, list[float]] = {name: [] for name in requests}
+        for _ in range(args.requests + 1):  # the first round warms up
+            for name, (method, path, body, content_type) in requests.items():
+                with CaptureQueriesContext(connection) as captured:
+                    started = time.perf_counter()
+                    status, content = send(method, path, body(), content_type)
+                    times[name].append((time.perf_counter() - started) * 1000)
                 assert status < 300, (name, status, content[:300])
-            p50 = percentile(times, 0.5)
-            baseline = baseline or p50
+                if how == "in-process":
+                    queries[name].add(len(captured))
+        baseline = percentile(times[next(iter(requests))][1:], 0.5)
+        for name, measured in times.items():
+            p50 = percentile(measured[1:], 0.5)
             print(
-                f"{backend} over HTTP {name}: p50 {p50:.1f} ms, p95 {percentile(times, 0.95):.1f} ms, "
+                f"{backend} {how} {name}: p50 {p50:.1f} ms, p95 {percentile(measured[1:], 0.95):.1f} ms, "
                 f"{p50 / baseline:.2f}x the baseline, SQL queries {sorted(queries[name])}"
             )
+
+    # Through Django's test client in this process (the full middleware stack, no network): the
+    # SQL queries of each request, and its time without the server's own costs.
+    queries: dict[str, set[int]] = {name: set() for name in requests}
+    report("in-process", in_process, queries)
+    connection.close()
+    # Then over HTTP, to the platform as an operator serves it.
+    with served(work, environment={"ESANTE_SEARCH_RATE_LIMIT": str(10**9)}) as address:
+        report("over HTTP", over_http(address, bearer), queries)
 
 
 if __name__ == "__main__":

@@ -111,9 +111,11 @@ def withdrawal_reason(public_id: str, body: dict[str, Any]) -> str:
     return text
 
 
-def to_resource(dispensation: Dispensation, line: PrescriptionLine, quantity: int) -> dict[str, Any]:
-    """The recorded dispensation of one line (``entered-in-error`` once withdrawn, with its reason)."""
-    document = dispensation.prescription.document
+def to_resource(
+    dispensation: Dispensation, line: PrescriptionLine, quantity: int, *, patient_id: str
+) -> dict[str, Any]:
+    """The recorded dispensation of one line (``entered-in-error`` once withdrawn, with its
+    reason), for the patient of public id ``patient_id`` (the gate's, read once a request)."""
     coding = [{"system": MEDICINE_SYSTEM, "code": line.medication_code}] if line.medication_code else []
     return {
         "resourceType": "MedicationDispense",
@@ -127,7 +129,7 @@ def to_resource(dispensation: Dispensation, line: PrescriptionLine, quantity: in
         "medicationCodeableConcept": {"coding": coding, "text": line.medication}
         if coding
         else {"text": line.medication},
-        "subject": {"reference": f"Patient/{document.patient.public_id}"},
+        "subject": {"reference": f"Patient/{patient_id}"},
         "performer": [{"actor": {"display": f"{dispensation.pharmacist_name} ({dispensation.pharmacy})"}}],
         "authorizingPrescription": [{"reference": f"MedicationRequest/{request_id(line)}"}],
         # The certified copy (a Binary: ``binary``), ready once the job has made it.

@@ -4,6 +4,7 @@ import re
 import uuid
 
 from django.conf import settings
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
@@ -16,6 +17,7 @@ from esante.dispensing.refusals import DispensationRefused
 from esante.dispensing.selectors import dispensation_subject, prescription_lines_of
 from esante.dispensing.services import prescription_mark_dispensed
 from esante.dispensing.withdrawal import dispensation_withdraw
+from esante.documents.models import PrescriptionLine
 from esante.documents.views import PDF_CSP
 
 from .. import binary, document_reference, medication_dispense, medication_request, patient
@@ -71,6 +73,21 @@ def medication_request_search(request: HttpRequest) -> HttpResponse:
 _DISPENSE_STATUS = {"over_delivery": 409, "expired": 422, "series_expired": 422, "bad_quantity": 400}
 
 
+def dispense_target(document_id: uuid.UUID, position: int) -> tuple[str, PrescriptionLine | None]:
+    """The patient id of a prescription's document, for the gate to decide on, and the line at
+    ``position`` of that prescription, in one query (read before the gate decides, used only
+    once it has: the caller learns nothing of a document it may not read). When there is no
+    such line: the patient id alone (a fresh random id when there is no such document either)."""
+    line = (
+        PrescriptionLine.objects.filter(prescription__document__public_id=document_id, position=position)
+        .annotate(patient_public_id=F("prescription__document__patient__public_id"))
+        .first()
+    )
+    if line is None:
+        return document_patient(str(document_id)), None
+    return str(line.patient_public_id), line  # type: ignore[attr-defined]
+
+
 def _if_match(request: HttpRequest) -> int | None:
     value = request.headers.get("If-Match", "").strip()
     if not value:
@@ -93,14 +110,11 @@ def medication_dispense_create(request: HttpRequest) -> HttpResponse:
         based_on = _if_match(request)
         assert who.professional is not None  # noqa: S101
         gate = DispensingGate.for_api(request, who.professional)
-        access = gate.prescription(
-            document_patient(str(asked.document_id)),
-            asked.document_id,
-            action=AuditAction.PRESCRIPTION_DISPENSE,
-        )
-        line = access.prescription.lines.filter(position=asked.position).first()
-        if line is None:
+        patient_id, line = dispense_target(asked.document_id, asked.position)
+        access = gate.prescription(patient_id, asked.document_id, action=AuditAction.PRESCRIPTION_DISPENSE)
+        if line is None or line.prescription_id != access.prescription.pk:
             raise invalid("unknown-line", "Cette MedicationRequest n'existe pas dans la prescription.")
+        line.prescription = access.prescription
         medication_dispense.check_line(
             asked, patient_id=str(access.patient.public_id), medication_code=line.medication_code
         )
@@ -119,7 +133,9 @@ def medication_dispense_create(request: HttpRequest) -> HttpResponse:
             raise _dispense_refused(
                 refusal, _DISPENSE_STATUS, stale_status=412 if based_on is not None else None
             ) from None
-        resource = medication_dispense.to_resource(dispensation, line, asked.quantity)
+        resource = medication_dispense.to_resource(
+            dispensation, line, asked.quantity, patient_id=str(access.patient.public_id)
+        )
         return fhir_response(
             resource,
             status=201,
@@ -175,7 +191,10 @@ def medication_dispense_withdraw(request: HttpRequest, dispense_id: str) -> Http
         if handed is None:  # a dispensation always hands over something; answer plainly if not
             raise FhirError(404, "not-found", "Dispensation introuvable.", issue_type="not-found")
         resource = medication_dispense.to_resource(
-            withdrawn, handed.prescription_line, handed.quantity_delivered
+            withdrawn,
+            handed.prescription_line,
+            handed.quantity_delivered,
+            patient_id=str(access.patient.public_id),
         )
         return fhir_response(resource)
 
