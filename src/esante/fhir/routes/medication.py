@@ -6,6 +6,7 @@ import uuid
 from django.conf import settings
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils import timezone
 from ninja import Router
 
 from esante.audit.catalogue import AuditAction
@@ -118,6 +119,21 @@ def medication_dispense_create(request: HttpRequest) -> HttpResponse:
         medication_dispense.check_line(
             asked, patient_id=str(access.patient.public_id), medication_code=line.medication_code
         )
+        refusal = medication_dispense.business_refusal(
+            asked,
+            matricule=who.professional.matricule,
+            prescribed_at=access.prescription.prescribed_at,
+            now=timezone.now(),
+        )
+        if refusal is not None:
+            gate.refuse(
+                AuditAction.PRESCRIPTION_DISPENSE,
+                reason=refusal.code.replace("-", "_"),
+                patient=access.patient,
+                object_type="Prescription",
+                object_id=str(access.document.public_id),
+            )
+            raise refusal
         try:
             dispensation = prescription_mark_dispensed(
                 prescription=access.prescription,
@@ -128,10 +144,11 @@ def medication_dispense_create(request: HttpRequest) -> HttpResponse:
                 client_address=gate.client_address,
                 public_url=str(getattr(settings, "ESANTE_PUBLIC_URL", "") or request.build_absolute_uri("/")),
                 checked_access=(access.patient, access.grant),
+                handed_over_at=asked.handed_over_at,
             )
-        except DispensationRefused as refusal:
+        except DispensationRefused as refused:
             raise _dispense_refused(
-                refusal, _DISPENSE_STATUS, stale_status=412 if based_on is not None else None
+                refused, _DISPENSE_STATUS, stale_status=412 if based_on is not None else None
             ) from None
         resource = medication_dispense.to_resource(
             dispensation, line, asked.quantity, patient_id=str(access.patient.public_id)
