@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from esante.dispensing.models import CertifiedCopy, Dispensation
 from esante.documents.models import Prescription
+from esante.fhir.medication_dispense import PROFESSIONAL_SYSTEM
+from esante.fhir.medication_request import MEDICINE_SYSTEM
 from tests.access.factories import make_grant, make_patient, make_professional
 from tests.dispensing.conftest import submit_prescription
 
@@ -134,6 +136,133 @@ def test_invalid_bodies_are_400(token: dict[str, Any], rx: Prescription, body: d
     assert response.status_code == 400
     outcome_code(response)
     assert len(events()) == before
+
+
+def _with(token: dict[str, Any], request: dict[str, Any], **elements: Any) -> Any:
+    """A dispensation of one unit of ``request`` with more ``elements``."""
+    body = {
+        "resourceType": "MedicationDispense",
+        "status": "completed",
+        "authorizingPrescription": [{"reference": f"MedicationRequest/{request['id']}"}],
+        "quantity": {"value": 1},
+        **elements,
+    }
+    return api(token["access_token"]).post(
+        "/fhir/R4/MedicationDispense", body, content_type="application/fhir+json"
+    )
+
+
+def _performer(matricule: str, system: str = PROFESSIONAL_SYSTEM) -> list[dict[str, Any]]:
+    return [{"actor": {"identifier": {"system": system, "value": matricule}, "display": "Pharmacien"}}]
+
+
+@pytest.mark.django_db
+def test_performer_is_the_tokens_pharmacist_or_absent(
+    token: dict[str, Any], rx: Prescription, pharmacist: Any
+) -> None:
+    first, _ = _requests(token, rx)
+    accepted = _with(token, first, performer=_performer(pharmacist.matricule))
+    assert accepted.status_code == 201, accepted.content
+    assert Dispensation.objects.get().pharmacist == pharmacist
+    before = len(events())
+    other = make_professional("pharmacist")
+    refused = _with(token, first, performer=_performer(other.matricule))
+    assert refused.status_code == 422 and outcome_code(refused) == "performer-mismatch"
+    assert refused.json()["issue"][0]["code"] == "business-rule"
+    assert "pharmacien pour lequel agit le jeton" in refused.json()["issue"][0]["diagnostics"]
+    assert Dispensation.objects.count() == 1
+    [event] = events()[before:]
+    assert (event.action, event.outcome, event.details["reason"]) == (
+        "prescription.dispense",
+        "refused",
+        "performer_mismatch",
+    )
+    assert event.patient == rx.document.patient and event.object_id == str(rx.document.public_id)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("performer", "code"),
+    [
+        (_performer("19800101001", system="urn:oid:1.2.3"), "unknown-identifier-system"),
+        ([{"actor": {"display": "Claudine Kremer"}}], "invalid-performer"),
+        ([{"actor": {"reference": "Practitioner/1"}}], "invalid-performer"),
+        (_performer("1") + _performer("2"), "invalid-performer"),
+        ({"actor": {}}, "invalid-performer"),
+    ],
+)
+def test_a_performer_that_cannot_be_checked_is_400(
+    token: dict[str, Any], rx: Prescription, performer: Any, code: str
+) -> None:
+    first, _ = _requests(token, rx)
+    before = len(events())
+    response = _with(token, first, performer=performer)
+    assert response.status_code == 400 and outcome_code(response) == code
+    assert not Dispensation.objects.exists() and len(events()) == before
+
+
+@pytest.mark.django_db
+def test_when_handed_over_is_recorded_within_its_bounds(token: dict[str, Any], rx: Prescription) -> None:
+    first, _ = _requests(token, rx)
+    handed = (timezone.now() - datetime.timedelta(minutes=30)).replace(microsecond=0)
+    response = _with(token, first, whenHandedOver=handed.isoformat())
+    assert response.status_code == 201, response.content
+    [event] = [e for e in events("prescription.dispense") if e.outcome == "success"]
+    assert datetime.datetime.fromisoformat(event.details["handed_over_at"]) == handed
+    dispensation = Dispensation.objects.get()
+    assert dispensation.dispensed_at > handed  # the dispensation is dated when recorded
+
+
+@pytest.mark.django_db
+def test_when_handed_over_out_of_bounds_is_422_and_traced(token: dict[str, Any], rx: Prescription) -> None:
+    first, _ = _requests(token, rx)
+    future = timezone.now() + datetime.timedelta(hours=1)
+    early = rx.prescribed_at - datetime.timedelta(minutes=1)
+    for moment, code in ((future, "handed-over-in-future"), (early, "handed-over-before-prescription")):
+        before = len(events())
+        response = _with(token, first, whenHandedOver=moment.isoformat())
+        assert response.status_code == 422 and outcome_code(response) == code
+        [event] = events()[before:]
+        assert (event.action, event.outcome, event.details["reason"]) == (
+            "prescription.dispense",
+            "refused",
+            code.replace("-", "_"),
+        )
+    assert not Dispensation.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("elements", "code"),
+    [
+        ({"whenHandedOver": "2026-01-01"}, "invalid-date"),
+        ({"whenHandedOver": "2026-01-01T10:00:00"}, "invalid-date"),
+        ({"whenHandedOver": 20260101}, "invalid-date"),
+        (
+            {"medicationCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "1"}]}},
+            "unknown-code-system",
+        ),
+        ({"medicationCodeableConcept": {"coding": [{"code": "1"}]}}, "unknown-code-system"),
+        ({"medicationCodeableConcept": {"coding": [{"system": MEDICINE_SYSTEM}]}}, "invalid-medication"),
+        ({"medicationCodeableConcept": {"coding": "x"}}, "invalid-medication"),
+    ],
+)
+def test_dates_and_codes_that_cannot_be_checked_are_400(
+    token: dict[str, Any], rx: Prescription, elements: dict[str, Any], code: str
+) -> None:
+    first, _ = _requests(token, rx)
+    before = len(events())
+    response = _with(token, first, **elements)
+    assert response.status_code == 400 and outcome_code(response) == code
+    assert response.json()["issue"][0]["diagnostics"]
+    assert not Dispensation.objects.exists() and len(events()) == before
+
+
+@pytest.mark.django_db
+def test_a_medicine_named_in_words_only_is_accepted(token: dict[str, Any], rx: Prescription) -> None:
+    first, _ = _requests(token, rx)
+    response = _with(token, first, medicationCodeableConcept={"text": "Amoxicilline 500 mg"})
+    assert response.status_code == 201, response.content
 
 
 ATTEMPTS = 6

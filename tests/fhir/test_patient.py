@@ -10,6 +10,7 @@ from django.test import Client, override_settings
 
 from esante.access.models import AccessGrant
 from esante.fhir.models import SoftwareAuthorisation, Token
+from esante.fhir.routes.common import found_by_search, remember_found
 from tests.access.factories import make_grant, make_patient
 
 from .conftest import api, events, outcome_code, user_token, validate
@@ -294,3 +295,20 @@ def test_the_portal_links_to_the_authorised_software(pharmacist: Any) -> None:
     portal = Client()
     portal.force_login(pharmacist.user)
     assert 'href="/edocuments/logiciels/"' in portal.get("/edocuments/").content.decode()
+
+
+@pytest.mark.django_db
+def test_patients_shown_to_a_token_are_merged_when_another_request_noted_some_meanwhile(
+    software: Any, pharmacist: Any
+) -> None:
+    """The shown patients are written with one conditional UPDATE; when a concurrent request of
+    the same token changed them since this one read its token, they are read again under lock
+    and merged: no patient shown is lost."""
+    user_token(software, pharmacist)
+    token = Token.objects.get()
+    stale = Token.objects.get(pk=token.pk)  # this request's token, read before the other's write
+    remember_found(token, ["a"])  # the other request: the list was still the one it read
+    assert Token.objects.get().found_patients.keys() == {"a"}
+    remember_found(stale, ["b"])  # this one: its list is no longer the stored one
+    assert Token.objects.get().found_patients.keys() == {"a", "b"}
+    assert found_by_search(token, "a") and found_by_search(token, "b") and not found_by_search(token, "c")

@@ -149,8 +149,12 @@ class RecordGate:
             raise self.not_found(action, error, object_id) from None
 
     # -- patient search --------------------------------------------------------------------------
-    def search(self, *, criteria: PatientSearchCriteria, page: int, page_size: int) -> ListPage:
+    def search(
+        self, *, criteria: PatientSearchCriteria, page: int, page_size: int, columns: bool = True
+    ) -> ListPage:
         """One page of a patient search, within the actor's rate limit; traced (criteria, count).
+        Without ``columns``, the rows lack the lists' per-professional columns (the API shows
+        identities only).
 
         Raises ``services.SearchRateLimited`` (traced as refused) over the limit.
         """
@@ -160,6 +164,7 @@ class RecordGate:
             page=page,
             page_size=page_size,
             client_address=self.client_address,
+            columns=columns,
         )
 
     # -- the access dialog -----------------------------------------------------------------------

@@ -274,12 +274,19 @@ def shown_by_recent_search(
 
 
 def patient_search_page(
-    *, professional: Professional, criteria: PatientSearchCriteria, page: int, page_size: int
+    *,
+    professional: Professional,
+    criteria: PatientSearchCriteria,
+    page: int,
+    page_size: int,
+    columns: bool = True,
 ) -> ListPage:
     """One page of search results with the professional's columns; stops at ``ESANTE_SEARCH_MAX_RESULTS``.
 
     Rows carry identity and administrative data only; ``refine`` is set when more patients match
-    than the cap. At most five queries whatever the page and the number of matches.
+    than the cap. At most five queries whatever the page and the number of matches. Without
+    ``columns``, the rows are the same patients without the lists' per-professional columns
+    (``with_professional_columns``), for a channel that shows none of them (the API).
     """
     cap = settings.ESANTE_SEARCH_MAX_RESULTS
     parts = patient_search_parts(criteria)
@@ -294,9 +301,10 @@ def patient_search_page(
         keys += part.values_list("birth_name_folded", "first_names_folded", "pk")[:end]
     # Folded names are compared as the databases do ("C"/binary order): by code point.
     page_ids = [pk for _, _, pk in sorted(keys)[offset:end]]
-    found = {
-        p.pk: p for p in with_professional_columns(Patient.objects.filter(pk__in=page_ids), professional)
-    }
+    patients = Patient.objects.filter(pk__in=page_ids)
+    if columns:
+        patients = with_professional_columns(patients, professional)
+    found = {p.pk: p for p in patients}
     rows = [found[pk] for pk in page_ids]
     return ListPage(rows=rows, total=total, page=page, page_size=page_size, refine=refine)
 

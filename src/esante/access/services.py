@@ -308,6 +308,7 @@ def patient_search(
     page: int,
     page_size: int,
     client_address: str | None = None,
+    columns: bool = True,
 ) -> ListPage:
     """Runs a patient search within the rate limit, counts it and traces its criteria and results.
 
@@ -324,7 +325,7 @@ def patient_search(
         result = lag_tolerant(
             "patient_search",
             lambda: selectors.patient_search_page(
-                professional=professional, criteria=criteria, page=page, page_size=page_size
+                professional=professional, criteria=criteria, page=page, page_size=page_size, columns=columns
             ),
         )
         return _search_counted(

@@ -14,6 +14,7 @@ produced after the commit, by a job of the queue (``jobs.dispensation_complete``
 commit), never while the prescription is locked and never while the pharmacist waits.
 """
 
+import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -116,6 +117,7 @@ def _dispense_in_transaction(
     pharmacy: str,
     client_address: str | None,
     checked_access: tuple[Any, AccessGrant] | None = None,
+    handed_over_at: datetime.datetime | None = None,
 ) -> Dispensation:
     """Authorise, lock, check, then record: the dispensation's one transaction."""
     if checked_access is not None:
@@ -138,6 +140,7 @@ def _dispense_in_transaction(
         pharmacy=pharmacy,
         now=now,
         client_address=client_address,
+        handed_over_at=handed_over_at,
     )
 
 
@@ -260,6 +263,7 @@ def _dispensation_record(
     pharmacy: str,
     now: Any,
     client_address: str | None,
+    handed_over_at: datetime.datetime | None = None,
 ) -> Dispensation:
     """Writes the dispensation, its lines and the prescription's new state; traces it last."""
     remaining = [state.remaining - delivered[state.line.pk] for state in states]
@@ -302,6 +306,7 @@ def _dispensation_record(
                 {"position": state.line.position, "delivered": delivered[state.line.pk], "remaining": left}
                 for state, left in zip(states, remaining, strict=True)
             ],
+            **({"handed_over_at": handed_over_at.isoformat()} if handed_over_at is not None else {}),
         },
     )
     return dispensation
@@ -319,6 +324,7 @@ def prescription_mark_dispensed(
     public_url: str = "",
     follow_up: bool = True,
     checked_access: tuple[Any, AccessGrant] | None = None,
+    handed_over_at: datetime.datetime | None = None,
 ) -> Dispensation:
     """Records what a pharmacist handed over against a prescription ("Marquer comme dispensé").
 
@@ -337,6 +343,9 @@ def prescription_mark_dispensed(
 
     ``checked_access`` (patient, grant): what the access gate checked for this request, reused
     instead of reading the record's access again (``dispensing_authorised_by_gate``).
+    ``handed_over_at``: when the software says the medicines were handed over (the API's
+    ``whenHandedOver``, checked by the caller), recorded in the event; the dispensation is dated
+    now.
     """
     object_id = str(prescription.document.public_id)
     details: dict[str, Any] = {"kind": kind, "based_on_version": based_on_version}
@@ -353,6 +362,7 @@ def prescription_mark_dispensed(
                 pharmacy=pharmacy,
                 client_address=client_address,
                 checked_access=checked_access,
+                handed_over_at=handed_over_at,
             )
         except IntegrityError:
             # (prescription, based_on_version) taken by a concurrent attempt the lock did not order.

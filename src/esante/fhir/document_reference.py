@@ -165,7 +165,8 @@ def _date_filter(value: str) -> Q:
 
 
 def search(documents: QuerySet[Document], params: QueryDict) -> tuple[QuerySet[Document], dict[str, str]]:
-    """The documents matching the MHD parameters, newest first, and the filters for the trail."""
+    """The documents matching the MHD parameters, newest first, and the filters for the trail.
+    ``documents`` are one patient's: the caller, who read the patient, puts it on each row."""
     for name in params:
         if name not in SEARCH_PARAMETERS:
             raise invalid("unknown-parameter", f"Paramètre de recherche non pris en charge : {name}.")
@@ -192,4 +193,4 @@ def search(documents: QuerySet[Document], params: QueryDict) -> tuple[QuerySet[D
         for family in families:
             documents = documents.filter(**{f"author__last_name__{lookup}": family})
             traced[name] = family
-    return documents.select_related("patient", "author").order_by("-clinical_at", "-pk"), traced
+    return documents.select_related("author").order_by("-clinical_at", "-pk"), traced

@@ -305,8 +305,9 @@ class DigestBearerTokenValidator(BearerTokenValidator):
     """Bearer tokens looked up by digest."""
 
     def authenticate_token(self, token_string: str) -> Token | None:
+        # The professional the token acts for too (``auth.caller`` checks them on every request).
         return (
-            Token.objects.select_related("client", "authorisation", "user")
+            Token.objects.select_related("client", "authorisation", "user", "user__professional")
             .filter(access_digest=token_digest(token_string))
             .first()
         )

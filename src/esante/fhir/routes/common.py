@@ -83,19 +83,33 @@ def search_body(request: HttpRequest) -> QueryDict:
 
 
 def remember_found(token: Token, public_ids: list[str]) -> None:
-    """Notes the patients a search showed to this token (for ``$declare-access``)."""
+    """Notes the patients a search showed to this token (for ``$declare-access``).
+
+    One conditional UPDATE in the usual case: the list is rewritten only if it is still the one
+    read with the token at the start of the request. When a concurrent request of the same token
+    changed it meanwhile, the row is locked, read again and merged, so that no patient shown is
+    lost."""
     if not public_ids:
         return
     now = int(timezone.now().timestamp())
     window = int(settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS)
+    read = token.found_patients
+    if Token.objects.filter(pk=token.pk, found_patients=read).update(
+        found_patients=_found_merged(read, public_ids, now=now, window=window)
+    ):
+        return
     with transaction.atomic():
         locked = Token.objects.select_for_update().get(pk=token.pk)
-        found = {k: v for k, v in locked.found_patients.items() if now - v < window}
-        found.update(dict.fromkeys(public_ids, now))
-        locked.found_patients = dict(
-            sorted(found.items(), key=lambda item: item[1], reverse=True)[:FOUND_MAX]
-        )
+        locked.found_patients = _found_merged(locked.found_patients, public_ids, now=now, window=window)
         locked.save(update_fields=["found_patients"])
+
+
+def _found_merged(found: dict[str, int], public_ids: list[str], *, now: int, window: int) -> dict[str, int]:
+    """``found`` without the entries older than the window, with ``public_ids`` shown ``now``:
+    the ``FOUND_MAX`` most recent."""
+    kept = {k: v for k, v in found.items() if now - v < window}
+    kept.update(dict.fromkeys(public_ids, now))
+    return dict(sorted(kept.items(), key=lambda item: item[1], reverse=True)[:FOUND_MAX])
 
 
 def found_by_search(token: Token, public_id: str) -> bool:

@@ -4,7 +4,9 @@ import re
 import uuid
 
 from django.conf import settings
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils import timezone
 from ninja import Router
 
 from esante.audit.catalogue import AuditAction
@@ -16,6 +18,7 @@ from esante.dispensing.refusals import DispensationRefused
 from esante.dispensing.selectors import dispensation_subject, prescription_lines_of
 from esante.dispensing.services import prescription_mark_dispensed
 from esante.dispensing.withdrawal import dispensation_withdraw
+from esante.documents.models import PrescriptionLine
 from esante.documents.views import PDF_CSP
 
 from .. import binary, document_reference, medication_dispense, medication_request, patient
@@ -71,6 +74,21 @@ def medication_request_search(request: HttpRequest) -> HttpResponse:
 _DISPENSE_STATUS = {"over_delivery": 409, "expired": 422, "series_expired": 422, "bad_quantity": 400}
 
 
+def dispense_target(document_id: uuid.UUID, position: int) -> tuple[str, PrescriptionLine | None]:
+    """The patient id of a prescription's document, for the gate to decide on, and the line at
+    ``position`` of that prescription, in one query (read before the gate decides, used only
+    once it has: the caller learns nothing of a document it may not read). When there is no
+    such line: the patient id alone (a fresh random id when there is no such document either)."""
+    line = (
+        PrescriptionLine.objects.filter(prescription__document__public_id=document_id, position=position)
+        .annotate(patient_public_id=F("prescription__document__patient__public_id"))
+        .first()
+    )
+    if line is None:
+        return document_patient(str(document_id)), None
+    return str(line.patient_public_id), line  # type: ignore[attr-defined]
+
+
 def _if_match(request: HttpRequest) -> int | None:
     value = request.headers.get("If-Match", "").strip()
     if not value:
@@ -93,17 +111,29 @@ def medication_dispense_create(request: HttpRequest) -> HttpResponse:
         based_on = _if_match(request)
         assert who.professional is not None  # noqa: S101
         gate = DispensingGate.for_api(request, who.professional)
-        access = gate.prescription(
-            document_patient(str(asked.document_id)),
-            asked.document_id,
-            action=AuditAction.PRESCRIPTION_DISPENSE,
-        )
-        line = access.prescription.lines.filter(position=asked.position).first()
-        if line is None:
+        patient_id, line = dispense_target(asked.document_id, asked.position)
+        access = gate.prescription(patient_id, asked.document_id, action=AuditAction.PRESCRIPTION_DISPENSE)
+        if line is None or line.prescription_id != access.prescription.pk:
             raise invalid("unknown-line", "Cette MedicationRequest n'existe pas dans la prescription.")
+        line.prescription = access.prescription
         medication_dispense.check_line(
             asked, patient_id=str(access.patient.public_id), medication_code=line.medication_code
         )
+        refusal = medication_dispense.business_refusal(
+            asked,
+            matricule=who.professional.matricule,
+            prescribed_at=access.prescription.prescribed_at,
+            now=timezone.now(),
+        )
+        if refusal is not None:
+            gate.refuse(
+                AuditAction.PRESCRIPTION_DISPENSE,
+                reason=refusal.code.replace("-", "_"),
+                patient=access.patient,
+                object_type="Prescription",
+                object_id=str(access.document.public_id),
+            )
+            raise refusal
         try:
             dispensation = prescription_mark_dispensed(
                 prescription=access.prescription,
@@ -114,12 +144,15 @@ def medication_dispense_create(request: HttpRequest) -> HttpResponse:
                 client_address=gate.client_address,
                 public_url=str(getattr(settings, "ESANTE_PUBLIC_URL", "") or request.build_absolute_uri("/")),
                 checked_access=(access.patient, access.grant),
+                handed_over_at=asked.handed_over_at,
             )
-        except DispensationRefused as refusal:
+        except DispensationRefused as refused:
             raise _dispense_refused(
-                refusal, _DISPENSE_STATUS, stale_status=412 if based_on is not None else None
+                refused, _DISPENSE_STATUS, stale_status=412 if based_on is not None else None
             ) from None
-        resource = medication_dispense.to_resource(dispensation, line, asked.quantity)
+        resource = medication_dispense.to_resource(
+            dispensation, line, asked.quantity, patient_id=str(access.patient.public_id)
+        )
         return fhir_response(
             resource,
             status=201,
@@ -175,7 +208,10 @@ def medication_dispense_withdraw(request: HttpRequest, dispense_id: str) -> Http
         if handed is None:  # a dispensation always hands over something; answer plainly if not
             raise FhirError(404, "not-found", "Dispensation introuvable.", issue_type="not-found")
         resource = medication_dispense.to_resource(
-            withdrawn, handed.prescription_line, handed.quantity_delivered
+            withdrawn,
+            handed.prescription_line,
+            handed.quantity_delivered,
+            patient_id=str(access.patient.public_id),
         )
         return fhir_response(resource)
 

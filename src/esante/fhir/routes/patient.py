@@ -28,7 +28,10 @@ def _patient_search(request: HttpRequest, read_params: Callable[[], QueryDict]) 
             params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
         )
         try:
-            result = record_gate(request, who).search(criteria=criteria, page=page, page_size=count)
+            # Identities only: none of the portal lists' per-professional columns.
+            result = record_gate(request, who).search(
+                criteria=criteria, page=page, page_size=count, columns=False
+            )
         except access_services.SearchRateLimited:
             raise rate_limited(
                 "Trop de recherches de patients en peu de temps : patientez avant de recommencer.",
