@@ -9,6 +9,11 @@ to it could have changed, removed or added them consistently, so they are never 
 a copy of the heads file lags (holds only the first of the heads: its volume was away, the signer
 catches it up); or there is no key to verify with (nothing is created).
 
+In the same pass, the public log's tree is checked against its checkpoints (``tlog.verification``'s
+``TreeWalk``): every event the log's state covers has its leaf, whose commitment opens to the
+event's canonical bytes with its salt, and every validly signed checkpoint's root (and the state's)
+is the root of the leaves up to its size. The stored tiles are left to ``esante verify_log``.
+
 Events without a MAC at the start of the trail were written before the MAC column existed: they
 are counted as "legacy, unkeyed" (their hash chain and signatures are checked, not their MAC).
 """
