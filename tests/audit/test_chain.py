@@ -307,3 +307,16 @@ def test_a_row_slipped_in_before_the_first_event_is_found() -> None:
     assert AuditEvent.objects.filter(sequence=0).exists()
     result = verify_chain(processes=2)
     assert not result.ok and result.broken_sequence == 0 and result.checked == 0
+
+
+@pytest.mark.django_db
+def test_a_column_stored_as_another_type_is_found() -> None:
+    """SQLite keeps any type in any column: a text column turned into bytes behind the triggers'
+    back cannot be rendered as the canonical text renders it; the row is judged by the model's
+    comparison (and the walk does not fail on it)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL's columns keep their types")
+    record(3)
+    tamper("UPDATE audit_auditevent SET action = CAST(action AS BLOB) WHERE sequence = 2", [])
+    result = verify_chain()
+    assert not result.ok and result.broken_sequence == 2 and "columns differ" in result.problem

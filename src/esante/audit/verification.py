@@ -32,6 +32,9 @@ from django.conf import settings
 from django.db import connections
 from django.db.models import Max, Min
 
+from esante.tlog import merkle
+from esante.tlog.verification import Checkpoints, TreeWalk, load_checkpoints
+
 from .anchoring import (
     HeadsFileError,
     SignedHead,
@@ -44,9 +47,6 @@ from .chain import MAC, keyed_run, mac_problem, raw_row_problem, stored_rows
 from .keys import MissingKeyError, mac_key, verification_public_key
 from .models import AuditChainHead, AuditEvent
 from .services import GENESIS_HASH
-
-from esante.tlog import merkle  # isort: skip
-from esante.tlog.verification import Checkpoints, TreeWalk, load_checkpoints  # isort: skip
 
 logger = logging.getLogger("esante.audit")
 
