@@ -239,9 +239,15 @@ def test_stored_rows_are_vouched_for_without_the_model() -> None:
     [rows] = list(stored_rows(0, 10))
     assert row_agrees(rows[0], expected_sequence=1, previous=GENESIS_HASH)
     assert row_agrees(rows[1], expected_sequence=2, previous=rows[0][2])
-    changed = (*rows[1][:12], "autre motif", *rows[1][13:])
-    assert not row_agrees(changed, expected_sequence=2, previous=rows[0][2])
     assert not row_agrees(rows[1], expected_sequence=3, previous=rows[0][2])
+    for column, value in [("motif", "autre motif"), ("actor_label", "x"), ("client_address", "10.0.0.8")]:
+        original = AuditEvent.objects.values_list(column, flat=True).get(sequence=2)
+        tamper(f"UPDATE audit_auditevent SET {column} = %s WHERE sequence = 2", [value])  # noqa: S608
+        [changed] = list(stored_rows(1, 2))
+        assert not row_agrees(changed[0], expected_sequence=2, previous=rows[0][2])
+        tamper(f"UPDATE audit_auditevent SET {column} = %s WHERE sequence = 2", [original])  # noqa: S608
+        [restored] = list(stored_rows(1, 2))
+        assert row_agrees(restored[0], expected_sequence=2, previous=rows[0][2])
 
 
 def test_ranges_checked_in_processes_give_the_same_verdict(committed_db: None, monkeypatch: Any) -> None:
@@ -301,3 +307,16 @@ def test_a_row_slipped_in_before_the_first_event_is_found() -> None:
     assert AuditEvent.objects.filter(sequence=0).exists()
     result = verify_chain(processes=2)
     assert not result.ok and result.broken_sequence == 0 and result.checked == 0
+
+
+@pytest.mark.django_db
+def test_a_column_stored_as_another_type_is_found() -> None:
+    """SQLite keeps any type in any column: a text column turned into bytes behind the triggers'
+    back cannot be rendered as the canonical text renders it; the row is judged by the model's
+    comparison (and the walk does not fail on it)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL's columns keep their types")
+    record(3)
+    tamper("UPDATE audit_auditevent SET action = CAST(action AS BLOB) WHERE sequence = 2", [])
+    result = verify_chain()
+    assert not result.ok and result.broken_sequence == 2 and "columns differ" in result.problem

@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import operator
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,20 +96,22 @@ def segment_problem(
     that stretch (and event #``after``'s MAC)."""
     previous, expected = after_hash, after + 1
     keyed = after > 0 and AuditEvent.objects.filter(sequence=after).exclude(mac=None).exists()
-    rows = (
-        AuditEvent.objects.filter(sequence__gt=after, sequence__lte=upto)
-        .order_by("sequence")
-        .values_list(*COLUMNS)
-        .iterator(chunk_size=2_000)
-    )
-    for row in rows:
-        problem = row_problem(row, expected_sequence=expected, previous=previous) or mac_problem(
-            row[2], row[15], key=key, after_keyed=keyed, allow_legacy=allow_legacy
-        )
-        if problem:
-            return f"event #{min(row[0], expected)}: {problem}"
-        previous, expected = row[2], expected + 1
-        keyed = keyed or row[15] is not None
+    for rows in stored_rows(after, upto):
+        index = 0
+        while index < len(rows):
+            if keyed:  # the hot loop, as ``verify_audit``'s
+                run = keyed_run(rows, index, expected_sequence=expected, previous=previous, key=key)
+                if run:
+                    previous, expected, index = rows[index + run - 1][2], expected + run, index + run
+                    continue
+            row = rows[index]
+            problem = raw_row_problem(row, expected_sequence=expected, previous=previous) or mac_problem(
+                row[2], row[4], key=key, after_keyed=keyed, allow_legacy=allow_legacy
+            )
+            if problem:
+                return f"event #{min(row[0], expected)}: {problem}"
+            previous, expected, index = row[2], expected + 1, index + 1
+            keyed = keyed or row[4] is not None
     if expected != upto + 1:
         return f"event #{expected} is missing (the chain head says #{upto})"
     if previous != upto_hash:
@@ -116,36 +119,114 @@ def segment_problem(
     return ""
 
 
+# Where ``stored_rows`` puts each value in a row.
+SEQUENCE, PREV_HASH, HASH, CANONICAL, MAC, HEAD, TAIL, DETAILS = range(8)
+LEAF_INDEX, LEAF_SALT, LEAF_COMMITMENT = range(8, 11)
+
+
+def _projection(vendor: str) -> tuple[str, str, str]:
+    """SQL giving, from an event's columns, the canonical text up to its ``details`` value (the
+    head), the text after it (the tail), and ``details`` as text: the database renders the
+    columns as ``canonical_bytes`` writes them, so the hot loop compares two strings instead of
+    formatting a dozen values. Any value the SQL cannot render as ``canonical_bytes`` would
+    (another type behind SQLite's back, an unusual date) gives NULL or another text: the row
+    is then judged by ``row_problem``, never vouched for."""
+    quote = connection.ops.quote_name
+
+    def column(name: str) -> str:
+        return f"e.{quote(name)}"
+
+    if vendor == "sqlite":
+
+        def text(name: str, nullable: bool = False) -> str:  # a JSON string, only from a text value
+            null = " WHEN 'null' THEN 'null'" if nullable else ""
+            return f"CASE typeof({column(name)}) WHEN 'text' THEN json_quote({column(name)}){null} END"
+
+        def number(name: str) -> str:
+            return (
+                f"CASE typeof({column(name)}) WHEN 'integer' THEN {column(name)} WHEN 'null' THEN 'null' END"
+            )
+
+        # Stored as naive UTC text, "YYYY-MM-DD HH:MM:SS[.ffffff]".
+        time = (
+            f"CASE typeof({column('created_at')}) WHEN 'text' "
+            f"THEN json_quote(replace({column('created_at')}, ' ', 'T') || '+00:00') END"
+        )
+        details = (
+            f"CASE WHEN typeof({column('details')}) = 'text' AND json_valid({column('details')}) "
+            f"THEN json({column('details')}) END"
+        )
+        sequence = number("sequence")
+    else:
+
+        def text(name: str, nullable: bool = False) -> str:
+            # The type's output function, as the driver reads it (an inet's "/32" left out).
+            rendered = f"to_json({column(name)})::text"
+            return f"coalesce({rendered}, 'null')" if nullable else rendered
+
+        def number(name: str) -> str:
+            return f"coalesce({column(name)}::text, 'null')"
+
+        time = (
+            f"to_json(replace(to_char({column('created_at')} AT TIME ZONE 'UTC', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS.US'), '.000000', '') || '+00:00')::text"
+        )
+        details = f"{column('details')}::text"
+        sequence = f"{column('sequence')}::text"
+    head = (
+        f"""'{{"action":' || {text("action")} || ',"actor":' || {number("actor_id")} || """
+        f"""',"actor_label":' || {text("actor_label")} || ',"client_address":' || """
+        f"""{text("client_address", nullable=True)} || ',"details":'"""
+    )
+    tail = (
+        f"""',"motif":' || {text("motif")} || ',"object_id":' || {text("object_id")} || """
+        f"""',"object_type":' || {text("object_type")} || ',"outcome":' || {text("outcome")} || """
+        f"""',"patient":' || {number("patient_id")} || ',"prev":' || {text("prev_hash")} || """
+        f"""',"seq":' || {sequence} || ',"time":' || {time} || '}}'"""
+    )
+    return head, tail, details
+
+
 def stored_rows(after: int, upto: int, batch: int = 10_000) -> Iterator[list[tuple[Any, ...]]]:
-    """The stored rows of the events after #``after`` up to #``upto``, in order, as the database
-    driver returns them (values of ``COLUMNS``, no model conversion), ``batch`` sequence numbers
-    at a time.
+    """The stored rows of the events after #``after`` up to #``upto``, in order, ``batch``
+    sequence numbers at a time, as the database driver returns them: per event, its sequence,
+    previous hash, hash, canonical text, MAC, the head and tail ``_projection`` renders from its
+    other columns and its ``details`` as text, then its public log leaf (index, salt,
+    commitment; None when it has none). ``SEQUENCE`` ... ``LEAF_COMMITMENT`` name the positions.
 
     Read by ranges of the sequence index, so memory stays constant whatever the trail's length.
-    The date comes as the stored text on SQLite (no date parsing); ``details`` as its JSON text.
+    Events not chained yet (sequence NULL) are not read.
     """
+    from esante.tlog.models import LogLeaf  # the public log's leaves, read in the same pass
+
     quote = connection.ops.quote_name
-    columns = [quote(column) for column in COLUMNS]
-    if connection.vendor == "sqlite":
-        columns[4] = f"{columns[4]} || ''"  # text, skipping the driver's date converter
-    elif connection.vendor == "postgresql":  # UTC text, whatever the session's DateStyle
-        columns[4] = f"to_char({columns[4]} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+    head, tail, details = _projection(connection.vendor)
+    table, leaves = quote(AuditEvent._meta.db_table), quote(LogLeaf._meta.db_table)
+    sequence = f"e.{quote('sequence')}"
+    columns = ", ".join(f"e.{quote(name)}" for name in ("sequence", "prev_hash", "hash", "canonical", "mac"))
     sql = (
-        f"SELECT {', '.join(columns)} FROM {quote(AuditEvent._meta.db_table)} "  # noqa: S608 (constants)
-        f"WHERE {quote('sequence')} > %s AND {quote('sequence')} <= %s ORDER BY {quote('sequence')}"
+        f"SELECT {columns}, {head}, {tail}, {details}, l.{quote('index')}, l.{quote('salt')}, "  # noqa: S608 (constants)
+        f"l.{quote('commitment')} FROM {table} e "
+        # The leaf of event #n is leaf n - 1: only the leaves of the range are joined (the
+        # plan stays two short index ranges; a leaf anywhere else is missing where it belongs).
+        f"LEFT JOIN {leaves} l ON l.{quote('event_id')} = e.{quote('id')} "
+        f"AND l.{quote('index')} >= %s AND l.{quote('index')} < %s "
+        # Ordered here, not by the database: a sort of rows this wide spills to disk on PostgreSQL.
+        f"WHERE {sequence} > %s AND {sequence} <= %s"
     )
     following = (
-        f"SELECT MIN({quote('sequence')}) FROM {quote(AuditEvent._meta.db_table)} "  # noqa: S608 (constants)
-        f"WHERE {quote('sequence')} > %s"
+        f"SELECT MIN({quote('sequence')}) FROM {table} "  # noqa: S608 (constants)
+        f"WHERE {quote('sequence')} IS NOT NULL AND {quote('sequence')} > %s"
     )
     with connection.cursor() as cursor:
         # Ranges of the sequence, not LIMIT: the plan stays a short index range whatever the
         # table's statistics say (a fresh table's would sort the whole rest for each batch).
         while after < upto:
             until = min(after + batch, upto)
-            cursor.execute(sql, [after, until])
+            cursor.execute(sql, [after, until, after, until])
             rows = cursor.fetchall()
             if rows:
+                rows.sort(key=_sequence)
                 yield rows
                 after = until
                 continue
@@ -157,16 +238,15 @@ def stored_rows(after: int, upto: int, batch: int = 10_000) -> Iterator[list[tup
             after = next_sequence - 1
 
 
-_quote = json.encoder.encode_basestring  # as ``canonical_bytes`` writes a string (ensure_ascii=False)
+_sequence = operator.itemgetter(SEQUENCE)
 # The C scanner behind json.loads, without its wrappers.
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _whole_json(text: Any) -> Any:
-    """The JSON value that is the whole of ``text`` (a ``ValueError`` otherwise); a value the
-    driver already decoded is returned as it is."""
+    """The JSON value that is the whole of ``text`` (a ``ValueError`` otherwise)."""
     if not isinstance(text, str):
-        return text
+        raise ValueError("not text")
     try:
         value, end = _scan(text, 0)
     except StopIteration:
@@ -177,24 +257,6 @@ def _whole_json(text: Any) -> Any:
 
 
 _sha256 = hashlib.sha256
-_fromisoformat = datetime.datetime.fromisoformat
-
-
-def _json_scalar(value: Any) -> str:
-    """An int, None or a string as ``canonical_bytes`` writes it."""
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return _quote(value)
-    return str(int(value))
-
-
-def _stored_time(value: Any) -> str:
-    """The stored date as the canonical content writes it (ISO 8601, UTC), read as the model
-    reads it: the text ``stored_rows`` selects is a naive UTC date."""
-    if isinstance(value, str):
-        return _fromisoformat(value).isoformat() + "+00:00"
-    return value.astimezone(datetime.UTC).isoformat()
 
 
 def row_agrees(row: tuple[Any, ...], *, expected_sequence: int, previous: str) -> bool:
@@ -205,30 +267,24 @@ def row_agrees(row: tuple[Any, ...], *, expected_sequence: int, previous: str) -
 def _agrees(row: tuple[Any, ...], expected_sequence: int, previous: str) -> bool:
     """True when the stored row ``row`` (a row of ``stored_rows``) follows the event hashed
     ``previous`` at ``expected_sequence``, its hash matches its canonical bytes and its columns
-    say what those bytes say: the canonical text is rebuilt around its ``details`` from the
-    columns and compared byte for byte, so only the small ``details`` are parsed. False means
-    only that ``row_problem`` must judge the row."""
-    sequence, prev_hash, digest, canonical = row[:4]
+    say what those bytes say: the canonical text is the head and tail the database rendered
+    from the columns around one JSON value equal to the column's details (the same text, or the
+    same value once both are parsed). False means only that ``row_problem`` must judge the row."""
+    sequence, prev_hash, digest, canonical, _, head, tail = row[:7]
     if sequence != expected_sequence or prev_hash != previous:
         return False
     if _sha256(canonical.encode("utf-8")).hexdigest() != digest:
         return False
+    if head is None or tail is None or len(canonical) <= len(head) + len(tail):
+        return False
+    if not (canonical.startswith(head) and canonical.endswith(tail)):
+        return False
+    value = canonical[len(head) : -len(tail)]
     try:
-        head = (
-            f'{{"action":{_quote(row[7])},"actor":{_json_scalar(row[5])},'
-            f'"actor_label":{_quote(row[6])},"client_address":{_json_scalar(row[13])},"details":'
-        )
-        tail = (
-            f',"motif":{_quote(row[12])},"object_id":{_quote(row[11])},"object_type":{_quote(row[10])},'
-            f'"outcome":{_quote(row[8])},"patient":{_json_scalar(row[9])},"prev":{_quote(prev_hash)},'
-            f'"seq":{sequence},"time":{_quote(_stored_time(row[4]))}}}'
-        )
-        if len(canonical) <= len(head) + len(tail) or not (
-            canonical.startswith(head) and canonical.endswith(tail)
-        ):
-            return False
-        # Between the two, one JSON value equal to the column's details.
-        return bool(_whole_json(canonical[len(head) : -len(tail)]) == _whole_json(row[14]))
+        if value == row[7]:  # the same text: the same value, once it is known to be one JSON value
+            _whole_json(value)
+            return True
+        return bool(_whole_json(value) == _whole_json(row[7]))
     except (TypeError, ValueError):
         return False
 
@@ -253,17 +309,20 @@ def keyed_run(
     other: each follows the one before (the first follows ``previous`` at ``expected_sequence``),
     agrees with its hash and its content (``row_agrees``) and carries a MAC that matches. Stops at
     the first row that does not, or has no MAC: the caller's per-row checks judge it."""
-    digest_of, same, agrees = hmac.digest, hmac.compare_digest, _agrees
+    keyed, same, agrees = hmac.new(key, digestmod=_sha256), hmac.compare_digest, _agrees
     count = 0
-    for row in rows[start:] if start else rows:
-        mac = row[15]
-        if mac is None or not agrees(row, expected_sequence, previous):
-            break
-        previous = row[2]
-        if not same(
-            digest_of(key, previous.encode("ascii"), "sha256").hex().encode("ascii"), mac.encode("utf-8")
-        ):
-            break
-        expected_sequence += 1
-        count += 1
+    try:
+        for row in rows[start:] if start else rows:
+            mac = row[4]
+            if mac is None or not agrees(row, expected_sequence, previous):
+                break
+            previous = row[2]
+            check = keyed.copy()
+            check.update(previous.encode("ascii"))
+            if not same(check.hexdigest(), mac):
+                break
+            expected_sequence += 1
+            count += 1
+    except (TypeError, UnicodeEncodeError):  # a MAC or hash that is not ASCII text: judged per row
+        pass
     return count

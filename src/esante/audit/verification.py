@@ -9,6 +9,11 @@ to it could have changed, removed or added them consistently, so they are never 
 a copy of the heads file lags (holds only the first of the heads: its volume was away, the signer
 catches it up); or there is no key to verify with (nothing is created).
 
+In the same pass, the public log's tree is checked against its checkpoints (``tlog.verification``'s
+``TreeWalk``): every event the log's state covers has its leaf, whose commitment opens to the
+event's canonical bytes with its salt, and every validly signed checkpoint's root (and the state's)
+is the root of the leaves up to its size. The stored tiles are left to ``esante verify_log``.
+
 Events without a MAC at the start of the trail were written before the MAC column existed: they
 are counted as "legacy, unkeyed" (their hash chain and signatures are checked, not their MAC).
 """
@@ -27,6 +32,9 @@ from django.conf import settings
 from django.db import connections
 from django.db.models import Max, Min
 
+from esante.tlog import merkle
+from esante.tlog.verification import Checkpoints, TreeWalk, load_checkpoints
+
 from .anchoring import (
     HeadsFileError,
     SignedHead,
@@ -35,7 +43,7 @@ from .anchoring import (
     read_heads,
     read_signer_state,
 )
-from .chain import keyed_run, mac_problem, raw_row_problem, stored_rows
+from .chain import MAC, keyed_run, mac_problem, raw_row_problem, stored_rows
 from .keys import MissingKeyError, mac_key, verification_public_key
 from .models import AuditChainHead, AuditEvent
 from .services import GENESIS_HASH
@@ -55,6 +63,8 @@ class VerificationResult:
     lagging: list[str] = field(default_factory=list)  # copies that hold only the first heads
     legacy: int = 0  # events written before the MAC column existed
     missing_key: str = ""  # no key to verify with: nothing could be vouched for
+    leaves: int = 0  # events found in the public log, their leaves' commitments opened
+    checkpoints: int = 0  # the log's signed checkpoints whose roots the leaves give
 
     @property
     def ok(self) -> bool:
@@ -144,45 +154,72 @@ def _load_heads(result: VerificationResult, copies: list[Path]) -> list[SignedHe
     return heads
 
 
-# Events per range of the parallel pass.
-RANGE_SIZE = 50_000
+# Events per range of the parallel pass: a power of two, so that each range's leaves of the public
+# log form complete subtrees of the tree (``TreeWalk``).
+RANGE_SIZE = 1 << 16
 
 
-def _check_range(task: tuple[int, int, bytes, dict[int, str]]) -> tuple[bool, str, str]:
+def _check_range(
+    task: tuple[int, int, bytes, dict[int, str], int, frozenset[int]],
+) -> tuple[bool, str, str, int, list[bytes], dict[int, list[bytes]]]:
     """In a worker process: whether the events after #``after`` up to #``upto`` are all keyed and
-    vouched for by ``keyed_run`` and match the signed heads among them; with the previous hash
-    the first of them names and the last one's hash, for the parent to join the ranges."""
-    after, upto, key, heads = task
+    vouched for by ``keyed_run``, match the signed heads among them and have their public log
+    leaves; with the previous hash the first of them names and the last one's hash, for the
+    parent to join the ranges, and the range's leaves: how many, their complete subtrees, and
+    those at each checkpoint size in the range."""
+    after, upto, key, heads, covered, sizes = task
     expected, first_previous, previous = after + 1, "", ""
+    tree = TreeWalk(after, covered, sizes)
+
+    def answer(ok: bool) -> tuple[bool, str, str, int, list[bytes], dict[int, list[bytes]]]:
+        return ok, first_previous, previous, tree.count, tree.stack, tree.snapshots
+
     for rows in stored_rows(after, upto):
         if not first_previous:
             first_previous = previous = rows[0][1]
         run = keyed_run(rows, 0, expected_sequence=expected, previous=previous, key=key)
-        if run != len(rows):
-            return False, first_previous, previous
+        if run != len(rows) or tree.add(rows, 0, run):
+            return answer(False)
         for at in range(expected, expected + run):
             if at in heads and heads[at] != rows[at - expected][2]:
-                return False, first_previous, previous
+                return answer(False)
         previous, expected = rows[-1][2], expected + run
-    return expected == upto + 1, first_previous, previous
+    return answer(expected == upto + 1)
 
 
 def _parallel_walk(
-    upto: int, heads: dict[int, SignedHead], processes: int, progress: Callable[[int], None] | None
-) -> str | None:
-    """The hash of event #``upto`` when every event up to it is keyed, vouched for and joined to
-    the one before, checked by ``processes`` worker processes in ranges; None when anything is
-    not so (the sequential walk then finds and words the first problem). Reports progress per
-    range; on None, takes back the progress it reported."""
+    upto: int,
+    heads: dict[int, SignedHead],
+    checkpoints: Checkpoints,
+    processes: int,
+    progress: Callable[[int], None] | None,
+) -> tuple[str, int] | None:
+    """The hash of event #``upto`` and the number of its events in the public log when every
+    event up to it is keyed, vouched for and joined to the one before, its leaf opens and the
+    leaves give the checkpoints' roots, checked by ``processes`` worker processes in ranges;
+    None when anything is not so (the sequential walk then finds and words the first problem).
+    Reports progress per range; on None, takes back the progress it reported."""
     try:
         key = mac_key(create=False)
     except (MissingKeyError, ValueError):
         return None
     hashes = {sequence: head.hash for sequence, head in heads.items() if sequence <= upto}
-    tasks = [(after, min(after + RANGE_SIZE, upto), key, hashes) for after in range(0, upto, RANGE_SIZE)]
+    sizes = {*checkpoints.roots, checkpoints.size}
+    tasks = [
+        (
+            after,
+            until := min(after + RANGE_SIZE, upto),
+            key,
+            hashes,
+            checkpoints.size,
+            frozenset(size for size in sizes if after < size <= until),
+        )
+        for after in range(0, upto, RANGE_SIZE)
+    ]
     # The workers are forked: each opens its own connection, none inherits the parent's.
     connections.close_all()
-    reported, previous = 0, GENESIS_HASH
+    reported, previous, leaves = 0, GENESIS_HASH, 0
+    subtrees: list[bytes] = []  # the complete subtrees of the leaves of the ranges joined so far
 
     def undo() -> None:
         if progress is not None and reported:
@@ -192,14 +229,22 @@ def _parallel_walk(
     # memory) breaks the pool with an exception instead of leaving the walk waiting forever.
     with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork")) as pool:
         try:
-            for (after, until, _, _), (ok, first_previous, last) in zip(
+            for (after, until, *_), (ok, first_previous, last, count, stack, snapshots) in zip(
                 tasks, pool.map(_check_range, tasks), strict=True
             ):
-                if not ok or first_previous != previous:
+                tree = TreeWalk(after, checkpoints.size, ())
+                tree.snapshots = snapshots
+                if (
+                    not ok
+                    or first_previous != previous
+                    or (count and leaves != after)  # a range's leaves after one that lacked some
+                    or tree.root_problem(checkpoints, subtrees)
+                ):
                     pool.shutdown(wait=True, cancel_futures=True)
                     undo()
                     return None
-                previous = last
+                previous, leaves = last, leaves + count
+                subtrees = _joined(subtrees, stack, count, after)
                 if progress is not None:
                     progress(until - after)
                     reported += until - after
@@ -207,7 +252,21 @@ def _parallel_walk(
             logger.warning("verify_audit: a worker process died; the trail is walked in this process")
             undo()
             return None
-    return previous
+    return previous, leaves
+
+
+def _joined(subtrees: list[bytes], stack: list[bytes], count: int, after: int) -> list[bytes]:
+    """The complete subtrees of the leaves before ``after`` (``subtrees``) followed by those of
+    a range's ``count`` leaves (``stack``): a whole range's leaves form one subtree as large as the
+    largest one before it, or smaller, so the two are merged as a binary counter carries."""
+    if count != RANGE_SIZE:
+        return [*subtrees, *stack]  # the last range with leaves
+    joined, node, merged = list(subtrees), stack[0], after // RANGE_SIZE + 1
+    while not merged & 1 and joined:
+        node = merkle.node_hash(joined.pop(), node)
+        merged >>= 1
+    joined.append(node)
+    return joined
 
 
 def verify_chain(
@@ -230,6 +289,12 @@ def verify_chain(
     if heads is None:
         return result
     expected_heads = {head.sequence: head for head in heads}
+    # Read before the chain head, as the heads: every checkpoint covers events at or below it.
+    checkpoints, problem, missing = load_checkpoints()
+    if checkpoints is None:
+        result.problem, result.missing_key = problem, missing
+        return result
+    tree = TreeWalk(0, checkpoints.size, {*checkpoints.roots, checkpoints.size})
     # Read after the heads: every signed head is at or below this head, and events appended
     # while the walk runs (above it) are left to the next verification.
     chain_head = AuditChainHead.objects.get(pk=1)
@@ -244,13 +309,14 @@ def verify_chain(
     before = min(0, first - 1) if first is not None else 0
     walked = None
     if processes > 1 and before == 0 and chain_head.sequence > RANGE_SIZE:
-        walked = _parallel_walk(chain_head.sequence, expected_heads, processes, progress)
+        walked = _parallel_walk(chain_head.sequence, expected_heads, checkpoints, processes, progress)
     if walked is not None:
+        tree.count, tree.snapshots = walked[1], {}  # the workers compared the roots
         covered = [sequence for sequence in signed if sequence <= chain_head.sequence]
         result.heads_checked = len(covered)
         result.last_signed = expected_heads[covered[-1]] if covered else None
         result.checked = chain_head.sequence
-        previous, expected_sequence = walked, chain_head.sequence + 1
+        previous, expected_sequence = walked[0], chain_head.sequence + 1
     for rows in stored_rows(before, before if walked is not None else chain_head.sequence, batch=chunk_size):
         index = 0
         while index < len(rows):
@@ -273,12 +339,18 @@ def verify_chain(
                             return result
                         result.heads_checked += 1
                         result.last_signed = signed_head
+                    broken = tree.add(rows, index, index + run)
+                    if broken:
+                        result.broken_sequence = tree.count + 1
+                        result.checked += tree.count + 1 - expected_sequence
+                        result.problem = broken
+                        return result
                     previous, expected_sequence = rows[index + run - 1][2], last + 1
                     result.checked += run
                     index += run
                     continue
             row = rows[index]
-            sequence, digest, mac = row[0], row[2], row[15]
+            sequence, digest, mac = row[0], row[2], row[MAC]
             if mac is not None and key is None:
                 try:
                     key = mac_key(create=False)
@@ -298,6 +370,7 @@ def verify_chain(
                 else:
                     result.heads_checked += 1
                     result.last_signed = head
+            broken = broken or tree.add(rows, index, index + 1)
             if broken:
                 result.broken_sequence = min(sequence, expected_sequence)
                 result.problem = broken
@@ -312,6 +385,8 @@ def verify_chain(
         if progress is not None:
             progress(len(rows))
     last = result.last_sequence = expected_sequence - 1
+    result.leaves = tree.count
+    tree_problem = tree.root_problem(checkpoints)
     beyond = [head for head in heads if head.sequence > last]
     if beyond:
         result.broken_sequence = last + 1
@@ -328,7 +403,15 @@ def verify_chain(
     elif previous != chain_head.hash:
         result.broken_sequence = last
         result.problem = "it differs from the chain head row: the event was replaced"
+    elif tree.count < checkpoints.size:
+        result.problem = (
+            f"the public log holds {checkpoints.size} leaves but the trail only {tree.count} events: "
+            "events were removed"
+        )
+    elif tree_problem:
+        result.problem = tree_problem
     else:
+        result.checkpoints = len(checkpoints.roots)
         newest = AuditEvent.objects.aggregate(newest=Max("sequence"))["newest"] or 0
         now_head = AuditChainHead.objects.values_list("sequence", flat=True).get(pk=1)
         if newest > now_head:

@@ -91,6 +91,12 @@ class Command(BaseCommand):
             f"#{result.signed_sequence}; {result.heads_checked} signed heads verified"
             + (f" against {len(copies)} copies of the heads file" if copies else "")
             + legacy
+            + (
+                f"; public log: {result.leaves} leaves opened, the roots of its {result.checkpoints} "
+                "signed checkpoints recomputed"
+                if result.leaves or result.checkpoints
+                else ""
+            )
         )
         if result.lagging:
             raise CommandError(summary + lagging, returncode=EXIT_COPY_LAGGING)
