@@ -99,9 +99,9 @@ def journal_rows(lines: list[JournalLine]) -> SafeString:
             what += f" : {escape(line.subject)}"
         if line.refused:
             what += f" <em>({escape(line.outcome)})</em>"
-        if line.logged is not None:
+        if line.logged is not None and line.sequence is not None:
             words = escape(logged % {"size": line.logged[1]})
-            what += f'<br><small><a href="{entry}{line.event.sequence}/">{words}</a></small>'
+            what += f'<br><small><a href="{entry}{line.sequence}/">{words}</a></small>'
         local = line.when.astimezone(zone)
         when = local.strftime(when_pattern) if when_pattern else dateformat.format(local, when_format)
         opening = '<tr class="emergency">' if line.emergency else "<tr>"
