@@ -186,6 +186,11 @@ def test_the_journal_filter_bar_keeps_what_was_asked_and_says_what_was_refused()
     assert "Saisissez une date valide." in refused.split('id="id_du"')[0]
     assert 'value="31/02/2026"' in refused
     assert AuditAction.PRESCRIPTION_DISPENSE.fr in refused
+    # A kind or a professional not among the choices, an impossible ISO date: refused the same way.
+    for name, value in (("type", "inconnu"), ("professionnel", "1900010100000"), ("au", "2026-02-31")):
+        refused = text(browser.get("/patient/journal/", {name: value}))
+        assert "errorlist" in refused.split(f'id="id_{name}"')[0], name
+        assert AuditAction.PRESCRIPTION_DISPENSE.fr in refused, name
 
 
 def test_the_journal_page_costs_the_same_queries_whatever_the_number_of_events() -> None:
