@@ -25,10 +25,16 @@ ACTIONS = ["record.open", "record.view", "document.read", "access.grant", "presc
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--database", default="")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=100_000, help="the patient's events (default: 100,000)")
+    parser.add_argument("--requests", type=int, default=200, help="requests per page (default: 200)")
+    parser.add_argument(
+        "--database",
+        default="",
+        help="a PostgreSQL URL (its database is dropped and created); default: SQLite in a temporary dir",
+    )
     args = parser.parse_args()
     fresh_django(args.database)
     import logging
@@ -130,6 +136,7 @@ def main() -> None:
         "bare authenticated page (/patient/)": "/patient/",
         "journal, first page": "/patient/journal/",
         "journal, one professional": f"/patient/journal/?professionnel={professionals[3].matricule}",
+        # « Accès plus anciens » pages by event id (here the ids are the sequences).
         "journal, older page": f"/patient/journal/?avant={middle}",
         "journal, one kind": "/patient/journal/?type=dispensations",
     }

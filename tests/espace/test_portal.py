@@ -186,6 +186,11 @@ def test_the_journal_filter_bar_keeps_what_was_asked_and_says_what_was_refused()
     assert "Saisissez une date valide." in refused.split('id="id_du"')[0]
     assert 'value="31/02/2026"' in refused
     assert AuditAction.PRESCRIPTION_DISPENSE.fr in refused
+    # A kind or a professional not among the choices, an impossible ISO date: refused the same way.
+    for name, value in (("type", "inconnu"), ("professionnel", "1900010100000"), ("au", "2026-02-31")):
+        refused = text(browser.get("/patient/journal/", {name: value}))
+        assert "errorlist" in refused.split(f'id="id_{name}"')[0], name
+        assert AuditAction.PRESCRIPTION_DISPENSE.fr in refused, name
 
 
 def test_the_journal_page_costs_the_same_queries_whatever_the_number_of_events() -> None:
@@ -351,8 +356,9 @@ def test_every_choice_needs_the_csrf_token() -> None:
 def test_the_journal_words_every_action_that_concerns_a_patient(action: AuditAction) -> None:
     account = active_account()
     pro = make_professional("doctor", last_name="Lecteur")
-    audit_record(action=action, actor=pro.user, patient=account.patient)
-    page = logged_in_patient(account).get("/patient/journal/", {"avant": str(last_sequence() + 1)})
+    event = audit_record(action=action, actor=pro.user, patient=account.patient)
+    # « Accès plus anciens » pages by event id (an event's sequence may come later).
+    page = logged_in_patient(account).get("/patient/journal/", {"avant": str(event.pk + 1)})
     body = text(page)
     assert action.fr in body, action
     assert "LECTEUR Test" in body

@@ -85,3 +85,35 @@ def test_another_patients_line_and_its_salt_are_not_found() -> None:
         assert response.status_code == 404
         assert b"Wolf" not in response.content and theirs.hash.encode() not in response.content
         assert events_after(start) == [("espace.not_found", "refused")]
+
+
+@pytest.mark.django_db
+def test_a_line_says_when_its_checkpoint_is_cosigned_by_the_witness() -> None:
+    from esante.tlog.models import LogCheckpoint
+
+    account = active_account()
+    doctor = make_professional("doctor", last_name="Weber")
+    audit_record(action=AuditAction.RECORD_OPEN, actor=doctor.user, patient=account.patient)
+    browser = logged_in_patient(account)
+    sequence_pending()
+    latest = LogCheckpoint.objects.order_by("-size").first()
+    assert latest is not None
+    journal = html.unescape(browser.get("/patient/journal/").content.decode())
+    assert f"vérifié dans le journal public, point de contrôle {latest.size}</a>" in journal
+    assert "cosigné par le témoin" not in journal
+    # The witness's cosignature kept with the checkpoint (as ``tlog.witnessing`` keeps a verified one).
+    LogCheckpoint.objects.filter(pk=latest.pk).update(cosignature="— witness.example AAAA\n")
+    journal = html.unescape(browser.get("/patient/journal/").content.decode())
+    assert f"point de contrôle {latest.size}, cosigné par le témoin</a>" in journal
+    # A newer checkpoint the witness has not cosigned yet: the lines it covers say only that.
+    audit_record(action=AuditAction.RECORD_VIEW, actor=doctor.user, patient=account.patient)
+    sequence_pending()
+    newer = LogCheckpoint.objects.order_by("-size").first()
+    assert newer is not None and newer.size > latest.size
+    journal = html.unescape(browser.get("/patient/journal/").content.decode())
+    assert "cosigné par le témoin" not in journal
+    assert f"point de contrôle {newer.size}</a>" in journal
+    # In English too.
+    LogCheckpoint.objects.filter(pk=newer.pk).update(cosignature="— witness.example BBBB\n")
+    english = html.unescape(browser.get("/patient/journal/", HTTP_ACCEPT_LANGUAGE="en").content.decode())
+    assert f"checkpoint {newer.size}, cosigned by the witness" in english

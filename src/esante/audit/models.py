@@ -45,6 +45,9 @@ class AuditEvent(models.Model):
         ordering = ["sequence"]
         indexes = [
             models.Index(fields=["patient", "sequence"], name="audit_patient_seq_idx"),
+            # A patient's journal, newest first: by id, which every event has when it is written
+            # (its sequence may come later, when the chain is extended in batches).
+            models.Index(fields=["patient", "id"], name="audit_patient_id_idx"),
             models.Index(fields=["actor", "sequence"], name="audit_actor_seq_idx"),
             # A professional's recent patient searches (rate limit, results shown): a search
             # leaves no trace but its event.

@@ -10,7 +10,13 @@ from django.utils.translation import gettext_lazy as _
 from esante.accounts.models import Professional
 
 from .models import PatientAccount
-from .selectors import JOURNAL_KINDS, JournalFilters, journal_kind_label
+from .selectors import (
+    JOURNAL_KINDS,
+    JournalFilters,
+    journal_kind_label,
+    profession_labels,
+    professional_label,
+)
 
 
 class PatientCodeForm(forms.Form):
@@ -48,7 +54,8 @@ class JournalFilterForm(forms.Form):
         kinds: list[tuple[str, str]] = [("", str(_("Tous")))]
         kinds += [(kind, journal_kind_label(kind)) for kind in JOURNAL_KINDS]
         people: list[tuple[str, str]] = [("", str(_("Tous")))]
-        people += [(p.matricule, str(p)) for p in professionals]
+        labels = profession_labels()
+        people += [(p.matricule, professional_label(p, labels)) for p in professionals]
         cast(forms.ChoiceField, self.fields["type"]).choices = kinds
         cast(forms.ChoiceField, self.fields["professionnel"]).choices = people
 

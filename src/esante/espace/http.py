@@ -7,12 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
-from django.db.models import Exists, OuterRef
+from django.db import connections, router
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
+from esante.patients.models import Patient
+
+from . import rows
 from .models import USERNAME_PREFIX, PatientAccount, Representation
 
 #: The session key holding the public id of the patient a representative acts for.
@@ -21,20 +24,37 @@ ACTING_FOR_KEY = "espace_acting_for"
 PatientView = Callable[..., HttpResponse | StreamingHttpResponse]
 
 
+_ACCOUNT_FIELDS = rows.attnames(PatientAccount)
+_PATIENT_FIELDS = rows.attnames(Patient)
+_ACCOUNT_SQL = (
+    f"SELECT {rows.columns(PatientAccount, 'a')}, {rows.columns(Patient, 'p')},"  # noqa: S608 - fixed names
+    f" EXISTS (SELECT 1 FROM {Representation._meta.db_table} r"
+    " WHERE r.representative_id = a.id AND r.revoked_at IS NULL)"
+    f" FROM {PatientAccount._meta.db_table} a JOIN {Patient._meta.db_table} p ON p.id = a.patient_id"
+    " WHERE a.user_id = %s"
+)
+
+
 def active_patient_account(user: Any) -> PatientAccount | None:
     """The user's patient account when it is active, else None (a professional, an operator)."""
     if not getattr(user, "is_authenticated", False):
         return None
-    account = (
-        PatientAccount.objects.select_related("patient", "user")
-        .annotate(
-            represents=Exists(Representation.objects.filter(representative=OuterRef("pk"), revoked_at=None))
-        )
-        .filter(user=user)
-        .first()
-    )
-    if account is None or account.state != PatientAccount.State.ACTIVE:
+    # One query, written as SQL (the ORM's compiling of it cost more than running it): the
+    # account, its patient and whether it represents anybody now. The user is the request's,
+    # already read.
+    alias = router.db_for_read(PatientAccount)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_ACCOUNT_SQL, [user.pk])
+        found = cursor.fetchone()
+    if found is None:
         return None
+    count = len(_ACCOUNT_FIELDS)
+    account = rows.instance(alias, PatientAccount, _ACCOUNT_FIELDS, found[:count])
+    if account.state != PatientAccount.State.ACTIVE:
+        return None
+    account.patient = rows.instance(alias, Patient, _PATIENT_FIELDS, found[count:-1])
+    account.represents = bool(found[-1])
+    account.user = user
     return account
 
 

@@ -63,6 +63,9 @@ class PatientAccount(models.Model):
     # (``http.patient_required``): ``patient`` is then the represented patient. Never saved.
     acting_for: "Representation | None" = None
     represented: "list[Representation]" = []  # noqa: RUF012 - replaced per request, never mutated
+    # Whether the holder represents anybody now (``http.active_patient_account``): the
+    # representations are read only then.
+    represents: bool = True
 
     def __str__(self) -> str:
         return f"compte patient {self.patient_id}"

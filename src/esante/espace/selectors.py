@@ -3,12 +3,14 @@ of professionals. Every query is scoped by the account's patient, so another pat
 is simply not found (deny by default)."""
 
 import datetime
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db import connections, router
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import get_language, gettext
 
@@ -19,7 +21,7 @@ from esante.audit.models import AuditEvent
 from esante.dispensing.models import CertifiedCopy, Dispensation
 from esante.documents.models import Document, Prescription
 from esante.patients.models import Patient
-from esante.tlog.selectors import inclusions_for_events
+from esante.tlog.models import LogCheckpoint, LogLeaf
 
 from .models import PatientAccount
 
@@ -193,7 +195,7 @@ class JournalFilters:
 
 @dataclass
 class JournalLine:
-    event: AuditEvent
+    event: AuditEvent | None  # None on the journal's page, which reads only the columns it shows
     when: datetime.datetime
     who: str
     who_detail: str
@@ -206,6 +208,10 @@ class JournalLine:
     subject: str
     # (leaf index, size of the signed checkpoint covering it) once the event is in the public log.
     logged: tuple[int, int] | None = None
+    # Whether that checkpoint is cosigned by the witness (``tlog.witnessing``).
+    cosigned: bool = False
+    # The event's number in the chain (its page in the journal: ``journal_entry``), once it has one.
+    sequence: int | None = None
 
 
 @dataclass
@@ -217,8 +223,8 @@ class JournalPage:
 
 
 def journal_events(patient: Patient, filters: JournalFilters) -> QuerySet[AuditEvent]:
-    """The events naming the patient, newest first, as filtered (the index ``(patient,
-    sequence)`` serves the order)."""
+    """The events naming the patient, newest first, as filtered (the index ``(patient, id)``
+    serves the order: an event has its id when it is written, its sequence possibly later)."""
     events = AuditEvent.objects.filter(patient=patient)
     tz = timezone.get_current_timezone()
     if filters.since:
@@ -235,7 +241,7 @@ def journal_events(patient: Patient, filters: JournalFilters) -> QuerySet[AuditE
         events = events.filter(action__in=JOURNAL_KINDS[filters.kind])
     if filters.professional:
         events = events.filter(actor__professional__matricule=filters.professional)
-    return events.order_by("-sequence")
+    return events.order_by("-id")
 
 
 def _who(
@@ -306,7 +312,19 @@ def actors_words(
     """Who acted in ``rows``, in the patient's words, keyed as ``_who`` keys its cache: at most
     two queries (the professionals not among ``known``, then the representatives) whatever the
     number of rows."""
-    ids = {row.actor_id for row in rows if row.actor_id is not None and row.actor_id != account_user_id}
+    return _actors_words(
+        {row.actor_id for row in rows if row.actor_id is not None},
+        {row.actor_label or "" for row in rows if row.actor_id is None},
+        account_user_id,
+        known,
+    )
+
+
+def _actors_words(
+    actor_ids: set[int], anonymous_labels: set[str], account_user_id: int, known: Iterable[Professional] = ()
+) -> dict[object, tuple[str, str]]:
+    """``actors_words`` from the actors' user ids and the labels of the events without one."""
+    ids = actor_ids - {account_user_id}
     professionals = {p.user_id: p for p in known if p.user_id in ids}
     if ids - set(professionals):
         professionals.update(
@@ -325,9 +343,8 @@ def actors_words(
             gettext("Agence eSanté"),
             gettext("opérateur"),
         )
-    for row in rows:
-        if row.actor_id is None:
-            words.setdefault(f"label:{row.actor_label}", _label_words(row.actor_label or ""))
+    for label in anonymous_labels:
+        words[f"label:{label}"] = _label_words(label)
     return words
 
 
@@ -341,26 +358,119 @@ def journal_line(
 ) -> JournalLine:
     """One event in plain words, from the catalogue's labels in ``language`` (default: the
     active language)."""
+    line = _words(
+        action=event.action,
+        outcome=event.outcome,
+        details=event.details or {},
+        motif=event.motif,
+        when=event.created_at,
+        who=_who(event, account_user_id, actors),
+        subject=titles.get(event.object_id, "") if event.object_type == "document" else "",
+        language=language,
+    )
+    line.event = event
+    line.sequence = event.sequence
+    return line
+
+
+def _action_label(action: str, language: str | None) -> str:
     try:
-        what = AuditAction.of(event.action).label(language)
+        return AuditAction.of(action).label(language)
     except ValueError:
-        what = event.action
-    who, who_detail = _who(event, account_user_id, actors)
-    details = event.details or {}
+        return action
+
+
+def _words(
+    *,
+    action: str,
+    outcome: str,
+    details: dict[str, Any],
+    motif: str,
+    when: datetime.datetime,
+    who: tuple[str, str],
+    subject: str,
+    language: str | None,
+    what: str | None = None,
+) -> JournalLine:
     via = details.get("via") or {}
     return JournalLine(
-        event=event,
-        when=event.created_at,
-        who=who,
-        who_detail=who_detail,
-        what=what,
-        outcome=AuditOutcome(event.outcome).label(language),
-        refused=event.outcome != AuditOutcome.SUCCESS,
-        motif=event.motif,
-        emergency=event.action == AuditAction.ACCESS_EMERGENCY.value or details.get("mode") == "emergency",
+        event=None,
+        when=when,
+        who=who[0],
+        who_detail=who[1],
+        what=_action_label(action, language) if what is None else what,
+        outcome=AuditOutcome(outcome).label(language),
+        refused=outcome != AuditOutcome.SUCCESS,
+        motif=motif,
+        emergency=action == AuditAction.ACCESS_EMERGENCY.value or details.get("mode") == "emergency",
         software=str(via.get("client_name", "")) if isinstance(via, dict) else "",
-        subject=titles.get(event.object_id, "") if event.object_type == "document" else "",
+        subject=subject,
     )
+
+
+_PROFESSIONALS = Professional._meta.db_table
+
+#: The kinds of the « Type » filter, as SQL lists of their actions (values of the closed catalogue).
+_KIND_SQL = {kind: ", ".join(f"'{action}'" for action in actions) for kind, actions in JOURNAL_KINDS.items()}
+
+
+def _page_rows(
+    patient: Patient, filters: JournalFilters, before: int | None
+) -> tuple[list[tuple[Any, ...]], str]:
+    """The rows of one page of the journal (``JOURNAL_PAGE_SIZE`` + 1, newest first, older than id
+    ``before``) in one query: only the columns the page shows, each with its leaf index in the
+    public log and the sizes of the latest checkpoint and of the latest one the witness cosigned.
+    Written as SQL: the ORM's compiling of this query cost more than running it. Returns the rows
+    and the alias of the database that served them (the standby for a ``lag_tolerant`` read)."""
+    alias = router.db_for_read(AuditEvent)
+    ops = connections[alias].ops
+    conditions = ["e.patient_id = %s"]
+    params: list[Any] = [patient.pk]
+    tz = timezone.get_current_timezone()
+    if filters.since:
+        conditions.append("e.created_at >= %s")
+        params.append(
+            ops.adapt_datetimefield_value(
+                datetime.datetime.combine(filters.since, datetime.time.min, tzinfo=tz)
+            )
+        )
+    if filters.until:
+        conditions.append("e.created_at < %s")
+        params.append(
+            ops.adapt_datetimefield_value(
+                datetime.datetime.combine(
+                    filters.until + datetime.timedelta(days=1), datetime.time.min, tzinfo=tz
+                )
+            )
+        )
+    if filters.kind in _KIND_SQL:
+        conditions.append(f"e.action IN ({_KIND_SQL[filters.kind]})")
+    if filters.professional:
+        conditions.append(f"e.actor_id = (SELECT p.user_id FROM {_PROFESSIONALS} p WHERE p.matricule = %s)")  # noqa: S608 - fixed names
+        params.append(filters.professional)
+    if before is not None:
+        conditions.append("e.id < %s")
+        params.append(before)
+    checkpoints = LogCheckpoint._meta.db_table
+    # Fixed names only: every value is a parameter.
+    sql = (
+        "SELECT e.id, e.sequence, e.created_at, e.actor_id, e.actor_label, e.action, e.outcome,"  # noqa: S608
+        ' e.object_type, e.object_id, e.motif, e.details, l."index",'
+        f" (SELECT MAX(c.size) FROM {checkpoints} c),"
+        f" (SELECT MAX(c.size) FROM {checkpoints} c WHERE c.cosignature <> '')"
+        f" FROM {AuditEvent._meta.db_table} e LEFT JOIN {LogLeaf._meta.db_table} l ON l.event_id = e.id"
+        f" WHERE {' AND '.join(conditions)} ORDER BY e.id DESC LIMIT {JOURNAL_PAGE_SIZE + 1}"
+    )
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall(), alias
+
+
+def _aware(value: datetime.datetime | str) -> datetime.datetime:
+    """A ``created_at`` as the driver returns it (SQLite: the text of a UTC time) made aware."""
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
 
 
 def journal_page(
@@ -371,20 +481,20 @@ def journal_page(
     before: int | None,
     professionals: list[Professional] | None = None,
 ) -> JournalPage:
-    """One page of the journal (``JOURNAL_PAGE_SIZE`` lines, older than sequence ``before``),
-    in a bounded number of queries whatever the number of events: the events, the professionals
-    of the filter list (most of the actors), the other actors, the documents the page names, the
-    public log's coverage."""
-    events = journal_events(account_patient, filters)
-    if before is not None:
-        events = events.filter(sequence__lt=before)
-    rows = list(
-        events.defer("canonical", "prev_hash", "hash", "mac", "client_address")[: JOURNAL_PAGE_SIZE + 1]
-    )
+    """One page of the journal (``JOURNAL_PAGE_SIZE`` lines, older than event id ``before``),
+    in a bounded number of queries whatever the number of events: the events with their place
+    in the public log, then only when the page needs them the documents it names and the actors
+    who are not among the professionals of the filter list."""
+    if professionals is None:
+        professionals = journal_professionals(account_patient)
+    rows, _ = _page_rows(account_patient, filters, before)
     more = len(rows) > JOURNAL_PAGE_SIZE
     rows = rows[:JOURNAL_PAGE_SIZE]
-    ids = {row.object_id for row in rows if row.object_type == "document" and row.object_id}
-    public_ids = [parsed for parsed in map(_uuid, ids) if parsed is not None]
+    # (id, sequence, created_at, actor_id, actor_label, action, outcome, object_type, object_id,
+    #  motif, details, leaf index, checkpoint size, cosigned checkpoint size)
+    public_ids = [
+        parsed for parsed in {_uuid(row[8]) for row in rows if row[7] == "document" and row[8]} if parsed
+    ]
     titles = (
         {
             str(public_id): title
@@ -395,21 +505,42 @@ def journal_page(
         if public_ids
         else {}
     )
-    if professionals is None:
-        professionals = journal_professionals(account_patient)
     # The filter's professionals are most of the page's actors: known without another query.
-    actors = actors_words(rows, account_user_id, known=professionals)
-    logged = inclusions_for_events([row.pk for row in rows])
+    actors = _actors_words(
+        {row[3] for row in rows if row[3] is not None},
+        {row[4] or "" for row in rows if row[3] is None},
+        account_user_id,
+        known=professionals,
+    )
     language = get_language()
-    lines = [
-        journal_line(row, account_user_id=account_user_id, titles=titles, actors=actors, language=language)
-        for row in rows
-    ]
-    for line in lines:
-        line.logged = logged.get(line.event.pk)
+    what: dict[str, str] = {}
+    lines = []
+    for row in rows:
+        (pk, sequence, created_at, actor_id, actor_label, action, outcome, object_type, object_id) = row[:9]
+        motif, details, index, size, cosigned = row[9:]
+        if isinstance(details, str):
+            details = json.loads(details) if details not in ("{}", "") else {}
+        if action not in what:
+            what[action] = _action_label(action, language)
+        line = _words(
+            action=action,
+            outcome=outcome,
+            details=details if isinstance(details, dict) else {},
+            motif=motif,
+            when=_aware(created_at),
+            who=actors[actor_id if actor_id is not None else f"label:{actor_label or ''}"],
+            subject=titles.get(object_id, "") if object_type == "document" else "",
+            language=language,
+            what=what[action],
+        )
+        line.sequence = sequence
+        if index is not None and size is not None and index < size:
+            line.logged = (index, size)
+            line.cosigned = cosigned == size
+        lines.append(line)
     return JournalPage(
         lines=lines,
-        next_before=rows[-1].sequence if more and rows else None,
+        next_before=rows[-1][0] if more and rows else None,
         filters=filters,
         professionals=professionals,
     )
@@ -420,14 +551,37 @@ def own_event(patient: Patient, sequence: int) -> AuditEvent | None:
     return AuditEvent.objects.filter(patient=patient, sequence=sequence).first()
 
 
+#: What the journal reads of a professional (the filter's choices, the actors' words).
+_PROFESSIONAL_COLUMNS = (
+    "id",
+    "user_id",
+    "matricule",
+    "profession",
+    "last_name",
+    "first_name",
+    "organisation",
+)
+
+
 def journal_professionals(patient: Patient) -> list[Professional]:
     """The professionals who ever had an access to the record (the filter's choices): read from
-    the grants, a narrow table, rather than by scanning the whole journal."""
-    granted = AccessGrant.objects.filter(patient=patient).values("professional_id")
-    blocked = PatientBlock.objects.filter(patient=patient).values("professional_id")
-    return list(
-        Professional.objects.filter(Q(pk__in=granted) | Q(pk__in=blocked)).order_by("last_name", "first_name")
+    the grants and the blocks, narrow tables, rather than by scanning the whole journal. One
+    query, written as SQL (the ORM's compiling of it cost more than running it); the instances
+    hold only ``_PROFESSIONAL_COLUMNS``."""
+    alias = router.db_for_read(Professional)
+    columns = ", ".join(f"p.{name}" for name in _PROFESSIONAL_COLUMNS)
+    grants, blocks = AccessGrant._meta.db_table, PatientBlock._meta.db_table
+    # Fixed names only: every value is a parameter.
+    sql = (
+        f"SELECT {columns} FROM {_PROFESSIONALS} p"  # noqa: S608
+        f" WHERE p.id IN (SELECT g.professional_id FROM {grants} g WHERE g.patient_id = %s)"
+        f" OR p.id IN (SELECT b.professional_id FROM {blocks} b WHERE b.patient_id = %s)"
+        " ORDER BY p.last_name, p.first_name"
     )
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, [patient.pk, patient.pk])
+        rows = cursor.fetchall()
+    return [Professional.from_db(alias, _PROFESSIONAL_COLUMNS, row) for row in rows]
 
 
 def _uuid(value: str) -> uuid.UUID | None:

@@ -83,6 +83,7 @@ def journal_rows(lines: list[JournalLine]) -> SafeString:
     via = escape(gettext("via le logiciel"))
     emergency = '<strong class="badge">{}</strong> '.format(escape(gettext("Accès en urgence")))
     logged = gettext("vérifié dans le journal public, point de contrôle %(size)s")
+    cosigned = gettext("vérifié dans le journal public, point de contrôle %(size)s, cosigné par le témoin")
     entry = reverse("espace:journal_entry", kwargs={"sequence": 0})[: -len("0/")]
     when_format = formats.get_format("SHORT_DATETIME_FORMAT")
     when_pattern = _strftime_pattern(when_format)
@@ -99,9 +100,9 @@ def journal_rows(lines: list[JournalLine]) -> SafeString:
             what += f" : {escape(line.subject)}"
         if line.refused:
             what += f" <em>({escape(line.outcome)})</em>"
-        if line.logged is not None:
-            words = escape(logged % {"size": line.logged[1]})
-            what += f'<br><small><a href="{entry}{line.event.sequence}/">{words}</a></small>'
+        if line.logged is not None and line.sequence is not None:
+            words = escape((cosigned if line.cosigned else logged) % {"size": line.logged[1]})
+            what += f'<br><small><a href="{entry}{line.sequence}/">{words}</a></small>'
         local = line.when.astimezone(zone)
         when = local.strftime(when_pattern) if when_pattern else dateformat.format(local, when_format)
         opening = '<tr class="emergency">' if line.emergency else "<tr>"

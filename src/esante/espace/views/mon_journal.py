@@ -1,5 +1,8 @@
 """« Mon journal d'accès »: the journal's pages and its exports."""
 
+import datetime
+import re
+
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -32,8 +35,38 @@ def _journal_filters(
     professionals = selectors.journal_professionals(account.patient)
     if not any(request.GET.get(name) for name in FILTER_NAMES):
         return None, selectors.JournalFilters(), professionals
+    plain = _plain_filters(request, professionals)
+    if plain is not None:
+        return None, plain, professionals
     form = JournalFilterForm(request.GET, professionals=professionals)
     return form, form.filters(), professionals
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _plain_filters(
+    request: HttpRequest, professionals: list[Professional]
+) -> selectors.JournalFilters | None:
+    """The filters when each is one the form accepts as it is (the dates as the date fields
+    send them, a kind, a professional of the list), without building the form; None for anything
+    else, which the form then parses (and, when it refuses it, says why)."""
+    dates = []
+    for name in ("du", "au"):
+        value = request.GET.get(name, "")
+        if value and not _ISO_DATE.fullmatch(value):
+            return None
+        try:
+            dates.append(datetime.date.fromisoformat(value) if value else None)
+        except ValueError:
+            return None
+    kind = request.GET.get("type", "")
+    professional = request.GET.get("professionnel", "")
+    if kind and kind not in selectors.JOURNAL_KINDS:
+        return None
+    if professional and not any(p.matricule == professional for p in professionals):
+        return None
+    return selectors.JournalFilters(since=dates[0], until=dates[1], kind=kind, professional=professional)
 
 
 @never_cache
