@@ -32,7 +32,7 @@ QUICK: dict[str, list[str]] = {
     "audit_throughput": ["--seconds", "3"],
     "dispensation": ["--before", "10", "--after", "100", "--paced", "15"],
     "fhir_api": ["--documents", "200", "--requests", "30"],
-    "import_patients": ["--rows", "20000"],
+    "import_patients": ["--rows", "50000", "--compare-rows", "200000"],
     "national": ["--scale", "0.001", "--requests", "20"],
     "patient_journal": ["--events", "20000", "--requests", "50"],
     "pdf_inspect": ["--pages", "10"],
