@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import reset_queries
 from tqdm import tqdm
 
 from esante.patients.importing import (
@@ -102,6 +103,10 @@ class Command(BaseCommand):
                         report.writerow([line, matricule, reason])
                         rejected += 1
                     report_file.flush()
+                    # With DEBUG on, Django keeps the text of the last 9,000 statements, and a
+                    # batch's carry its keys and its creation event (some megabytes): memory
+                    # would grow with the file up to that bound. Nothing here reads them.
+                    reset_queries()
                 bar.update(unreported)
             except FileFormatError as exc:
                 raise CommandError(f"{path.name} : {exc}") from exc
