@@ -4,6 +4,7 @@ import io
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -383,3 +384,17 @@ def test_batch_boundaries_duplicates_rejects_and_reimport(tmp_path: Path) -> Non
     call_command("import_patients", str(path), stdout=again, verbosity=0)
     assert "0 créés, 0 mis à jour, 2500 inchangés, 1 rejetés" in again.getvalue()
     assert AuditEvent.objects.count() == events
+
+
+@pytest.mark.django_db
+def test_debug_query_log_is_emptied_after_each_batch(tmp_path: Path, settings: Any) -> None:
+    # With DEBUG on, Django keeps each statement's text (a batch's keys, its creation event):
+    # the import empties that log after each batch, so its memory does not grow with the file.
+    from django.db import connection
+
+    settings.DEBUG = True
+    path = write(tmp_path, "p.csv", HEADER + "".join(_rows(60)))
+    call_command("import_patients", str(path), "--batch-size", "10", verbosity=0)
+    assert len(connection.queries_log) == 0  # emptied after the last batch too
+    assert Patient.objects.count() == 60
+    assert len(connection.queries_log) == 1  # the log is on: the count above is in it
