@@ -32,7 +32,7 @@ QUICK: dict[str, list[str]] = {
     "audit_throughput": ["--seconds", "3"],
     "dispensation": ["--before", "10", "--after", "100", "--paced", "15"],
     "fhir_api": ["--documents", "1000", "--requests", "30"],
-    "import_patients": ["--rows", "20000"],
+    "import_patients": ["--rows", "50000", "--compare-rows", "200000"],
     "national": ["--scale", "0.001", "--requests", "20"],
     # A standby of the whole PostgreSQL cluster (pg_basebackup): about 2 min at this size, loaded box.
     "national_replica": ["--scale", "0.001", "--requests", "10"],

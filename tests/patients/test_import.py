@@ -4,8 +4,10 @@ import io
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from esante.audit.models import AuditEvent
@@ -264,3 +266,135 @@ def test_progress_bar_reaches_the_file_size(tmp_path: Path) -> None:
     assert "Import des patients" in err.getvalue() and "100%" in err.getvalue()
     assert f"{size / 1000:.2f}k/{size / 1000:.2f}k" in err.getvalue()
     assert "40 créés" in out.getvalue()
+
+
+def test_value_order_is_the_one_the_import_service_reads() -> None:
+    from esante.patients.importing import VALUE_COLUMNS
+    from esante.patients.services import IMPORTED_COLUMNS
+
+    assert VALUE_COLUMNS == IMPORTED_COLUMNS
+
+
+def test_dictionary_normalise_gives_the_positional_values() -> None:
+    from esante.patients.importing import CSV_COLUMNS, normalise, normalise_fields
+
+    row = {"matricule": "1904112000166", "birth_name": "PIG", "first_names": "Peppa"}
+    row |= {"birth_date": "20/11/1904", "sex": "f", "taux": "100%"}
+    fields = tuple(row.get(column, "") for column in CSV_COLUMNS)
+    values = normalise_fields(fields)
+    assert values == (
+        "1904112000166",
+        "PIG",
+        "",
+        "Peppa",
+        datetime.date(1904, 11, 20),
+        "F",
+        100,
+        "",
+        None,
+        "active",
+    )
+    assert normalise(row) == {
+        "matricule": "1904112000166",
+        "birth_name": "PIG",
+        "usage_name": "",
+        "first_names": "Peppa",
+        "birth_date": datetime.date(1904, 11, 20),
+        "sex": "F",
+        "taux": 100,
+        "dossier_number": "",
+        "dossier_state": "active",
+    }
+    # A matricule typed with spaces is stored in its compact form; its date is still checked.
+    spaced = normalise_fields(("1904 1120 00166", *fields[1:]))
+    assert spaced[0] == "1904112000166"
+    with pytest.raises(ValidationError, match="ne correspond pas"):
+        normalise_fields(("1904 1120 00166", *fields[1:4], "1904-11-21", *fields[5:]))
+
+
+@pytest.mark.django_db
+def test_csv_columns_in_any_order_semicolons_bom_crlf_and_bad_bytes(tmp_path: Path) -> None:
+    good = make_patient_matricule(datetime.date(1985, 3, 2), 41)
+    text = (
+        "\ufeffSex;First_Names;Birth_Date;Birth_Name;Matricule\r\n"
+        "F;Peppa;1904-11-20;PIG;1904112000166\r\n"
+        "\r\n"
+        f"F;Ana;1985-03-02;Gon\x00;{good}\r\n"
+        ";;;;\r\n"
+        "M;Tom;1970-01-01;Klein\r\n"
+    )
+    raw = text.encode("utf-8").replace(b"\x00", b"\xff")  # an invalid UTF-8 byte in line 4
+    path = tmp_path / "reordered.csv"
+    path.write_bytes(raw)
+    out = io.StringIO()
+    call_command("import_patients", str(path), stdout=out, verbosity=0)
+    assert "1 créés, 0 mis à jour, 0 inchangés, 2 rejetés" in out.getvalue()
+    peppa = Patient.objects.get()
+    assert (peppa.matricule, peppa.birth_name, peppa.first_names, peppa.sex) == (
+        "1904112000166",
+        "PIG",
+        "Peppa",
+        "F",
+    )
+    assert (peppa.usage_name, peppa.taux, peppa.dossier_state) == ("", 80, "active")
+    assert rejects(path) == [
+        ["4", good, "encodage invalide (UTF-8 attendu)"],
+        ["6", "", "4 colonnes au lieu de 5"],
+    ]
+
+
+def _rows(count: int, *, first_names: str = "Jos", start: int = 0) -> list[str]:
+    return [
+        f"{make_patient_matricule(datetime.date(1930, 1, 1) + datetime.timedelta(days=n), 9)},"
+        f"Weber,,{first_names},{datetime.date(1930, 1, 1) + datetime.timedelta(days=n)},F,80,,,\n"
+        for n in range(start, start + count)
+    ]
+
+
+@pytest.mark.django_db
+def test_batch_boundaries_duplicates_rejects_and_reimport(tmp_path: Path) -> None:
+    # 2,500 distinct patients in batches of 1,000 valid rows (the file: 2,503 lines of rows): a
+    # rejected line just before a boundary (it does not count in a batch), a patient of the second
+    # batch again in the third (unchanged there), one of the first changed in the third (an update,
+    # traced).
+    rows = _rows(2500)
+    rows.insert(999, "1904112000167,BAD,,Check,1904-11-20,F,100,,,\n")  # line 1001
+    rows.insert(2002, rows[1500])  # valid row 2,002: the third batch's third
+    rows.append(rows[10].replace(",Jos,", ",Jos Marie,"))  # patient 11, changed, in batch 3
+    path = write(tmp_path, "large.csv", HEADER + "".join(rows))
+    out = io.StringIO()
+    call_command("import_patients", str(path), "--batch-size", "1000", stdout=out, verbosity=0)
+    assert "2500 créés, 1 mis à jour, 1 inchangés, 1 rejetés" in out.getvalue()
+    assert Patient.objects.count() == 2500
+    assert len(set(Patient.objects.values_list("platform_identifier", flat=True))) == 2500
+    assert Patient.objects.get(first_names="Jos Marie").first_names_folded == "JOS MARIE"
+    assert rejects(path) == [["1001", "1904112000167", rejects(path)[0][2]]]
+    creations = list(AuditEvent.objects.filter(action="patient.create").order_by("sequence"))
+    assert [event.details["count"] for event in creations] == [1000, 1000, 500]
+    created = [m for event in creations for m in event.details["matricules"]]
+    assert sorted(created) == sorted(Patient.objects.values_list("matricule", flat=True))
+    update = AuditEvent.objects.get(action="patient.update")
+    assert update.details["changes"] == {"first_names": ["Jos", "Jos Marie"]}
+    assert update.details["line"] == 2504
+    assert verify_chain().ok
+    # The same file again, in one batch of the default size: nothing changes, nothing is audited
+    # (a patient repeated in a batch counts once, from its last line: patient 11's change is in).
+    events = AuditEvent.objects.count()
+    again = io.StringIO()
+    call_command("import_patients", str(path), stdout=again, verbosity=0)
+    assert "0 créés, 0 mis à jour, 2500 inchangés, 1 rejetés" in again.getvalue()
+    assert AuditEvent.objects.count() == events
+
+
+@pytest.mark.django_db
+def test_debug_query_log_is_emptied_after_each_batch(tmp_path: Path, settings: Any) -> None:
+    # With DEBUG on, Django keeps each statement's text (a batch's keys, its creation event):
+    # the import empties that log after each batch, so its memory does not grow with the file.
+    from django.db import connection
+
+    settings.DEBUG = True
+    path = write(tmp_path, "p.csv", HEADER + "".join(_rows(60)))
+    call_command("import_patients", str(path), "--batch-size", "10", verbosity=0)
+    assert len(connection.queries_log) == 0  # emptied after the last batch too
+    assert Patient.objects.count() == 60
+    assert len(connection.queries_log) == 1  # the log is on: the count above is in it

@@ -9,6 +9,7 @@ from esante.patients.matricule import (
     luhn_verhoeff_digits,
     make_legacy_matricule,
     make_patient_matricule,
+    patient_matricule_birth_date,
     validate_patient_matricule,
     validate_professional_matricule,
 )
@@ -133,3 +134,44 @@ def test_non_ascii_digits_are_refused_as_non_digits() -> None:
     with pytest.raises(ValidationError) as caught:
         validate_patient_matricule("١٩٠٤١١٢٠٠٠١٦٦")
     assert caught.value.code == "digits"
+
+
+def _verdict(check: object, value: str) -> object:
+    try:
+        return check(value)  # type: ignore[operator]
+    except ValidationError as exc:
+        return (exc.code, exc.messages)
+
+
+@given(st.text(alphabet="0123456789", min_size=13, max_size=13))
+def test_import_fast_check_agrees_with_the_validator_on_any_13_digits(number: str) -> None:
+    # The import's check (precomputed halves of the Luhn and Verhoeff digits) must give the
+    # validator's verdict on every input: the same date when valid, the same refusal otherwise.
+    expected = _verdict(validate_patient_matricule, number)
+    if isinstance(expected, str):
+        expected = datetime.date(int(number[:4]), int(number[4:6]), int(number[6:8]))
+    assert _verdict(patient_matricule_birth_date, number) == expected
+
+
+@given(dates, serials, st.integers(0, 12), st.integers(0, 9))
+def test_import_fast_check_on_valid_numbers_and_their_one_digit_changes(
+    birth: datetime.date, serial: int, pos: int, digit: int
+) -> None:
+    number = make_patient_matricule(birth, serial)
+    assert patient_matricule_birth_date(number) == birth
+    changed = number[:pos] + str(digit) + number[pos + 1 :]
+    expected = birth if changed == number else _verdict(validate_patient_matricule, changed)
+    assert _verdict(patient_matricule_birth_date, changed) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["1904 1120 00166", "190411200016", "19041120001a6", "", "１９０４１１２０００１６６"]
+)
+def test_import_fast_check_refuses_what_is_not_13_ascii_digits(value: str) -> None:
+    # The import passes the value as read; anything but the 13 digits goes to the validator,
+    # which gives its own reason (the import then uses the validator's compact form).
+    with pytest.raises(ValidationError) as caught:
+        patient_matricule_birth_date(value)
+    with pytest.raises(ValidationError) as reference:
+        validate_patient_matricule(value.replace(" ", "x"))
+    assert caught.value.code == reference.value.code

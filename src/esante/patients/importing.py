@@ -20,14 +20,16 @@ name; ``gender`` female/male/other/unknown; ``birthDate``; identifiers with syst
 
 import csv
 import datetime
+import io
 import json
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 from django.core.exceptions import ValidationError
 
-from .matricule import birth_date_of, validate_patient_matricule
+from .matricule import birth_date_of, patient_matricule_birth_date, validate_patient_matricule
 from .models import Patient
 
 CSV_COLUMNS = (
@@ -42,6 +44,11 @@ CSV_COLUMNS = (
     "platform_identifier",
     "dossier_state",
 )
+# A row's validated values (``normalise_fields``), in this order: the CSV columns', converted
+# (the birth date a ``date``, the taux an ``int``, no platform identifier ``None``).
+VALUE_COLUMNS = CSV_COLUMNS
+Fields = tuple[str, ...]
+Values = tuple[Any, ...]
 REQUIRED_COLUMNS = ("matricule", "birth_name", "first_names", "birth_date", "sex")
 MATRICULE_SYSTEM = "urn:oid:1.3.182.4.4"
 DOSSIER_SYSTEM = "urn:esante:dossier-number"
@@ -64,24 +71,41 @@ class FileFormatError(Exception):
     """The file as a whole cannot be read (missing columns, unknown format)."""
 
 
-def _lines(binary: IO[bytes], on_bytes: Callable[[int], None]) -> Iterator[str]:
-    first = True
-    for raw in binary:
-        on_bytes(len(raw))
-        text = raw.decode("utf-8", errors="replace")
-        if first:
-            text = text.removeprefix("\ufeff")
-            first = False
-        yield text
+class _CountingReader(io.RawIOBase):
+    """The binary file as a raw stream that reports each chunk's size (the progress bar): the
+    text layer above it reads large chunks, so the callback runs per chunk, not per line."""
+
+    def __init__(self, binary: IO[bytes], on_bytes: Callable[[int], None]) -> None:
+        super().__init__()
+        self._binary = binary
+        self._on_bytes = on_bytes
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._binary.read(len(buffer))
+        count = len(data)
+        buffer[:count] = data
+        if count:
+            self._on_bytes(count)
+        return count
 
 
-def read_csv(
-    binary: IO[bytes], on_bytes: Callable[[int], None]
-) -> Iterator[tuple[int, dict[str, str] | RowError]]:
-    lines = _lines(binary, on_bytes)
-    header_line = next(lines, "")
+def _text(binary: IO[bytes], on_bytes: Callable[[int], None]) -> io.TextIOWrapper:
+    """UTF-8 text of the file (a byte-order mark dropped, invalid bytes as U+FFFD), newlines kept
+    as they are for the CSV reader."""
+    counting = io.BufferedReader(_CountingReader(binary, on_bytes), buffer_size=1 << 16)
+    return io.TextIOWrapper(counting, encoding="utf-8-sig", errors="replace", newline="")
+
+
+def read_csv(binary: IO[bytes], on_bytes: Callable[[int], None]) -> Iterator[tuple[int, Fields | RowError]]:
+    """Yields ``(line, fields)``: the row's values stripped, in ``CSV_COLUMNS`` order (``""`` for a
+    column the file lacks), or ``(line, RowError)``."""
+    text = _text(binary, on_bytes)
+    header_line = text.readline()
     delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
-    header = [column.strip().lower() for column in next(csv.reader([header_line], delimiter=delimiter))]
+    header = [column.strip().lower() for column in next(csv.reader([header_line], delimiter=delimiter), [])]
     missing = [column for column in REQUIRED_COLUMNS if column not in header]
     unknown = [column for column in header if column not in CSV_COLUMNS]
     if missing or unknown:
@@ -90,19 +114,26 @@ def read_csv(
             + (f" ; colonnes manquantes : {', '.join(missing)}" if missing else "")
             + (f" ; colonnes inconnues : {', '.join(unknown)}" if unknown else "")
         )
-    reader = csv.reader(lines, delimiter=delimiter)
+    width = len(header)
+    # A column the file lacks reads the empty string appended after the row's own values.
+    in_order = operator.itemgetter(*(header.index(c) if c in header else width for c in CSV_COLUMNS))
+    matricule_at = header.index("matricule")
+    reader = csv.reader(text, delimiter=delimiter)
     for values in reader:
         line = reader.line_num + 1  # the header is line 1
-        if not any(value.strip() for value in values):
+        if len(values) != width:
+            if not any(value.strip() for value in values):
+                continue
+            yield line, RowError(f"{len(values)} colonnes au lieu de {width}")
             continue
-        if len(values) != len(header):
-            yield line, RowError(f"{len(values)} colonnes au lieu de {len(header)}")
+        stripped = [value.strip() for value in values]
+        if not any(stripped):
             continue
-        row = dict(zip(header, (value.strip() for value in values), strict=True))
-        if any("\ufffd" in value for value in values):
-            yield line, RowError("encodage invalide (UTF-8 attendu)", row.get("matricule", ""))
+        if "\ufffd" in "".join(values):
+            yield line, RowError("encodage invalide (UTF-8 attendu)", stripped[matricule_at])
             continue
-        yield line, row
+        stripped.append("")
+        yield line, in_order(stripped)
 
 
 def _names(resource: dict[str, Any]) -> tuple[str, str, str]:
@@ -145,8 +176,9 @@ def fhir_patient_to_row(resource: dict[str, Any]) -> dict[str, str]:
 
 def read_ndjson(
     binary: IO[bytes], on_bytes: Callable[[int], None]
-) -> Iterator[tuple[int, dict[str, str] | RowError]]:
-    for line, text in enumerate(_lines(binary, on_bytes), start=1):
+) -> Iterator[tuple[int, Fields | RowError]]:
+    """Yields ``(line, fields)`` as ``read_csv`` does, one FHIR Patient per line."""
+    for line, text in enumerate(_text(binary, on_bytes), start=1):
         if not text.strip():
             continue
         if "\ufffd" in text:
@@ -160,9 +192,11 @@ def read_ndjson(
             yield line, RowError("JSON invalide")
             continue
         try:
-            yield line, fhir_patient_to_row(resource)
+            row = fhir_patient_to_row(resource)
         except ValidationError as exc:
             yield line, RowError(exc.messages[0])
+            continue
+        yield line, tuple(row.get(column, "").strip() for column in CSV_COLUMNS)
 
 
 def _parse_date(value: str) -> datetime.date:
@@ -181,52 +215,99 @@ def _parse_date(value: str) -> datetime.date:
     )
 
 
-def normalise(row: dict[str, str]) -> dict[str, Any]:
-    """Validated model values for one row; raises ValidationError with a French reason."""
-    for column in REQUIRED_COLUMNS:
-        if not row.get(column):
-            raise ValidationError("champ obligatoire vide : %(c)s", params={"c": column})
+def normalise_fields(fields: Fields) -> Values:
+    """Validated values of one row given in ``CSV_COLUMNS`` order, as a tuple in ``VALUE_COLUMNS``
+    order; raises ValidationError with a French reason.
+
+    Plain tuples, no dictionary: this runs once per row of a population file.
+    """
+    (
+        matricule,
+        birth_name,
+        usage_name,
+        first_names,
+        birth_text,
+        sex_text,
+        taux_text,
+        dossier_number,
+        identifier,
+        state,
+    ) = fields
+    if not (matricule and birth_name and first_names and birth_text and sex_text):
+        empty = next(c for c in REQUIRED_COLUMNS if not fields[CSV_COLUMNS.index(c)])
+        raise ValidationError("champ obligatoire vide : %(c)s", params={"c": empty})
     try:
-        matricule = validate_patient_matricule(row["matricule"])
-    except ValidationError as exc:
-        raise ValidationError(f"matricule : {exc.messages[0]}") from None
-    birth_date = _parse_date(row["birth_date"])
-    if birth_date != birth_date_of(matricule):
+        birth_date = patient_matricule_birth_date(matricule)
+    except ValidationError:
+        try:
+            matricule = validate_patient_matricule(matricule)  # spaces, dots: its compact form
+        except ValidationError as exc:
+            raise ValidationError(f"matricule : {exc.messages[0]}") from None
+        birth_date = birth_date_of(matricule)
+    # The usual form, YYYY-MM-DD, compared as text with the matricule's first eight digits.
+    if (
+        not (
+            len(birth_text) == 10
+            and birth_text[4] == birth_text[7] == "-"
+            and birth_text[:4] == matricule[:4]
+            and birth_text[5:7] == matricule[4:6]
+            and birth_text[8:] == matricule[6:8]
+        )
+        and _parse_date(birth_text) != birth_date
+    ):
         raise ValidationError("la date de naissance ne correspond pas à celle du matricule")
-    sex = row["sex"].upper()
+    sex = sex_text.upper()
     if sex not in _SEXES:
-        raise ValidationError("sexe « %(v)s » invalide (F, M ou X)", params={"v": row["sex"]})
-    taux_text = row.get("taux") or "80"
-    taux = _TAUX.get(taux_text.rstrip("%").strip())
+        raise ValidationError("sexe « %(v)s » invalide (F, M ou X)", params={"v": sex_text})
+    taux = _TAUX.get(taux_text or "80")
     if taux is None:
-        raise ValidationError("taux « %(v)s » invalide (40, 80 ou 100)", params={"v": taux_text})
-    state = row.get("dossier_state") or "active"
+        taux = _TAUX.get(taux_text.rstrip("%").strip())
+        if taux is None:
+            raise ValidationError("taux « %(v)s » invalide (40, 80 ou 100)", params={"v": taux_text})
+    state = state or "active"
     if state not in _DOSSIER_STATES:
         raise ValidationError(
             "état de dossier « %(v)s » invalide (active, closed, opposed)", params={"v": state}
         )
-    for column, limit in (("birth_name", 100), ("usage_name", 100), ("first_names", 150)):
-        if len(row.get(column) or "") > limit:
-            raise ValidationError(
-                "%(c)s trop long (%(n)d caractères au plus)", params={"c": column, "n": limit}
-            )
-    for column in ("dossier_number", "platform_identifier"):
-        value = row.get(column) or ""
+    if len(birth_name) > 100 or len(usage_name) > 100 or len(first_names) > 150:
+        for column, value, limit in (
+            ("birth_name", birth_name, 100),
+            ("usage_name", usage_name, 100),
+            ("first_names", first_names, 150),
+        ):
+            if len(value) > limit:
+                raise ValidationError(
+                    "%(c)s trop long (%(n)d caractères au plus)", params={"c": column, "n": limit}
+                )
+    for column, value in (("dossier_number", dossier_number), ("platform_identifier", identifier)):
         if value and (len(value) > 20 or not value.isalnum()):
             raise ValidationError("%(c)s invalide", params={"c": column})
-    values: dict[str, Any] = {
-        "matricule": matricule,
-        "birth_name": row["birth_name"],
-        "usage_name": row.get("usage_name") or "",
-        "first_names": row["first_names"],
-        "birth_date": birth_date,
-        "sex": sex,
-        "taux": taux,
-        "dossier_number": row.get("dossier_number") or "",
-        "dossier_state": state,
-    }
-    if row.get("platform_identifier"):
-        values["platform_identifier"] = row["platform_identifier"]
+    return (
+        matricule,
+        birth_name,
+        usage_name,
+        first_names,
+        birth_date,
+        sex,
+        taux,
+        dossier_number,
+        identifier or None,
+        state,
+    )
+
+
+def normalise(row: dict[str, str]) -> dict[str, Any]:
+    """Validated model values for one row given as a dictionary (``normalise_fields``' checks);
+    ``platform_identifier`` only when the row has one."""
+    values = dict(
+        zip(
+            VALUE_COLUMNS,
+            normalise_fields(tuple((row.get(column) or "").strip() for column in CSV_COLUMNS)),
+            strict=True,
+        )
+    )
+    if values["platform_identifier"] is None:
+        del values["platform_identifier"]
     return values
 
 

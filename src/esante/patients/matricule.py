@@ -14,6 +14,7 @@ Patients always carry the 13-digit form.
 """
 
 import datetime
+import functools
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
@@ -98,6 +99,62 @@ def validate_patient_matricule(value: str) -> str:
             code="check_digit",
         )
     return number
+
+
+# The check digits of a 13-digit matricule in two halves, for the import's speed. The digits are
+# read from the right: the serial (the three digits before the check digits) first, then the
+# birth date. The Luhn sum is a sum of the two halves' parts; the Verhoeff state is a product in
+# the group D5 (associative), so each half reduces to one element: a table holds the serials'
+# (all 1,000), a cache the birth dates' (a population has some 45,000 distinct ones).
+def _serial_part(serial: str) -> tuple[int, int]:
+    digits = [ord(ch) - 48 for ch in reversed(serial)]
+    luhn = _LUHN_DOUBLED[digits[0]] + digits[1] + _LUHN_DOUBLED[digits[2]]
+    element = 0
+    for position, digit in enumerate(digits, start=1):
+        element = _VERHOEFF_D[element][_VERHOEFF_P[position % 8][digit]]
+    return luhn, element
+
+
+_SERIAL_PARTS = tuple(_serial_part(f"{serial:03d}") for serial in range(1000))
+# The Verhoeff check digit's ASCII code for the serial's element and the date's.
+_VERHOEFF_CHECK = tuple(
+    bytes(48 + _VERHOEFF_INVERSE[_VERHOEFF_D[serial][date]] for date in range(10)) for serial in range(10)
+)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _date_part(first_eight: str) -> tuple[datetime.date, int, int] | None:
+    """For the birth-date digits: the date, their Luhn sum and their Verhoeff element; None when
+    the date is not a real one."""
+    try:
+        date = datetime.date(int(first_eight[0:4]), int(first_eight[4:6]), int(first_eight[6:8]))
+    except ValueError:
+        return None
+    # Positions 4 to 11 from the right: digits 7 down to 0 of the date, the 4th one doubled first.
+    digits = [ord(ch) - 48 for ch in reversed(first_eight)]
+    luhn = sum(_LUHN_DOUBLED[d] for d in digits[1::2]) + sum(digits[::2])
+    element = 0
+    for position, digit in enumerate(digits, start=4):
+        element = _VERHOEFF_D[element][_VERHOEFF_P[position % 8][digit]]
+    return date, luhn, element
+
+
+def patient_matricule_birth_date(value: str) -> datetime.date:
+    """The birth date of a valid 13-digit patient matricule given as its 13 digits exactly (no
+    spaces or dots: the import's form); raises the ValidationError of ``validate_patient_matricule``
+    otherwise. The same verdict, at a fraction of its cost per number (see ``_date_part``)."""
+    if len(value) == 13 and value.isascii() and value.isdigit():
+        part = _date_part(value[:8])
+        if part is not None:
+            date, date_luhn, date_element = part
+            serial_luhn, serial_element = _SERIAL_PARTS[int(value[8:11])]
+            if (
+                ord(value[11]) - 48 == -(serial_luhn + date_luhn) % 10
+                and ord(value[12]) == _VERHOEFF_CHECK[serial_element][date_element]
+            ):
+                return date
+    validate_patient_matricule(value)  # raises, saying what is wrong
+    raise ValidationError(_("Le matricule ne doit contenir que des chiffres."), code="digits")
 
 
 def validate_professional_matricule(value: str) -> str:

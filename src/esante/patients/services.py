@@ -77,30 +77,62 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-@transaction.atomic
+# Creation defaults of the columns a row may leave out (``None``); the platform identifier is drawn.
+_DEFAULTS = {
+    "usage_name": "",
+    "taux": Patient.Taux.T80.value,
+    "dossier_number": "",
+    "dossier_state": Patient.DossierState.ACTIVE.value,
+}
+
+
 def patients_import_batch(
     *, rows: list[tuple[int, dict[str, Any]]], source: str, actor: Any = None, actor_label: str = ""
 ) -> BatchResult:
+    """``patients_import_values`` for rows given as dictionaries of model values (the demo's,
+    ``importing.normalise``'s): a field left out keeps its stored value (its default on creation)."""
+    return patients_import_values(
+        rows=[(line, tuple(map(values.get, IMPORTED_COLUMNS))) for line, values in rows],
+        source=source,
+        actor=actor,
+        actor_label=actor_label,
+    )
+
+
+# The order of a row's values given to ``patients_import_values`` (``importing.VALUE_COLUMNS``).
+IMPORTED_COLUMNS = ("matricule", *IMPORTED_FIELDS)
+_IMPORTED_INDEX = {name: index for index, name in enumerate(IMPORTED_COLUMNS)}
+_IDENTIFIER = _IMPORTED_INDEX["platform_identifier"]
+
+
+@transaction.atomic
+def patients_import_values(
+    *, rows: list[tuple[int, tuple[Any, ...]]], source: str, actor: Any = None, actor_label: str = ""
+) -> BatchResult:
     """Creates or updates the patients of one batch of validated rows, idempotent on the matricule.
 
-    A new patient is created; an existing one is updated where a field changed, with one audit
-    event per updated patient carrying the old and new values; an unchanged one is left alone.
-    A matricule repeated in the batch is taken from its last line. A row whose platform
-    identifier belongs to another patient is rejected. The batch's creations are traced by one
-    event listing the new matricules. Runs in one transaction.
+    Each row is ``(line, values)``, the values in ``IMPORTED_COLUMNS`` order (``None``: not given,
+    the stored value is kept, or the default taken on creation). A new patient is created; an
+    existing one is updated where a field changed, with one audit event per updated patient
+    carrying the old and new values; an unchanged one is left alone. A matricule repeated in the
+    batch is taken from its last line. A row whose platform identifier belongs to another patient
+    is rejected. The batch's creations are traced by one event listing the new matricules. Runs
+    in one transaction.
 
     Bulk speed: existing patients and identifier owners are found by joining a temporary table
     of the batch's keys; rows are written as plain tuples (``COPY`` on PostgreSQL,
-    ``executemany`` on SQLite), no model instance per row.
+    ``executemany`` on SQLite), no model instance and no dictionary per row.
     """
     result = BatchResult()
-    latest: dict[str, tuple[int, dict[str, Any]]] = {}
+    latest: dict[str, tuple[int, tuple[Any, ...]]] = {}
     for line, values in rows:
-        latest[values["matricule"]] = (line, values)  # a matricule repeated in a batch: last line wins
-    wanted_ids = {v["platform_identifier"] for _, v in latest.values() if v.get("platform_identifier")}
+        latest[values[0]] = (line, values)  # a matricule repeated in a batch: last line wins
+    wanted_ids = {values[_IDENTIFIER] for _, values in latest.values()} - {None, ""}
     # Identifiers for the rows that bring none (the ones of existing patients go unused), checked
     # in the same lookup: one load of the keys, one join per key column.
-    candidates = _draw_platform_identifiers(len(latest) - len(wanted_ids)) - wanted_ids
+    # A few more than needed: draws repeat (some 2 in 20,000), and a second lookup costs a round trip.
+    needed = len(latest) - len(wanted_ids)
+    candidates = _draw_platform_identifiers(needed + needed // 1000 + 8) - wanted_ids
     bulk.load_keys(itertools.chain(latest.keys(), wanted_ids, candidates))
     # A value may be a matricule and an identifier alike: each join keeps its own keys only.
     existing = {row[1]: row for row in bulk.joined("matricule", _STORED_COLUMNS) if row[1] in latest}
@@ -110,26 +142,26 @@ def patients_import_batch(
     now = timezone.now()
     stamp = bulk.db_datetime(now)
     db_date = bulk.db_date_form()
+    default_usage, default_taux = _DEFAULTS["usage_name"], _DEFAULTS["taux"]
+    default_dossier, default_state = _DEFAULTS["dossier_number"], _DEFAULTS["dossier_state"]
     to_create: list[list[Any]] = []
     created_lines: list[tuple[int, str]] = []
     updates: list[tuple[Any, ...]] = []
     changed: list[tuple[int | None, dict[str, Any]]] = []
     for matricule, (line, values) in latest.items():
-        identifier = values.get("platform_identifier")
-        if identifier and owners.get(identifier, matricule) != matricule:
-            result.rejected.append(
-                (line, matricule, f"identifiant {identifier} déjà attribué à un autre patient")
-            )
-            continue
-        if identifier:
+        identifier = values[_IDENTIFIER] or None
+        if identifier is not None:
+            if owners.get(identifier, matricule) != matricule:
+                result.rejected.append(
+                    (line, matricule, f"identifiant {identifier} déjà attribué à un autre patient")
+                )
+                continue
             owners[identifier] = matricule  # claimed by this row for the rest of the batch
         stored = existing.get(matricule)
-        birth_name, usage_name, first_names = (
-            values["birth_name"],
-            values.get("usage_name") or "",
-            values["first_names"],
-        )
         if stored is None:
+            _, birth_name, usage_name, first_names, birth_date, sex, taux, dossier, _, state = values
+            if usage_name is None:
+                usage_name = default_usage
             to_create.append(
                 [
                     None,  # public id: drawn below for all the batch's new patients at once
@@ -137,12 +169,12 @@ def patients_import_batch(
                     birth_name,
                     usage_name,
                     first_names,
-                    db_date(values["birth_date"]),
-                    values["sex"],
-                    values.get("taux", Patient.Taux.T80),
-                    values.get("dossier_number") or "",
+                    db_date(birth_date),
+                    sex,
+                    default_taux if taux is None else taux,
+                    default_dossier if dossier is None else dossier,
                     identifier,  # None: drawn below
-                    values.get("dossier_state") or Patient.DossierState.ACTIVE,
+                    state or default_state,
                     "",
                     _fold(birth_name),
                     _fold(usage_name),
@@ -153,28 +185,28 @@ def patients_import_batch(
             )
             created_lines.append((line, matricule))
             continue
-        new = {**values, "usage_name": usage_name}
+        # ``stored`` is (id, matricule, *IMPORTED_FIELDS), in the order of ``values``.
         changes = {
-            name: [old, _text(new[name])]
-            for name, old in zip(IMPORTED_FIELDS, map(_text, stored[2:]), strict=True)
-            if name in new and _text(new[name]) != old
+            name: [_text(old), _text(new)]
+            for name, old, new in zip(IMPORTED_FIELDS, stored[2:], values[1:], strict=True)
+            if new is not None and _text(new) != _text(old)
         }
         if not changes:
             result.unchanged += 1
             continue
-        merged = {
-            name: (new[name] if name in changes else old)
-            for name, old in zip(IMPORTED_FIELDS, stored[2:], strict=True)
-        }
-        merged["birth_date"] = db_date(
-            new["birth_date"] if "birth_date" in changes else _as_date(merged["birth_date"])
-        )
+        merged = [
+            old if new is None or name not in changes else new
+            for name, old, new in zip(IMPORTED_FIELDS, stored[2:], values[1:], strict=True)
+        ]
+        birth_at = _IMPORTED_INDEX["birth_date"] - 1
+        merged[birth_at] = db_date(_as_date(merged[birth_at]))
+        names = dict(zip(IMPORTED_FIELDS, merged, strict=True))
         updates.append(
             (
-                *(merged[name] for name in IMPORTED_FIELDS),
-                _fold(merged["birth_name"]),
-                _fold(merged["usage_name"]),
-                _fold(merged["first_names"]),
+                *merged,
+                _fold(names["birth_name"]),
+                _fold(names["usage_name"]),
+                _fold(names["first_names"]),
                 stamp,
                 stored[0],
             )
@@ -190,7 +222,7 @@ def patients_import_batch(
     # In matricule order, which is also birth-date order: both indexes then take the batch's
     # keys in sequence instead of at random pages.
     to_create.sort(key=operator.itemgetter(1))
-    bulk.insert_rows([tuple(row) for row in to_create])
+    bulk.insert_rows(to_create)
     bulk.update_rows(_UPDATE_COLUMNS, updates)
     result.created, result.updated = len(to_create), len(updates)
     audit_record_many(
