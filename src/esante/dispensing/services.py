@@ -36,7 +36,7 @@ from .certification import supersede_current_copies
 from .jobs import dispensation_complete_after_commit
 from .models import CertifiedCopy, Dispensation, DispensationLine
 from .refusals import DispensationRefused, refusal_record, refuse, when
-from .selectors import LineState, last_active_dispensation, prescription_line_states_and_first
+from .selectors import LineState, last_active_dispensation, prescription_dispensing_state
 
 logger = logging.getLogger(__name__)
 
@@ -122,22 +122,28 @@ def _dispense_in_transaction(
         patient, _grant = dispensing_authorised_by_gate(pharmacist, prescription, checked_access)
     else:
         patient, _grant = dispensing_authorise(pharmacist, prescription)
-    locked = Prescription.objects.select_for_update().select_related("document").get(pk=prescription.pk)
+    # The prescription's row alone is locked (not its document's): its document, already read by
+    # the caller, only gives the audit event its public id.
+    locked = Prescription.objects.select_for_update().get(pk=prescription.pk)
+    locked.document = prescription.document
     now = timezone.now()
-    states, first_at = prescription_line_states_and_first(locked)
-    _check_dispensable(locked, based_on_version=based_on_version, now=now, patient=patient, first_at=first_at)
-    delivered = _delivered_quantities(kind, lines, states, patient=patient)
+    standing = prescription_dispensing_state(locked)  # read under the lock
+    _check_dispensable(
+        locked, based_on_version=based_on_version, now=now, patient=patient, first_at=standing.first_at
+    )
+    delivered = _delivered_quantities(kind, lines, standing.lines, patient=patient)
     return _dispensation_record(
         locked,
         pharmacist=pharmacist,
         patient=patient,
         kind=kind,
-        states=states,
+        states=standing.lines,
         delivered=delivered,
         based_on_version=based_on_version,
         pharmacy=pharmacy,
         now=now,
         client_address=client_address,
+        current_copy=standing.current_copy,
     )
 
 
@@ -260,8 +266,12 @@ def _dispensation_record(
     pharmacy: str,
     now: Any,
     client_address: str | None,
+    current_copy: bool = True,
 ) -> Dispensation:
-    """Writes the dispensation, its lines and the prescription's new state; traces it last."""
+    """Writes the dispensation, its lines and the prescription's new state; traces it last.
+
+    ``current_copy`` false (read under the lock: no copy of the prescription is current) spares
+    the statement that supersedes the current copy."""
     remaining = [state.remaining - delivered[state.line.pk] for state in states]
     new_state = state_after(remaining, any_active=True)
     dispensation = Dispensation.objects.create(
@@ -284,7 +294,8 @@ def _dispensation_record(
         for state, left in zip(states, remaining, strict=True)
     )
     state_write(locked, based_on_version=based_on_version, state=new_state)
-    supersede_current_copies(locked, CertifiedCopy.SupersededBecause.DELIVERY, now)
+    if current_copy:
+        supersede_current_copies(locked, CertifiedCopy.SupersededBecause.DELIVERY, now)
     audit_record(
         action=AuditAction.PRESCRIPTION_DISPENSE,
         actor=pharmacist.user,
