@@ -144,6 +144,9 @@ def main() -> None:
     parser.add_argument("--no-gate-access", action="store_true", help="the service reads the access again")
     parser.add_argument("--workers", type=int, default=2, help="the consumer's workers")
     parser.add_argument("--worker-type", choices=["thread", "process"], default="thread")
+    parser.add_argument(
+        "--no-copies", action="store_true", help="the burst alone: no consumer, no copy in the call"
+    )
     args = parser.parse_args()
     os.environ["ESANTE_QUEUE"] = args.queue
     os.environ["ESANTE_QUEUE_NAME"] = f"esante-bench-{os.getpid()}"
@@ -269,35 +272,43 @@ def main() -> None:
     batch_after = prescriptions(args.after)
     warm_after = prescriptions(1)
     batch_paced = prescriptions(args.paced)
-    jobs.queue.use("immediate")
-    dispense(warm_before[0])
-    seconds, _, _, _ = burst("immediate", batch_before, args.clients)
-    before = args.before / seconds
-    rows.append((f"dispensations/s, copy in the call (before), {args.clients} clients", f"{before:.1f}"))
+    before = float("nan")
+    if not args.no_copies:
+        jobs.queue.use("immediate")
+        dispense(warm_before[0])
+        seconds, _, _, _ = burst("immediate", batch_before, args.clients)
+        before = args.before / seconds
+        rows.append((f"dispensations/s, copy in the call (before), {args.clients} clients", f"{before:.1f}"))
 
     # After: a consumer of its own, then the burst.
     jobs.queue.use_settings()
-    consumer = subprocess.Popen(  # noqa: S603
-        [
-            str(Path(sys.executable).with_name("esante")),
-            "run_jobs",
-            "--workers",
-            str(args.workers),
-            "--worker-type",
-            args.worker_type,
-            "--no-periodic",
-        ],
-        stdout=subprocess.DEVNULL,
+    consumer = (
+        None
+        if args.no_copies
+        else subprocess.Popen(  # noqa: S603
+            [
+                str(Path(sys.executable).with_name("esante")),
+                "run_jobs",
+                "--workers",
+                str(args.workers),
+                "--worker-type",
+                args.worker_type,
+                "--no-periodic",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
     )
     try:
-        warm = dispense(warm_after[0])
-        ready_times({warm.pk: time.monotonic()}, timeout=120)  # the consumer has loaded WeasyPrint
+        if consumer is not None:
+            warm = dispense(warm_after[0])
+            ready_times({warm.pk: time.monotonic()}, timeout=120)  # the consumer has loaded WeasyPrint
         seconds, done, spent, statements = burst(args.queue, batch_after, args.clients)
         after = args.after / seconds
         rows.append(
             (f"dispensations/s, copy queued ({args.queue}) (after), {args.clients} clients", f"{after:.1f}")
         )
-        rows.append(("  ratio after / before", f"{after / before:.0f}x"))
+        if not args.no_copies:
+            rows.append(("  ratio after / before", f"{after / before:.0f}x"))
         took = [row[2] for row in done]
         rows.append(
             (
@@ -317,6 +328,8 @@ def main() -> None:
                 )
             )
         committed = {pk: at for pk, at, _ in done}
+        if consumer is None:
+            return _print(backend, rows)
         started = min(committed.values())
         seen = ready_times(committed, timeout=1800)
         drained = max(seen.values()) - started if seen else float("nan")
@@ -381,12 +394,17 @@ def main() -> None:
         if missing:
             rows.append(("copies not ready within 120 s", str(missing)))
     finally:
-        consumer.send_signal(2)
-        try:
-            consumer.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            consumer.kill()
+        if consumer is not None:
+            consumer.send_signal(2)
+            try:
+                consumer.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                consumer.kill()
         jobs.queue.flush()
+    _print(backend, rows)
+
+
+def _print(backend: str, rows: list[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{backend} {name.ljust(width)}  {value}")

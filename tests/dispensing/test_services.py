@@ -300,3 +300,33 @@ def test_the_state_read_under_lock_says_whether_a_copy_is_current_and_a_later_de
     copy = CertifiedCopy.objects.get(pk=issued.copy.pk)
     assert (copy.superseded_at, copy.superseded_because) == (second.dispensed_at, "delivery")
     assert prescription_dispensing_state(prescription).current_copy is False
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_a_second_dispensation_on_one_version_even_past_the_state_check(
+    peppa: Patient, prescription: Prescription, pharmacist: Professional
+) -> None:
+    # A row recorded on version 0 that did not move the version on (a bug above the database):
+    # the unique (prescription, based_on_version) still refuses the attempt, which writes nothing.
+    Dispensation.objects.create(
+        prescription=prescription,
+        pharmacist=pharmacist,
+        pharmacist_name="Claudine Kremer",
+        pharmacy="Pharmacie",
+        dispensed_at=timezone.now(),
+        kind="partial",
+        based_on_version=0,
+    )
+    before, start = snapshot(prescription), last_sequence()
+    with pytest.raises(DispensationRefused) as refused:
+        prescription_mark_dispensed(
+            prescription=Prescription.objects.select_related("document__patient").get(pk=prescription.pk),
+            pharmacist=pharmacist,
+            kind="partial",
+            lines=_lines(prescription, [1, 0]),
+            based_on_version=0,
+            follow_up=False,
+        )
+    assert (refused.value.code, refused.value.status) == ("stale_version", 409)
+    assert snapshot(prescription) == before
+    assert events_after(start) == [("prescription.dispense", "refused")]
