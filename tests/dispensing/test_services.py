@@ -256,3 +256,77 @@ def test_the_access_the_gate_checked_is_reused_and_must_be_this_pharmacists_curr
         )
     assert len(reused) < len(asked)
     assert Dispensation.objects.filter(prescription=prescription).count() == 2
+
+
+@pytest.mark.django_db
+def test_the_state_read_under_lock_says_whether_a_copy_is_current_and_a_later_delivery_supersedes_it(
+    peppa: Patient, prescription: Prescription, pharmacist: Professional, django_assert_num_queries: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from esante.dispensing.certification import dispensation_follow_up
+    from esante.dispensing.models import CertifiedCopy
+    from esante.dispensing.selectors import prescription_dispensing_state
+
+    with django_assert_num_queries(1):
+        state = prescription_dispensing_state(prescription)
+    assert (state.first_at, state.current_copy) == (None, False)
+    # No copy is current: the dispensation does not ask to supersede one.
+    with CaptureQueriesContext(connection) as first_queries:
+        first = prescription_mark_dispensed(
+            prescription=prescription,
+            pharmacist=pharmacist,
+            kind="partial",
+            lines=_lines(prescription, [1, 0]),
+            based_on_version=0,
+            follow_up=False,
+        )
+    assert not [q for q in first_queries if "dispensing_certifiedcopy" in q["sql"] and "UPDATE" in q["sql"]]
+    issued = dispensation_follow_up(dispensation=first, public_url="https://edocuments.example.lu")
+    assert issued is not None
+    with django_assert_num_queries(1):
+        state = prescription_dispensing_state(prescription)
+    assert (state.first_at, state.current_copy) == (first.dispensed_at, True)
+    # A copy is current: the next delivery supersedes it in its own transaction.
+    second = prescription_mark_dispensed(
+        prescription=prescription,
+        pharmacist=pharmacist,
+        kind="partial",
+        lines=_lines(prescription, [0, 1]),
+        based_on_version=1,
+        follow_up=False,
+    )
+    copy = CertifiedCopy.objects.get(pk=issued.copy.pk)
+    assert (copy.superseded_at, copy.superseded_because) == (second.dispensed_at, "delivery")
+    assert prescription_dispensing_state(prescription).current_copy is False
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_a_second_dispensation_on_one_version_even_past_the_state_check(
+    peppa: Patient, prescription: Prescription, pharmacist: Professional
+) -> None:
+    # A row recorded on version 0 that did not move the version on (a bug above the database):
+    # the unique (prescription, based_on_version) still refuses the attempt, which writes nothing.
+    Dispensation.objects.create(
+        prescription=prescription,
+        pharmacist=pharmacist,
+        pharmacist_name="Claudine Kremer",
+        pharmacy="Pharmacie",
+        dispensed_at=timezone.now(),
+        kind="partial",
+        based_on_version=0,
+    )
+    before, start = snapshot(prescription), last_sequence()
+    with pytest.raises(DispensationRefused) as refused:
+        prescription_mark_dispensed(
+            prescription=Prescription.objects.select_related("document__patient").get(pk=prescription.pk),
+            pharmacist=pharmacist,
+            kind="partial",
+            lines=_lines(prescription, [1, 0]),
+            based_on_version=0,
+            follow_up=False,
+        )
+    assert (refused.value.code, refused.value.status) == ("stale_version", 409)
+    assert snapshot(prescription) == before
+    assert events_after(start) == [("prescription.dispense", "refused")]

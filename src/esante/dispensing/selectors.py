@@ -10,7 +10,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from esante.access.models import AccessGrant
@@ -53,32 +53,59 @@ def prescription_line_states(prescription: Prescription) -> list[LineState]:
     ]
 
 
-def prescription_line_states_and_first(
-    prescription: Prescription,
-) -> tuple[list[LineState], datetime.datetime | None]:
-    """``prescription_line_states`` and ``first_active_dispensation_at`` in one query: each line
-    carries the time of the prescription's first standing delivery (a subquery)."""
+@dataclass(frozen=True)
+class DispensingState:
+    """What a dispensation checks under the prescription's lock, read in one query: the lines as
+    they stand, the time of the first standing delivery (None: none stands) and whether a
+    certified copy of the prescription is still current."""
+
+    lines: list[LineState]
+    first_at: datetime.datetime | None
+    current_copy: bool
+
+
+def prescription_dispensing_state(prescription: Prescription) -> DispensingState:
+    """``prescription_line_states``, ``first_active_dispensation_at`` and whether a current
+    certified copy exists, in one query: each line carries the two others (subqueries)."""
     active = Q(dispensed__dispensation__withdrawn_at__isnull=True)
     first = (
         Dispensation.objects.filter(prescription=OuterRef("prescription"), withdrawn_at__isnull=True)
         .order_by("dispensed_at")
         .values("dispensed_at")[:1]
     )
+    current = CertifiedCopy.objects.filter(
+        dispensation__prescription=OuterRef("prescription"), superseded_at__isnull=True
+    )
     lines = list(
         PrescriptionLine.objects.filter(prescription=prescription)
         .annotate(
             delivered_so_far=Coalesce(Sum("dispensed__quantity_delivered", filter=active), 0),
             first_delivery_at=Subquery(first),
+            current_copy=Exists(current),
         )
         .order_by("position")
     )
-    if not lines:  # nothing to carry the subquery: ask on its own
-        return [], first_active_dispensation_at(prescription)
+    if not lines:  # nothing to carry the subqueries: ask on their own
+        return DispensingState(
+            [],
+            first_active_dispensation_at(prescription),
+            CertifiedCopy.objects.filter(
+                dispensation__prescription=prescription, superseded_at__isnull=True
+            ).exists(),
+        )
     states = [
         LineState(line=line, prescribed=line.quantity, delivered=line.delivered_so_far)  # type: ignore[attr-defined]
         for line in lines
     ]
-    return states, lines[0].first_delivery_at  # type: ignore[attr-defined]
+    return DispensingState(states, lines[0].first_delivery_at, lines[0].current_copy)  # type: ignore[attr-defined]
+
+
+def prescription_line_states_and_first(
+    prescription: Prescription,
+) -> tuple[list[LineState], datetime.datetime | None]:
+    """``prescription_line_states`` and ``first_active_dispensation_at`` in one query."""
+    state = prescription_dispensing_state(prescription)
+    return state.lines, state.first_at
 
 
 def prescription_lines_of(documents: QuerySet[Document]) -> QuerySet[PrescriptionLine]:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 
@@ -37,7 +37,7 @@ from .certification import supersede_current_copies
 from .jobs import dispensation_complete_after_commit
 from .models import CertifiedCopy, Dispensation, DispensationLine
 from .refusals import DispensationRefused, refusal_record, refuse, when
-from .selectors import LineState, last_active_dispensation, prescription_line_states_and_first
+from .selectors import LineState, last_active_dispensation, prescription_dispensing_state
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,50 @@ def state_write(prescription: Prescription, *, based_on_version: int, state: str
         )
 
 
+def _record_in_one_statement(
+    locked: Prescription,
+    dispensation: Dispensation,
+    lines: list[DispensationLine],
+    *,
+    based_on_version: int,
+    state: str,
+) -> None:
+    """PostgreSQL: the dispensation, its lines and the conditional write of the prescription's
+    state (``state_write``) in one statement (one round trip instead of three), with the same
+    constraints (the unique ``(prescription, based_on_version)`` raises ``IntegrityError``) and
+    the same refusal when the version moved on."""
+    quote = connection.ops.quote_name
+    fields = [f for f in Dispensation._meta.concrete_fields if not f.primary_key]
+    line_fields = [f for f in DispensationLine._meta.concrete_fields if f.name not in ("id", "dispensation")]
+    rows = ", ".join("(" + ", ".join(["%s::bigint"] * len(line_fields)) + ")" for _ in lines)
+    line_columns = ", ".join(quote(f.column) for f in line_fields)
+    # Identifiers come from the models' metadata (quoted), every value is a bound parameter.
+    sql = (
+        f"WITH d AS (INSERT INTO {quote(Dispensation._meta.db_table)} "  # noqa: S608
+        f"({', '.join(quote(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) "
+        "RETURNING id), "
+        f"l AS (INSERT INTO {quote(DispensationLine._meta.db_table)} (dispensation_id, {line_columns}) "
+        f"SELECT d.id, v.* FROM d, (VALUES {rows}) AS v({line_columns})), "
+        f"u AS (UPDATE {quote(Prescription._meta.db_table)} SET state_version = %s, dispensation_state = %s "
+        "WHERE id = %s AND state_version = %s RETURNING 1) "
+        "SELECT d.id, (SELECT count(*) FROM u) FROM d"
+    )
+    params: list[Any] = [f.get_db_prep_save(f.pre_save(dispensation, True), connection) for f in fields]
+    for line in lines:
+        params.extend(getattr(line, f.attname) for f in line_fields)
+    params.extend([based_on_version + 1, state, locked.pk, based_on_version])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        dispensation_id, updated = cursor.fetchone()
+    if updated != 1:  # cannot happen under the row lock; kept as the database-level guarantee
+        raise refuse(
+            "stale_version", gettext("La prescription a été modifiée entre-temps. Rechargez la page.")
+        )
+    dispensation.pk = dispensation_id
+    dispensation._state.adding = False
+    dispensation._state.db = connection.alias
+
+
 @transaction.atomic
 def _dispense_in_transaction(
     *,
@@ -124,23 +168,29 @@ def _dispense_in_transaction(
         patient, _grant = dispensing_authorised_by_gate(pharmacist, prescription, checked_access)
     else:
         patient, _grant = dispensing_authorise(pharmacist, prescription)
-    locked = Prescription.objects.select_for_update().select_related("document").get(pk=prescription.pk)
+    # The prescription's row alone is locked (not its document's): its document, already read by
+    # the caller, only gives the audit event its public id.
+    locked = Prescription.objects.select_for_update().get(pk=prescription.pk)
+    locked.document = prescription.document
     now = timezone.now()
-    states, first_at = prescription_line_states_and_first(locked)
-    _check_dispensable(locked, based_on_version=based_on_version, now=now, patient=patient, first_at=first_at)
-    delivered = _delivered_quantities(kind, lines, states, patient=patient)
+    standing = prescription_dispensing_state(locked)  # read under the lock
+    _check_dispensable(
+        locked, based_on_version=based_on_version, now=now, patient=patient, first_at=standing.first_at
+    )
+    delivered = _delivered_quantities(kind, lines, standing.lines, patient=patient)
     return _dispensation_record(
         locked,
         pharmacist=pharmacist,
         patient=patient,
         kind=kind,
-        states=states,
+        states=standing.lines,
         delivered=delivered,
         based_on_version=based_on_version,
         pharmacy=pharmacy,
         now=now,
         client_address=client_address,
         handed_over_at=handed_over_at,
+        current_copy=standing.current_copy,
     )
 
 
@@ -264,11 +314,15 @@ def _dispensation_record(
     now: Any,
     client_address: str | None,
     handed_over_at: datetime.datetime | None = None,
+    current_copy: bool = True,
 ) -> Dispensation:
-    """Writes the dispensation, its lines and the prescription's new state; traces it last."""
+    """Writes the dispensation, its lines and the prescription's new state; traces it last.
+
+    ``current_copy`` false (read under the lock: no copy of the prescription is current) spares
+    the statement that supersedes the current copy."""
     remaining = [state.remaining - delivered[state.line.pk] for state in states]
     new_state = state_after(remaining, any_active=True)
-    dispensation = Dispensation.objects.create(
+    dispensation = Dispensation(
         prescription=locked,
         pharmacist=pharmacist,
         pharmacist_name=f"{pharmacist.first_name} {pharmacist.last_name}"[:200],
@@ -277,7 +331,7 @@ def _dispensation_record(
         kind=Dispensation.Kind.FULL if new_state == Prescription.DispensationState.DISPENSED else kind,
         based_on_version=based_on_version,
     )
-    DispensationLine.objects.bulk_create(
+    lines = [
         DispensationLine(
             dispensation=dispensation,
             prescription_line=state.line,
@@ -286,9 +340,17 @@ def _dispensation_record(
             quantity_remaining=left,
         )
         for state, left in zip(states, remaining, strict=True)
-    )
-    state_write(locked, based_on_version=based_on_version, state=new_state)
-    supersede_current_copies(locked, CertifiedCopy.SupersededBecause.DELIVERY, now)
+    ]
+    if connection.vendor == "postgresql":
+        _record_in_one_statement(
+            locked, dispensation, lines, based_on_version=based_on_version, state=new_state
+        )
+    else:
+        dispensation.save(force_insert=True)
+        DispensationLine.objects.bulk_create(lines)
+        state_write(locked, based_on_version=based_on_version, state=new_state)
+    if current_copy:
+        supersede_current_copies(locked, CertifiedCopy.SupersededBecause.DELIVERY, now)
     audit_record(
         action=AuditAction.PRESCRIPTION_DISPENSE,
         actor=pharmacist.user,
