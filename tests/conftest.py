@@ -18,9 +18,16 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.models.sql.compiler import SQLCompiler
 from django.db.transaction import TransactionManagementError
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from esante.audit import triggers
 from esante.audit.models import AuditChainHead, AuditEvent
+
+# Property tests judge results, not speed: on a loaded machine Hypothesis's deadline and its
+# too-slow health check fail tests whose every example was right (speed is for benchmarks/).
+hypothesis_settings.register_profile("esante", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("esante")
 
 
 @pytest.fixture(scope="session")
