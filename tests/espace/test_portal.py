@@ -165,6 +165,9 @@ def test_the_journal_filters_by_kind_professional_and_period_and_pages() -> None
     before = first.split("avant=")[1].split('"')[0]
     second = browser.get("/patient/journal/", {"avant": before})
     assert second.status_code == 200 and AuditAction.RECORD_OPEN.fr in text(second)
+    # A number beyond any id reads from the newest (no database error).
+    beyond = browser.get("/patient/journal/", {"avant": "9" * 30})
+    assert beyond.status_code == 200 and "Accès plus anciens" in text(beyond)
 
 
 def test_the_journal_filter_bar_keeps_what_was_asked_and_says_what_was_refused() -> None:

@@ -409,6 +409,7 @@ def _words(
 
 
 _PROFESSIONALS = Professional._meta.db_table
+_LARGEST_ID = 2**63 - 1
 
 #: The kinds of the « Type » filter, as SQL lists of their actions (values of the closed catalogue).
 _KIND_SQL = {kind: ", ".join(f"'{action}'" for action in actions) for kind, actions in JOURNAL_KINDS.items()}
@@ -450,7 +451,7 @@ def _page_rows(
         params.append(filters.professional)
     if before is not None:
         conditions.append("e.id < %s")
-        params.append(before)
+        params.append(min(before, _LARGEST_ID))  # any larger number means « from the newest »
     checkpoints = LogCheckpoint._meta.db_table
     # Fixed names only: every value is a parameter.
     sql = (
