@@ -36,6 +36,7 @@ from .anchoring import (
     read_signer_state,
 )
 from .chain import keyed_run, mac_problem, raw_row_problem, stored_rows
+from .chaining import check_pending
 from .keys import MissingKeyError, mac_key, verification_public_key
 from .models import AuditChainHead, AuditEvent
 from .services import GENESIS_HASH
@@ -55,6 +56,7 @@ class VerificationResult:
     lagging: list[str] = field(default_factory=list)  # copies that hold only the first heads
     legacy: int = 0  # events written before the MAC column existed
     missing_key: str = ""  # no key to verify with: nothing could be vouched for
+    pending: int = 0  # events waiting for the chainer (batched chaining), their intake MAC checked
 
     @property
     def ok(self) -> bool:
@@ -337,4 +339,6 @@ def verify_chain(
                 f"event #{newest} lies beyond the chain head #{now_head}: it was added behind the "
                 "platform's back"
             )
+    if not result.problem:
+        check_pending(result)
     return result

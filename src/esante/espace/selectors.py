@@ -16,6 +16,7 @@ from esante.access.models import AccessGrant, PatientBlock
 from esante.accounts.models import Profession, Professional
 from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.models import AuditEvent
+from esante.audit.selectors import NEWEST_FIRST
 from esante.dispensing.models import CertifiedCopy, Dispensation
 from esante.documents.models import Document, Prescription
 from esante.patients.models import Patient
@@ -235,7 +236,7 @@ def journal_events(patient: Patient, filters: JournalFilters) -> QuerySet[AuditE
         events = events.filter(action__in=JOURNAL_KINDS[filters.kind])
     if filters.professional:
         events = events.filter(actor__professional__matricule=filters.professional)
-    return events.order_by("-sequence")
+    return events.order_by(NEWEST_FIRST)
 
 
 def _who(
