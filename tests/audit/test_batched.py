@@ -368,3 +368,12 @@ def test_a_pass_with_nothing_waiting_chains_nothing(settings: Any) -> None:
     record(2)
     assert chain_batch(limit=10).chained == 0
     assert verify_chain().ok
+
+
+def test_serve_passes_at_the_chainers_interval_in_batched_mode(settings: Any) -> None:
+    from esante.demo.serving import sequencing_interval
+
+    settings.AUDIT_CHAIN_INTERVAL, settings.TLOG_SEQUENCE_INTERVAL = 0.2, 2.0
+    assert sequencing_interval() == 0.2
+    settings.AUDIT_CHAINING = "inline"
+    assert sequencing_interval() == 2.0
