@@ -1,19 +1,29 @@
-"""Benchmark: audited actions per second with 1, 4 and 16 concurrent writers, against the single
-chain's figure measured in the same run.
+"""Benchmark: audited actions per second with 1, 4 and 16 concurrent writers, inline and batched
+chaining, against the single chain's figure measured in the same run.
 
 Every audited action is ``audit_record`` in a transaction of its own: one durable commit per
-event, with the chain's head row locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's
-``BEGIN IMMEDIATE`` takes the database's write lock), as every action of the platform does.
-Nothing is weakened: no ``synchronous=off``, no batching of the events' own commits.
+event, as every action of the platform does. Nothing is weakened: no ``synchronous=off`` (SQLite
+keeps the platform's WAL + ``synchronous=NORMAL``, PostgreSQL its ``synchronous_commit = on``), no
+batching of the events' own commits.
+
+- inline chaining (``ESANTE_AUDIT_CHAINING=inline``): each event locks the chain's head row
+  (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` takes the database's
+  write lock) until its commit;
+- batched chaining (``batched``): each event is inserted without a lock; the sequencer chains the
+  waiting events in batches (``esante.audit.chaining``) in the transaction that puts them into the
+  Merkle tree and signs a checkpoint. Concurrent writers' commits are independent, and
+  PostgreSQL's group commit shares their WAL flushes.
 
 - ``single chain``: one writer, no sequencer: the reference figure.
 - ``N writers + sequencer``: N writer processes (forked, each with its own connection) write for
   the given time while the public log's sequencer (``sequence_batch``, its own process) puts the
-  events into the Merkle tree in batches; the figure is the events committed per second, then
-  how long the sequencer took to catch up once the writers stopped, and the events per second
-  that reached a signed checkpoint (written / (writing time + catch-up)).
+  events into the Merkle tree in batches (passing every 0.2 s when nothing waits, as ``esante
+  serve`` does in batched mode); the figure is the events committed per second, then how long the
+  sequencer took to catch up once the writers stopped, the events per second that reached a signed
+  checkpoint (written / (writing time + catch-up)), and how long after its write an event was in
+  a signed checkpoint (median, 99th percentile, max: the checkpoint's time minus the event's).
 
-    python benchmarks/audit_throughput.py [--seconds S] [--writers 1,4,16]
+    python benchmarks/audit_throughput.py [--seconds S] [--writers 1,4,16] [--modes inline,batched]
     python benchmarks/audit_throughput.py --database postgres://postgres@127.0.0.1:5432/esante_bench
 """
 
@@ -49,8 +59,30 @@ def _sequencer(stop: Event, start: Event) -> None:
     start.wait()
     while not stop.is_set():
         if not sequence_batch().added:
-            time.sleep(0.05)
+            time.sleep(PASS_SECONDS)
     connection.close()
+
+
+PASS_SECONDS = 0.2  # the sequencer's pass when nothing waits (ESANTE_AUDIT_CHAIN_SECONDS)
+
+
+def _latencies(after_index: int) -> list[float]:
+    """Seconds from each event's write to the first signed checkpoint that covers it, for the
+    leaves from ``after_index`` on."""
+    import bisect
+
+    from esante.tlog.models import LogCheckpoint, LogLeaf
+
+    checkpoints = list(
+        LogCheckpoint.objects.filter(size__gt=after_index).order_by("size").values_list("size", "created_at")
+    )
+    sizes = [size for size, _ in checkpoints]
+    leaves = LogLeaf.objects.filter(index__gte=after_index).values_list("index", "event__created_at")
+    latencies = []
+    for index, written in leaves.iterator(chunk_size=5_000):
+        covering = checkpoints[bisect.bisect_right(sizes, index)][1]
+        latencies.append((covering - written).total_seconds())
+    return latencies
 
 
 def _sequenced() -> int:
@@ -65,12 +97,17 @@ def _written() -> int:
     return AuditChainHead.objects.get(pk=1).sequence
 
 
-def run(writers: int, seconds: float, *, sequencer: bool) -> tuple[int, float, float]:
-    """(events written, writing seconds, catch-up seconds of the sequencer)."""
+def run(
+    writers: int, seconds: float, *, sequencer: bool, mode: str = "inline"
+) -> tuple[int, float, float, list[float]]:
+    """(events written, writing seconds, catch-up seconds of the sequencer, each event's seconds
+    from its write to a signed checkpoint)."""
+    from django.conf import settings
     from django.db import connections
 
     from esante.tlog.sequencer import sequence_pending
 
+    settings.AUDIT_CHAINING = mode  # inherited by the forked writers
     sequence_pending()
     before = _written()
     connections.close_all()  # never a connection shared across fork
@@ -99,31 +136,42 @@ def run(writers: int, seconds: float, *, sequencer: bool) -> tuple[int, float, f
         catch_up = time.monotonic() - caught
         stop.set()
         sequencing.join()
+    latencies = _latencies(before) if sequencer else []
     connections.close_all()
-    return total, elapsed, catch_up
+    return total, elapsed, catch_up, latencies
 
 
 def main() -> None:
+    from _setup import percentile
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--writers", default="1,4,16")
+    parser.add_argument("--modes", default="inline,batched")
     parser.add_argument("--database", default="")
     args = parser.parse_args()
     fresh_django(args.database)
     backend = "PostgreSQL" if args.database else "SQLite"
-    total, elapsed, _ = run(1, args.seconds, sequencer=False)
+    total, elapsed, _, _ = run(1, args.seconds, sequencer=False)
     single = total / elapsed
     label = "single chain, 1 writer (durable commit per event, locked head)"
     print(f"{backend}: {label}  {single:,.0f} events/s")
-    for writers in (int(n) for n in args.writers.split(",")):
-        total, elapsed, catch_up = run(writers, args.seconds, sequencer=True)
-        rate = total / elapsed
-        print(
-            f"{backend}: {writers} writers + sequencer  {rate:,.0f} audited actions/s "
-            f"({rate / single:.2f} x the single chain); in a signed checkpoint {catch_up:.1f} s after "
-            f"the last write: {total / (elapsed + catch_up):,.0f} events/s end to end"
-        )
-    sys.stdout.flush()
+    for mode in args.modes.split(","):
+        for writers in (int(n) for n in args.writers.split(",")):
+            total, elapsed, catch_up, latencies = run(writers, args.seconds, sequencer=True, mode=mode)
+            rate = total / elapsed
+            delay = (
+                f"; write to signed checkpoint p50 {percentile(latencies, 0.5):.2f} s, "
+                f"p99 {percentile(latencies, 0.99):.2f} s, max {max(latencies):.2f} s"
+                if latencies
+                else ""
+            )
+            print(
+                f"{backend}: {mode} chaining, {writers} writers + sequencer  {rate:,.0f} audited actions/s "
+                f"({rate / single:.2f} x the single chain); in a signed checkpoint {catch_up:.1f} s after "
+                f"the last write: {total / (elapsed + catch_up):,.0f} events/s end to end{delay}"
+            )
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":

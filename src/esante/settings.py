@@ -364,6 +364,16 @@ AUDIT_WITNESS_URL = env.str("ESANTE_AUDIT_WITNESS_URL", default="")
 # and as soon as this many are waiting: events after the last signed head are unsigned.
 AUDIT_ANCHOR_INTERVAL = env.float("ESANTE_AUDIT_ANCHOR_SECONDS", default=5.0)
 AUDIT_ANCHOR_EVERY_EVENTS = env.int("ESANTE_AUDIT_ANCHOR_EVERY_EVENTS", default=100)
+# How ``audit_record`` chains events (``esante.audit.chaining``): "inline" locks the chain head
+# row in each action's transaction (every audited action queues on it: right for SQLite, a single
+# writer anyway); "batched" inserts the event without a lock and the leader's sequencer chains the
+# waiting events in batches (recommended on PostgreSQL with concurrent writers).
+AUDIT_CHAINING = env.str("ESANTE_AUDIT_CHAINING", default="inline")
+if AUDIT_CHAINING not in ("inline", "batched"):
+    raise ImproperlyConfigured('ESANTE_AUDIT_CHAINING must be "inline" or "batched"')
+# In batched mode, how often ``esante serve`` (the leader) chains the waiting events and puts them
+# into the public log: an event is in a signed checkpoint about this long after its commit.
+AUDIT_CHAIN_INTERVAL = env.float("ESANTE_AUDIT_CHAIN_SECONDS", default=0.2)
 
 # --- public transparency log (esante.tlog) ----------------------------------------------------
 # The log's origin: the first line of every checkpoint and the name of its signing key.

@@ -23,6 +23,7 @@ from django_otp.admin import OTPAdminSite
 
 from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
+from esante.audit.selectors import NEWEST_FIRST
 from esante.core.http import client_address
 from esante.core.services import operator_action_record
 
@@ -122,7 +123,7 @@ class ProfessionalAdmin(admin.ModelAdmin):
     @admin.display(description="historique des connexions")
     def login_history(self, obj: Professional) -> str:
         events = AuditEvent.objects.filter(actor=obj.user, action__startswith="accounts.login").order_by(
-            "-sequence"
+            NEWEST_FIRST
         )[:20]
         return format_html_join(
             "",

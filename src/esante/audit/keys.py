@@ -5,7 +5,9 @@
   only a public key and never creates one.
 - The MAC key (``AUDIT_MAC_KEY_FILE``): ``audit_record`` stores HMAC-SHA256(key, event hash) with
   each event, so an event forged in the database, even one that chains correctly, has no valid
-  MAC. Checked by the signer before it signs and by ``verify_audit``.
+  MAC. Checked by the signer before it signs and by ``verify_audit``. An event waiting for the
+  chainer (batched chaining) carries its intake MAC instead, over its id and content
+  (``intake_mac``).
 
 Both are created on first use (``esante demo``, the first event or signature of a fresh install),
 mode 0600, atomically: concurrent workers creating the same file all end up reading one key.
@@ -127,6 +129,19 @@ def forget_mac_keys() -> None:
 def event_mac(digest: str, key: bytes | None = None) -> str:
     """HMAC-SHA256 of an event's hash (which covers its content and the previous hash)."""
     return hmac.new(key if key is not None else mac_key(), digest.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def intake_mac(event_id: int, content: str, key: bytes | None = None) -> str:
+    """The intake MAC of an unchained event (batched chaining): HMAC-SHA256 of its row id and its
+    content's canonical text, under a label of its own so it can never pass for an event MAC. The
+    id is in it so that a copy of a waiting row, under another id, has no valid MAC."""
+    message = b"esante-audit-intake:%d:" % event_id + content.encode("utf-8")
+    return hmac.new(key if key is not None else mac_key(), message, hashlib.sha256).hexdigest()
+
+
+def intake_mac_matches(event_id: int, content: str, mac: str, key: bytes) -> bool:
+    """Constant-time comparison of a stored intake MAC with the one the key gives."""
+    return hmac.compare_digest(intake_mac(event_id, content, key).encode("ascii"), mac.encode("utf-8"))
 
 
 def mac_matches(digest: str, mac: str, key: bytes) -> bool:

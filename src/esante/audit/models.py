@@ -11,11 +11,18 @@ class AuditEvent(models.Model):
     SHA-256(canonical), and the canonical content includes the previous event's hash, so the
     events form one chain. The other columns repeat the canonical content for querying;
     ``esante verify_audit`` checks that they agree with it. ``mac`` is a keyed MAC of ``hash``.
+
+    Batched chaining (``AUDIT_CHAINING = "batched"``, ``esante.audit.chaining``): an event is first
+    written *unchained*, its chain columns (``sequence``, ``prev_hash``, ``hash``, ``canonical``)
+    NULL and ``mac`` holding its intake MAC (a keyed MAC of its content); the chainer then fills
+    them in once, in a batch, with exactly what an inline write would have stored. The triggers
+    allow that one UPDATE and nothing else.
     """
 
     Outcome = AuditOutcome
 
-    sequence = models.BigIntegerField("n°", unique=True)
+    # NULL while the event waits for the chainer (batched chaining).
+    sequence = models.BigIntegerField("n°", unique=True, null=True)
     created_at = models.DateTimeField("date")
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -31,9 +38,9 @@ class AuditEvent(models.Model):
     motif = models.CharField("motif", max_length=500, blank=True)
     client_address = models.GenericIPAddressField("adresse du client", null=True, blank=True)
     details = models.JSONField("détails", default=dict, blank=True)
-    canonical = models.TextField(editable=False)
-    prev_hash = models.CharField(max_length=64, editable=False)
-    hash = models.CharField(max_length=64, editable=False)
+    canonical = models.TextField(editable=False, null=True)  # noqa: DJ001 - NULL: not chained yet
+    prev_hash = models.CharField(max_length=64, editable=False, null=True)  # noqa: DJ001 - idem
+    hash = models.CharField(max_length=64, editable=False, null=True)  # noqa: DJ001 - idem
     # HMAC-SHA256(MAC key, hash), the key kept outside the database (``audit.keys``). NULL only
     # for events written before the column existed ("legacy, unkeyed"): NULL, not "", so the column
     # is added without rewriting the append-only table.
@@ -56,10 +63,13 @@ class AuditEvent(models.Model):
                 name="audit_search_actor_idx",
                 condition=models.Q(action="patient.search", outcome="success"),
             ),
+            # The events waiting for the chainer, in write order: empty but for the last instant.
+            models.Index(fields=["id"], name="audit_unchained_idx", condition=models.Q(sequence=None)),
         ]
 
     def __str__(self) -> str:
-        return f"#{self.sequence} {self.action} {self.outcome}"
+        number = f"#{self.sequence}" if self.sequence is not None else f"(id {self.pk}, not chained yet)"
+        return f"{number} {self.action} {self.outcome}"
 
 
 class AuditChainHead(models.Model):

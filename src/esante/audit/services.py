@@ -1,5 +1,10 @@
 """Writing the audit trail.
 
+Two ways to chain (``AUDIT_CHAINING``): "inline" (below) locks the chain head row and writes the
+event chained; "batched" inserts it unchained, without a lock, for the chainer
+(``esante.audit.chaining``) to chain within the second. Either way the event is in the caller's
+transaction: no action commits without its event.
+
 ``audit_record`` is the one way to append an event. Call it inside the action's own transaction,
 as its last statement, so the chain head is locked only for the end of that transaction. A
 refused or failed action records its event with ``audit_record`` *outside* the failed
@@ -14,11 +19,12 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from .catalogue import AuditAction, AuditOutcome
-from .keys import event_mac
+from .keys import event_mac, intake_mac
 from .models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -55,8 +61,8 @@ def _payload(
     created_at: datetime.datetime,
     actor_id: int | None,
     actor_label: str,
-    action: AuditAction,
-    outcome: AuditOutcome,
+    action: AuditAction | str,
+    outcome: AuditOutcome | str,
     patient_id: int | None,
     object_type: str,
     object_id: str,
@@ -64,14 +70,15 @@ def _payload(
     client_address: str | None,
     details: dict[str, Any],
 ) -> dict[str, Any]:
-    """The hashed content of an event: what its canonical bytes hold."""
+    """The hashed content of an event: what its canonical bytes hold. ``action`` and ``outcome``
+    are catalogue members, or their stored values (the chainer reads them from the row)."""
     return {
         "seq": sequence,
         "time": created_at.astimezone(datetime.UTC).isoformat(),
         "actor": actor_id,
         "actor_label": actor_label,
-        "action": action.value,
-        "outcome": outcome.value,
+        "action": action.value if isinstance(action, AuditAction) else action,
+        "outcome": outcome.value if isinstance(outcome, AuditOutcome) else outcome,
         "patient": patient_id,
         "object_type": object_type,
         "object_id": object_id,
@@ -80,6 +87,41 @@ def _payload(
         "details": details,
         "prev": prev_hash,
     }
+
+
+def content_text(payload: dict[str, Any]) -> str:
+    """What an unchained event's intake MAC covers: its canonical content without the chain's
+    two fields (``seq``, ``prev``), which the chainer adds."""
+    return canonical_bytes({name: value for name, value in payload.items() if name not in ("seq", "prev")})
+
+
+def batched() -> bool:
+    return bool(settings.AUDIT_CHAINING == "batched")
+
+
+def _reserving() -> contextlib.AbstractContextManager[Any]:
+    """Where ids are reserved: on SQLite, a transaction (its write lock, taken at BEGIN IMMEDIATE,
+    keeps the next id ours); on PostgreSQL, nothing (a sequence hands out ids without a lock)."""
+    return transaction.atomic() if connection.vendor == "sqlite" else contextlib.nullcontext()
+
+
+def _reserve_ids(count: int) -> list[int]:
+    """``count`` new ids for audit events, before their insert: the intake MAC covers the id."""
+    table = AuditEvent._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count]
+            )
+            return [row[0] for row in cursor.fetchall()]
+        # SQLite (AUTOINCREMENT): after the largest id ever handed out, under the write lock.
+        cursor.execute(
+            f"SELECT MAX(n) FROM (SELECT MAX(id) AS n FROM {table} "  # noqa: S608 (constants)
+            "UNION ALL SELECT seq FROM sqlite_sequence WHERE name = %s)",
+            [table],
+        )
+        last = cursor.fetchone()[0] or 0
+    return list(range(last + 1, last + 1 + count))
 
 
 def audit_record(
@@ -99,10 +141,11 @@ def audit_record(
     """Appends one event to the chain and returns it.
 
     ``action`` and ``outcome`` are members of the closed catalogue (``esante.audit.catalogue``);
-    anything else raises ``TypeError``. Locks the chain head row, so concurrent writers queue and
-    the chain stays linear. Joins the caller's transaction when there is one; otherwise runs in a
-    transaction of its own. Stores a keyed MAC of the event's hash with it (``audit.keys``; one
-    HMAC, the key read once a process).
+    anything else raises ``TypeError``. Inline chaining locks the chain head row, so concurrent
+    writers queue and the chain stays linear; batched chaining inserts the event unchained (its
+    intake MAC in ``mac``), without a lock, and returns it without a sequence. Joins the caller's
+    transaction when there is one; otherwise runs in a transaction of its own. Stores a keyed MAC
+    of the event's hash with it (``audit.keys``; one HMAC, the key read once a process).
     """
     if not isinstance(action, AuditAction):
         raise TypeError(f"audit action {action!r} is not an AuditAction member")
@@ -115,6 +158,42 @@ def audit_record(
     created_at = at or timezone.now()
     if actor is not None and not actor_label:
         actor_label = getattr(actor, "get_username", lambda: str(actor))()
+    if batched():
+        content = content_text(
+            _payload(
+                sequence=0,
+                prev_hash="",
+                created_at=created_at,
+                actor_id=actor.pk if actor is not None else None,
+                actor_label=actor_label,
+                action=action,
+                outcome=outcome,
+                patient_id=patient.pk if patient is not None else None,
+                object_type=object_type,
+                object_id=str(object_id),
+                motif=motif,
+                client_address=client_address,
+                details=details,
+            )
+        )
+        # No lock: the chainer gives it its place in the chain (``audit.chaining``).
+        with _reserving():
+            (event_id,) = _reserve_ids(1)
+            return AuditEvent.objects.create(
+                id=event_id,
+                created_at=created_at,
+                actor=actor,
+                actor_label=actor_label,
+                action=action.value,
+                outcome=outcome.value,
+                patient=patient,
+                object_type=object_type,
+                object_id=str(object_id),
+                motif=motif,
+                client_address=client_address,
+                details=details,
+                mac=intake_mac(event_id, content),
+            )
     with transaction.atomic():
         head = AuditChainHead.objects.select_for_update().get(pk=1)
         sequence = head.sequence + 1
@@ -207,6 +286,8 @@ def audit_record_many(
         actor_label = getattr(actor, "get_username", lambda: str(actor))()
     actor_id = actor.pk if actor is not None else None
     stored_at = connection.ops.adapt_datetimefield_value(created_at)
+    if batched():
+        return _insert_unchained(action, outcome, entries, created_at, actor_id, actor_label, via)
     with transaction.atomic():
         head = AuditChainHead.objects.select_for_update().get(pk=1)
         sequence, prev_hash = head.sequence, head.hash
@@ -253,14 +334,75 @@ def audit_record_many(
                 )
             )
             prev_hash = digest
-        table, listed = AuditEvent._meta.db_table, ", ".join(_COLUMNS)
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                with cursor.copy(f"COPY {table} ({listed}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            else:
-                placeholders = ", ".join(["%s"] * len(_COLUMNS))
-                cursor.executemany(f"INSERT INTO {table} ({listed}) VALUES ({placeholders})", rows)  # noqa: S608 - fixed names
+        _insert_rows(_COLUMNS, rows)
         AuditChainHead.objects.filter(pk=1).update(sequence=sequence, hash=prev_hash)
+    return len(rows)
+
+
+def _insert_rows(columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """Inserts plain rows: ``COPY`` on PostgreSQL, one ``executemany`` on SQLite."""
+    table, listed = AuditEvent._meta.db_table, ", ".join(columns)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.copy(f"COPY {table} ({listed}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            placeholders = ", ".join(["%s"] * len(columns))
+            cursor.executemany(f"INSERT INTO {table} ({listed}) VALUES ({placeholders})", rows)  # noqa: S608 - fixed names
+
+
+def _insert_unchained(
+    action: AuditAction,
+    outcome: AuditOutcome,
+    entries: Sequence[tuple[int | None, dict[str, Any]]],
+    created_at: datetime.datetime,
+    actor_id: int | None,
+    actor_label: str,
+    via: dict[str, Any] | None,
+) -> int:
+    """``audit_record_many`` in batched chaining: the events inserted unchained, each with its
+    intake MAC, without a lock."""
+    stored_at = connection.ops.adapt_datetimefield_value(created_at)
+    rows = []
+    with _reserving():
+        ids = _reserve_ids(len(entries))
+        for event_id, (patient_id, entry_details) in zip(ids, entries, strict=True):
+            details = {**entry_details, "via": via} if via and "via" not in entry_details else entry_details
+            content = content_text(
+                _payload(
+                    sequence=0,
+                    prev_hash="",
+                    created_at=created_at,
+                    actor_id=actor_id,
+                    actor_label=actor_label,
+                    action=action,
+                    outcome=outcome,
+                    patient_id=patient_id,
+                    object_type="",
+                    object_id="",
+                    motif="",
+                    client_address=None,
+                    details=details,
+                )
+            )
+            rows.append(
+                (
+                    event_id,
+                    stored_at,
+                    actor_id,
+                    actor_label,
+                    action.value,
+                    outcome.value,
+                    patient_id,
+                    "",
+                    "",
+                    "",
+                    None,
+                    connection.ops.adapt_json_value(details, None),
+                    intake_mac(event_id, content),
+                )
+            )
+        with transaction.atomic():
+            _insert_rows(("id", *_COLUMNS[1:12], "mac"), rows)
     return len(rows)

@@ -44,6 +44,7 @@ from .anchoring import (
     read_signer_state,
 )
 from .chain import MAC, keyed_run, mac_problem, raw_row_problem, stored_rows
+from .chaining import check_pending
 from .keys import MissingKeyError, mac_key, verification_public_key
 from .models import AuditChainHead, AuditEvent
 from .services import GENESIS_HASH
@@ -65,6 +66,7 @@ class VerificationResult:
     missing_key: str = ""  # no key to verify with: nothing could be vouched for
     leaves: int = 0  # events found in the public log, their leaves' commitments opened
     checkpoints: int = 0  # the log's signed checkpoints whose roots the leaves give
+    pending: int = 0  # events waiting for the chainer (batched chaining), their intake MAC checked
 
     @property
     def ok(self) -> bool:
@@ -420,4 +422,6 @@ def verify_chain(
                 f"event #{newest} lies beyond the chain head #{now_head}: it was added behind the "
                 "platform's back"
             )
+    if not result.problem:
+        check_pending(result)
     return result

@@ -52,6 +52,14 @@ def _sign_audit_heads(stop: threading.Event) -> None:
     )
 
 
+def sequencing_interval() -> float:
+    """How often the leader sequences: with batched chaining, the chainer's interval too (an event
+    is in a signed checkpoint within about that long of its commit)."""
+    if settings.AUDIT_CHAINING == "batched":
+        return min(settings.AUDIT_CHAIN_INTERVAL, settings.TLOG_SEQUENCE_INTERVAL)
+    return float(settings.TLOG_SEQUENCE_INTERVAL)
+
+
 def _background_loops(stop: threading.Event) -> list[threading.Thread]:
     """One term of leadership (``esante.core.leader``): the audit signer and the public log's
     sequencer, threads of the master process until ``stop`` is set."""
@@ -60,7 +68,7 @@ def _background_loops(stop: threading.Event) -> list[threading.Thread]:
         threading.Thread(
             target=sequence_loop,
             args=(stop,),
-            kwargs={"interval": settings.TLOG_SEQUENCE_INTERVAL},
+            kwargs={"interval": sequencing_interval()},
             daemon=True,
             name="tlog-sequencer",
         ),

@@ -145,7 +145,7 @@ def notifications_set(*, account: PatientAccount, channel: str, client_address: 
     if channel and not account.notify_channel:
         # The first digest reports the accesses after this choice, not the whole history.
         newest = (
-            AuditEvent.objects.filter(patient_id=account.patient_id)
+            AuditEvent.objects.filter(patient_id=account.patient_id, sequence__isnull=False)
             .order_by("-sequence")
             .values_list("sequence", flat=True)
             .first()

@@ -66,7 +66,8 @@ def to_resource(event: AuditEvent, *, who: str = "", network: bool = True) -> di
         )
     resource: dict[str, Any] = {
         "resourceType": "AuditEvent",
-        "id": str(event.sequence),
+        # An event still waiting for the chainer (batched chaining) has no number yet.
+        "id": str(event.sequence) if event.sequence is not None else f"pending-{event.pk}",
         "type": {
             "system": "http://dicom.nema.org/resources/ontology/DCM",
             "code": "110110",

@@ -1,7 +1,9 @@
 """The sequencer: puts audit events into the public log, in batches, and signs a checkpoint
 after each batch.
 
-One batch is one transaction: it locks the log's state row, takes the next events in sequence
+One batch is one transaction: it locks the log's state row, chains the events waiting for the
+chainer (batched chaining, ``esante.audit.chaining``: same transaction, same batch size), takes
+the next events in sequence
 order (at most ``TLOG_BATCH_SIZE``), checks that they still chain from the last event sequenced
 and carry valid MACs (the same checks as the heads signer: a tampered or forged event never
 reaches the public log), draws each event's salt, writes the leaves, the tiles that change, the
@@ -27,6 +29,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
 from esante.audit.chain import COLUMNS, mac_problem, row_problem
+from esante.audit.chaining import chain_batch
 from esante.audit.keys import MissingKeyError, load_or_create_signing_key, mac_key
 from esante.audit.models import AuditEvent
 
@@ -86,17 +89,26 @@ def sign_checkpoint(size: int, root: bytes) -> str:
 
 
 def sequence_batch(
-    *, limit: int | None = None, progress: Callable[[int, int], None] | None = None
+    *,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chained: Callable[[int, int], None] | None = None,
 ) -> BatchResult:
-    """Sequences the next events (at most ``limit``, default ``TLOG_BATCH_SIZE``) in one
-    transaction and signs a checkpoint of the new tree. Raises SequencerRefused (nothing
-    written) when an event fails its chain or MAC check. ``progress(first, last)`` is called
-    once the batch's leaves are written, before its tiles and its commit."""
+    """Chains the events waiting for the chainer (batched chaining, ``audit.chaining``), then
+    sequences the next events (at most ``limit``, default ``TLOG_BATCH_SIZE``), all in one
+    transaction, and signs a checkpoint of the new tree. Raises SequencerRefused (nothing
+    written) when an event fails its chain or MAC check, or when a waiting event fails its intake
+    MAC and nothing else is left to sequence. ``chained(first, last)`` is called once events are
+    chained, ``progress(first, last)`` once the batch's leaves are written, before its tiles and
+    its commit."""
     limit = limit or settings.TLOG_BATCH_SIZE
     with transaction.atomic():
         state = log_state(for_update=True)
+        chaining = chain_batch(limit=limit, progress=chained)
         rows = _checked_rows(state, limit)
         if not rows:
+            if chaining.refused:  # nothing was chained: nothing is rolled back
+                raise SequencerRefused(chaining.refused)
             return BatchResult(0, state.size, bytes(state.root), None)
         start = state.size
         leaves = []

@@ -52,7 +52,7 @@ def _leaf_hashes(
                 f"leaf {index} is event #{sequence}, not #{previous_sequence + 1}: events out of order"
             )
             return None
-        if leaf.commitment(bytes(salt), canonical) != bytes(commitment):
+        if leaf.commitment(bytes(salt), canonical or "") != bytes(commitment):  # logged: chained
             result.problem = f"leaf {index}: its commitment does not open to event #{sequence} with its salt"
             return None
         hashes.append(merkle.leaf_hash(bytes(commitment)))

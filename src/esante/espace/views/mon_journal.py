@@ -187,7 +187,10 @@ def journal_entry_text(request: HttpRequest, account: PatientAccount, sequence: 
             account, what="audit_event", object_id=str(sequence), client_address=client_address(request)
         )
         return not_found_page(request)
-    response = HttpResponse(event.canonical.encode("utf-8"), content_type="application/json; charset=utf-8")
+    # Found by its sequence: a chained event, its canonical text set.
+    response = HttpResponse(
+        (event.canonical or "").encode("utf-8"), content_type="application/json; charset=utf-8"
+    )
     response["Content-Disposition"] = f'attachment; filename="evenement-{sequence}.json"'
     response["Cache-Control"] = "no-store"
     return response

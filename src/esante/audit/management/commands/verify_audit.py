@@ -67,6 +67,11 @@ class Command(BaseCommand):
             if result.legacy
             else ""
         )
+        if result.pending:
+            legacy += (
+                f"; {result.pending} more events wait for the chainer (batched chaining), their intake "
+                "MAC verified"
+            )
         if result.unsigned:
             signed = result.last_signed
             since = (

@@ -9,7 +9,8 @@ from esante.tlog.witnessing import witness_latest
 
 class Command(BaseCommand):
     help = (
-        "Puts the audit events not yet in the public log into it, in batches (one transaction "
+        "Chains the audit events waiting for the chainer (ESANTE_AUDIT_CHAINING=batched), puts "
+        "the audit events not yet in the public log into it, in batches (one transaction "
         "each, ESANTE_TLOG_BATCH_SIZE events), and signs a checkpoint after each batch. With "
         "--every SECONDS, keeps running. Refuses events that no longer chain or lack a valid MAC. "
         "Then asks the witness (ESANTE_TLOG_WITNESS_URL), if any, to cosign the latest checkpoint."
@@ -23,6 +24,10 @@ class Command(BaseCommand):
         self.stdout.write(f"leaves {first}..{last} written, updating the tiles")
         self.stdout.flush()
 
+    def _chained(self, first: int, last: int) -> None:
+        self.stdout.write(f"chained events #{first}..#{last}, sequencing them")
+        self.stdout.flush()
+
     def handle(self, *args: Any, **options: Any) -> None:
         total = 0
         try:
@@ -30,6 +35,7 @@ class Command(BaseCommand):
                 result = sequence_batch(
                     limit=options["batch"] or None,
                     progress=self._progress if options["verbosity"] > 1 else None,
+                    chained=self._chained if options["verbosity"] > 1 else None,
                 )
                 if not result.added:
                     break
