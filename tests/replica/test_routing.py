@@ -164,7 +164,7 @@ def test_the_record_lists_and_the_patient_journal_read_the_standby(replica: Stan
     before = reads("patient_journal", "replica")
     response = patient_client.get(reverse("espace:journal"))
     assert response.status_code == 200
-    shown = [line.event.sequence for line in response.context["page"].lines]
+    shown = [line.sequence for line in response.context["page"].lines]
     assert shown and opening.sequence not in shown  # the standby has not replayed it yet
     assert reads("patient_journal", "replica") == before + 1
 
@@ -172,7 +172,7 @@ def test_the_record_lists_and_the_patient_journal_read_the_standby(replica: Stan
     replica.wait_caught_up()
     assert "Bilan nouveau" in record_page(doctor_client, patient, vue="documentaire")
     response = patient_client.get(reverse("espace:journal"))
-    assert opening.sequence in [line.event.sequence for line in response.context["page"].lines]
+    assert opening.sequence in [line.sequence for line in response.context["page"].lines]
 
 
 # --- read-your-writes -------------------------------------------------------------------------------
