@@ -39,23 +39,10 @@ from django.db import connection, transaction
 from .keys import MissingKeyError, event_mac, intake_mac_matches, mac_key
 from .models import AuditChainHead, AuditEvent
 from .services import _hash, _payload, canonical_bytes, content_text
+from .triggers import CONTENT_COLUMNS
 
-# The content columns the chainer reads, then the intake MAC.
-_READ = (
-    "id",
-    "created_at",
-    "actor_id",
-    "actor_label",
-    "action",
-    "outcome",
-    "patient_id",
-    "object_type",
-    "object_id",
-    "motif",
-    "client_address",
-    "details",
-    "mac",
-)
+# The content columns the chainer reads (those the triggers keep unchanged), then the intake MAC.
+_READ = (*CONTENT_COLUMNS, "mac")
 
 
 class ChainRefused(Exception):
