@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from esante.audit.anchoring import audit_anchor
 from esante.audit.catalogue import AuditAction
+from esante.audit.chaining import chain_pending
 from esante.audit.services import audit_record
 from esante.core import jobs
 from esante.core.health import forget_migrations_check
@@ -245,6 +246,27 @@ def test_audit_lag_counts_the_events_not_yet_signed(local: Client) -> None:
     assert lagging[("esante_metrics_source_up", (("source", "audit"),))] == 1
     audit_anchor()
     assert scrape(local)[("esante_audit_unsigned_events", ())] == 0
+
+
+@pytest.mark.django_db
+def test_audit_lag_counts_the_events_waiting_for_the_chainer(local: Client, settings: Any) -> None:
+    audit_record(action=AuditAction.LOGOUT, actor_label="tester")
+    chained = scrape(local)
+    assert chained[("esante_audit_unchained_events", ())] == 0
+    assert chained[("esante_audit_unchained_oldest_seconds", ())] == 0
+    settings.AUDIT_CHAINING = "batched"
+    for _ in range(3):
+        audit_record(action=AuditAction.LOGOUT, actor_label="tester")
+    waiting = scrape(local)
+    assert waiting[("esante_audit_unchained_events", ())] == 3
+    assert 0 <= waiting[("esante_audit_unchained_oldest_seconds", ())] < 60
+    # Waiting events are not in the chain yet: its head did not move.
+    assert waiting[("esante_audit_chain_sequence", ())] == chained[("esante_audit_chain_sequence", ())]
+    assert chain_pending() == 3
+    after = scrape(local)
+    assert after[("esante_audit_unchained_events", ())] == 0
+    assert after[("esante_audit_unchained_oldest_seconds", ())] == 0
+    assert after[("esante_audit_chain_sequence", ())] == chained[("esante_audit_chain_sequence", ())] + 3
 
 
 @pytest.mark.django_db

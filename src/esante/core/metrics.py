@@ -1,4 +1,5 @@
-"""Prometheus metrics (``/metrics``): request latency, audit lag, job-queue depth, replica lag.
+"""Prometheus metrics (``/metrics``): request latency, audit lag (events waiting for the chainer,
+events not yet signed), job-queue depth, replica lag.
 
 Request latency is counted by each gunicorn worker into files of ``ESANTE_METRICS_DIR``
 (prometheus_client's multiprocess mode, switched on by the settings before the library is first
@@ -171,8 +172,28 @@ class PlatformCollector(Collector):
             )
             if oldest is not None:
                 oldest_age = max(0.0, (datetime.datetime.now(datetime.UTC) - oldest).total_seconds())
+        # Batched chaining (``AUDIT_CHAINING = "batched"``): events committed but not chained yet
+        # (the partial index on waiting rows answers both; always 0 with inline chaining). A
+        # number that keeps growing means no leader's sequencer (or ``sequence_log``) is chaining.
+        waiting = AuditEvent.objects.filter(sequence=None)
+        unchained = waiting.count()
+        unchained_age = 0.0
+        if unchained:
+            first = waiting.order_by("id").values_list("created_at", flat=True).first()
+            if first is not None:
+                unchained_age = max(0.0, (datetime.datetime.now(datetime.UTC) - first).total_seconds())
         yield GaugeMetricFamily(
             "esante_audit_chain_sequence", "Sequence of the audit chain's head.", value=head
+        )
+        yield GaugeMetricFamily(
+            "esante_audit_unchained_events",
+            "Audit events committed but not yet chained (batched chaining; 0 with inline chaining).",
+            value=unchained,
+        )
+        yield GaugeMetricFamily(
+            "esante_audit_unchained_oldest_seconds",
+            "Age of the oldest audit event waiting for the chainer (0 when none waits).",
+            value=unchained_age,
         )
         yield GaugeMetricFamily(
             "esante_audit_signed_sequence",
