@@ -7,7 +7,8 @@ imported); a scrape, whichever worker answers it, adds up every worker's files. 
 lag, queue depth) are computed at scrape time from the database, the heads file and the queue,
 so they are the same whichever worker answers; so is the standby's lag (``esante.core.replica``),
 checked at each scrape. The reads sent to the standby or the primary and the fallbacks are counted
-by each worker.
+by each worker (``esante.core.replica`` defines those two counters: it does not import this
+module, which imports it).
 
 Labels never carry a path, a query or an identifier: a view's name (``core:landing``, or
 ``unmatched`` when no route matched) and a status class (``2xx``...). No patient datum reaches a
@@ -28,7 +29,6 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
     Gauge,
     Histogram,
     generate_latest,
@@ -42,6 +42,7 @@ from esante.audit.heads import last_head
 from esante.audit.models import AuditChainHead, AuditEvent
 
 from .http import client_address, from_trusted_proxy
+from .replica import monitor
 
 logger = logging.getLogger("esante.metrics")
 
@@ -59,19 +60,6 @@ LEADER = Gauge(
     "esante_leader",
     "1 while this app server holds the leader lock (runs the audit signer and the log sequencer).",
     multiprocess_mode="max",
-)
-
-# ``read``: the name of a ``lag_tolerant`` read (patient_search, record_documents, patient_journal).
-REPLICA_READS = Counter(
-    "esante_replica_reads_total",
-    "Lag-tolerant reads, by read and by the database that served them (replica, primary).",
-    ["read", "database"],
-)
-REPLICA_FALLBACKS = Counter(
-    "esante_replica_fallback_total",
-    "Lag-tolerant reads sent to the primary because the standby was down, lagging, not a standby "
-    "or failed the read (reason: down, lag, not_standby, error).",
-    ["read", "reason"],
 )
 
 
@@ -139,8 +127,6 @@ class PlatformCollector(Collector):
         yield up
 
     def _replica(self) -> Iterator[Metric]:
-        from .replica import monitor
-
         status = monitor.check_now()
         yield GaugeMetricFamily(
             "esante_replica_up",

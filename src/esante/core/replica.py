@@ -74,10 +74,22 @@ from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connec
 from django.db import Error as DatabaseError
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
-
-from .metrics import REPLICA_FALLBACKS, REPLICA_READS
+from prometheus_client import Counter
 
 logger = logging.getLogger("esante.replica")
+
+# ``read``: the name of a ``lag_tolerant`` read (patient_search, record_documents, patient_journal).
+REPLICA_READS = Counter(
+    "esante_replica_reads_total",
+    "Lag-tolerant reads, by read and by the database that served them (replica, primary).",
+    ["read", "database"],
+)
+REPLICA_FALLBACKS = Counter(
+    "esante_replica_fallback_total",
+    "Lag-tolerant reads sent to the primary because the standby was down, lagging, not a standby "
+    "or failed the read (reason: down, lag, not_standby, error).",
+    ["read", "reason"],
+)
 
 REPLICA = "replica"
 T = TypeVar("T")
