@@ -592,7 +592,8 @@ def main() -> None:
         f"({os.cpu_count()} cores; ratios are of the same rounds)"
     )
     if failures:
-        raise SystemExit("unexpected answers: " + " / ".join(failures))
+        raise SystemExit(f"unexpected answers (bodies and server log in {work}): " + " / ".join(failures))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
