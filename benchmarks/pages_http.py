@@ -3,9 +3,10 @@
 
 Starts ``esante serve`` as an operator runs it (production settings: no ``ESANTE_DEBUG``, an
 explicit ``ESANTE_SECRET_KEY``; ``ESANTE_HTTPS=0`` since it listens on loopback without TLS;
-``ESANTE_ALLOW_FILE_OUTBOX=1`` since no message is sent; the README's default of 2 workers with 4
-threads; ``--no-jobs --no-leader``: no job consumer and no audit signer competing for the CPU),
-on a free local port, over a fresh database holding:
+``ESANTE_ALLOW_FILE_OUTBOX=1`` since no message is sent; ``esante serve``'s default of 2 workers
+of 4 threads; ``--no-jobs --no-leader``: no job consumer and no audit signer competing for the CPU;
+audit chaining as configured, ``inline`` by default), on a free local port, over a fresh database
+holding:
 
 - ``--patients`` patients (the search's index), a patient with ``--documents`` documents, and a
   pool of active pharmacists, each with a care access to that patient;
