@@ -489,10 +489,17 @@ def test_two_app_servers_behind_nginx_survive_the_loss_of_the_leader(
 
 
 def test_an_app_server_with_no_leader_never_takes_the_lock(committed_db: None, tmp_path: Path) -> None:
-    server = _start("solo", _environment(tmp_path), tmp_path, "--no-leader")
+    # Its own home and runtime directories: gunicorn's control socket (one path per user, shared
+    # by every app server of the host) must not be opened there.
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    home.mkdir()
+    runtime.mkdir()
+    env = {**_environment(tmp_path), "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)}
+    server = _start("solo", env, tmp_path, "--no-leader")
     try:
         time.sleep(1.5)  # five times ESANTE_LEADER_SECONDS
         assert server.metric("esante_leader") == 0.0
+        assert list(home.iterdir()) == [] and list(runtime.iterdir()) == []
         lock = leader_lock()
         assert lock.try_acquire()  # nobody holds it, though an app server runs alone
         lock.release()

@@ -36,6 +36,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        # gunicorn >= 25.1 opens a control socket (resize workers, reload, stop) at one path per
+        # user, ~/.gunicorn/gunicorn.ctl: every ``esante serve`` on a host (esante@.service runs
+        # several) would take the same path, and the platform is managed by systemd and signals,
+        # not by that interface. None is opened.
+        self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
         from esante.wsgi import application
