@@ -259,9 +259,11 @@ def main() -> None:
             for name in requests:
                 measured = times[who, name][1:]
                 p50 = percentile(measured, 0.5)
+                # The queries are counted in this process, of this code only.
+                counted = f", SQL queries {sorted(queries[name])}" if who == "this" else ""
                 print(
                     f"{backend} {label} {name}: p50 {p50:.1f} ms, p95 {percentile(measured, 0.95):.1f} ms, "
-                    f"{p50 / baseline:.2f}x the baseline, SQL queries {sorted(queries[name])}"
+                    f"{p50 / baseline:.2f}x the baseline{counted}"
                 )
 
     # Through Django's test client in this process (the full middleware stack, no network): the
