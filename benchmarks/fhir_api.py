@@ -20,11 +20,14 @@ old ``main``) on the same database, and sends every request of a round to both s
 after the other (the order alternating each round): the two are measured under the same load.
 ``--chaining batched`` runs the servers (and the in-process part) with
 ``ESANTE_AUDIT_CHAINING=batched`` (no leader runs here: the events wait unchained, off the
-request, as they wait for the sequencer).
+request, as they wait for the sequencer). ``--redis URL`` queues the certified copies in Redis,
+as production does (a queue of the run's own, emptied at the end), instead of the SQLite file of
+the embedded default.
 
     python benchmarks/fhir_api.py
     python benchmarks/fhir_api.py --database postgres://postgres@127.0.0.1:5432/esante_bench
     python benchmarks/fhir_api.py --compare ../main/src --chaining batched
+    python benchmarks/fhir_api.py --database postgres://... --chaining batched --redis redis://127.0.0.1:6379/0
 """
 
 import argparse
@@ -124,8 +127,14 @@ def main() -> None:
     parser.add_argument("--compare", default="", metavar="SRC", help="also serve this src directory's code")
     parser.add_argument("--chaining", choices=("inline", "batched"), default="inline")
     parser.add_argument("--show-queries", action="store_true", help="print each kind's SQL once")
+    parser.add_argument(
+        "--redis", default="", metavar="URL", help="queue the copies in this Redis (production's queue)"
+    )
     args = parser.parse_args()
     os.environ["ESANTE_AUDIT_CHAINING"] = args.chaining
+    if args.redis:
+        # A queue of this run's own on a shared Redis, emptied at the end (no consumer runs).
+        os.environ.update(ESANTE_REDIS_URL=args.redis, ESANTE_QUEUE_NAME=f"bench-fhir-{secrets.token_hex(4)}")
     work = fresh_django(args.database)
     import json
     import logging
@@ -282,6 +291,7 @@ def main() -> None:
         "ESANTE_ALLOW_FILE_OUTBOX": "1",
         "ESANTE_AUDIT_CHAINING": args.chaining,
     }
+    queue = f"queue {'redis' if args.redis else 'sqlite'}"
     with contextlib.ExitStack() as stack:
         senders = {"this": over_http(stack.enter_context(served(work, environment=environment)), bearer)}
         if args.compare:
@@ -292,7 +302,11 @@ def main() -> None:
                 bearer,
             )
         report("over HTTP", senders, queries)
-    print(f"load average {load_average()} ({backend}, chaining {args.chaining})")
+    print(f"load average {load_average()} ({backend}, chaining {args.chaining}, {queue})")
+    if args.redis:
+        from esante.core.jobs import queue as jobs
+
+        jobs.flush()
 
 
 if __name__ == "__main__":
