@@ -18,11 +18,13 @@ query counts (goal: constant).
 ``--compare SRC`` serves a second ``esante serve`` from another checkout's ``src`` (e.g. the
 old ``main``) on the same database, and sends every request of a round to both servers, one
 after the other (the order alternating each round): the two are measured under the same load.
+``--compare-env NAME=VALUE`` sets a setting of the compared server only (``--compare src
+--compare-env ESANTE_CONN_MAX_AGE=0``: this code with a connection per request).
 ``--chaining batched`` runs the servers (and the in-process part) with
 ``ESANTE_AUDIT_CHAINING=batched`` (no leader runs here: the events wait unchained, off the
 request, as they wait for the sequencer). ``--redis URL`` queues the certified copies in Redis,
 as production does (a queue of the run's own, emptied at the end), instead of the SQLite file of
-the embedded default.
+the embedded default. The data dir is removed at the end of a run that went well.
 
     python benchmarks/fhir_api.py
     python benchmarks/fhir_api.py --database postgres://postgres@127.0.0.1:5432/esante_bench
@@ -36,6 +38,7 @@ import datetime
 import http.client
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -125,6 +128,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--database", default="")
     parser.add_argument("--compare", default="", metavar="SRC", help="also serve this src directory's code")
+    parser.add_argument(
+        "--compare-env", action="append", default=[], metavar="NAME=VALUE",
+        help="a setting of the compared server only (e.g. ESANTE_CONN_MAX_AGE=0)",
+    )  # fmt: skip
     parser.add_argument("--chaining", choices=("inline", "batched"), default="inline")
     parser.add_argument("--show-queries", action="store_true", help="print each kind's SQL once")
     parser.add_argument(
@@ -251,6 +258,8 @@ def main() -> None:
         for round_number in range(args.requests + 1):  # the first round warms up
             for name, (method, path, body, content_type) in requests.items():
                 for who in order if round_number % 2 == 0 else reversed(order):
+                    # (Its log holds at most 9,000 queries: emptied first, it never overflows.)
+                    connection.queries_log.clear()
                     with CaptureQueriesContext(connection) as captured:
                         started = time.perf_counter()
                         status, content = senders[who](method, path, body(), content_type)
@@ -280,7 +289,7 @@ def main() -> None:
     queries: dict[str, set[int]] = {name: set() for name in requests}
     report("in-process", {"this": in_process}, queries)
     connection.close()
-    print(f"load average {load_average()} ({backend}, chaining {args.chaining})")
+    print(f"{backend} in-process load average: {load_average()} (chaining {args.chaining})")
     # Then over HTTP, to the platform as an operator serves it: DEBUG off, an explicit secret key
     # (the one the data dir's events were written with), plain HTTP.
     environment = {
@@ -297,16 +306,22 @@ def main() -> None:
         if args.compare:
             senders["compared"] = over_http(
                 stack.enter_context(
-                    served(work, environment=environment, source=args.compare, name="compared")
+                    served(
+                        work,
+                        environment={**environment, **dict(item.split("=", 1) for item in args.compare_env)},
+                        source=args.compare,
+                        name="compared",
+                    )
                 ),
                 bearer,
             )
         report("over HTTP", senders, queries)
-    print(f"load average {load_average()} ({backend}, chaining {args.chaining}, {queue})")
+    print(f"{backend} over HTTP load average: {load_average()} (chaining {args.chaining}, {queue})")
     if args.redis:
         from esante.core.jobs import queue as jobs
 
         jobs.flush()
+    shutil.rmtree(work)  # the data dir, once all went well (kept with the servers' logs otherwise)
 
 
 if __name__ == "__main__":
