@@ -123,8 +123,8 @@ def to_resource(document: Document, base: str) -> dict[str, Any]:
     }
     if document.source_system:
         resource["context"]["sourcePatientInfo"] = {"reference": subject}
-    if document.author_id is not None:
-        author = document.author
+    author = document.author  # a search reads it with the row (select_related)
+    if author is not None:
         # A registered author is named in a contained Practitioner, which ``author.family`` searches.
         resource["contained"] = [
             {
