@@ -7,21 +7,38 @@ gate, one audit event), Patient search by identifier (POST _search), DocumentRef
 each time; it queues its certified copy for the job queue, as on the portal, and no consumer
 runs here: see ``dispensation.py`` for the copy). They are sent round-robin, so that each kind
 meets the same load on a shared machine: first through Django's test client in this process
-(the full middleware stack, no network), which counts their SQL queries; then over HTTP to
-``esante serve`` on a free local port (gunicorn, one worker, one thread, no job consumer, no
-leader), one request at a time. Reports p50 / p95, the ratio to the baseline of the same run
-(goal: at most 1.5x) and the SQL query counts (goal: constant; the server's own are not visible
-from here, they are the same code's).
+(the full middleware stack, no network, ``DEBUG`` off), which counts their SQL queries; then over
+HTTP to ``esante serve`` on a free local port (gunicorn, one worker, one thread, no job consumer,
+no leader), one request at a time. The server runs as in production: ``ESANTE_DEBUG`` off (no
+query log), an explicit secret key, plain HTTP (``ESANTE_HTTPS=0``: no TLS terminator here); its
+own queries are not visible from here, so the counts are the in-process ones (the same code).
+Reports p50 / p95, the ratio to the baseline of the same run (goal: at most 1.5x) and the SQL
+query counts (goal: constant).
+
+``--compare SRC`` serves a second ``esante serve`` from another checkout's ``src`` (e.g. the
+old ``main``) on the same database, and sends every request of a round to both servers, one
+after the other (the order alternating each round): the two are measured under the same load.
+``--compare-env NAME=VALUE`` sets a setting of the compared server only (``--compare src
+--compare-env ESANTE_CONN_MAX_AGE=0``: this code with a connection per request).
+``--chaining batched`` runs the servers (and the in-process part) with
+``ESANTE_AUDIT_CHAINING=batched`` (no leader runs here: the events wait unchained, off the
+request, as they wait for the sequencer). ``--redis URL`` queues the certified copies in Redis,
+as production does (a queue of the run's own, emptied at the end), instead of the SQLite file of
+the embedded default. The data dir is removed at the end of a run that went well.
 
     python benchmarks/fhir_api.py
     python benchmarks/fhir_api.py --database postgres://postgres@127.0.0.1:5432/esante_bench
+    python benchmarks/fhir_api.py --compare ../main/src --chaining batched
+    python benchmarks/fhir_api.py --database postgres://... --chaining batched --redis redis://127.0.0.1:6379/0
 """
 
 import argparse
+import contextlib
 import datetime
 import http.client
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -45,10 +62,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(work: Path, *, environment: dict[str, str]) -> Iterator[str]:
-    """``esante serve`` on the benchmark's data dir and database, on a free port; its URL."""
+def served(
+    work: Path, *, environment: dict[str, str], source: str = "", name: str = "server"
+) -> Iterator[str]:
+    """``esante serve`` on the benchmark's data dir and database, on a free port; its address.
+    With ``source``, the ``esante`` package of that ``src`` directory is served instead."""
     port = free_port()
-    log = (work / "server.log").open("wb")
+    log = (work / f"{name}.log").open("wb")
+    if source:
+        environment = {**environment, "PYTHONPATH": str(Path(source).resolve())}
     process = subprocess.Popen(  # noqa: S603
         [str(ESANTE), "serve", "--port", str(port), "--workers", "1", "--threads", "1", "--no-jobs",
          "--no-leader"],
@@ -58,7 +80,7 @@ def served(work: Path, *, environment: dict[str, str]) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"esante serve exited: {(work / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(f"esante serve exited: {(work / f'{name}.log').read_text()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     break
@@ -96,12 +118,30 @@ def over_http(address: str, bearer: str) -> Callable[..., tuple[int, bytes]]:
     return send
 
 
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--documents", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--database", default="")
+    parser.add_argument("--compare", default="", metavar="SRC", help="also serve this src directory's code")
+    parser.add_argument(
+        "--compare-env", action="append", default=[], metavar="NAME=VALUE",
+        help="a setting of the compared server only (e.g. ESANTE_CONN_MAX_AGE=0)",
+    )  # fmt: skip
+    parser.add_argument("--chaining", choices=("inline", "batched"), default="inline")
+    parser.add_argument("--show-queries", action="store_true", help="print each kind's SQL once")
+    parser.add_argument(
+        "--redis", default="", metavar="URL", help="queue the copies in this Redis (production's queue)"
+    )
     args = parser.parse_args()
+    os.environ["ESANTE_AUDIT_CHAINING"] = args.chaining
+    if args.redis:
+        # A queue of this run's own on a shared Redis, emptied at the end (no consumer runs).
+        os.environ.update(ESANTE_REDIS_URL=args.redis, ESANTE_QUEUE_NAME=f"bench-fhir-{secrets.token_hex(4)}")
     work = fresh_django(args.database)
     import json
     import logging
@@ -121,6 +161,8 @@ def main() -> None:
     from esante.patients.models import Patient
 
     logging.disable(logging.INFO)
+    # As served in production: no query log (the counts below capture the queries themselves).
+    settings.DEBUG = False
     settings.ALLOWED_HOSTS = ["testserver"]
     settings.ESANTE_SEARCH_RATE_LIMIT = 10**9
     now = timezone.now()
@@ -146,7 +188,8 @@ def main() -> None:
         for n in range(args.documents)
     )  # fmt: skip
     prescriptions = []
-    for n in range(2 * (args.requests + 1)):  # a fresh prescription for each dispensation
+    # A fresh prescription for each dispensation (of each server).
+    for n in range(2 * (args.requests + 1) * (2 if args.compare else 1)):
         document = Document.objects.create(
             patient=patient, type_code="57833-6", class_code="prescription", title=f"Ordonnance {n}",
             author_name="Dr Weber", source_system="eServices", binder="medication", media_type="text/plain",
@@ -204,35 +247,81 @@ def main() -> None:
             response = client.post(path, body, content_type=content_type)
         return response.status_code, response.content
 
-    def report(how: str, send: Callable[..., tuple[int, bytes]], queries: dict[str, set[int]]) -> None:
-        """Sends the requests round-robin (each kind after the other, ``--requests`` rounds), so
-        that every kind meets the same load on a shared machine; prints each kind's figures."""
-        times: dict[str, list[float]] = {name: [] for name in requests}
-        for _ in range(args.requests + 1):  # the first round warms up
+    Sender = Callable[..., tuple[int, bytes]]
+
+    def report(how: str, senders: dict[str, Sender], queries: dict[str, set[int]]) -> None:
+        """Sends the requests round-robin (each kind after the other, ``--requests`` rounds; each
+        request to every sender, their order alternating each round), so that every kind and
+        every server meet the same load on a shared machine; prints each kind's figures."""
+        times = {(who, name): [] for who in senders for name in requests}  # type: ignore[var-annotated]
+        order = list(senders)
+        for round_number in range(args.requests + 1):  # the first round warms up
             for name, (method, path, body, content_type) in requests.items():
-                with CaptureQueriesContext(connection) as captured:
-                    started = time.perf_counter()
-                    status, content = send(method, path, body(), content_type)
-                    times[name].append((time.perf_counter() - started) * 1000)
-                assert status < 300, (name, status, content[:300])
-                if how == "in-process":
-                    queries[name].add(len(captured))
-        baseline = percentile(times[next(iter(requests))][1:], 0.5)
-        for name, measured in times.items():
-            p50 = percentile(measured[1:], 0.5)
-            print(
-                f"{backend} {how} {name}: p50 {p50:.1f} ms, p95 {percentile(measured[1:], 0.95):.1f} ms, "
-                f"{p50 / baseline:.2f}x the baseline, SQL queries {sorted(queries[name])}"
-            )
+                for who in order if round_number % 2 == 0 else reversed(order):
+                    # (Its log holds at most 9,000 queries: emptied first, it never overflows.)
+                    connection.queries_log.clear()
+                    with CaptureQueriesContext(connection) as captured:
+                        started = time.perf_counter()
+                        status, content = senders[who](method, path, body(), content_type)
+                        times[who, name].append((time.perf_counter() - started) * 1000)
+                    assert status < 300, (who, name, status, content[:300])
+                    if how == "in-process":
+                        queries[name].add(len(captured))
+                        if args.show_queries and round_number == 1:
+                            print(f"--- {name}")
+                            for query in captured.captured_queries:
+                                print("   ", query["sql"][:200])
+        for who in senders:
+            label = f"{how} ({who})" if len(senders) > 1 else how
+            baseline = percentile(times[who, next(iter(requests))][1:], 0.5)
+            for name in requests:
+                measured = times[who, name][1:]
+                p50 = percentile(measured, 0.5)
+                # The queries are counted in this process, of this code only.
+                counted = f", SQL queries {sorted(queries[name])}" if who == "this" else ""
+                print(
+                    f"{backend} {label} {name}: p50 {p50:.1f} ms, p95 {percentile(measured, 0.95):.1f} ms, "
+                    f"{p50 / baseline:.2f}x the baseline{counted}"
+                )
 
     # Through Django's test client in this process (the full middleware stack, no network): the
     # SQL queries of each request, and its time without the server's own costs.
     queries: dict[str, set[int]] = {name: set() for name in requests}
-    report("in-process", in_process, queries)
+    report("in-process", {"this": in_process}, queries)
     connection.close()
-    # Then over HTTP, to the platform as an operator serves it.
-    with served(work, environment={"ESANTE_SEARCH_RATE_LIMIT": str(10**9)}) as address:
-        report("over HTTP", over_http(address, bearer), queries)
+    print(f"{backend} in-process load average: {load_average()} (chaining {args.chaining})")
+    # Then over HTTP, to the platform as an operator serves it: DEBUG off, an explicit secret key
+    # (the one the data dir's events were written with), plain HTTP.
+    environment = {
+        "ESANTE_SEARCH_RATE_LIMIT": str(10**9),
+        "ESANTE_DEBUG": "0",
+        "ESANTE_SECRET_KEY": settings.SECRET_KEY,
+        "ESANTE_HTTPS": "0",
+        "ESANTE_ALLOW_FILE_OUTBOX": "1",
+        "ESANTE_AUDIT_CHAINING": args.chaining,
+    }
+    queue = f"queue {'redis' if args.redis else 'sqlite'}"
+    with contextlib.ExitStack() as stack:
+        senders = {"this": over_http(stack.enter_context(served(work, environment=environment)), bearer)}
+        if args.compare:
+            senders["compared"] = over_http(
+                stack.enter_context(
+                    served(
+                        work,
+                        environment={**environment, **dict(item.split("=", 1) for item in args.compare_env)},
+                        source=args.compare,
+                        name="compared",
+                    )
+                ),
+                bearer,
+            )
+        report("over HTTP", senders, queries)
+    print(f"{backend} over HTTP load average: {load_average()} (chaining {args.chaining}, {queue})")
+    if args.redis:
+        from esante.core.jobs import queue as jobs
+
+        jobs.flush()
+    shutil.rmtree(work)  # the data dir, once all went well (kept with the servers' logs otherwise)
 
 
 if __name__ == "__main__":

@@ -140,9 +140,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
     }
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("ESANTE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Persistent connections on both databases: each request thread keeps its own. On SQLite that
+# saves the file's opening and the PRAGMAs above at every request (about a quarter of an API
+# call: benchmarks/fhir_api.py); an idle connection holds no transaction (autocommit), so it
+# keeps neither the write lock nor a WAL checkpoint waiting.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("ESANTE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # --- a PostgreSQL hot standby for the lag-tolerant reads (esante.core.replica) -----------------
 # With ESANTE_REPLICA_DATABASE_URL, a second alias ``replica`` and a router: the reads

@@ -5,10 +5,12 @@ parameters. No rules here: which documents a caller sees is the access gate's de
 """
 
 import datetime
+import functools
 from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.http import QueryDict
+from django.utils import translation
 from django.utils.dateparse import parse_datetime
 
 from esante.documents.models import Document
@@ -36,20 +38,50 @@ SEARCH_PARAMETERS = {
 #: The local id of the contained ``Practitioner`` naming a registered author.
 AUTHOR_ID = "author"
 _STATUSES = {value for value, _ in Document.Status.choices}
+#: The columns ``to_resource`` maps, the registered author's name among them: a search reads
+#: those only (not the extracted text a document may carry, nor the author's other columns).
+MAPPED = (
+    "public_id",
+    "patient",
+    "type_code",
+    "class_code",
+    "title",
+    "clinical_at",
+    "author_name",
+    "source_system",
+    "confidentiality",
+    "media_type",
+    "size",
+    "status",
+    "author__last_name",
+    "author__first_name",
+    "author__profession",
+)
 
 
-def content_url(base: str, document: Document) -> str:
-    """The ITI-68 address of the document's bytes (absolute)."""
-    return f"{base}/DocumentReference/{document.public_id}/content"
+def content_url(base: str, public_id: str) -> str:
+    """The ITI-68 address of a document's bytes (absolute)."""
+    return f"{base}/DocumentReference/{public_id}/content"
+
+
+@functools.lru_cache(maxsize=256)
+def _class_display(class_code: str, language: str | None) -> str:
+    """The class's label in ``language`` (the active one: the same for every row of a page)."""
+    return class_label(class_code)
 
 
 def to_resource(document: Document, base: str) -> dict[str, Any]:
-    """The MHD DocumentReference of a document (its bytes behind ``content_url``)."""
+    """The MHD DocumentReference of a document (its bytes behind ``content_url``).
+
+    Each value is computed once (a page maps up to ``ESANTE_FHIR_MAX_PAGE_SIZE`` rows)."""
     document_type = DOCUMENT_TYPES.get(document.type_code)
+    public_id = str(document.public_id)
+    subject = f"Patient/{document.patient.public_id}"
+    clinical_at = document.clinical_at.isoformat()
     resource: dict[str, Any] = {
         "resourceType": "DocumentReference",
-        "id": str(document.public_id),
-        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{document.public_id}"},
+        "id": public_id,
+        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{public_id}"},
         "status": document.status,
         "type": {
             "coding": [
@@ -66,13 +98,13 @@ def to_resource(document: Document, base: str) -> dict[str, Any]:
                     {
                         "system": CLASS_SYSTEM,
                         "code": document.class_code,
-                        "display": class_label(document.class_code),
+                        "display": _class_display(document.class_code, translation.get_language()),
                     }
                 ]
             }
         ],
-        "subject": {"reference": f"Patient/{document.patient.public_id}"},
-        "date": document.clinical_at.isoformat(),
+        "subject": {"reference": subject},
+        "date": clinical_at,
         "author": [{"display": document.author_name}] if document.author_name else [],
         "description": document.title,
         "securityLabel": [{"coding": [{"system": CONFIDENTIALITY, "code": document.confidentiality}]}],
@@ -80,29 +112,28 @@ def to_resource(document: Document, base: str) -> dict[str, Any]:
             {
                 "attachment": {
                     "contentType": document.media_type,
-                    "url": content_url(base, document),
+                    "url": content_url(base, public_id),
                     "size": document.size,
                     "title": document.title,
-                    "creation": document.clinical_at.isoformat(),
+                    "creation": clinical_at,
                 }
             }
         ],
-        "context": {"period": {"start": document.clinical_at.isoformat()}},
+        "context": {"period": {"start": clinical_at}},
     }
     if document.source_system:
-        resource["context"]["sourcePatientInfo"] = {"reference": f"Patient/{document.patient.public_id}"}
-    if document.author is not None:
+        resource["context"]["sourcePatientInfo"] = {"reference": subject}
+    author = document.author  # a search reads it with the row (select_related)
+    if author is not None:
         # A registered author is named in a contained Practitioner, which ``author.family`` searches.
         resource["contained"] = [
             {
                 "resourceType": "Practitioner",
                 "id": AUTHOR_ID,
-                "name": [{"family": document.author.last_name, "given": [document.author.first_name]}],
+                "name": [{"family": author.last_name, "given": [author.first_name]}],
             }
         ]
-        resource["author"] = [
-            {"reference": f"#{AUTHOR_ID}", "display": document.author_name or str(document.author)}
-        ]
+        resource["author"] = [{"reference": f"#{AUTHOR_ID}", "display": document.author_name or str(author)}]
     if not resource["author"]:
         del resource["author"]
     return resource
@@ -193,4 +224,4 @@ def search(documents: QuerySet[Document], params: QueryDict) -> tuple[QuerySet[D
         for family in families:
             documents = documents.filter(**{f"author__last_name__{lookup}": family})
             traced[name] = family
-    return documents.select_related("author").order_by("-clinical_at", "-pk"), traced
+    return documents.select_related("author").only(*MAPPED).order_by("-clinical_at", "-pk"), traced

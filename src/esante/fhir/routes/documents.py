@@ -97,9 +97,10 @@ def _documents_page(documents: QuerySet[Document], params: QueryDict, owner: Pat
     count, page = patient.page_parameters(
         params, default=settings.ESANTE_FHIR_PAGE_SIZE, maximum=settings.ESANTE_FHIR_MAX_PAGE_SIZE
     )
-    total = documents.count()
     offset = (page - 1) * count
-    rows = list(documents[offset : offset + count]) if offset < total else []
+    rows = list(documents[offset : offset + count])
+    # A page that is neither full nor empty is the last one: it says the total without a COUNT.
+    total = offset + len(rows) if 0 < len(rows) < count else documents.count()
     for row in rows:
         row.patient = owner
     return _Page(rows=rows, total=total, page=page, count=count)
