@@ -488,7 +488,7 @@ def main() -> None:
         for process in (consumer, chainer):
             if process is None:
                 continue
-            process.send_signal(2)
+            process.send_signal(2 if process is consumer else 15)  # huey stops on SIGINT
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
