@@ -16,6 +16,9 @@ part of the figure: this is the dispensation itself.
   kind, the audit chain head's lock, the commit, queuing the job, the rest in Python), then how
   fast the consumer drains the burst (copies/s) and how long the burst's copies took (from each
   commit: what a burst faster than the consumer costs);
+- **CPU per copy**: ``--cost`` copies made in this process (the job alone: the CDA, the PDF,
+  their records), their median processor time, and the cores of copy workers 200
+  dispensations/s would need at that cost;
 - **copy latency**: dispensations paced at ``--rate`` (by default 80 % of the drain rate just
   measured: a rate the consumer sustains), time from the commit to the copy committed (p50 / p95;
   goal: p95 <= 2 s).
@@ -148,6 +151,7 @@ def main() -> None:
     parser.add_argument("--before", type=int, default=20, help="dispensations with the copy in the call")
     parser.add_argument("--after", type=int, default=800, help="dispensations with the copy queued")
     parser.add_argument("--paced", type=int, default=30, help="dispensations for the copy latency")
+    parser.add_argument("--cost", type=int, default=8, help="copies made in-process for their CPU time")
     parser.add_argument("--rate", type=float, default=0.0, help="paced per s (0: 80%% of the drain)")
     parser.add_argument("--clients", "--threads", type=int, default=4, help="pharmacists at once (processes)")
     parser.add_argument("--no-gate-access", action="store_true", help="the service reads the access again")
@@ -278,13 +282,14 @@ def main() -> None:
 
     from esante.dispensing.services import prescription_mark_dispensed
 
-    def dispense(pk: int) -> Any:
+    def dispense(pk: int, follow_up: bool = True) -> Any:
         pharmacist = Professional.objects.select_related("user").get(pk=pharmacists[0][0])
         grant = AccessGrant.objects.select_related("patient").get(pk=pharmacists[0][1])
         return prescription_mark_dispensed(
             prescription=Prescription.objects.select_related("document__patient").get(pk=pk),
             pharmacist=pharmacist, kind="full", based_on_version=0,
             public_url="https://edocuments.example.lu", checked_access=(grant.patient, grant),
+            follow_up=follow_up,
         )  # fmt: skip
 
     def breakdown(
@@ -375,6 +380,7 @@ def main() -> None:
     batch_after = prescriptions(args.after)
     warm_after = prescriptions(1)
     batch_paced = prescriptions(args.paced)
+    batch_cost = prescriptions(args.cost)
     before = float("nan")
     if not args.no_copies:
         jobs.queue.use("immediate")
@@ -382,6 +388,24 @@ def main() -> None:
         seconds, _, _, _ = burst("immediate", batch_before, args.clients)
         before = args.before / seconds
         rows.append((f"dispensations/s, copy in the call (before), {args.clients} clients", f"{before:.1f}"))
+        # What one copy costs in processor time (the job alone, in this warm process: the CDA,
+        # the PDF, their records), and what the goal would take in copy workers at that cost.
+        from esante.dispensing.jobs import dispensation_complete
+
+        costs = []
+        for pk in batch_cost:
+            dispensation = dispense(pk, follow_up=False)
+            began = time.process_time()
+            dispensation_complete.call_local(dispensation.pk, public_url="https://edocuments.example.lu")
+            costs.append(time.process_time() - began)
+        cost = percentile(costs, 0.5)
+        rows.append(
+            (
+                f"CPU per copy (the job: CDA, PDF, records; median of {len(costs)})",
+                f"{cost * 1000:.0f} ms: one core makes {1 / cost:.1f} copies/s; 200 dispensations/s "
+                f"need {200 * cost:.0f} cores of copy workers",
+            )
+        )
 
     # After: a consumer of its own, then the burst.
     jobs.queue.use_settings()
