@@ -16,9 +16,20 @@ part of the figure: this is the dispensation itself.
   kind, the audit chain head's lock, the commit, queuing the job, the rest in Python), then how
   fast the consumer drains the burst (copies/s) and how long the burst's copies took (from each
   commit: what a burst faster than the consumer costs);
+- **CPU per copy**: ``--cost`` copies made in this process (the job alone: the CDA, the PDF,
+  their records), their median processor time, and the cores of copy workers 200
+  dispensations/s would need at that cost;
 - **copy latency**: dispensations paced at ``--rate`` (by default 80 % of the drain rate just
   measured: a rate the consumer sustains), time from the commit to the copy committed (p50 / p95;
   goal: p95 <= 2 s).
+
+The audit trail is chained as in production (``--chaining``; by default ``batched`` on
+PostgreSQL, as the README recommends, and ``inline`` on SQLite). In batched chaining the chainer
+runs as in production: ``esante sequence_log --every 0.2`` (what the leader's ``esante serve``
+runs every ``ESANTE_AUDIT_CHAIN_SECONDS``), a process of its own during the whole run, and the
+figures say how long after the burst the last event was chained. On PostgreSQL in batched mode
+the burst is first run with inline chaining (no chainer, its jobs dropped) for comparison:
+``--no-inline-comparison`` skips it.
 
     python benchmarks/dispensation.py
     python benchmarks/dispensation.py --database postgres://postgres@127.0.0.1:5432/esante_bench
@@ -44,6 +55,7 @@ from _setup import fresh_django, percentile  # noqa: E402
 
 #: Where a call's time goes: the kinds of statements, by what their SQL names.
 KINDS = (
+    ("prescription lock and line states (one round trip)", "FOR UPDATE", "SUM("),
     ("audit head lock", "audit_auditchainhead", "FOR UPDATE"),
     ("audit head update", "UPDATE", "audit_auditchainhead"),
     ("audit event insert", "INSERT", "audit_auditevent"),
@@ -139,6 +151,7 @@ def main() -> None:
     parser.add_argument("--before", type=int, default=20, help="dispensations with the copy in the call")
     parser.add_argument("--after", type=int, default=800, help="dispensations with the copy queued")
     parser.add_argument("--paced", type=int, default=30, help="dispensations for the copy latency")
+    parser.add_argument("--cost", type=int, default=8, help="copies made in-process for their CPU time")
     parser.add_argument("--rate", type=float, default=0.0, help="paced per s (0: 80%% of the drain)")
     parser.add_argument("--clients", "--threads", type=int, default=4, help="pharmacists at once (processes)")
     parser.add_argument("--no-gate-access", action="store_true", help="the service reads the access again")
@@ -147,6 +160,12 @@ def main() -> None:
     parser.add_argument(
         "--no-copies", action="store_true", help="the burst alone: no consumer, no copy in the call"
     )
+    parser.add_argument(
+        "--chaining", choices=["auto", "inline", "batched"], default="auto",
+        help="audit chaining (auto: batched on PostgreSQL, inline on SQLite)",
+    )  # fmt: skip
+    parser.add_argument("--chain-seconds", type=float, default=0.2, help="the chainer's interval (batched)")
+    parser.add_argument("--no-inline-comparison", action="store_true", help="batched: no inline burst first")
     args = parser.parse_args()
     os.environ["ESANTE_QUEUE"] = args.queue
     os.environ["ESANTE_QUEUE_NAME"] = f"esante-bench-{os.getpid()}"
@@ -167,6 +186,14 @@ def main() -> None:
 
     logging.disable(logging.WARNING)
     backend = "PostgreSQL" if connection.vendor == "postgresql" else "SQLite"
+    chaining = args.chaining
+    if chaining == "auto":
+        chaining = "batched" if connection.vendor == "postgresql" else "inline"
+    from django.conf import settings
+
+    from esante.audit.models import AuditEvent
+
+    settings.AUDIT_CHAINING = "inline"  # until the comparison ran (the clients inherit it)
     now = timezone.now()
     patient = Patient.objects.create(
         matricule="1904112000166", birth_name="PIG", first_names="Peppa",
@@ -255,16 +282,97 @@ def main() -> None:
 
     from esante.dispensing.services import prescription_mark_dispensed
 
-    def dispense(pk: int) -> Any:
+    def dispense(pk: int, follow_up: bool = True) -> Any:
         pharmacist = Professional.objects.select_related("user").get(pk=pharmacists[0][0])
         grant = AccessGrant.objects.select_related("patient").get(pk=pharmacists[0][1])
         return prescription_mark_dispensed(
             prescription=Prescription.objects.select_related("document__patient").get(pk=pk),
             pharmacist=pharmacist, kind="full", based_on_version=0,
             public_url="https://edocuments.example.lu", checked_access=(grant.patient, grant),
+            follow_up=follow_up,
         )  # fmt: skip
 
+    def breakdown(
+        label: str, seconds: float, done: list[Any], spent: dict[str, float], statements: int
+    ) -> None:
+        rate = len(done) / seconds
+        rows.append(
+            (f"dispensations/s, copy queued ({args.queue}), {label}, {args.clients} clients", f"{rate:.1f}")
+        )
+        took = [row[2] for row in done]
+        rows.append(
+            (
+                "  one call as the pharmacist waits (p50 / p95)",
+                f"{percentile(took, 0.5) * 1000:.1f} ms / {percentile(took, 0.95) * 1000:.1f} ms",
+            )
+        )
+        rows.append(("  statements per dispensation", f"{statements / len(done):.1f}"))
+        total = spent.pop("call")
+        accounted = sum(spent.values())
+        spent["Python (Django, the service, audit hashing)"] = total - accounted
+        for name, value in sorted(spent.items(), key=lambda item: -item[1]):
+            rows.append(
+                (
+                    f"  time per call: {name}",
+                    f"{value / len(done) * 1000:.2f} ms ({value / total:.0%})",
+                )
+            )
+
     rows: list[tuple[str, str]] = []
+    chainer = None
+
+    def start_chainer() -> Any:
+        """``esante sequence_log --every`` as in production, once the public log has caught up."""
+        from esante.audit.models import AuditChainHead
+        from esante.tlog.models import LogState
+
+        settings.AUDIT_CHAINING = os.environ["ESANTE_AUDIT_CHAINING"] = "batched"
+        os.environ["ESANTE_AUDIT_CHAIN_SECONDS"] = str(args.chain_seconds)
+        process = subprocess.Popen(  # noqa: S603
+            [
+                str(Path(sys.executable).with_name("esante")),
+                "sequence_log",
+                "--every",
+                str(args.chain_seconds),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            state = LogState.objects.values_list("last_sequence", flat=True).first()
+            if state == AuditChainHead.objects.get(pk=1).sequence:
+                break
+            time.sleep(0.1)
+        return process
+
+    compared: dict[str, float] = {}
+    if chaining == "batched" and not args.no_inline_comparison:
+        # The same burst, no consumer running (its jobs dropped), with inline chaining (every
+        # event locks the chain head) then batched chaining, for comparison.
+        for mode in ("inline", "batched"):
+            if mode == "batched":
+                chainer = start_chainer()
+            jobs.queue.use_settings()
+            seconds, done, spent, statements = burst(args.queue, prescriptions(args.after), args.clients)
+            compared[mode] = len(done) / seconds
+            breakdown(
+                f"{mode} chaining, no copy made meanwhile (comparison)", seconds, done, spent, statements
+            )
+            jobs.queue.flush()
+        rows.append(("  ratio batched / inline chaining", f"{compared['batched'] / compared['inline']:.2f}x"))
+    elif chaining == "batched":
+        chainer = start_chainer()
+
+    def chained_after(last_commit: float) -> tuple[int, float]:
+        """(events still waiting for the chainer when looked at first, seconds from ``last_commit``
+        until none waits)."""
+        waiting = first = AuditEvent.objects.filter(sequence__isnull=True).count()
+        deadline = time.monotonic() + 120
+        while waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
+            waiting = AuditEvent.objects.filter(sequence__isnull=True).count()
+        return first, (time.monotonic() - last_commit) if not waiting else float("nan")
+
     # Before: the copy in the call (WeasyPrint loaded and used once before the clients fork, as in
     # a warm worker).
     warm_before = prescriptions(1)
@@ -272,6 +380,7 @@ def main() -> None:
     batch_after = prescriptions(args.after)
     warm_after = prescriptions(1)
     batch_paced = prescriptions(args.paced)
+    batch_cost = prescriptions(args.cost)
     before = float("nan")
     if not args.no_copies:
         jobs.queue.use("immediate")
@@ -279,6 +388,24 @@ def main() -> None:
         seconds, _, _, _ = burst("immediate", batch_before, args.clients)
         before = args.before / seconds
         rows.append((f"dispensations/s, copy in the call (before), {args.clients} clients", f"{before:.1f}"))
+        # What one copy costs in processor time (the job alone, in this warm process: the CDA,
+        # the PDF, their records), and what the goal would take in copy workers at that cost.
+        from esante.dispensing.jobs import dispensation_complete
+
+        costs = []
+        for pk in batch_cost:
+            dispensation = dispense(pk, follow_up=False)
+            began = time.process_time()
+            dispensation_complete.call_local(dispensation.pk, public_url="https://edocuments.example.lu")
+            costs.append(time.process_time() - began)
+        cost = percentile(costs, 0.5)
+        rows.append(
+            (
+                f"CPU per copy (the job: CDA, PDF, records; median of {len(costs)})",
+                f"{cost * 1000:.0f} ms: one core makes {1 / cost:.1f} copies/s; 200 dispensations/s "
+                f"need {200 * cost:.0f} cores of copy workers",
+            )
+        )
 
     # After: a consumer of its own, then the burst.
     jobs.queue.use_settings()
@@ -304,30 +431,18 @@ def main() -> None:
             ready_times({warm.pk: time.monotonic()}, timeout=120)  # the consumer has loaded WeasyPrint
         seconds, done, spent, statements = burst(args.queue, batch_after, args.clients)
         after = args.after / seconds
-        rows.append(
-            (f"dispensations/s, copy queued ({args.queue}) (after), {args.clients} clients", f"{after:.1f}")
-        )
+        breakdown(f"{chaining} chaining, copies made meanwhile (after)", seconds, done, spent, statements)
         if not args.no_copies:
             rows.append(("  ratio after / before", f"{after / before:.0f}x"))
-        took = [row[2] for row in done]
-        rows.append(
-            (
-                "  one call as the pharmacist waits (p50 / p95)",
-                f"{percentile(took, 0.5) * 1000:.1f} ms / {percentile(took, 0.95) * 1000:.1f} ms",
-            )
-        )
-        rows.append(("  statements per dispensation", f"{statements / len(done):.1f}"))
-        total = spent.pop("call")
-        accounted = sum(spent.values())
-        spent["Python (Django, the service, audit hashing)"] = total - accounted
-        for name, value in sorted(spent.items(), key=lambda item: -item[1]):
+        committed = {pk: at for pk, at, _ in done}
+        if chainer is not None:
+            waiting, lag = chained_after(max(committed.values()))
             rows.append(
                 (
-                    f"  time per call: {name}",
-                    f"{value / len(done) * 1000:.2f} ms ({value / total:.0%})",
+                    f"  audit events chained (esante sequence_log --every {args.chain_seconds:g})",
+                    f"{waiting} waiting after the burst; the last chained {lag:.2f} s after the last commit",
                 )
             )
-        committed = {pk: at for pk, at, _ in done}
         if consumer is None:
             return _print(backend, rows)
         started = min(committed.values())
@@ -394,12 +509,14 @@ def main() -> None:
         if missing:
             rows.append(("copies not ready within 120 s", str(missing)))
     finally:
-        if consumer is not None:
-            consumer.send_signal(2)
+        for process in (consumer, chainer):
+            if process is None:
+                continue
+            process.send_signal(2 if process is consumer else 15)  # huey stops on SIGINT
             try:
-                consumer.wait(timeout=30)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                consumer.kill()
+                process.kill()
         jobs.queue.flush()
     _print(backend, rows)
 

@@ -1,10 +1,11 @@
 """No double dispensing under real concurrency (PostgreSQL): many pharmacists, one prescription."""
 
 import threading
+import time
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 from esante.audit.models import AuditEvent
 from esante.dispensing.models import Dispensation
@@ -70,6 +71,55 @@ def test_simultaneous_attempts_record_exactly_one_dispensation(committed_db: Non
     events = AuditEvent.objects.filter(action="prescription.dispense")
     assert events.filter(outcome="success").count() == 1
     assert events.filter(outcome="refused").count() == ATTEMPTS - 1
+
+
+def test_an_attempt_waiting_for_the_lock_reads_the_delivery_committed_meanwhile(committed_db: None) -> None:
+    """The lock and the state under it go in one round trip on PostgreSQL: the state must still be
+    read after the lock is granted. A holds the prescription's lock, having delivered 1 of the 3
+    owed; B, on the version A commits (1), asks for 3 while A holds the lock: once A commits, B
+    must see 2 owed, not 3, and be refused."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks under real concurrency: PostgreSQL only")
+    patient = make_patient()
+    prescription = submit_prescription(patient)
+    first, second = prescription.lines.order_by("position")
+    a, b = pharmacist_with_access(patient), pharmacist_with_access(patient)
+    written, outcome = threading.Event(), {}
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():  # A's delivery, committed 0.5 s after its write
+                prescription_mark_dispensed(
+                    prescription=Prescription.objects.select_related("document__patient").get(pk=prescription.pk),
+                    pharmacist=a, kind="partial", lines={first.pk: 1, second.pk: 0}, based_on_version=0,
+                    follow_up=False,
+                )  # fmt: skip
+                written.set()
+                time.sleep(0.5)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert written.wait(timeout=30)
+    waited = time.monotonic()
+    try:
+        prescription_mark_dispensed(
+            prescription=Prescription.objects.select_related("document__patient").get(pk=prescription.pk),
+            pharmacist=b, kind="partial", lines={first.pk: 3, second.pk: 0}, based_on_version=1,
+            follow_up=False,
+        )  # fmt: skip
+    except DispensationRefused as refusal:
+        outcome["code"], outcome["status"] = refusal.code, refusal.status
+    waited = time.monotonic() - waited
+    holder.join(timeout=30)
+    assert waited >= 0.3  # B did wait for A's lock
+    assert outcome == {"code": "over_delivery", "status": 400}
+    assert Dispensation.objects.count() == 1
+    fresh = Prescription.objects.get(pk=prescription.pk)
+    assert (fresh.state_version, fresh.dispensation_state) == (1, "partial")
+    events = AuditEvent.objects.filter(action="prescription.dispense").order_by("id")
+    assert list(events.values_list("outcome", "actor_id")) == [("success", a.user.pk), ("refused", b.user.pk)]
 
 
 @pytest.mark.django_db

@@ -8,8 +8,11 @@ public verification address. WeasyPrint may fetch nothing but ``data:`` URIs: no
 import base64
 import datetime
 import io
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import qrcode
 from django.conf import settings
@@ -41,7 +44,10 @@ def verification_url(code: str, public_url: str) -> str:
 
 
 def qr_data_uri(data: str) -> str:
-    image = qrcode.make(data, box_size=6, border=2)
+    """The QR code as a PNG of one pixel per module: the copy prints it at 34 mm with
+    ``image-rendering: pixelated`` (sharp modules, no smoothing), and a small image is cheap to
+    embed."""
+    image = qrcode.make(data, box_size=1, border=2)
     buffer = io.BytesIO()
     image.save(buffer)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -92,5 +98,22 @@ def render_certified_copy(
                 "qr": qr_data_uri(url),
             },
         )
-    pdf: bytes = HTML(string=html, url_fetcher=URLFetcher(allowed_protocols={"data"})).write_pdf()
+    pdf: bytes = HTML(string=html, url_fetcher=URLFetcher(allowed_protocols={"data"})).write_pdf(
+        stylesheets=[_stylesheet()]
+    )
     return pdf
+
+
+_STYLESHEET = Path(__file__).parent / "templates" / "dispensing" / "copy_pdf.css"
+_parsed = threading.local()
+
+
+def _stylesheet() -> Any:
+    """The copy's stylesheet, parsed once per thread (the job queue's workers may be threads;
+    a parsed stylesheet is not shared between them)."""
+    sheet = getattr(_parsed, "sheet", None)
+    if sheet is None:
+        from weasyprint import CSS
+
+        sheet = _parsed.sheet = CSS(string=_STYLESHEET.read_text(encoding="utf-8"))
+    return sheet

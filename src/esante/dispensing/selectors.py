@@ -5,11 +5,13 @@ The portal callers have already authorised the prescription through
 """
 
 import datetime
+import functools
 import hashlib
 import re
 import uuid
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
@@ -98,6 +100,67 @@ def prescription_dispensing_state(prescription: Prescription) -> DispensingState
         for line in lines
     ]
     return DispensingState(states, lines[0].first_delivery_at, lines[0].current_copy)  # type: ignore[attr-defined]
+
+
+def _columns(model: type) -> list[str]:
+    return [field.column for field in model._meta.concrete_fields]  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _locked_state_sql() -> str:
+    """The two statements of ``prescription_locked_with_state`` (identifiers from the models'
+    metadata, quoted; every value a bound parameter)."""
+    quote = connection.ops.quote_name
+    prescription = quote(Prescription._meta.db_table)
+    line, dispensation = quote(PrescriptionLine._meta.db_table), quote(Dispensation._meta.db_table)
+    dispensed, copy = quote(DispensationLine._meta.db_table), quote(CertifiedCopy._meta.db_table)
+    locked = ", ".join(quote(column) for column in _columns(Prescription))
+    lines = ", ".join(f"l.{quote(column)}" for column in _columns(PrescriptionLine))
+    return (
+        f"SELECT {locked} FROM {prescription} WHERE id = %s FOR UPDATE; "  # noqa: S608
+        f"SELECT {lines}, "
+        f"COALESCE((SELECT SUM(dl.quantity_delivered) FROM {dispensed} dl JOIN {dispensation} d "
+        "ON d.id = dl.dispensation_id WHERE dl.prescription_line_id = l.id AND d.withdrawn_at IS NULL), 0), "
+        f"(SELECT MIN(d.dispensed_at) FROM {dispensation} d WHERE d.prescription_id = %s "
+        "AND d.withdrawn_at IS NULL), "
+        f"EXISTS (SELECT 1 FROM {copy} c JOIN {dispensation} d ON d.id = c.dispensation_id "
+        "WHERE d.prescription_id = %s AND c.superseded_at IS NULL) "
+        f"FROM {line} l WHERE l.prescription_id = %s ORDER BY l.position"
+    )
+
+
+def locks_and_reads_in_one_round_trip() -> bool:
+    """Whether ``prescription_locked_with_state`` can send its two statements at once: on
+    PostgreSQL with client-side parameter binding (Django's default; the simple query protocol
+    takes several statements), not with ``server_side_binding``."""
+    return connection.vendor == "postgresql" and not connection.settings_dict["OPTIONS"].get(
+        "server_side_binding"
+    )
+
+
+def prescription_locked_with_state(prescription: Prescription) -> tuple[Prescription, DispensingState]:
+    """The prescription's row locked (``SELECT ... FOR UPDATE``) and ``prescription_dispensing_state``
+    read under that lock, in one round trip (``locks_and_reads_in_one_round_trip``): two
+    statements sent together. Under READ COMMITTED the second statement takes its snapshot once
+    the first has the lock, so it sees every delivery, withdrawal and copy committed before the
+    lock was granted, exactly as two round trips would. Raises ``Prescription.DoesNotExist``."""
+    with connection.cursor() as cursor:
+        pk = prescription.pk
+        cursor.execute(_locked_state_sql(), [pk, pk, pk, pk])
+        row = cursor.fetchone()
+        if row is None:
+            raise Prescription.DoesNotExist
+        cursor.nextset()
+        rows = cursor.fetchall()
+    locked = Prescription.from_db(connection.alias, None, row)  # type: ignore[arg-type]
+    if not rows:  # nothing to carry the subqueries: ask on their own
+        return locked, prescription_dispensing_state(locked)
+    width = len(PrescriptionLine._meta.concrete_fields)
+    states = []
+    for values in rows:
+        line = PrescriptionLine.from_db(connection.alias, None, values[:width])  # type: ignore[arg-type]
+        states.append(LineState(line=line, prescribed=line.quantity, delivered=values[width]))
+    return locked, DispensingState(states, rows[0][width + 1], rows[0][width + 2])
 
 
 def prescription_line_states_and_first(

@@ -15,6 +15,7 @@ commit), never while the prescription is locked and never while the pharmacist w
 """
 
 import datetime
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -37,7 +38,13 @@ from .certification import supersede_current_copies
 from .jobs import dispensation_complete_after_commit
 from .models import CertifiedCopy, Dispensation, DispensationLine
 from .refusals import DispensationRefused, refusal_record, refuse, when
-from .selectors import LineState, last_active_dispensation, prescription_dispensing_state
+from .selectors import (
+    LineState,
+    last_active_dispensation,
+    locks_and_reads_in_one_round_trip,
+    prescription_dispensing_state,
+    prescription_locked_with_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +113,35 @@ def state_write(prescription: Prescription, *, based_on_version: int, state: str
         )
 
 
+@functools.cache
+def _record_fields() -> tuple[list[Any], list[Any]]:
+    """The dispensation's columns and its lines' (their dispensation aside) that
+    ``_record_in_one_statement`` writes, in its order."""
+    fields = [f for f in Dispensation._meta.concrete_fields if not f.primary_key]
+    line_fields = [f for f in DispensationLine._meta.concrete_fields if f.name not in ("id", "dispensation")]
+    return fields, line_fields
+
+
+@functools.lru_cache(maxsize=32)
+def _record_sql(line_count: int) -> str:
+    """``_record_in_one_statement``'s statement for ``line_count`` lines, built once."""
+    quote = connection.ops.quote_name
+    fields, line_fields = _record_fields()
+    rows = ", ".join("(" + ", ".join(["%s::bigint"] * len(line_fields)) + ")" for _ in range(line_count))
+    line_columns = ", ".join(quote(f.column) for f in line_fields)
+    # Identifiers come from the models' metadata (quoted), every value is a bound parameter.
+    return (
+        f"WITH d AS (INSERT INTO {quote(Dispensation._meta.db_table)} "  # noqa: S608
+        f"({', '.join(quote(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) "
+        "RETURNING id), "
+        f"l AS (INSERT INTO {quote(DispensationLine._meta.db_table)} (dispensation_id, {line_columns}) "
+        f"SELECT d.id, v.* FROM d, (VALUES {rows}) AS v({line_columns})), "
+        f"u AS (UPDATE {quote(Prescription._meta.db_table)} SET state_version = %s, dispensation_state = %s "
+        "WHERE id = %s AND state_version = %s RETURNING 1) "
+        "SELECT d.id, (SELECT count(*) FROM u) FROM d"
+    )
+
+
 def _record_in_one_statement(
     locked: Prescription,
     dispensation: Dispensation,
@@ -118,28 +154,13 @@ def _record_in_one_statement(
     state (``state_write``) in one statement (one round trip instead of three), with the same
     constraints (the unique ``(prescription, based_on_version)`` raises ``IntegrityError``) and
     the same refusal when the version moved on."""
-    quote = connection.ops.quote_name
-    fields = [f for f in Dispensation._meta.concrete_fields if not f.primary_key]
-    line_fields = [f for f in DispensationLine._meta.concrete_fields if f.name not in ("id", "dispensation")]
-    rows = ", ".join("(" + ", ".join(["%s::bigint"] * len(line_fields)) + ")" for _ in lines)
-    line_columns = ", ".join(quote(f.column) for f in line_fields)
-    # Identifiers come from the models' metadata (quoted), every value is a bound parameter.
-    sql = (
-        f"WITH d AS (INSERT INTO {quote(Dispensation._meta.db_table)} "  # noqa: S608
-        f"({', '.join(quote(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) "
-        "RETURNING id), "
-        f"l AS (INSERT INTO {quote(DispensationLine._meta.db_table)} (dispensation_id, {line_columns}) "
-        f"SELECT d.id, v.* FROM d, (VALUES {rows}) AS v({line_columns})), "
-        f"u AS (UPDATE {quote(Prescription._meta.db_table)} SET state_version = %s, dispensation_state = %s "
-        "WHERE id = %s AND state_version = %s RETURNING 1) "
-        "SELECT d.id, (SELECT count(*) FROM u) FROM d"
-    )
+    fields, line_fields = _record_fields()
     params: list[Any] = [f.get_db_prep_save(f.pre_save(dispensation, True), connection) for f in fields]
     for line in lines:
         params.extend(getattr(line, f.attname) for f in line_fields)
     params.extend([based_on_version + 1, state, locked.pk, based_on_version])
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_record_sql(len(lines)), params)
         dispensation_id, updated = cursor.fetchone()
     if updated != 1:  # cannot happen under the row lock; kept as the database-level guarantee
         raise refuse(
@@ -169,11 +190,15 @@ def _dispense_in_transaction(
     else:
         patient, _grant = dispensing_authorise(pharmacist, prescription)
     # The prescription's row alone is locked (not its document's): its document, already read by
-    # the caller, only gives the audit event its public id.
-    locked = Prescription.objects.select_for_update().get(pk=prescription.pk)
+    # the caller, only gives the audit event its public id. What stands is read under the lock
+    # (on PostgreSQL in the lock's round trip).
+    if locks_and_reads_in_one_round_trip():
+        locked, standing = prescription_locked_with_state(prescription)
+    else:
+        locked = Prescription.objects.select_for_update().get(pk=prescription.pk)
+        standing = prescription_dispensing_state(locked)
     locked.document = prescription.document
     now = timezone.now()
-    standing = prescription_dispensing_state(locked)  # read under the lock
     _check_dispensable(
         locked, based_on_version=based_on_version, now=now, patient=patient, first_at=standing.first_at
     )
