@@ -1,8 +1,10 @@
-"""The journal's filter bar and table, written in Python: fifty rows and four form widgets
-through the template engine cost more than everything else on the page
-(``benchmarks/patient_journal.py``). Every value is escaped here, once."""
+"""The journal's tab (its filter bar, export links, table and « Accès plus anciens » link),
+written in Python: fifty rows, four form widgets and a dozen translated labels through the
+template engine cost more than everything else on the page (``benchmarks/patient_journal.py``).
+Every value is escaped here, once."""
 
 import html
+import urllib.parse
 from collections.abc import Iterable, Sequence
 
 from django import template
@@ -13,7 +15,7 @@ from django.utils.translation import gettext
 
 from esante.accounts.models import Professional
 
-from ..selectors import JournalLine, journal_kind_labels, profession_labels, professional_label
+from ..selectors import JournalLine, JournalPage, journal_kind_labels, profession_labels, professional_label
 
 register = template.Library()
 
@@ -75,6 +77,54 @@ def journal_filter_fields(
             parts.append(f'<input type="date" name="{name}" id="id_{name}" value="{escape(value)}">')
         else:
             parts.append(f'<select name="{name}" id="id_{name}">{_options(control, value)}</select>')
+    return SafeString("".join(parts))
+
+
+@register.simple_tag
+def journal_tab(page: JournalPage, form: object, asked: dict[str, str], query: dict[str, str]) -> SafeString:
+    """The journal's tab: the title, the filters, the exports and the page's lines (or that
+    there are none), and the link to the older ones that keeps the filters."""
+    # The filters in the export links, as the page was asked (``urlencode`` quotes every value).
+    filters = escape(f"?{urllib.parse.urlencode(query)}") if query else ""
+    parts = [
+        "<h2>{}</h2>\n".format(escape(gettext("Mon journal d'accès"))),
+        "<p>{}</p>\n".format(
+            escape(
+                gettext(
+                    "Chaque accès à votre dossier et chaque action sur celui-ci, "
+                    "du plus récent au plus ancien."
+                )
+            )
+        ),
+        '<form method="get" class="filters">\n  ',
+        journal_filter_fields(form, asked, page.professionals),
+        f'\n  <button type="submit" class="button">{escape(gettext("Filtrer"))}</button>\n</form>\n',
+        '<p class="exports"><a href="{}{}">{}</a> · <a href="{}{}">{}</a></p>\n'.format(
+            reverse("espace:journal_csv"),
+            filters,
+            escape(gettext("Exporter (CSV)")),
+            reverse("espace:journal_pdf"),
+            filters,
+            escape(gettext("Exporter (PDF)")),
+        ),
+    ]
+    if not page.lines:
+        parts.append(f"<p>{escape(gettext('Aucun événement pour ces critères.'))}</p>")
+        return SafeString("".join(parts))
+    headings = "".join(
+        f'<th scope="col">{escape(label)}</th>'
+        for label in (gettext("Date"), gettext("Qui"), gettext("Action"), gettext("Motif"))
+    )
+    parts.append(
+        f'<table class="journal">\n  <thead><tr>{headings}</tr></thead>\n'
+        f"  <tbody>{journal_rows(page.lines)}</tbody>\n</table>\n"
+    )
+    if page.next_before:
+        older = urllib.parse.urlencode({**query, "avant": page.next_before})
+        parts.append(
+            f'<p><a class="button secondary" href="?{escape(older)}">'
+            f"{escape(gettext('Accès plus anciens'))}</a></p>"
+        )
     return SafeString("".join(parts))
 
 
