@@ -14,7 +14,7 @@ from django.utils import timezone
 from esante.access.models import PatientBlock
 from esante.audit.catalogue import AuditAction
 from esante.audit.models import AuditEvent
-from esante.audit.services import audit_record
+from esante.audit.services import audit_record, audit_record_many
 from esante.dispensing.services import prescription_mark_dispensed
 from esante.espace.models import PatientAccount
 from esante.espace.selectors import JOURNAL_PAGE_SIZE
@@ -222,6 +222,78 @@ def test_the_journal_page_costs_the_same_queries_whatever_the_number_of_events()
     assert "MEDECIN49" in page
     # At most the two lookups a page may need beyond the first (documents named, other actors).
     assert len(many) <= len(few) + 2, [q["sql"][:120] for q in many.captured_queries]
+
+
+def _journal_queries(browser: Client, url: str) -> list[str]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        response = browser.get(url)
+    assert response.status_code == 200, url
+    return [q["sql"] for q in captured.captured_queries]
+
+
+def test_every_journal_page_costs_exactly_the_same_queries_at_two_numbers_of_events() -> None:
+    account = active_account()
+    pharmacist = make_professional("pharmacist", last_name="Schmit")
+    doctor = make_professional("doctor", last_name="Medecin")
+    for professional in (pharmacist, doctor):
+        make_grant(professional, account.patient)
+    browser = logged_in_patient(account)
+
+    def add(count: int) -> None:
+        for professional in (pharmacist, doctor):
+            for action in (AuditAction.RECORD_VIEW, AuditAction.PRESCRIPTION_DISPENSE):
+                audit_record_many(
+                    action=action, entries=[(account.patient.pk, {})] * count, actor=professional.user
+                )
+
+    def counts() -> dict[str, int]:
+        middle = AuditEvent.objects.filter(patient=account.patient).order_by("-id")[JOURNAL_PAGE_SIZE].pk
+        urls = {
+            "first page": "/patient/journal/",
+            "one professional": f"/patient/journal/?professionnel={doctor.matricule}",
+            "older page": f"/patient/journal/?avant={middle}",
+            "one kind": "/patient/journal/?type=dispensations",
+        }
+        browser.get("/patient/journal/")
+        return {name: len(_journal_queries(browser, url)) for name, url in urls.items()}
+
+    add(40)
+    few = counts()
+    add(400)
+    many = counts()
+    assert many == few
+    # The session, the user, the account, the filter's professionals, the page, and the page's
+    # own trace (on SQLite: BEGIN, the chain head, the insert, its update, COMMIT); nothing else.
+    assert set(few.values()) == {len(_journal_queries(browser, "/patient/journal/"))}
+    assert all(count <= 10 for count in few.values()), few
+
+
+def test_the_older_page_and_export_links_keep_the_filters_as_asked() -> None:
+    account = active_account()
+    doctor = make_professional("doctor", last_name="Medecin")
+    make_grant(doctor, account.patient)
+    audit_record_many(
+        action=AuditAction.PRESCRIPTION_DISPENSE,
+        entries=[(account.patient.pk, {})] * (JOURNAL_PAGE_SIZE + 5),
+        actor=doctor.user,
+    )
+    audit_record(action=AuditAction.RECORD_OPEN, actor=doctor.user, patient=account.patient)
+    browser = logged_in_patient(account)
+    for query in ("", "?type=dispensations"):
+        page = browser.get(f"/patient/journal/{query}").content.decode()
+        older = html.unescape(page.split('<a class="button secondary" href="')[1].split('"')[0])
+        assert older.startswith("?") and "avant=" in older
+        assert ("type=dispensations" in older) == bool(query)
+        # The link as the browser follows it: the older lines, still filtered.
+        second = text(browser.get(f"/patient/journal/{older}"))
+        assert AuditAction.PRESCRIPTION_DISPENSE.fr in second.split("<table")[1]
+        assert (AuditAction.RECORD_OPEN.fr in second.split("<table")[1]) is False
+        exports = html.unescape(page.split('<p class="exports">')[1].split("</p>")[0])
+        assert f'href="/patient/journal/export.csv{query}"' in exports
+        assert f'href="/patient/journal/export.pdf{query}"' in exports
 
 
 def test_the_journal_exports_as_csv_and_pdf_and_each_export_is_traced() -> None:

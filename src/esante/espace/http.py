@@ -13,6 +13,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
+from esante.accounts.models import Professional
 from esante.patients.models import Patient
 
 from . import rows
@@ -24,12 +25,16 @@ ACTING_FOR_KEY = "espace_acting_for"
 PatientView = Callable[..., HttpResponse | StreamingHttpResponse]
 
 
+#: The user's reverse one-to-one to ``Professional`` (``user.professional``), whose cache a
+#: patient account's lookup fills.
+_USER_PROFESSIONAL = Professional._meta.get_field("user").remote_field
 _ACCOUNT_FIELDS = rows.attnames(PatientAccount)
 _PATIENT_FIELDS = rows.attnames(Patient)
 _ACCOUNT_SQL = (
     f"SELECT {rows.columns(PatientAccount, 'a')}, {rows.columns(Patient, 'p')},"  # noqa: S608 - fixed names
     f" EXISTS (SELECT 1 FROM {Representation._meta.db_table} r"
-    " WHERE r.representative_id = a.id AND r.revoked_at IS NULL)"
+    " WHERE r.representative_id = a.id AND r.revoked_at IS NULL),"
+    f" EXISTS (SELECT 1 FROM {Professional._meta.db_table} x WHERE x.user_id = a.user_id)"
     f" FROM {PatientAccount._meta.db_table} a JOIN {Patient._meta.db_table} p ON p.id = a.patient_id"
     " WHERE a.user_id = %s"
 )
@@ -40,8 +45,9 @@ def active_patient_account(user: Any) -> PatientAccount | None:
     if not getattr(user, "is_authenticated", False):
         return None
     # One query, written as SQL (the ORM's compiling of it cost more than running it): the
-    # account, its patient and whether it represents anybody now. The user is the request's,
-    # already read.
+    # account, its patient, whether it represents anybody now, and whether its user is also a
+    # professional (never, for a patients' portal login: then the layout's ``user.professional``
+    # is known to be absent without a query of its own). The user is the request's, already read.
     alias = router.db_for_read(PatientAccount)
     with connections[alias].cursor() as cursor:
         cursor.execute(_ACCOUNT_SQL, [user.pk])
@@ -52,8 +58,10 @@ def active_patient_account(user: Any) -> PatientAccount | None:
     account = rows.instance(alias, PatientAccount, _ACCOUNT_FIELDS, found[:count])
     if account.state != PatientAccount.State.ACTIVE:
         return None
-    account.patient = rows.instance(alias, Patient, _PATIENT_FIELDS, found[count:-1])
-    account.represents = bool(found[-1])
+    account.patient = rows.instance(alias, Patient, _PATIENT_FIELDS, found[count:-2])
+    account.represents = bool(found[-2])
+    if not found[-1]:
+        _USER_PROFESSIONAL.set_cached_value(user, None)
     account.user = user
     return account
 

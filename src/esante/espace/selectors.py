@@ -74,7 +74,20 @@ def journal_kind_label(kind: str) -> str:
 
 
 def journal_kind_labels() -> dict[str, str]:
-    """The « Type » filter's kinds and their names in the active language."""
+    """The « Type » filter's kinds and their names in the active language (read once a
+    language and process: the catalogues do not change while it runs)."""
+    language = get_language()
+    labels = _KIND_LABELS.get(language)
+    if labels is None:
+        labels = _KIND_LABELS[language] = _journal_kind_labels()
+    return dict(labels)
+
+
+_KIND_LABELS: dict[str | None, dict[str, str]] = {}
+_PROFESSION_LABELS: dict[str | None, dict[str, str]] = {}
+
+
+def _journal_kind_labels() -> dict[str, str]:
     return {
         "acces": gettext("Accès au dossier"),
         "documents": gettext("Documents"),
@@ -273,8 +286,13 @@ def _who_uncached(event: AuditEvent, account_user_id: int) -> tuple[str, str]:
 
 def profession_labels() -> dict[str, str]:
     """The professions' names in the active language, looked up once for a page (a model's
-    ``get_profession_display`` costs more than the rest of a journal line)."""
-    return {value: str(label) for value, label in Profession.choices}
+    ``get_profession_display`` costs more than the rest of a journal line), once a language
+    and process."""
+    language = get_language()
+    labels = _PROFESSION_LABELS.get(language)
+    if labels is None:
+        labels = _PROFESSION_LABELS[language] = {value: str(label) for value, label in Profession.choices}
+    return labels
 
 
 def professional_label(professional: Professional, labels: dict[str, str]) -> str:

@@ -1,8 +1,10 @@
-"""The journal's filter bar and table, written in Python: fifty rows and four form widgets
-through the template engine cost more than everything else on the page
-(``benchmarks/patient_journal.py``). Every value is escaped here, once."""
+"""The journal's tab (its filter bar, export links, table and « Accès plus anciens » link),
+written in Python: fifty rows, four form widgets and a dozen translated labels through the
+template engine cost more than everything else on the page (``benchmarks/patient_journal.py``).
+Every value is escaped here, once."""
 
 import html
+import urllib.parse
 from collections.abc import Iterable, Sequence
 
 from django import template
@@ -13,7 +15,7 @@ from django.utils.translation import gettext
 
 from esante.accounts.models import Professional
 
-from ..selectors import JournalLine, journal_kind_labels, profession_labels, professional_label
+from ..selectors import JournalLine, JournalPage, journal_kind_labels, profession_labels, professional_label
 
 register = template.Library()
 
@@ -79,7 +81,57 @@ def journal_filter_fields(
 
 
 @register.simple_tag
+def journal_tab(page: JournalPage, form: object, asked: dict[str, str], query: dict[str, str]) -> SafeString:
+    """The journal's tab: the title, the filters, the exports and the page's lines (or that
+    there are none), and the link to the older ones that keeps the filters."""
+    # The filters in the export links, as the page was asked (``urlencode`` quotes every value).
+    filters = escape(f"?{urllib.parse.urlencode(query)}") if query else ""
+    parts = [
+        "<h2>{}</h2>\n".format(escape(gettext("Mon journal d'accès"))),
+        "<p>{}</p>\n".format(
+            escape(
+                gettext(
+                    "Chaque accès à votre dossier et chaque action sur celui-ci, "
+                    "du plus récent au plus ancien."
+                )
+            )
+        ),
+        '<form method="get" class="filters">\n  ',
+        journal_filter_fields(form, asked, page.professionals),
+        f'\n  <button type="submit" class="button">{escape(gettext("Filtrer"))}</button>\n</form>\n',
+        '<p class="exports"><a href="{}{}">{}</a> · <a href="{}{}">{}</a></p>\n'.format(
+            reverse("espace:journal_csv"),
+            filters,
+            escape(gettext("Exporter (CSV)")),
+            reverse("espace:journal_pdf"),
+            filters,
+            escape(gettext("Exporter (PDF)")),
+        ),
+    ]
+    if not page.lines:
+        parts.append(f"<p>{escape(gettext('Aucun événement pour ces critères.'))}</p>")
+        return SafeString("".join(parts))
+    headings = "".join(
+        f'<th scope="col">{escape(label)}</th>'
+        for label in (gettext("Date"), gettext("Qui"), gettext("Action"), gettext("Motif"))
+    )
+    parts.append(
+        f'<table class="journal">\n  <thead><tr>{headings}</tr></thead>\n'
+        f"  <tbody>{journal_rows(page.lines)}</tbody>\n</table>\n"
+    )
+    if page.next_before:
+        older = urllib.parse.urlencode({**query, "avant": page.next_before})
+        parts.append(
+            f'<p><a class="button secondary" href="?{escape(older)}">'
+            f"{escape(gettext('Accès plus anciens'))}</a></p>"
+        )
+    return SafeString("".join(parts))
+
+
+@register.simple_tag
 def journal_rows(lines: list[JournalLine]) -> SafeString:
+    """The table's rows. A page's fifty lines share a few actors, actions and motifs: each
+    distinct cell is escaped and assembled once."""
     via = escape(gettext("via le logiciel"))
     emergency = '<strong class="badge">{}</strong> '.format(escape(gettext("Accès en urgence")))
     logged = gettext("vérifié dans le journal public, point de contrôle %(size)s")
@@ -88,25 +140,40 @@ def journal_rows(lines: list[JournalLine]) -> SafeString:
     when_format = formats.get_format("SHORT_DATETIME_FORMAT")
     when_pattern = _strftime_pattern(when_format)
     zone = timezone.get_current_timezone()
+    whos: dict[tuple[str, str, str], str] = {}
+    whats: dict[tuple[bool, str, str, bool, str], str] = {}
+    motifs: dict[str, str] = {}
+    proofs: dict[tuple[bool, int], str] = {}
     rows = []
     for line in lines:
-        who = escape(line.who)
-        if line.who_detail:
-            who += f"<br><small>{escape(line.who_detail)}</small>"
-        if line.software:
-            who += f"<br><small>{via} {escape(line.software)}</small>"
-        what = (emergency if line.emergency else "") + escape(line.what)
-        if line.subject:
-            what += f" : {escape(line.subject)}"
-        if line.refused:
-            what += f" <em>({escape(line.outcome)})</em>"
+        key = (line.who, line.who_detail, line.software)
+        who = whos.get(key)
+        if who is None:
+            who = escape(line.who)
+            if line.who_detail:
+                who += f"<br><small>{escape(line.who_detail)}</small>"
+            if line.software:
+                who += f"<br><small>{via} {escape(line.software)}</small>"
+            whos[key] = who
+        shown = (line.emergency, line.what, line.subject, line.refused, line.outcome)
+        what = whats.get(shown)
+        if what is None:
+            what = (emergency if line.emergency else "") + escape(line.what)
+            if line.subject:
+                what += f" : {escape(line.subject)}"
+            if line.refused:
+                what += f" <em>({escape(line.outcome)})</em>"
+            whats[shown] = what
         if line.logged is not None and line.sequence is not None:
-            words = escape((cosigned if line.cosigned else logged) % {"size": line.logged[1]})
-            what += f'<br><small><a href="{entry}{line.sequence}/">{words}</a></small>'
+            proof = (line.cosigned, line.logged[1])
+            if proof not in proofs:
+                proofs[proof] = escape((cosigned if line.cosigned else logged) % {"size": line.logged[1]})
+            what += f'<br><small><a href="{entry}{line.sequence}/">{proofs[proof]}</a></small>'
+        motif = motifs.get(line.motif)
+        if motif is None:
+            motif = motifs[line.motif] = escape(line.motif)
         local = line.when.astimezone(zone)
         when = local.strftime(when_pattern) if when_pattern else dateformat.format(local, when_format)
         opening = '<tr class="emergency">' if line.emergency else "<tr>"
-        rows.append(
-            f"{opening}<td>{escape(when)}</td><td>{who}</td><td>{what}</td><td>{escape(line.motif)}</td></tr>"
-        )
+        rows.append(f"{opening}<td>{escape(when)}</td><td>{who}</td><td>{what}</td><td>{motif}</td></tr>")
     return SafeString("\n".join(rows))
