@@ -229,11 +229,11 @@ def _tree_rows(
             f"{newest}) AS newest ON true LEFT JOIN documents_document d ON d.id = newest.id {_TREE_JOIN} "
             f"{_TREE_ORDER}"
         )
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for class_code, type_code, n, *listed in _fetch(documents, sql, counted_where[1] + where[1]):
             counts[class_code, type_code] = int(n)
             if listed[0] is not None:  # a range with no document (only if the summary drifted)
-                rows.append(listed)
+                rows.append(tuple(listed))
     else:
         for class_code, type_code, n in _fetch(counted_rows, grouped, counted_where[1]):
             counts[class_code, type_code] = int(n)
