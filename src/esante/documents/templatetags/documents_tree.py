@@ -9,6 +9,8 @@ replaces. The values are the tree's plain strings: ``html.escape`` is what Djang
 applies to them, without its lazy-string wrapper.
 """
 
+import datetime
+import functools
 import html
 from typing import Any
 
@@ -31,11 +33,11 @@ def tree_documents(context: template.Context, documents: list[TreeDocument]) -> 
     escape = html.escape
     prefix = escape(str(context.get("viewer_prefix", "")))
     can_dispense = context.get("can_dispense")
-    time_format = formats.get_format("SHORT_DATETIME_FORMAT")
+    time_format = _compiled(formats.get_format("SHORT_DATETIME_FORMAT"))
     statuses: dict[str, str] = {}
     lines: list[str] = []
     for document in documents:
-        when = escape(dateformat.format(timezone.localtime(document.clinical_at), time_format))
+        when = escape(_formatted(timezone.localtime(document.clinical_at), time_format))
         link = f"{prefix}{escape(str(document.public_id))}/"
         status = ""
         if document.prescription:
@@ -61,6 +63,25 @@ def tree_documents(context: template.Context, documents: list[TreeDocument]) -> 
             "        "
         )
     return mark_safe("".join(lines))  # noqa: S308 - every value above is escaped
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(format_string: str) -> tuple[tuple[bool, str], ...]:
+    """``dateformat.Formatter.format``'s split of a format, done once: (is a format character,
+    piece) pairs, the literal pieces already unescaped."""
+    pieces = []
+    for i, piece in enumerate(dateformat.re_formatchars.split(str(format_string))):
+        if i % 2:
+            pieces.append((True, piece))
+        elif piece:
+            pieces.append((False, dateformat.re_escaped.sub(r"\1", piece)))
+    return tuple(pieces)
+
+
+def _formatted(value: datetime.datetime, pieces: tuple[tuple[bool, str], ...]) -> str:
+    """``dateformat.format(value, format)`` (what the ``date`` filter calls) for a compiled format."""
+    formatter = dateformat.DateFormat(value)
+    return "".join(str(getattr(formatter, piece)()) if special else piece for special, piece in pieces)
 
 
 def _status(context: template.Context, prescription: Any) -> str:
