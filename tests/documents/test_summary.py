@@ -279,3 +279,16 @@ def test_the_triggers_exist_on_this_database() -> None:
             )
         names = sorted(row[0] for row in cursor.fetchall())
     assert names == ["document_summary_delete", "document_summary_insert", "document_summary_update"]
+
+
+@pytest.mark.django_db
+def test_the_migrations_backfill_counts_the_documents_already_stored() -> None:
+    from esante.documents import summary
+
+    for patient in (make_patient(), make_patient()):
+        bulk(patient, 60)
+    expected = grouped()
+    DocumentSummary.objects.all().delete()  # as before the migration: documents, no summary
+    summary.backfill(connection)
+    assert stored() == expected
+    assert_exact()
