@@ -148,6 +148,9 @@ def test_restored_platform_verifies_and_carries_on(source: Site, full_backup: Pa
     assert verified.returncode == 0, verified.stderr
     assert f"last signed head #{written['audit_signed_sequence']}" in verified.stdout
     assert target.ok("migrate", "--check") is not None  # every migration applied
+    # The documents' summary came with them, not counted twice by its triggers (pg_restore creates
+    # triggers after the data; SQLite's backup copies pages).
+    assert "document summary exact" in target.ok("check_document_summary")
     assert target.files("documents") == source.files("documents")
     assert target.files("audit")["heads.jsonl"] == source.files("audit")["heads.jsonl"]
     assert (target.data_dir / "audit" / "signing-key.pem").stat().st_mode & 0o077 == 0

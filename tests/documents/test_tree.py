@@ -1,6 +1,7 @@
-"""The "Vue documentaire" tree and filter choices over ``document_patient_tree_idx`` show, for every
-viewer, exactly what the previous queries showed (one window query over the whole record, three
-DISTINCT scans): same classes, types, counts, listed documents in the same order, same choices."""
+"""The "Vue documentaire" tree and filter choices — counted from ``DocumentSummary`` rows or from
+``document_patient_tree_idx``, listed from that index — show, for every viewer, exactly what the
+previous queries showed (one window query over the whole record, three DISTINCT scans): same
+classes, types, counts, listed documents in the same order, same choices."""
 
 import datetime
 import itertools
@@ -21,7 +22,9 @@ from esante.documents.selectors import (
     document_tree,
     filter_choices,
     filtered,
+    filtered_summary,
     visible_documents,
+    visible_summary,
 )
 from esante.documents.types import DOCUMENT_TYPES, Binder, class_label
 from tests.access.factories import make_grant, make_patient, make_professional
@@ -174,7 +177,9 @@ FILTERS = [
     DocumentFilters(type_code="11488-4"),
     DocumentFilters(class_code="report"),
     DocumentFilters(binder="general"),
+    DocumentFilters(type_code="unknown"),
     DocumentFilters(date_from=(AT - datetime.timedelta(hours=20)).date()),
+    DocumentFilters(words="long"),
 ]
 
 
@@ -186,19 +191,30 @@ def test_the_tree_and_choices_are_the_previous_ones_for_every_viewer(
     professional = viewers[profession]
     compared = narrowed = 0
     total = Document.objects.filter(patient=patient).exclude(status=Document.Status.ENTERED_IN_ERROR).count()
+    names = sorted(set(Document.objects.filter(patient=patient).values_list("author_name", flat=True)))
+    by_author = [
+        DocumentFilters(author=names[0]),
+        DocumentFilters(type_code="11488-4", binder="general", author=names[-1]),
+    ]
     for mode, referring in itertools.product(AccessGrant.Mode.values, (False, True)):
         patient.referring_doctor = professional if referring else None
         patient.save(update_fields=["referring_doctor"])
         AccessGrant.objects.filter(professional=professional, patient=patient).delete()
         grant = make_grant(professional, patient, mode=mode)
         documents = visible_documents(professional, patient, grant)
+        summary = visible_summary(professional, patient, grant)
         narrowed += documents.count() < total
         expected_choices = previous_choices(documents)
         assert filter_choices(documents) == expected_choices
-        for filters, per_type in itertools.product(FILTERS, (20, 500, 3)):
+        assert filter_choices(summary) == expected_choices
+        for filters, per_type in itertools.product(FILTERS + by_author, (20, 500, 3)):
             shown_documents = filtered(documents, filters)
             expected = previous_tree(shown_documents, per_type=per_type)
             assert as_tuples(document_tree(shown_documents, per_type=per_type)) == expected, (mode, filters)
+            shown_summary = filtered_summary(summary, filters)
+            assert (shown_summary is None) == bool(filters.date_from or filters.words)
+            tree = document_tree(shown_documents, per_type=per_type, summary=shown_summary)
+            assert as_tuples(tree) == expected, (mode, filters)
             compared += sum(len(t[3]) for c in expected for t in c[3])
     # Not a comparison of empty trees: listed documents, hidden and confidential ones left out.
     assert compared > 100

@@ -328,3 +328,65 @@ def test_dispense_icon_only_for_pharmacists_with_care_access(peppa: Patient, rec
     dispense = f"/document/{record['prescription'].public_id}/dispensation/"
     assert dispense in logged_in(pharmacist).get(url).content.decode()
     assert dispense not in logged_in(doctor).get(url).content.decode()
+
+
+@pytest.mark.parametrize("profession", ["doctor", "pharmacist"])
+@pytest.mark.django_db
+def test_record_page_queries_do_not_grow_with_documents_types_or_prescriptions(
+    peppa: Patient, profession: str
+) -> None:
+    """Every type of the tree, prescriptions with a status and a dispense icon, 60 documents a
+    type or 1 (a window of 20 shown): the same queries, whatever the record holds."""
+    from esante.documents.models import Prescription
+    from esante.documents.types import DOCUMENT_TYPES
+
+    viewer = make_professional(profession)
+    make_grant(viewer, peppa)
+    client = logged_in(viewer)
+    url = f"/edocuments/patient/{peppa.public_id}/?vue=documentaire"
+
+    def load(per_type: int) -> None:
+        rows = Document.objects.bulk_create(
+            Document(
+                patient=peppa,
+                type_code=code,
+                class_code=str(document_type.class_code),
+                title=f"{code} {n}",
+                author_name=f"Dr {n % 5}",
+                source_system="CHL",
+                binder="general",
+                media_type="text/plain",
+                content="x",
+                sha256="0" * 64,
+                size=1,
+                hidden_by_patient=n % 7 == 3,
+                confidentiality="R" if n % 11 == 5 else "N",
+                clinical_at=AT - datetime.timedelta(hours=n),
+            )
+            for code, document_type in DOCUMENT_TYPES.items()
+            for n in range(per_type)
+        )
+        Prescription.objects.bulk_create(
+            Prescription(document=row, prescribed_at=AT, prescriber_name="Dr X", dispensation_state=state)
+            for row, state in zip(
+                (row for row in rows if row.type_code == "57833-6"),
+                ["open", "partial", "dispensed"] * per_type,
+                strict=False,
+            )
+        )
+
+    def count() -> tuple[int, str]:
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(url)
+        assert page.status_code == 200
+        return len(queries), page.content.decode()
+
+    load(1)
+    count()  # the session's first activity is recorded here
+    few, html = count()
+    load(60)
+    many, html = count()
+    assert many == few
+    shown = html.count('<span class="doc-meta">CHL · ')
+    assert 20 < shown <= 20 * len(DOCUMENT_TYPES)  # a window of each type, not the 60
+    assert ("dispense-icon" in html) is (profession == "pharmacist")

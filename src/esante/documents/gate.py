@@ -14,8 +14,8 @@ from esante.access.models import AccessGrant
 from esante.audit.catalogue import AuditAction
 from esante.patients.models import Patient
 
-from .models import Document
-from .selectors import access_document, visible_documents
+from .models import Document, DocumentSummary
+from .selectors import access_document, visible_documents, visible_summary
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,10 @@ class DocumentGate(RecordGate):
     def documents(self, access: RecordAccess) -> QuerySet[Document]:
         """The record's documents the actor may read under the access's grant."""
         return visible_documents(self.actor, access.patient, access.grant)
+
+    def summary(self, access: RecordAccess) -> QuerySet[DocumentSummary]:
+        """The summary rows of the record's documents the actor may read (``visible_summary``)."""
+        return visible_summary(self.actor, access.patient, access.grant)
 
     def documents_searched(
         self,

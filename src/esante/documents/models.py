@@ -1,6 +1,7 @@
 import uuid
 
 from django.db import models
+from django.db.models.functions import Coalesce
 
 from esante.access.policy import Confidentiality
 
@@ -104,6 +105,83 @@ class Document(models.Model):
     def type_label(self) -> str:
         document_type = DOCUMENT_TYPES.get(self.type_code)
         return document_type.display_label if document_type else self.type_code
+
+
+#: The columns a ``DocumentSummary`` row groups a patient's documents by: every column the
+#: viewer's visibility filter reads (``esante.access.policy.readable_documents_filter``: class,
+#: confidentiality, hidden, author; ``visible_documents``: status) and every column the tree and
+#: the filter choices show (type; binder and author name).
+SUMMARY_KEY = (
+    "patient_id",
+    "class_code",
+    "type_code",
+    "confidentiality",
+    "hidden_by_patient",
+    "author_id",
+    "status",
+    "binder",
+    "author_name",
+)
+
+
+class DocumentSummary(models.Model):
+    """How many of a patient's documents share one value of every ``SUMMARY_KEY`` column.
+
+    The "Vue documentaire" counts and its filter choices read these rows (tens for a patient of
+    thousands of documents) under the same visibility filter as the documents themselves: the
+    field names are the document's, so ``readable_documents_filter`` applies unchanged.
+
+    Written by database triggers on ``documents_document`` only (``esante.documents.summary``):
+    every insert, update of a key column and delete, by any path — ``document_submit``, the
+    patient's hide/show, a status change, ``bulk_create``, ``COPY`` — adjusts the rows in the same
+    statement, hence the same transaction. Nothing in Python writes here but the repair of
+    ``esante check_document_summary --repair``.
+    """
+
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    class_code = models.CharField(max_length=32)
+    type_code = models.CharField(max_length=16)
+    confidentiality = models.CharField(max_length=1)
+    hidden_by_patient = models.BooleanField()
+    # Derived from documents whose own foreign keys protect the patient and the author: no
+    # constraint and no index of their own here (the unique key starts with the patient), so
+    # that the triggers add no check and no index write.
+    author = models.ForeignKey(
+        "accounts.Professional",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    status = models.CharField(max_length=20)
+    binder = models.CharField(max_length=32)
+    author_name = models.CharField(max_length=200)
+    document_count = models.PositiveIntegerField()
+
+    class Meta:
+        verbose_name = "résumé des documents"
+        constraints = [
+            # One row per key; a document without author counts under author 0 (no professional
+            # has id 0), so that the triggers' upsert finds its row on both databases.
+            models.UniqueConstraint(
+                "patient",
+                "class_code",
+                "type_code",
+                "confidentiality",
+                "hidden_by_patient",
+                Coalesce("author", 0),
+                "status",
+                "binder",
+                "author_name",
+                name="document_summary_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id} {self.class_code}/{self.type_code}: {self.document_count}"
 
 
 class Prescription(models.Model):

@@ -23,7 +23,14 @@ from esante.core.storage import StoredContentAltered, altered_page, open_verifie
 from . import cda
 from .gate import DocumentGate
 from .models import Document, MediaType
-from .selectors import DocumentFilters, document_tree, filter_choices, filtered, latest_per_class
+from .selectors import (
+    DocumentFilters,
+    document_tree,
+    filter_choices,
+    filtered,
+    filtered_summary,
+    latest_per_class,
+)
 from .types import Binder
 
 # The document's bytes never run in the portal: no script, no plugin, no form, nothing embedded.
@@ -108,9 +115,14 @@ def record(request: HttpRequest, professional: Professional, public_id: uuid.UUI
                 .order_by("-clinical_at")[:20]
             )
         else:
-            # One type chosen: show more of it; otherwise the newest 20 of each type.
-            found["tree"] = document_tree(shown, per_type=500 if filters.type_code else 20)
-            found["choices"] = filter_choices(documents)
+            # One type chosen: show more of it; otherwise the newest 20 of each type. The counts
+            # and the choices from the record's summary rows (the counts from the documents when
+            # a date, "Nouveaux" or words narrow them).
+            summary = gate.summary(access)
+            found["tree"] = document_tree(
+                shown, per_type=500 if filters.type_code else 20, summary=filtered_summary(summary, filters)
+            )
+            found["choices"] = filter_choices(summary)
         if filters.words:
             found["result_count"] = shown.count()
         return found
