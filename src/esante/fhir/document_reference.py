@@ -224,4 +224,7 @@ def search(documents: QuerySet[Document], params: QueryDict) -> tuple[QuerySet[D
         for family in families:
             documents = documents.filter(**{f"author__last_name__{lookup}": family})
             traced[name] = family
-    return documents.select_related("author").only(*MAPPED).order_by("-clinical_at", "-pk"), traced
+    # The caller's joins are dropped (the patient's own documents join their prescription for the
+    # portal): only the author is mapped, and a join of a deferred field is an error.
+    rows = documents.select_related(None).select_related("author").only(*MAPPED)
+    return rows.order_by("-clinical_at", "-pk"), traced
