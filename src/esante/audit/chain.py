@@ -277,7 +277,7 @@ def _render(
     The heads and the tails' parts that repeat (actor, action, object, motif...) are rendered once
     per distinct value (the caches ``heads`` and ``middles``: equal keys are equal values, as
     ``row_problem`` compares them); the sequence, previous hash and time for each row."""
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     append = rows.append
     for (
         sequence,
@@ -300,18 +300,18 @@ def _render(
         salt,
         commitment,
     ) in raw:
-        values = (action, actor, actor_label, address)
-        head = heads.get(values, heads)
+        shown = (action, actor, actor_label, address)
+        head = heads.get(shown, heads)
         if head is heads:
-            head = _render_head(*values)
+            head = _render_head(*shown)
             if len(heads) < _RENDERED_LIMIT:
-                heads[values] = head
-        values = (motif, object_id, object_type, outcome, patient)
-        middle = middles.get(values, middles)
+                heads[shown] = head
+        about = (motif, object_id, object_type, outcome, patient)
+        middle = middles.get(about, middles)
         if middle is middles:
-            middle = _render_middle(*values)
+            middle = _render_middle(*about)
             if len(middles) < _RENDERED_LIMIT:
-                middles[values] = middle
+                middles[about] = middle
         tail = None
         if (
             middle is not None
