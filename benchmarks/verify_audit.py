@@ -5,7 +5,10 @@ same canonical content, hashes and MACs as ``audit_record``, inserted by ``COPY`
 and ``executemany`` on SQLite), signs its head, puts every event into the public log (salted
 leaves, tiles and a signed checkpoint every ``TLOG_BATCH_SIZE`` leaves, as the sequencer writes
 them, in bulk), then times the real `esante verify_audit` command, which checks the chain, the
-signed heads and the tree against the checkpoints.
+signed heads and the tree against the checkpoints. Each run first times the floor: reading the
+stored canonical bytes and hashing them, nothing else, in as many processes; both lines give the
+wall time, the CPU time (user + system) and the load average they ran under (and, on a local
+PostgreSQL, the CPU of the server's backends that ended meanwhile).
 
     python benchmarks/verify_audit.py
     python benchmarks/verify_audit.py --database postgres://postgres@127.0.0.1:5432/esante_bench
@@ -20,6 +23,7 @@ timed against each other on the same trail.
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -95,6 +99,66 @@ print(f"built {count} events in {events - started:.0f} s, signed their head in {
       f"their {len(sizes)} checkpoints in {time.perf_counter() - signed:.0f} s")
 """
 
+# The floor, measured in the same run: reading each event's stored canonical bytes and hashing
+# them (SHA-256), nothing else, by ranges of the sequence in as many processes as verify_audit.
+FLOOR = r"""
+import hashlib, multiprocessing, sys
+import django
+django.setup()
+from django.db import connection, connections
+from esante.audit.models import AuditChainHead
+
+def hash_range(bounds):
+    after, upto = bounds
+    sha = hashlib.sha256
+    with connection.cursor() as cursor:
+        while after < upto:
+            until = min(after + 10_000, upto)
+            cursor.execute(
+                "SELECT canonical FROM audit_auditevent WHERE sequence > %s AND sequence <= %s",
+                [after, until],
+            )
+            for (canonical,) in cursor.fetchall():
+                sha(canonical.encode("utf-8")).hexdigest()
+            after = until
+    return upto - bounds[0]
+
+processes, total = int(sys.argv[1]), AuditChainHead.objects.get(pk=1).sequence
+ranges = [(after, min(after + 65_536, total)) for after in range(0, total, 65_536)]
+if processes > 1:
+    connections.close_all()
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        assert sum(pool.map(hash_range, ranges)) == total
+else:
+    assert sum(map(hash_range, ranges)) == total
+"""
+
+
+def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Wall time and CPU time (user + system, the process and its children) of ``command``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, result
+
+
+def _server_cpu(database: str) -> float | None:
+    """The CPU time of the PostgreSQL server's ended backends so far (the postmaster's children),
+    seconds; None when not readable (another host). Counts every session's backends that ended:
+    on a shared server, an upper bound of this run's."""
+    query = "SELECT pg_backend_pid()"
+    try:
+        pid = subprocess.run(
+            ["psql", database, "-tAc", query], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        fields = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return None
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -131,16 +195,29 @@ def main() -> None:
         if args.processes > 1:
             command += ["--processes", str(args.processes)]
         backend = "PostgreSQL" if name else "SQLite"
+        processes = f" (--processes {args.processes})" if args.processes > 1 else ""
+        floor = [sys.executable, "-c", FLOOR, str(args.processes)]
         for _ in range(args.runs):
-            started = time.perf_counter()
-            result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-            elapsed = time.perf_counter() - started
-            print(
-                f"{backend}: verify_audit over {args.events:,} events"
-                f"{f' (--processes {args.processes})' if args.processes > 1 else ''}: "
-                f"{elapsed:.1f} s (exit {result.returncode})"
-            )
-            print(result.stdout.strip() or result.stderr.strip())
+            # The floor and the command back to back, each with the load average it ran under.
+            for label, run in (
+                ("floor: read + SHA-256 of the canonical bytes", floor),
+                ("verify_audit", command),
+            ):
+                load = os.getloadavg()[0]
+                server = _server_cpu(args.database) if name else None
+                elapsed, cpu, result = _timed(run, env)
+                server_after = _server_cpu(args.database) if name else None
+                on_server = (
+                    f", server backends {server_after - server:.1f} s CPU (all sessions' that ended)"
+                    if server is not None and server_after is not None
+                    else ""
+                )
+                print(
+                    f"{backend}: {label} over {args.events:,} events{processes}: {elapsed:.1f} s wall, "
+                    f"{cpu:.1f} s CPU (user + sys){on_server}, load {load:.1f} (exit {result.returncode})"
+                )
+                if run is command or result.returncode:
+                    print(result.stdout.strip() or result.stderr.strip())
     finally:
         if args.data_dir is None or args.drop:
             shutil.rmtree(work, ignore_errors=True)

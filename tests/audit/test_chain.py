@@ -320,3 +320,57 @@ def test_a_column_stored_as_another_type_is_found() -> None:
     tamper("UPDATE audit_auditevent SET action = CAST(action AS BLOB) WHERE sequence = 2", [])
     result = verify_chain()
     assert not result.ok and result.broken_sequence == 2 and "columns differ" in result.problem
+
+
+@pytest.mark.django_db
+def test_columns_rendered_in_python_are_the_sql_projection() -> None:
+    """``stored_rows`` renders the head and tail from the raw columns in Python; on events of
+    every shape (whole seconds and fractions with trailing zeros included, on PostgreSQL whose
+    timestamp text drops them), the rendering is exactly ``_projection``'s SQL one, and the hot
+    loop vouches for each event; a column of another type behind the model's back renders as
+    nothing on SQLite, as the SQL does."""
+    import datetime
+
+    from esante.audit.chain import HEAD, TAIL, _projection, row_agrees, stored_rows
+    from tests.access.factories import make_patient, make_professional
+
+    professional = make_professional("doctor")
+    base = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
+    audit_record(
+        action=AuditAction.RECORD_OPEN,
+        actor=professional.user,
+        patient=make_patient(),
+        object_type="AccessGrant",
+        object_id=7,
+        motif='Soins « urgents » \u00e9\u4e2d"\\\n\t\x01',
+        client_address="2001:db8::1",
+        details={"z": [1, 2.5, None, True], "a": {"é": "ü", "n": -3}, "shown": ["x"]},
+        at=base,
+    )
+    for microsecond in (500_000, 120_000, 1, 999_999):
+        audit_record(
+            action=AuditAction.LOGOUT,
+            actor_label="tester",
+            client_address="10.0.0.9",
+            at=base.replace(microsecond=microsecond),
+        )
+    audit_record(action=AuditAction.LOGOUT, outcome=AuditOutcome.REFUSED, details={"n": 1})
+
+    def projected() -> list[tuple[Any, ...]]:
+        head, tail, _ = _projection(connection.vendor)
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT {head}, {tail} FROM audit_auditevent e ORDER BY e.sequence")  # noqa: S608
+            return cur.fetchall()
+
+    [rows] = list(stored_rows(0, 10))
+    assert len(rows) == 6
+    assert [(row[HEAD], row[TAIL]) for row in rows] == projected()
+    previous = GENESIS_HASH
+    for row in rows:
+        assert row_agrees(row, expected_sequence=row[0], previous=previous)
+        previous = row[2]
+    if connection.vendor == "sqlite":  # values of another type than the column's, as SQLite allows
+        tamper("UPDATE audit_auditevent SET actor_label = X'35', created_at = 7 WHERE sequence = 2", [])
+        [rows] = list(stored_rows(0, 10))
+        assert rows[1][HEAD] is None and rows[1][TAIL] is None
+        assert [(row[HEAD], row[TAIL]) for row in rows] == projected()
