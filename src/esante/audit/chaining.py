@@ -6,8 +6,9 @@ serialises every audited action on that row until its commit, so concurrent writ
 one another's commits (about 500 actions/s on PostgreSQL whatever the number of writers). Batched,
 ``audit_record`` takes no lock: it inserts the event *unchained* (``sequence``, ``prev_hash``,
 ``hash`` and ``canonical`` NULL) with an intake MAC over its row id (drawn from the id sequence
-first, so a copy of the row under another id is refused) and its content (``keys.intake_mac``) in
-``mac``, in the caller's transaction (no action commits without its event); concurrent writers
+first, by blocks on PostgreSQL: ``services._next_id``; a copy of the row under another id is
+refused) and its content (``keys.intake_mac``) in ``mac``, in one INSERT in the caller's
+transaction (no action commits without its event); concurrent writers
 commit independently, and PostgreSQL's group commit shares the WAL flushes between them. The
 chainer then, like a Trillian / Tessera sequencer integrating many entries per tree update:
 
@@ -16,7 +17,7 @@ chainer then, like a Trillian / Tessera sequencer integrating many entries per t
   the chainer stops there: the events before it are chained, it and those after it wait, and the
   refusal is reported each pass until someone looks), gives them the next sequences from the
   head, computes their canonical bytes in exactly inline mode's format, their hash and MAC,
-  updates the rows, and moves the head once. A chained row is byte for byte what an inline write
+  updates the rows (on PostgreSQL in one statement), and moves the head once. A chained row is byte for byte what an inline write
   would have stored, so ``verify_audit``, the heads signer and the public log read it unchanged;
 - the triggers (``audit.triggers``) allow that one UPDATE (sequence NULL to set, content columns
   unchanged) and nothing else;
