@@ -136,7 +136,9 @@ def _reserve_ids(count: int) -> list[int]:
 # chained; the chainer takes the *waiting* events in id order only to have an order, and
 # ``verify_audit`` and the public log walk the chain by sequence. What ids do order is the
 # patient's journal (``espace.selectors.journal_events``, newest first by id): a block kept at
-# most a second keeps that order true to within a second. Ids skipped (a block not used up) are
+# most a second keeps that order true to within a second (and the chain's order among events
+# waiting together). A thread's ids increase: its events are chained in the order it wrote them
+# (``audit_record_many`` drops the block). Ids skipped (a block not used up) are
 # gaps in the ids, never in the sequences.
 ID_BLOCK_MAX = 64
 ID_BLOCK_SECONDS = 1.0
@@ -489,6 +491,7 @@ def _insert_unchained(
     stored_at = connection.ops.adapt_datetimefield_value(created_at)
     rows = []
     with _reserving():
+        _drop_id_block()  # the next audit_record's id comes after these (a thread's ids increase)
         ids = _reserve_ids(len(entries))
         for event_id, (patient_id, entry_details) in zip(ids, entries, strict=True):
             details = {**entry_details, "via": via} if via and "via" not in entry_details else entry_details
