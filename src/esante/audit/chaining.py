@@ -17,8 +17,9 @@ chainer then, like a Trillian / Tessera sequencer integrating many entries per t
   the chainer stops there: the events before it are chained, it and those after it wait, and the
   refusal is reported each pass until someone looks), gives them the next sequences from the
   head, computes their canonical bytes in exactly inline mode's format, their hash and MAC,
-  updates the rows (on PostgreSQL in one statement), and moves the head once. A chained row is byte for byte what an inline write
-  would have stored, so ``verify_audit``, the heads signer and the public log read it unchanged;
+  updates the rows (on PostgreSQL in one statement), and moves the head once. A chained row is
+  byte for byte what an inline write would have stored, so ``verify_audit``, the heads signer
+  and the public log read it unchanged;
 - the triggers (``audit.triggers``) allow that one UPDATE (sequence NULL to set, content columns
   unchanged) and nothing else;
 - a chainer killed mid-batch leaves nothing of it (one transaction): the next pass takes the same

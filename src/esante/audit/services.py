@@ -24,6 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from .catalogue import AuditAction, AuditOutcome
@@ -196,10 +197,16 @@ _ADAPTED = ("created_at", "client_address", "details")
 _statements: dict[str, str] = {}
 
 
+def _field(name: str) -> "Field[Any, Any]":
+    field = AuditEvent._meta.get_field(name)
+    assert isinstance(field, Field)  # noqa: S101 (a concrete column of the model)
+    return field
+
+
 def _unchained_statement(vendor: str) -> str:
     if vendor not in _statements:
-        fields = [AuditEvent._meta.get_field(name) for name in _UNCHAINED]
-        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        fields = [_field(name) for name in _UNCHAINED]
+        columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
         table = connection.ops.quote_name(AuditEvent._meta.db_table)
         statement = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608 (constants)
         if vendor == "postgresql":
@@ -234,9 +241,8 @@ def _insert_one_unchained(event: AuditEvent) -> AuditEvent:
     key = mac_key()
     postgresql = connection.vendor == "postgresql"
     statement = _unchained_statement(connection.vendor)
-    meta = AuditEvent._meta
     created_at, client_address, details = (
-        meta.get_field(name).get_db_prep_save(getattr(event, name), connection) for name in _ADAPTED
+        _field(name).get_db_prep_save(getattr(event, name), connection) for name in _ADAPTED
     )
     with _reserving():
         for _attempt in range(3):

@@ -90,9 +90,7 @@ def _insert_leaves(leaves: list[LogLeaf]) -> None:
         LogLeaf.objects.bulk_create(leaves)
         return
     quote = connection.ops.quote_name
-    columns = ", ".join(
-        quote(LogLeaf._meta.get_field(name).column) for name in ("index", "event", "salt", "commitment")
-    )
+    columns = ", ".join(quote(column) for column in ("index", "event_id", "salt", "commitment"))
     with (
         connection.cursor() as cursor,
         cursor.copy(f"COPY {quote(LogLeaf._meta.db_table)} ({columns}) FROM STDIN") as copy,
