@@ -17,11 +17,15 @@ batching of the events' own commits.
 - ``single chain``: one writer, no sequencer: the reference figure.
 - ``N writers + sequencer``: N writer processes (forked, each with its own connection) write for
   the given time while the public log's sequencer (``sequence_batch``, its own process) puts the
-  events into the Merkle tree in batches (passing every 0.2 s when nothing waits, as ``esante
+  events into the Merkle tree in batches (a pass every 0.2 s taking all that waits, as ``esante
   serve`` does in batched mode); the figure is the events committed per second, then how long the
   sequencer took to catch up once the writers stopped, the events per second that reached a signed
   checkpoint (written / (writing time + catch-up)), and how long after its write an event was in
   a signed checkpoint (median, 99th percentile, max: the checkpoint's time minus the event's).
+- CPU per action: the writers' Python and their PostgreSQL backends' CPU (``/proc``), the
+  sequencer's and its backend's, divided by the events written; the rates depend on what else the
+  machine runs, this much less, and ``2 cores / CPU per action`` bounds the rate a CPU-bound run
+  can reach. Django runs with ``DEBUG`` off, as in production (no record of every query).
 
     python benchmarks/audit_throughput.py [--seconds S] [--writers 1,4,16] [--modes inline,batched]
     python benchmarks/audit_throughput.py --database postgres://postgres@127.0.0.1:5432/esante_bench
@@ -29,41 +33,61 @@ batching of the events' own commits.
 
 import argparse
 import multiprocessing
+import os
 import sys
 import time
 from multiprocessing.synchronize import Event
+from pathlib import Path
 
 from _setup import fresh_django
 
 
-def _writer(deadline: float, counts: "multiprocessing.Queue[int]", start: Event) -> None:
+def _backend_seconds() -> float:
+    """CPU seconds used so far by this connection's PostgreSQL backend (0 on SQLite)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return 0.0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _writer(deadline: float, counts: "multiprocessing.Queue[tuple[int, float, float]]", start: Event) -> None:
     from django.db import connection
 
     from esante.audit.catalogue import AuditAction
     from esante.audit.services import audit_record
 
+    backend = _backend_seconds()
     start.wait()
-    written = 0
+    cpu, written = time.process_time(), 0
     while time.monotonic() < deadline:
         audit_record(action=AuditAction.LOGOUT, actor_label="bench", details={"n": written})
         written += 1
+    cpu = time.process_time() - cpu
+    backend = _backend_seconds() - backend
     connection.close()
-    counts.put(written)
+    counts.put((written, cpu, backend))
 
 
-def _sequencer(stop: Event, start: Event) -> None:
+def _sequencer(stop: Event, start: Event, cpus: "multiprocessing.Queue[tuple[float, float]]") -> None:
     from django.db import connection
 
-    from esante.tlog.sequencer import sequence_batch
+    from esante.tlog.sequencer import sequence_pending
 
+    backend = _backend_seconds()
     start.wait()
-    while not stop.is_set():
-        if not sequence_batch().added:
-            time.sleep(PASS_SECONDS)
+    cpu = time.process_time()
+    while not stop.wait(PASS_SECONDS):  # as ``sequence_loop`` in ``esante serve``
+        sequence_pending()
+    cpus.put((time.process_time() - cpu, _backend_seconds() - backend))
     connection.close()
 
 
-PASS_SECONDS = 0.2  # the sequencer's pass when nothing waits (ESANTE_AUDIT_CHAIN_SECONDS)
+PASS_SECONDS = 0.2  # between the sequencer's passes (ESANTE_AUDIT_CHAIN_SECONDS)
 
 
 def _latencies(after_index: int) -> list[float]:
@@ -99,9 +123,10 @@ def _written() -> int:
 
 def run(
     writers: int, seconds: float, *, sequencer: bool, mode: str = "inline"
-) -> tuple[int, float, float, list[float]]:
+) -> tuple[int, float, float, list[float], tuple[float, float, float, float]]:
     """(events written, writing seconds, catch-up seconds of the sequencer, each event's seconds
-    from its write to a signed checkpoint)."""
+    from its write to a signed checkpoint, CPU seconds: the writers' Python, their PostgreSQL
+    backends', the sequencer's Python, its backend's)."""
     from django.conf import settings
     from django.db import connections
 
@@ -112,13 +137,14 @@ def run(
     before = _written()
     connections.close_all()  # never a connection shared across fork
     context = multiprocessing.get_context("fork")
-    counts: multiprocessing.Queue[int] = context.Queue()
+    counts: multiprocessing.Queue[tuple[int, float, float]] = context.Queue()
+    cpus: multiprocessing.Queue[tuple[float, float]] = context.Queue()
     start, stop = context.Event(), context.Event()
     started = time.monotonic()
     deadline = started + 0.5 + seconds
     children = [context.Process(target=_writer, args=(deadline, counts, start)) for _ in range(writers)]
     if sequencer:
-        sequencing = context.Process(target=_sequencer, args=(stop, start))
+        sequencing = context.Process(target=_sequencer, args=(stop, start, cpus))
         sequencing.start()
     for child in children:
         child.start()
@@ -127,7 +153,9 @@ def run(
     for child in children:
         child.join()
     elapsed = time.monotonic() - (started + 0.5)
-    total = sum(counts.get() for _ in children)
+    written = [counts.get() for _ in children]
+    total = sum(count for count, _, _ in written)
+    cpu = [sum(python for _, python, _ in written), sum(backend for _, _, backend in written), 0.0, 0.0]
     catch_up = 0.0
     if sequencer:
         caught = time.monotonic()
@@ -135,10 +163,25 @@ def run(
             time.sleep(0.02)
         catch_up = time.monotonic() - caught
         stop.set()
+        cpu[2:] = cpus.get()
         sequencing.join()
     latencies = _latencies(before) if sequencer else []
     connections.close_all()
-    return total, elapsed, catch_up, latencies
+    return total, elapsed, catch_up, latencies, (cpu[0], cpu[1], cpu[2], cpu[3])
+
+
+def _cpu_text(cpu: tuple[float, float, float, float], total: int) -> str:
+    """CPU per audited action, which the machine's load changes less than the rates: the writers'
+    Python, their database backends (PostgreSQL), the sequencer and its backend; then what it
+    would allow on this machine's cores were they all ours."""
+    writers, writer_db, sequencer, sequencer_db = (seconds / total * 1e3 for seconds in cpu)
+    whole = writers + writer_db + sequencer + sequencer_db
+    cores = os.cpu_count() or 1
+    return (
+        f"CPU per action {whole:.3f} ms (writers {writers:.3f} + their backends {writer_db:.3f}, "
+        f"sequencer {sequencer:.3f} + its backend {sequencer_db:.3f}): at most {cores / whole * 1e3:,.0f}/s "
+        f"on {cores} cores"
+    )
 
 
 def main() -> None:
@@ -151,14 +194,17 @@ def main() -> None:
     parser.add_argument("--database", default="")
     args = parser.parse_args()
     fresh_django(args.database)
+    from django.conf import settings
+
+    settings.DEBUG = False  # as in production: no record of every query (``ESANTE_DEBUG`` above)
     backend = "PostgreSQL" if args.database else "SQLite"
-    total, elapsed, _, _ = run(1, args.seconds, sequencer=False)
+    total, elapsed, _, _, cpu = run(1, args.seconds, sequencer=False)
     single = total / elapsed
     label = "single chain, 1 writer (durable commit per event, locked head)"
-    print(f"{backend}: {label}  {single:,.0f} events/s")
+    print(f"{backend}: {label}  {single:,.0f} events/s; {_cpu_text(cpu, total)}")
     for mode in args.modes.split(","):
         for writers in (int(n) for n in args.writers.split(",")):
-            total, elapsed, catch_up, latencies = run(writers, args.seconds, sequencer=True, mode=mode)
+            total, elapsed, catch_up, latencies, cpu = run(writers, args.seconds, sequencer=True, mode=mode)
             rate = total / elapsed
             delay = (
                 f"; write to signed checkpoint p50 {percentile(latencies, 0.5):.2f} s, "
@@ -169,7 +215,8 @@ def main() -> None:
             print(
                 f"{backend}: {mode} chaining, {writers} writers + sequencer  {rate:,.0f} audited actions/s "
                 f"({rate / single:.2f} x the single chain); in a signed checkpoint {catch_up:.1f} s after "
-                f"the last write: {total / (elapsed + catch_up):,.0f} events/s end to end{delay}"
+                f"the last write: {total / (elapsed + catch_up):,.0f} events/s end to end{delay}; "
+                f"{_cpu_text(cpu, total)}"
             )
             sys.stdout.flush()
 

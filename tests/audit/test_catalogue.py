@@ -13,6 +13,7 @@ from esante.audit.catalogue import AuditAction, AuditOutcome
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
 from esante.dispensing.services import prescription_mark_dispensed
+from tests.audit.settle import settle
 from tests.dispensing.conftest import logged_in, pharmacist_with_access, submit_prescription
 
 SRC = Path(esante.__file__).parent
@@ -155,7 +156,9 @@ def test_audit_record_refuses_anything_but_members() -> None:
     with pytest.raises(TypeError):
         audit_record(action=AuditAction.RECORD_OPEN, outcome="refused", actor_label="t")  # type: ignore[arg-type]
     assert not AuditEvent.objects.exists()
-    event = audit_record(action=AuditAction.RECORD_OPEN, outcome=AuditOutcome.REFUSED, actor_label="t")
+    (event,) = settle(
+        [audit_record(action=AuditAction.RECORD_OPEN, outcome=AuditOutcome.REFUSED, actor_label="t")]
+    )
     assert (event.action, event.outcome) == ("record.open", "refused")
     assert '"action":"record.open"' in event.canonical
 

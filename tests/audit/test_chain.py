@@ -15,6 +15,7 @@ from esante.audit.keys import event_mac
 from esante.audit.models import AuditEvent
 from esante.audit.services import GENESIS_HASH, audit_record
 from esante.audit.verification import verify_chain
+from tests.audit.settle import settle
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +27,9 @@ def fresh_heads_file() -> None:
 
 
 def record(n: int) -> list[AuditEvent]:
-    return [audit_record(action=AuditAction.LOGOUT, actor_label="tester", details={"n": i}) for i in range(n)]
+    return settle(
+        [audit_record(action=AuditAction.LOGOUT, actor_label="tester", details={"n": i}) for i in range(n)]
+    )
 
 
 @pytest.mark.django_db
@@ -193,6 +196,7 @@ def test_concurrent_writers_keep_the_chain_linear(committed_db: None) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
+    settle()
     sequences = list(AuditEvent.objects.order_by("sequence").values_list("sequence", flat=True))
     assert sequences == list(range(1, 91))
     assert len(set(AuditEvent.objects.values_list("prev_hash", flat=True))) == 90  # no two share a parent
@@ -236,6 +240,7 @@ def test_stored_rows_are_vouched_for_without_the_model() -> None:
         details={"z": [1, 2.5, None, True], "a": {"é": "ü", "n": -3}, "shown": ["x"]},
     )
     audit_record(action=AuditAction.LOGOUT, actor_label="tester", client_address="10.0.0.9")
+    settle()
     [rows] = list(stored_rows(0, 10))
     assert row_agrees(rows[0], expected_sequence=1, previous=GENESIS_HASH)
     assert row_agrees(rows[1], expected_sequence=2, previous=rows[0][2])

@@ -17,6 +17,7 @@ from esante.audit.catalogue import AuditAction
 from esante.audit.keys import MAC_KEY_BYTES, forget_mac_keys
 from esante.audit.models import AuditEvent
 from esante.audit.services import audit_record
+from tests.audit.settle import settle
 
 NO_KEY = 5
 
@@ -46,7 +47,7 @@ def verify() -> tuple[int, str]:
 
 @pytest.mark.django_db
 def test_each_event_carries_an_hmac_of_its_hash_with_the_key_off_the_database(settings: Any) -> None:
-    event = audit_record(action=AuditAction.RECORD_OPEN, actor_label="tester")
+    (event,) = settle([audit_record(action=AuditAction.RECORD_OPEN, actor_label="tester")])
     key_file: Path = settings.AUDIT_MAC_KEY_FILE
     key = key_file.read_bytes()
     assert len(key) == MAC_KEY_BYTES and stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -57,6 +58,7 @@ def test_each_event_carries_an_hmac_of_its_hash_with_the_key_off_the_database(se
 @pytest.mark.django_db
 def test_the_public_key_is_written_with_the_signing_key(settings: Any) -> None:
     audit_record(action=AuditAction.RECORD_OPEN, actor_label="tester")
+    settle()
     audit_anchor()
     private: Path = settings.AUDIT_SIGNING_KEY_FILE
     public: Path = settings.AUDIT_PUBLIC_KEY_FILE
@@ -69,6 +71,7 @@ def test_the_public_key_is_written_with_the_signing_key(settings: Any) -> None:
 def test_verify_audit_reads_the_public_key_and_never_creates_a_key(settings: Any, tmp_path: Path) -> None:
     """Issue 10 review: verify_audit run where the key is not (a backup host) created one."""
     audit_record(action=AuditAction.RECORD_OPEN, actor_label="tester")
+    settle()
     audit_anchor()
     private: Path = settings.AUDIT_SIGNING_KEY_FILE
     public: Path = settings.AUDIT_PUBLIC_KEY_FILE
@@ -89,6 +92,7 @@ def test_verify_audit_reads_the_public_key_and_never_creates_a_key(settings: Any
 @pytest.mark.django_db
 def test_verify_audit_without_the_mac_key_says_so_and_creates_none(settings: Any, tmp_path: Path) -> None:
     audit_record(action=AuditAction.RECORD_OPEN, actor_label="tester")
+    settle()
     audit_anchor()
     settings.AUDIT_MAC_KEY_FILE = tmp_path / "not-here" / "mac-key"
     status, message = verify()

@@ -9,6 +9,7 @@ from esante.audit.services import audit_record, audit_record_many, audit_via
 from esante.audit.verification import verify_chain
 from esante.patients.matricule import make_patient_matricule
 from esante.patients.models import Patient
+from tests.audit.settle import settle
 
 
 def _patient(serial: int) -> Patient:
@@ -34,6 +35,7 @@ def test_events_written_together_chain_like_single_ones() -> None:
             actor_label="operator:test",
         )
     audit_record(action=AuditAction.PATIENT_CREATE, actor_label="test")
+    settle([first])
     assert written == 3
     events = list(AuditEvent.objects.order_by("sequence"))
     assert [e.sequence for e in events] == [1, 2, 3, 4, 5]

@@ -32,6 +32,7 @@ from esante.audit.anchoring import (
 )
 from esante.audit.catalogue import AuditAction
 from esante.audit.services import audit_record
+from tests.audit.settle import settle
 
 ESANTE = str(Path(sys.executable).with_name("esante"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,7 @@ def own_heads_files(settings: Any, tmp_path: Path) -> None:
 def record(n: int) -> None:
     for i in range(n):
         audit_record(action=AuditAction.LOGOUT, actor_label="tester", details={"n": i})
+    settle()  # the signer signs the chain's head: batched, the chainer's pass first
 
 
 def signed_sequence() -> int:

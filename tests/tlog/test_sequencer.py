@@ -23,13 +23,17 @@ from esante.tlog import merkle, note
 from esante.tlog.models import LogCheckpoint, LogLeaf, LogState, LogTile
 from esante.tlog.selectors import inclusion_for_event, inclusions_for_events, latest_checkpoint, leaf_opening
 from esante.tlog.sequencer import SequencerRefused, sequence_batch, sequence_pending
+from tests.audit.settle import settle
 
 ESANTE = str(Path(sys.executable).with_name("esante"))
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def record(n: int) -> list[AuditEvent]:
-    return [audit_record(action=AuditAction.LOGOUT, actor_label="tester", details={"n": i}) for i in range(n)]
+    events = [
+        audit_record(action=AuditAction.LOGOUT, actor_label="tester", details={"n": i}) for i in range(n)
+    ]
+    return settle(events)
 
 
 def verifier() -> note.Verifier:

@@ -6,8 +6,9 @@ serialises every audited action on that row until its commit, so concurrent writ
 one another's commits (about 500 actions/s on PostgreSQL whatever the number of writers). Batched,
 ``audit_record`` takes no lock: it inserts the event *unchained* (``sequence``, ``prev_hash``,
 ``hash`` and ``canonical`` NULL) with an intake MAC over its row id (drawn from the id sequence
-first, so a copy of the row under another id is refused) and its content (``keys.intake_mac``) in
-``mac``, in the caller's transaction (no action commits without its event); concurrent writers
+first, by blocks on PostgreSQL: ``services._next_id``; a copy of the row under another id is
+refused) and its content (``keys.intake_mac``) in ``mac``, in one INSERT in the caller's
+transaction (no action commits without its event); concurrent writers
 commit independently, and PostgreSQL's group commit shares the WAL flushes between them. The
 chainer then, like a Trillian / Tessera sequencer integrating many entries per tree update:
 
@@ -16,8 +17,9 @@ chainer then, like a Trillian / Tessera sequencer integrating many entries per t
   the chainer stops there: the events before it are chained, it and those after it wait, and the
   refusal is reported each pass until someone looks), gives them the next sequences from the
   head, computes their canonical bytes in exactly inline mode's format, their hash and MAC,
-  updates the rows, and moves the head once. A chained row is byte for byte what an inline write
-  would have stored, so ``verify_audit``, the heads signer and the public log read it unchanged;
+  updates the rows (on PostgreSQL in one statement), and moves the head once. A chained row is
+  byte for byte what an inline write would have stored, so ``verify_audit``, the heads signer
+  and the public log read it unchanged;
 - the triggers (``audit.triggers``) allow that one UPDATE (sequence NULL to set, content columns
   unchanged) and nothing else;
 - a chainer killed mid-batch leaves nothing of it (one transaction): the next pass takes the same
@@ -30,6 +32,7 @@ writes may coexist (a setting changed on a running platform): both move the head
 
 """
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +57,10 @@ class ChainResult:
     chained: int
     last_sequence: int
     refused: str = ""  # why the next waiting event was not chained ("" when none was refused)
+    # What was chained, in sequence order: (event id, sequence, canonical, hash). The public
+    # log's sequencer, in the same transaction, takes them from here instead of reading back
+    # and checking again the rows it has just computed.
+    events: tuple[tuple[int, int, str, str], ...] = ()
 
 
 def _payload_of(row: tuple[Any, ...], *, sequence: int, prev_hash: str) -> dict[str, Any]:
@@ -115,18 +122,51 @@ def chain_batch(*, limit: int, progress: Callable[[int, int], None] | None = Non
             updates.append((sequence, previous, digest, canonical, event_mac(digest, key), row[0]))
             previous = digest
         if updates:
-            quote, table = connection.ops.quote_name, AuditEvent._meta.db_table
-            with connection.cursor() as cursor:
-                cursor.executemany(
-                    f"UPDATE {quote(table)} SET {quote('sequence')} = %s, {quote('prev_hash')} = %s, "  # noqa: S608 (constants)
-                    f"{quote('hash')} = %s, {quote('canonical')} = %s, {quote('mac')} = %s "
-                    f"WHERE {quote('id')} = %s AND {quote('sequence')} IS NULL",
-                    updates,
-                )
+            _write_chain(updates)
             if progress is not None:
                 progress(updates[0][0], sequence)
             AuditChainHead.objects.filter(pk=1).update(sequence=sequence, hash=previous)
-    return ChainResult(len(updates), sequence, refused)
+    events = tuple((update[5], update[0], update[3], update[2]) for update in updates)
+    return ChainResult(len(updates), sequence, refused, events)
+
+
+_UPDATED = ("sequence", "prev_hash", "hash", "canonical", "mac", "id")
+
+
+def _write_chain(updates: list[tuple[Any, ...]]) -> None:
+    """Gives the waiting rows their chain columns: ``updates`` holds (sequence, prev_hash, hash,
+    canonical, mac, id) per row. On PostgreSQL one statement for the whole batch (arrays
+    unnested), elsewhere one per row; either way each row must still be unchained (the
+    triggers allow nothing else), and a row not updated fails the batch (rolled back)."""
+    quote, table = connection.ops.quote_name, AuditEvent._meta.db_table
+    sets = ", ".join(
+        f"{quote(column)} = %s" for column in ("sequence", "prev_hash", "hash", "canonical", "mac")
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One text parameter (a JSON array of rows): the driver quotes it in one pass.
+            rows = json.dumps(
+                [dict(zip(_UPDATED, update, strict=True)) for update in updates], ensure_ascii=False
+            )
+            cursor.execute(
+                f"UPDATE {quote(table)} AS e SET sequence = v.sequence, prev_hash = v.prev_hash, "  # noqa: S608 (constants)
+                "hash = v.hash, canonical = v.canonical, mac = v.mac FROM json_to_recordset(%s::json) "
+                "AS v(sequence bigint, prev_hash varchar, hash varchar, canonical text, mac varchar, "
+                "id bigint) "
+                "WHERE e.id = v.id AND e.sequence IS NULL",
+                [rows],
+            )
+            updated = cursor.rowcount
+        else:
+            cursor.executemany(
+                f"UPDATE {quote(table)} SET {sets} WHERE {quote('id')} = %s AND {quote('sequence')} IS NULL",  # noqa: S608 (constants)
+                updates,
+            )
+            updated = cursor.rowcount
+    if updated != len(updates):
+        raise RuntimeError(
+            f"chaining: {updated} of {len(updates)} waiting events updated; the batch is rolled back"
+        )
 
 
 def chain_pending(*, limit: int = 5_000) -> int:

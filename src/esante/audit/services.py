@@ -16,15 +16,19 @@ import contextvars
 import datetime
 import hashlib
 import json
+import os
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from .catalogue import AuditAction, AuditOutcome
-from .keys import event_mac, intake_mac
+from .keys import event_mac, intake_mac, mac_key
 from .models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -124,6 +128,152 @@ def _reserve_ids(count: int) -> list[int]:
     return list(range(last + 1, last + 1 + count))
 
 
+# PostgreSQL, batched chaining: each thread draws the ids of its events from the id sequence in
+# blocks (one ``nextval`` round trip for up to ``ID_BLOCK_MAX`` events instead of one per event),
+# a block kept at most ``ID_BLOCK_SECONDS``; the block doubles while the thread uses one up in
+# that time and falls back to one id after a pause (a quiet process wastes few ids). Why it is
+# safe: nothing takes id order for commit order or chain order. Even with one ``nextval`` per
+# event, a transaction holding a smaller id may commit after one holding a larger id has been
+# chained; the chainer takes the *waiting* events in id order only to have an order, and
+# ``verify_audit`` and the public log walk the chain by sequence. What ids do order is the
+# patient's journal (``espace.selectors.journal_events``, newest first by id): a block kept at
+# most a second keeps that order true to within a second (and the chain's order among events
+# waiting together). A thread's ids increase: its events are chained in the order it wrote them
+# (``audit_record_many`` drops the block). Ids skipped (a block not used up) are
+# gaps in the ids, never in the sequences.
+ID_BLOCK_MAX = 64
+ID_BLOCK_SECONDS = 1.0
+
+
+class _IdBlock(threading.local):
+    def __init__(self) -> None:
+        self.owner: tuple[Any, ...] = ()
+        self.ids: list[int] = []  # the ids left, last one first
+        self.size = 1
+        self.drawn = 0.0  # time.monotonic() of the draw
+
+
+_id_block = _IdBlock()
+
+
+def _drop_id_block() -> None:
+    """Forgets this thread's block (an id of it was already taken by another insert)."""
+    _id_block.ids, _id_block.size = [], 1
+
+
+def _next_id() -> int:
+    """PostgreSQL: the next id of this thread's block, drawing a new block when it is used up,
+    too old, or drawn in another process (a fork) or from another database."""
+    block, now = _id_block, time.monotonic()
+    owner = (os.getpid(), connection.alias, connection.settings_dict.get("NAME"))
+    if block.owner != owner or not block.ids or now - block.drawn > ID_BLOCK_SECONDS:
+        if block.owner == owner and not block.ids and now - block.drawn <= ID_BLOCK_SECONDS:
+            block.size = min(ID_BLOCK_MAX, block.size * 2)  # used up in time: a larger one
+        else:
+            block.size = 1  # a pause, or a new process or database
+        block.ids = _reserve_ids(block.size)[::-1]
+        block.owner, block.drawn = owner, now
+    return block.ids.pop()
+
+
+# Columns of an unchained event, in the order of ``_insert_one_unchained``'s statement; those
+# whose value the database driver takes only through their field (``get_db_prep_save``).
+_UNCHAINED = (
+    "id",
+    "created_at",
+    "actor",
+    "actor_label",
+    "action",
+    "outcome",
+    "patient",
+    "object_type",
+    "object_id",
+    "motif",
+    "client_address",
+    "details",
+    "mac",
+)
+_ADAPTED = ("created_at", "client_address", "details")
+_statements: dict[str, str] = {}
+
+
+def _field(name: str) -> "Field[Any, Any]":
+    field = AuditEvent._meta.get_field(name)
+    assert isinstance(field, Field)  # noqa: S101 (a concrete column of the model)
+    return field
+
+
+def _unchained_statement(vendor: str) -> str:
+    if vendor not in _statements:
+        fields = [_field(name) for name in _UNCHAINED]
+        columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+        table = connection.ops.quote_name(AuditEvent._meta.db_table)
+        statement = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608 (constants)
+        if vendor == "postgresql":
+            statement += " ON CONFLICT (id) DO NOTHING RETURNING id"
+        _statements[vendor] = statement
+    return _statements[vendor]
+
+
+def _insert_one_unchained(event: AuditEvent) -> AuditEvent:
+    """Batched chaining: inserts ``event`` unchained, with its id and the intake MAC over it and
+    its content, in one statement (no model save, no savepoint, on PostgreSQL no id query but
+    once a block), and returns it saved. Should another row hold the id drawn already (the id
+    sequence set back under a running process), ``ON CONFLICT DO NOTHING`` leaves the
+    transaction usable and the event is inserted again under a fresh id."""
+    content = content_text(
+        _payload(
+            sequence=0,
+            prev_hash="",
+            created_at=event.created_at,
+            actor_id=event.actor_id,
+            actor_label=event.actor_label,
+            action=event.action,
+            outcome=event.outcome,
+            patient_id=event.patient_id,
+            object_type=event.object_type,
+            object_id=event.object_id,
+            motif=event.motif,
+            client_address=event.client_address,
+            details=event.details,
+        )
+    )
+    key = mac_key()
+    postgresql = connection.vendor == "postgresql"
+    statement = _unchained_statement(connection.vendor)
+    created_at, client_address, details = (
+        _field(name).get_db_prep_save(getattr(event, name), connection) for name in _ADAPTED
+    )
+    with _reserving():
+        for _attempt in range(3):
+            event.id = _next_id() if postgresql else _reserve_ids(1)[0]
+            event.mac = intake_mac(event.id, content, key)
+            params = (
+                event.id,
+                created_at,
+                event.actor_id,
+                event.actor_label,
+                event.action,
+                event.outcome,
+                event.patient_id,
+                event.object_type,
+                event.object_id,
+                event.motif,
+                client_address,
+                details,
+                event.mac,
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(statement, params)
+                if not postgresql or cursor.fetchone() is not None:
+                    break
+            _drop_id_block()
+        else:
+            raise RuntimeError("audit event: no free id after three draws from the id sequence")
+    event._state.adding, event._state.db = False, connection.alias
+    return event
+
+
 def audit_record(
     *,
     action: AuditAction,
@@ -159,28 +309,9 @@ def audit_record(
     if actor is not None and not actor_label:
         actor_label = getattr(actor, "get_username", lambda: str(actor))()
     if batched():
-        content = content_text(
-            _payload(
-                sequence=0,
-                prev_hash="",
-                created_at=created_at,
-                actor_id=actor.pk if actor is not None else None,
-                actor_label=actor_label,
-                action=action,
-                outcome=outcome,
-                patient_id=patient.pk if patient is not None else None,
-                object_type=object_type,
-                object_id=str(object_id),
-                motif=motif,
-                client_address=client_address,
-                details=details,
-            )
-        )
         # No lock: the chainer gives it its place in the chain (``audit.chaining``).
-        with _reserving():
-            (event_id,) = _reserve_ids(1)
-            return AuditEvent.objects.create(
-                id=event_id,
+        return _insert_one_unchained(
+            AuditEvent(
                 created_at=created_at,
                 actor=actor,
                 actor_label=actor_label,
@@ -192,8 +323,8 @@ def audit_record(
                 motif=motif,
                 client_address=client_address,
                 details=details,
-                mac=intake_mac(event_id, content),
             )
+        )
     with transaction.atomic():
         head = AuditChainHead.objects.select_for_update().get(pk=1)
         sequence = head.sequence + 1
@@ -366,6 +497,7 @@ def _insert_unchained(
     stored_at = connection.ops.adapt_datetimefield_value(created_at)
     rows = []
     with _reserving():
+        _drop_id_block()  # the next audit_record's id comes after these (a thread's ids increase)
         ids = _reserve_ids(len(entries))
         for event_id, (patient_id, entry_details) in zip(ids, entries, strict=True):
             details = {**entry_details, "via": via} if via and "via" not in entry_details else entry_details
