@@ -43,6 +43,13 @@ def test_an_intact_log(log: None, capsys: pytest.CaptureFixture[str]) -> None:
     ) in (capsys.readouterr().out)
 
 
+def test_an_event_waiting_for_the_chainer_is_not_yet_in_the_log(log: None, settings: Any) -> None:
+    settings.AUDIT_CHAINING = "batched"
+    audit_record(action=AuditAction.LOGOUT, actor_label="tester")  # committed, no sequence yet
+    result = verify_log()
+    assert result.ok and (result.leaves, result.waiting) == (600, 2)
+
+
 @pytest.mark.parametrize(
     ("tamper", "found"),
     [

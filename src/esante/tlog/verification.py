@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 
 from esante.audit.chain import CANONICAL, LEAF_COMMITMENT, LEAF_INDEX, LEAF_SALT, SEQUENCE
 from esante.audit.keys import MissingKeyError, verification_public_key
@@ -123,7 +124,10 @@ def verify_log(progress: Callable[[int], None] | None = None, chunk_size: int = 
     ):
         result.problem = f"the log's state (size {state.size}) differs from its {len(hashes)} leaves"
         return result
-    result.waiting = AuditEvent.objects.filter(sequence__gt=state.last_sequence if state else 0).count()
+    # Not yet in the log: chained after its last leaf, or still waiting for the chainer (batched
+    # chaining: no sequence yet).
+    last = state.last_sequence if state else 0
+    result.waiting = AuditEvent.objects.filter(Q(sequence__gt=last) | Q(sequence=None)).count()
     return result
 
 
