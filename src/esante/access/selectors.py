@@ -246,7 +246,7 @@ def paginate(queryset: QuerySet[M], *, page: int, page_size: int, cap: int | Non
     return ListPage(rows=rows, total=total, page=page, page_size=page_size, refine=refine)
 
 
-def _recent_searches(professional: Professional, at: datetime.datetime | None) -> QuerySet[AuditEvent]:
+def recent_searches(professional: Professional, at: datetime.datetime | None = None) -> QuerySet[AuditEvent]:
     """The professional's searches that ran within the rate window: their audit events (a search
     leaves no other trace), read through the partial index on search events by actor."""
     since = (at or timezone.now()) - datetime.timedelta(seconds=settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS)
@@ -261,7 +261,7 @@ def _recent_searches(professional: Professional, at: datetime.datetime | None) -
 def search_rate_exceeded(professional: Professional, at: datetime.datetime | None = None) -> bool:
     """True when the professional already ran ``ESANTE_SEARCH_RATE_LIMIT`` searches in the window."""
     limit = settings.ESANTE_SEARCH_RATE_LIMIT
-    return _recent_searches(professional, at)[:limit].count() >= limit
+    return recent_searches(professional, at)[:limit].count() >= limit
 
 
 def shown_by_recent_search(
@@ -270,7 +270,7 @@ def shown_by_recent_search(
     """True when one of the professional's searches within the rate window showed the patient
     ``public_id`` (its audit event lists the patients of the page it showed, under ``shown``)."""
     wanted = str(public_id)
-    shown = _recent_searches(professional, at).values_list("details", flat=True)
+    shown = recent_searches(professional, at).values_list("details", flat=True)
     return any(wanted in details.get("shown", ()) for details in shown[: settings.ESANTE_SEARCH_RATE_LIMIT])
 
 
