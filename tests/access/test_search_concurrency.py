@@ -151,7 +151,9 @@ def test_the_limit_ends_with_the_window(settings: Any, monkeypatch: pytest.Monke
         assert search() == "answered"
         ran: list[str] = []
         search_page = selectors.patient_search_page
-        monkeypatch.setattr(selectors, "patient_search_page", lambda **kw: ran.append("x") or search_page(**kw))
+        monkeypatch.setattr(
+            selectors, "patient_search_page", lambda **kw: ran.append("x") or search_page(**kw)
+        )
         clock.tick(window - 101)  # the first search is still in the window
         assert search() == "refused" and ran == []
         clock.tick(2)  # the first search left the window: one more search, then the limit again

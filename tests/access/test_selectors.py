@@ -115,7 +115,9 @@ def test_paginate_caps_and_flags_refine(pharmacist: Professional) -> None:
     assert (last.page, last.total, last.start, last.end) == (1, 7, 1, 7)
 
 
-def _reference_page(criteria: Any, *, page: int, page_size: int, cap: int) -> tuple[list[int], int, int, bool]:
+def _reference_page(
+    criteria: Any, *, page: int, page_size: int, cap: int
+) -> tuple[list[int], int, int, bool]:
     """The page as ``paginate`` cuts the plain search (one query with UNION): ids, total, page, refine."""
     from esante.patients.selectors import patient_search
 
@@ -153,8 +155,15 @@ def test_search_page_by_matricule_past_the_last_page(pharmacist: Professional) -
     make_grant(pharmacist, patient)
     criteria = patient_search_criteria(matricule=patient.matricule)
     for page in (1, 2, 50):
-        found = selectors.patient_search_page(professional=pharmacist, criteria=criteria, page=page, page_size=25)
-        assert ([p.pk for p in found.rows], found.total, found.page, found.refine) == ([patient.pk], 1, 1, False)
+        found = selectors.patient_search_page(
+            professional=pharmacist, criteria=criteria, page=page, page_size=25
+        )
+        assert ([p.pk for p in found.rows], found.total, found.page, found.refine) == (
+            [patient.pk],
+            1,
+            1,
+            False,
+        )
         # The row carries the professional's columns, read in the same query.
         assert found.rows[0].my_access_mode == AccessGrant.Mode.CARE
     nobody = patient_search_criteria(matricule=make_patient().matricule)

@@ -319,7 +319,9 @@ def _limit_ends(professional: Professional) -> datetime.datetime | None:
         .values_list("created_at", flat=True)[limit - 1 : limit]
     )
     found = list(oldest)
-    return found[0] + datetime.timedelta(seconds=settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS) if found else None
+    return (
+        found[0] + datetime.timedelta(seconds=settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS) if found else None
+    )
 
 
 class _Limited(SearchRateLimited):
