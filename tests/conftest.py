@@ -45,6 +45,17 @@ def django_db_setup(
         teardown_databases(config, verbosity=0, keepdb=django_db_keepdb)
 
 
+@pytest.fixture(autouse=True)
+def _search_limits_forgotten() -> Iterator[None]:
+    """Each test starts with no professional known at the search rate limit: the process
+    remembers who reached it (``access.services``), and rolled-back tests reuse ids."""
+    from esante.access.services import forget_search_limits
+
+    forget_search_limits()
+    yield
+    forget_search_limits()
+
+
 def _own_atomic_blocks(compiler: SQLCompiler) -> int:
     """The atomic blocks the code under test opened itself: not the test case's own."""
     return sum(

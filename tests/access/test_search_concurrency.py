@@ -24,12 +24,13 @@ from .factories import make_patient, make_professional
 SEARCHES = 8
 
 
+@pytest.mark.parametrize("limit", [1, 3])
 def test_concurrent_searches_stay_within_the_rate_limit(
-    committed_db: None, settings: Any, monkeypatch: pytest.MonkeyPatch
+    committed_db: None, settings: Any, monkeypatch: pytest.MonkeyPatch, limit: int
 ) -> None:
     if connection.vendor != "postgresql":
         pytest.skip("row locks under real concurrency: PostgreSQL only (SQLite serialises writers)")
-    settings.ESANTE_SEARCH_RATE_LIMIT = 1
+    settings.ESANTE_SEARCH_RATE_LIMIT = limit
     pharmacist = make_professional("pharmacist")
     patient = make_patient("Zyxwaldor", "Quentinella")
     # A slow search keeps the race window open between the limit's check and the search's count.
@@ -67,10 +68,10 @@ def test_concurrent_searches_stay_within_the_rate_limit(
     for thread in threads:
         thread.join(timeout=120)
 
-    assert sorted(outcomes) == [(200, True)] + [(429, False)] * (SEARCHES - 1), outcomes
+    assert sorted(outcomes) == [(200, True)] * limit + [(429, False)] * (SEARCHES - limit), outcomes
     events = AuditEvent.objects.filter(action="patient.search", actor=pharmacist.user)
-    assert events.filter(outcome="success").count() == 1
-    assert events.filter(outcome="refused", details__reason="rate_limited").count() == SEARCHES - 1
+    assert events.filter(outcome="success").count() == limit
+    assert events.filter(outcome="refused", details__reason="rate_limited").count() == SEARCHES - limit
 
 
 @pytest.mark.django_db
@@ -97,3 +98,66 @@ def test_search_over_the_limit_runs_nothing_and_counts_nothing(
     ]
     # Also makes this module runnable alone: pytest-django sets up the test database only when a
     # collected test is marked ``django_db``, and ``committed_db`` relies on that set-up.
+
+
+@pytest.mark.django_db
+def test_a_process_that_did_not_see_the_limit_still_refuses(settings: Any) -> None:
+    """The shortcut is this process's memory; another worker's search over the limit is refused
+    under the professional's row lock, after its search ran, and counts nothing."""
+    from esante.access import services
+    from esante.patients.selectors import patient_search_criteria
+
+    settings.ESANTE_SEARCH_RATE_LIMIT = 2
+    pharmacist = make_professional("pharmacist")
+    patient = make_patient()
+    criteria = patient_search_criteria(matricule=patient.matricule)
+    for _ in range(2):
+        services.patient_search(professional=pharmacist, criteria=criteria, page=1, page_size=25)
+    for _ in range(2):
+        services.forget_search_limits()  # as another worker process, which never saw the limit
+        with pytest.raises(services.SearchRateLimited):
+            services.patient_search(professional=pharmacist, criteria=criteria, page=1, page_size=25)
+    outcomes = AuditEvent.objects.order_by("sequence").values_list("outcome", flat=True)
+    assert list(outcomes) == ["success", "success", "refused", "refused"]
+
+
+@pytest.mark.django_db
+def test_the_limit_ends_with_the_window(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused before anything is searched while the window holds the limit's searches; allowed
+    again once the oldest of them left it (as the count says)."""
+    import datetime
+
+    from freezegun import freeze_time
+
+    from esante.access import services
+    from esante.patients.selectors import patient_search_criteria
+
+    settings.ESANTE_SEARCH_RATE_LIMIT = 2
+    window = settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS
+    pharmacist = make_professional("pharmacist")
+    criteria = patient_search_criteria(matricule=make_patient().matricule)
+    start = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=datetime.UTC)
+
+    def search() -> str:
+        try:
+            services.patient_search(professional=pharmacist, criteria=criteria, page=1, page_size=25)
+        except services.SearchRateLimited:
+            return "refused"
+        return "answered"
+
+    with freeze_time(start) as clock:
+        assert search() == "answered"
+        clock.tick(100)
+        assert search() == "answered"
+        ran: list[str] = []
+        search_page = selectors.patient_search_page
+        monkeypatch.setattr(
+            selectors, "patient_search_page", lambda **kw: ran.append("x") or search_page(**kw)
+        )
+        clock.tick(window - 101)  # the first search is still in the window
+        assert search() == "refused" and ran == []
+        clock.tick(2)  # the first search left the window: one more search, then the limit again
+        assert search() == "answered" and ran == ["x"]
+        assert search() == "refused" and ran == ["x"]
+        clock.tick(100)  # the second left the window
+        assert search() == "answered"

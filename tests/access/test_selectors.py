@@ -113,3 +113,60 @@ def test_paginate_caps_and_flags_refine(pharmacist: Professional) -> None:
     assert (page.total, page.refine, page.start, page.end, len(page.rows)) == (5, True, 4, 5, 2)
     last = selectors.paginate(Patient.objects.order_by("pk"), page=99, page_size=10)
     assert (last.page, last.total, last.start, last.end) == (1, 7, 1, 7)
+
+
+def _reference_page(
+    criteria: Any, *, page: int, page_size: int, cap: int
+) -> tuple[list[int], int, int, bool]:
+    """The page as ``paginate`` cuts the plain search (one query with UNION): ids, total, page, refine."""
+    from esante.patients.selectors import patient_search
+
+    reference = selectors.paginate(patient_search(criteria), page=page, page_size=page_size, cap=cap)
+    return [p.pk for p in reference.rows], reference.total, reference.page, reference.refine
+
+
+@pytest.mark.parametrize("cap", [4, 7, 200])
+def test_search_page_is_the_plain_search_paged(pharmacist: Professional, settings: Any, cap: int) -> None:
+    from esante.patients.selectors import patient_search_criteria
+
+    settings.ESANTE_SEARCH_MAX_RESULTS = cap
+    # Matches by birth name and by usage name only (the search's two parts), interleaved by name.
+    for n in range(5):
+        make_patient("Dupont", f"Jean{n}")
+        make_patient("Martin", f"Jeanne{n}", usage_name="Dupuis")
+    make_patient("Dupont", "Paul")  # another first name: no match
+    criteria = patient_search_criteria(name="dup", first_name="j")
+    for page_size in (1, 3, 25):
+        for page in (1, 2, 3, 4, 9, 1000):
+            mine = selectors.patient_search_page(
+                professional=pharmacist, criteria=criteria, page=page, page_size=page_size
+            )
+            expected = _reference_page(criteria, page=page, page_size=page_size, cap=cap)
+            assert ([p.pk for p in mine.rows], mine.total, mine.page, mine.refine) == expected, (
+                page_size,
+                page,
+            )
+
+
+def test_search_page_by_matricule_past_the_last_page(pharmacist: Professional) -> None:
+    from esante.patients.selectors import patient_search_criteria
+
+    patient = make_patient()
+    make_grant(pharmacist, patient)
+    criteria = patient_search_criteria(matricule=patient.matricule)
+    for page in (1, 2, 50):
+        found = selectors.patient_search_page(
+            professional=pharmacist, criteria=criteria, page=page, page_size=25
+        )
+        assert ([p.pk for p in found.rows], found.total, found.page, found.refine) == (
+            [patient.pk],
+            1,
+            1,
+            False,
+        )
+        # The row carries the professional's columns, read in the same query.
+        assert found.rows[0].my_access_mode == AccessGrant.Mode.CARE
+    nobody = patient_search_criteria(matricule=make_patient().matricule)
+    Patient.objects.filter(matricule=nobody.matricule).delete()
+    empty = selectors.patient_search_page(professional=pharmacist, criteria=nobody, page=3, page_size=25)
+    assert (empty.rows, empty.total, empty.page) == ([], 0, 1)

@@ -308,6 +308,50 @@ def test_search_query_count_is_constant(client: Client, pharmacist: Professional
     assert count() == one
 
 
+def _reads(queries: Any) -> list[str]:
+    """The table of each SELECT's first column, in order; counts named as such."""
+    reads = []
+    for query in queries.captured_queries:
+        sql = query["sql"]
+        if sql.startswith("SELECT"):
+            table = sql.split('"', 2)[1]
+            reads.append(f"count {table}" if sql.startswith("SELECT COUNT(*)") else table)
+    return reads
+
+
+FLOOR = ["django_session", "accounts_user", "accounts_professional"]
+# The search's count and trace, under the professional's row lock: one count, the chain head.
+COUNTED = ["accounts_professional", "count audit_auditevent", "audit_auditchainhead"]
+
+
+@pytest.mark.parametrize(
+    ("criteria", "search_reads"),
+    [
+        # One query: the row with the professional's columns and the capped count.
+        ({"matricule": "{matricule}"}, ["patients_patient"]),
+        # Each part's keys with its capped count (birth name, usage name), then the page's rows.
+        ({"name": "dup", "first_name": "j"}, ["patients_patient"] * 3),
+    ],
+)
+def test_search_reads(
+    client: Client, pharmacist: Professional, criteria: dict[str, str], search_reads: list[str]
+) -> None:
+    patient = make_patient("Dupont", "Jean")
+    make_grant(pharmacist, patient)
+    make_patient("Martin", "Jeanne", usage_name="Dupuis")
+    login(client, pharmacist).get(SEARCH)
+    with CaptureQueriesContext(connection) as bare:
+        client.get(SEARCH)
+    assert _reads(bare) == FLOOR and len(bare) == 3
+    data = {key: value.format(matricule=patient.matricule) for key, value in criteria.items()}
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(SEARCH, data)
+    assert response.status_code == 200 and "DUPONT" in text(response)
+    assert _reads(queries) == FLOOR + search_reads + COUNTED, _reads(queries)
+    [transaction] = write_transactions(queries)
+    assert [sql.split('"')[1] for sql in transaction] == ["audit_auditevent", "audit_auditchainhead"]
+
+
 def test_search_shows_alerts_and_parcours(client: Client, pharmacist: Professional) -> None:
     closed = make_patient("Dupont", "Jean", dossier_state=Patient.DossierState.CLOSED)
     blocked = make_patient("Dupont", "Jeanne")

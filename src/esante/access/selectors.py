@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db.models import Case, Exists, IntegerField, Model, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -245,7 +246,7 @@ def paginate(queryset: QuerySet[M], *, page: int, page_size: int, cap: int | Non
     return ListPage(rows=rows, total=total, page=page, page_size=page_size, refine=refine)
 
 
-def _recent_searches(professional: Professional, at: datetime.datetime | None) -> QuerySet[AuditEvent]:
+def recent_searches(professional: Professional, at: datetime.datetime | None = None) -> QuerySet[AuditEvent]:
     """The professional's searches that ran within the rate window: their audit events (a search
     leaves no other trace), read through the partial index on search events by actor."""
     since = (at or timezone.now()) - datetime.timedelta(seconds=settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS)
@@ -260,7 +261,7 @@ def _recent_searches(professional: Professional, at: datetime.datetime | None) -
 def search_rate_exceeded(professional: Professional, at: datetime.datetime | None = None) -> bool:
     """True when the professional already ran ``ESANTE_SEARCH_RATE_LIMIT`` searches in the window."""
     limit = settings.ESANTE_SEARCH_RATE_LIMIT
-    return _recent_searches(professional, at)[:limit].count() >= limit
+    return recent_searches(professional, at)[:limit].count() >= limit
 
 
 def shown_by_recent_search(
@@ -269,8 +270,19 @@ def shown_by_recent_search(
     """True when one of the professional's searches within the rate window showed the patient
     ``public_id`` (its audit event lists the patients of the page it showed, under ``shown``)."""
     wanted = str(public_id)
-    shown = _recent_searches(professional, at).values_list("details", flat=True)
+    shown = recent_searches(professional, at).values_list("details", flat=True)
     return any(wanted in details.get("shown", ()) for details in shown[: settings.ESANTE_SEARCH_RATE_LIMIT])
+
+
+def _with_capped_count(part: QuerySet[Patient], cap: int) -> QuerySet[Patient]:
+    """``part`` with ``search_matches``: its matches counted up to ``cap + 1`` (the same index
+    range scan that stops as ``paginate``'s count), as an uncorrelated subquery of the part's own
+    query, which the databases evaluate once: the count costs no query of its own."""
+    capped = part.values("pk")[: cap + 1].query
+    sql, params = capped.get_compiler(using=part.db).as_sql()
+    # The SQL is the compiler's own, its values passed as parameters.
+    counted = RawSQL(f"SELECT COUNT(*) FROM ({sql}) capped", params)  # noqa: S608, S611
+    return part.annotate(search_matches=counted)
 
 
 def patient_search_page(
@@ -284,28 +296,51 @@ def patient_search_page(
     """One page of search results with the professional's columns; stops at ``ESANTE_SEARCH_MAX_RESULTS``.
 
     Rows carry identity and administrative data only; ``refine`` is set when more patients match
-    than the cap. At most five queries whatever the page and the number of matches. Without
-    ``columns``, the rows are the same patients without the lists' per-professional columns
-    (``with_professional_columns``), for a channel that shows none of them (the API).
+    than the cap. Each part of the search (``patient_search_parts``) is read once, its capped
+    count in the same query: one query for a search of one part (a matricule: the rows come with
+    their columns), three for a search by name (each part's sort keys, then the page's rows),
+    whatever the page and the number of matches; one or two more only for a page past the last.
+    Without ``columns``, the rows are the same patients without the lists' per-professional
+    columns (``with_professional_columns``), for a channel that shows none of them (the API).
     """
     cap = settings.ESANTE_SEARCH_MAX_RESULTS
     parts = patient_search_parts(criteria)
-    # Each part counted up to the cap, without the per-row columns: an index range scan that stops.
-    matches = sum(part.values("pk")[: cap + 1].count() for part in parts)
+    page = max(1, page)
+    offset = (page - 1) * page_size
+    if len(parts) == 1:
+        rows_query = _with_capped_count(parts[0], cap)
+        if columns:
+            rows_query = with_professional_columns(rows_query, professional)
+        # Never a row past the cap: the rows shown are the first ``cap`` matches at most.
+        rows = list(rows_query[offset : min(offset + page_size, cap)]) if offset < cap else []
+        if rows or page == 1:
+            matches = rows[0].search_matches if rows else 0  # type: ignore[attr-defined]
+            total = min(matches, cap)
+            return ListPage(rows=rows, total=total, page=page, page_size=page_size, refine=matches > cap)
+    # Each part's first sort keys, up to the page's end (all of them up to the cap for a page
+    # past the cap, whose last page is then known), with the part's capped count.
+    limit = min(offset + page_size, cap) if offset < cap else cap
+    keys: list[tuple[str, str, int]] = []
+    matches = 0
+    for part in parts:
+        found = list(
+            _with_capped_count(part, cap).values_list(  # type: ignore[misc]
+                "birth_name_folded", "first_names_folded", "pk", "search_matches"
+            )[:limit]
+        )
+        matches += found[0][3] if found else 0
+        keys += [(birth, first, pk) for birth, first, pk, _ in found]
     refine, total = matches > cap, min(matches, cap)
     page = min(page, max(1, -(-total // page_size)))
     offset = (page - 1) * page_size
     end = min(offset + page_size, total)
-    keys: list[tuple[str, str, int]] = []
-    for part in parts:
-        keys += part.values_list("birth_name_folded", "first_names_folded", "pk")[:end]
     # Folded names are compared as the databases do ("C"/binary order): by code point.
     page_ids = [pk for _, _, pk in sorted(keys)[offset:end]]
     patients = Patient.objects.filter(pk__in=page_ids)
     if columns:
         patients = with_professional_columns(patients, professional)
-    found = {p.pk: p for p in patients}
-    rows = [found[pk] for pk in page_ids]
+    found_rows = {p.pk: p for p in patients}
+    rows = [found_rows[pk] for pk in page_ids]
     return ListPage(rows=rows, total=total, page=page, page_size=page_size, refine=refine)
 
 

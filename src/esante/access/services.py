@@ -6,6 +6,8 @@ refusal's audit event in a transaction of its own, so the refusal stays traced a
 else is written.
 """
 
+import datetime
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -24,7 +26,7 @@ from esante.patients.selectors import PatientSearchCriteria
 
 from . import policy, selectors
 from .models import AccessGrant, PatientBlock, RecordOpening
-from .selectors import ListPage, record_refusal, search_rate_exceeded
+from .selectors import ListPage, record_refusal
 
 MOTIF_MAX_LENGTH = 500
 
@@ -272,6 +274,62 @@ class SearchRateLimited(Exception):
     """The professional ran ``ESANTE_SEARCH_RATE_LIMIT`` searches within the window already."""
 
 
+# When a professional's searches reached the limit, until when they stay refused (professional
+# id -> time), as this process saw it under the professional's row lock. Only a shortcut: a search
+# it refuses runs nothing and counts nothing, without a query; the limit itself is the count made
+# under the lock (``_search_counted``), which every search goes through, so a process that has not
+# seen a professional reach the limit (another worker) still refuses exactly, after the search ran.
+_limited_until: dict[int, datetime.datetime] = {}
+_limited_lock = threading.Lock()
+_LIMITED_MAX = 10_000
+
+
+def _limited_now(professional: Professional, now: datetime.datetime) -> bool:
+    until = _limited_until.get(professional.pk)
+    return until is not None and now < until
+
+
+def _note_limited(professional: Professional, until: datetime.datetime | None) -> None:
+    with _limited_lock:
+        if until is None:
+            _limited_until.pop(professional.pk, None)
+            return
+        if len(_limited_until) >= _LIMITED_MAX:
+            now = timezone.now()
+            for key in [key for key, value in _limited_until.items() if value <= now]:
+                del _limited_until[key]
+            if len(_limited_until) >= _LIMITED_MAX:
+                _limited_until.clear()
+        _limited_until[professional.pk] = until
+
+
+def forget_search_limits() -> None:
+    """Forgets the professionals this process saw at the search limit (tests: ids are reused)."""
+    with _limited_lock:
+        _limited_until.clear()
+
+
+def _limit_ends(professional: Professional) -> datetime.datetime | None:
+    """When the professional, at the limit, may search again: when the oldest of their last
+    ``ESANTE_SEARCH_RATE_LIMIT`` searches in the window leaves it."""
+    limit = settings.ESANTE_SEARCH_RATE_LIMIT
+    oldest = (
+        selectors.recent_searches(professional)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[limit - 1 : limit]
+    )
+    found = list(oldest)
+    return (
+        found[0] + datetime.timedelta(seconds=settings.ESANTE_SEARCH_RATE_WINDOW_SECONDS) if found else None
+    )
+
+
+class _Limited(SearchRateLimited):
+    def __init__(self, until: datetime.datetime | None) -> None:
+        self.until = until
+        super().__init__()
+
+
 @transaction.atomic
 def _search_counted(
     *,
@@ -279,12 +337,14 @@ def _search_counted(
     criteria: PatientSearchCriteria,
     result: ListPage,
     client_address: str | None,
-) -> ListPage:
+) -> datetime.datetime | None:
     # The professional's row is locked until the search is traced, so concurrent searches by
     # one professional queue here and each one counts those committed before it: the limit holds.
-    Professional.objects.select_for_update().filter(pk=professional.pk).first()
-    if search_rate_exceeded(professional):
-        raise SearchRateLimited
+    Professional.objects.select_for_update().filter(pk=professional.pk).values_list("pk", flat=True).get()
+    limit = settings.ESANTE_SEARCH_RATE_LIMIT
+    searches = selectors.recent_searches(professional)[:limit].count()
+    if searches >= limit:
+        raise _Limited(_limit_ends(professional))
     # The search's one write: its audit event counts it for the rate limit and lists the patients
     # it showed, whose access dialog the professional may then open (``shown_by_recent_search``).
     audit_record(
@@ -298,7 +358,8 @@ def _search_counted(
             "shown": [str(patient.public_id) for patient in result.rows],
         },
     )
-    return result
+    # This search reached the limit: the next ones are refused until the window moves on.
+    return _limit_ends(professional) if searches + 1 >= limit else None
 
 
 def patient_search(
@@ -312,15 +373,17 @@ def patient_search(
 ) -> ListPage:
     """Runs a patient search within the rate limit, counts it and traces its criteria and results.
 
-    Over ``ESANTE_SEARCH_RATE_LIMIT`` it raises ``SearchRateLimited`` after tracing the refusal,
-    with nothing searched and nothing counted. The search itself is a lag-tolerant read, outside
-    any transaction (on the hot standby when one is in use, ``esante.core.replica``); then one
-    transaction holding the professional's row checks the limit again, counts the search and
-    traces it, so concurrent searches cannot all slip under the limit: of searches sent at once,
-    those beyond it are refused (their results discarded) and traced as refused.
+    Over ``ESANTE_SEARCH_RATE_LIMIT`` it raises ``SearchRateLimited`` after tracing the refusal.
+    The search itself is a lag-tolerant read, outside any transaction (on the hot standby when
+    one is in use, ``esante.core.replica``); then one transaction holding the professional's row
+    counts the searches in the window, counts this one and traces it, so concurrent searches
+    cannot all slip under the limit: of searches sent at once, those beyond it are refused (their
+    results discarded) and traced as refused. Once this process saw the professional reach the
+    limit, their next searches are refused before anything is searched or counted, until the
+    window moves on.
     """
     try:
-        if search_rate_exceeded(professional):
+        if _limited_now(professional, timezone.now()):
             raise SearchRateLimited
         result = lag_tolerant(
             "patient_search",
@@ -328,14 +391,19 @@ def patient_search(
                 professional=professional, criteria=criteria, page=page, page_size=page_size, columns=columns
             ),
         )
-        return _search_counted(
+        until = _search_counted(
             professional=professional, criteria=criteria, result=result, client_address=client_address
         )
-    except SearchRateLimited:
+        if until is not None or professional.pk in _limited_until:
+            _note_limited(professional, until)
+        return result
+    except SearchRateLimited as refusal:
+        if isinstance(refusal, _Limited):
+            _note_limited(professional, refusal.until)
         patient_search_refuse(
             professional=professional, criteria=criteria, reason="rate_limited", client_address=client_address
         )
-        raise
+        raise SearchRateLimited from None
 
 
 def patient_search_refuse(
