@@ -168,8 +168,7 @@ class Stats:
 
 
 def routed() -> dict[tuple[str, str], float]:
-    from esante.core.metrics import REPLICA_FALLBACKS, REPLICA_READS
-    from esante.core.replica import FALLBACK_REASONS
+    from esante.core.replica import FALLBACK_REASONS, REPLICA_FALLBACKS, REPLICA_READS
 
     counts = {}
     for read in READS:
