@@ -64,15 +64,22 @@ class DocumentFilters:
     words: str = ""
 
 
-def filtered(documents: QuerySet[Document], filters: DocumentFilters) -> QuerySet[Document]:
+def _column_filters(rows: QuerySet[Any], filters: DocumentFilters) -> QuerySet[Any]:
+    """The filters on columns that documents and their summary rows share (type, class, binder,
+    author)."""
     if filters.type_code:
-        documents = documents.filter(type_code=filters.type_code)
+        rows = rows.filter(type_code=filters.type_code)
     if filters.class_code:
-        documents = documents.filter(class_code=filters.class_code)
+        rows = rows.filter(class_code=filters.class_code)
     if filters.binder:
-        documents = documents.filter(binder=filters.binder)
+        rows = rows.filter(binder=filters.binder)
     if filters.author:
-        documents = documents.filter(author_name=filters.author)
+        rows = rows.filter(author_name=filters.author)
+    return rows
+
+
+def filtered(documents: QuerySet[Document], filters: DocumentFilters) -> QuerySet[Document]:
+    documents = _column_filters(documents, filters)
     if filters.date_from:
         documents = documents.filter(clinical_at__date__gte=filters.date_from)
     if filters.date_to:
@@ -158,15 +165,7 @@ def filtered_summary(
     binder, author); None when a date, the "Nouveaux" box or words are set (the documents then)."""
     if filters.date_from or filters.date_to or filters.new_since or filters.words:
         return None
-    if filters.type_code:
-        summary = summary.filter(type_code=filters.type_code)
-    if filters.class_code:
-        summary = summary.filter(class_code=filters.class_code)
-    if filters.binder:
-        summary = summary.filter(binder=filters.binder)
-    if filters.author:
-        summary = summary.filter(author_name=filters.author)
-    return summary
+    return _column_filters(summary, filters)
 
 
 def _where(rows: QuerySet[Any]) -> tuple[str, list[Any]] | None:
